@@ -1,19 +1,51 @@
-"""The ``jupyter_cvat_train`` ExtensionApp: configuration traits and routes."""
+"""The ``jupyter_cvat_train`` ExtensionApp: configuration traits and routes.
+
+Configure with ``--CvatTrainApp.runs_root=...`` etc. or in a jupyter_server_config file.
+"""
 from __future__ import annotations
+
+import os
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
+from traitlets import Bool, Float, Int, Unicode
 
 from .handlers import api_routes
 
 
 class CvatTrainApp(ExtensionApp):
-    """Serves the REST API under ``{base_url}cvat-train/api/``."""
+    """Serves the REST API under ``{base_url}cvat-train/api/`` and runs the job watcher."""
 
     name = "jupyter_cvat_train"
     load_other_extensions = True
+
+    runs_root = Unicode("", config=True,
+                        help="Folder of job folders and the job store; default <root_dir>/cvat-train-runs.")
+    max_accelerator_jobs = Int(0, config=True,
+                               help="Training/annotation jobs at once; 0 = one per GPU, or 1 without a GPU.")
+    max_io_jobs = Int(2, config=True, help="Sync/validation jobs at once.")
+    cancel_grace_seconds = Float(10.0, config=True, help="Seconds between SIGTERM and SIGKILL on cancel.")
+    poll_interval = Float(0.2, config=True, help="Seconds between polls of running jobs.")
+    tensorboard_enabled = Bool(True, config=True, help="Allow starting TensorBoard for jobs.")
+
+    def initialize_settings(self):
+        from ..jobs.manager import JobManager
+        from ..jobs.queue import Limits
+        from .service import JobService
+
+        root_dir = self.serverapp.root_dir
+        runs_root = self.runs_root or os.path.join(root_dir, "cvat-train-runs")
+        manager = JobManager(runs_root, limits=Limits(self.max_accelerator_jobs, self.max_io_jobs),
+                             cancel_grace=self.cancel_grace_seconds)
+        self.service = JobService(root_dir, manager, poll_interval=self.poll_interval,
+                                  tensorboard_enabled=self.tensorboard_enabled, log=self.log)
+        self.service.start()
+        self.settings.update({"cvat_train": self.service})
 
     def initialize_handlers(self):
         base = url_path_join("/cvat-train", "api")
         for pattern, handler in api_routes():
             self.handlers.append((url_path_join(base, pattern), handler))
+
+    async def stop_extension(self):
+        self.service.stop()

@@ -1,26 +1,72 @@
-"""HTTP handlers under ``{base_url}cvat-train/api/``.
+"""HTTP and websocket handlers under ``{base_url}cvat-train/api/``.
 
-Every handler derives from :class:`ApiHandler`: authenticated and authorized with
-jupyter_server's decorators (``auth_resource = "cvat_train"``), errors as JSON
-``{"message", "code", "details"}``.
+Thin: each verb checks its input, hands the work to the core (in the thread pool when
+it may block) and answers JSON. Every handler is authenticated and authorized with
+jupyter_server's decorators (``auth_resource = "cvat_train"``; the websocket with
+``ws_authenticated`` plus an explicit authorizer check). Errors are JSON
+``{"message", "code", "details"}``: 4xx for the client's mistakes, 5xx for ours.
+
+Routes (relative to ``{base_url}cvat-train/api/``)::
+
+    GET    version                   {"version"}
+    GET    templates                 {"templates": [template.to_dict()...]}
+    POST   datasets/validate {path}  the validation report (200 even with errors)
+    GET    jobs                      {"jobs": [job...]}  (creation order)
+    POST   jobs {kind, ...}          201 job  (400/403/404/422 with details)
+    GET    jobs/{id}                 job
+    DELETE jobs/{id}[?remove_files=true]
+                                     running/queued: cancel, 202 job;
+                                     finished: forget (files kept unless asked), 204
+    GET    jobs/{id}/log?offset=N    {"offset", "next_offset", "text", "state"}
+    WS     jobs/{id}/stream?log_offset=N&events_offset=M
+                                     {"type": "state", "job"} first, then
+                                     {"type": "log", "offset", "next_offset", "text"},
+                                     {"type": "event", "offset", "next_offset", "event"},
+                                     {"type": "state", "job"} on changes, and last
+                                     {"type": "end", "job"}; then the server closes
+    POST   jobs/{id}/tensorboard     {"url": "{base_url}proxy/<port>/", "port"}
 """
 from __future__ import annotations
 
+import asyncio
 import json
+import traceback
 
-from jupyter_server.auth.decorator import authorized
-from jupyter_server.base.handlers import APIHandler
-from tornado import web
+from jupyter_core.utils import ensure_async
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.utils import url_path_join
+from tornado import web, websocket
 
 from .._version import __version__
+from ..jobs.jobdir import FINAL_STATES
+from ..jobs.manager import JobNotFound
+from ..jobs.specs import SpecError, resolve_inside
+from ..jobs.tail import JobFollower, read_from
+from .tensorboard import TensorBoardError
 
 AUTH_RESOURCE = "cvat_train"
+STREAM_INTERVAL = 0.1  # seconds between reads of a followed job's files
+JOB_ID = r"(?P<job_id>[A-Za-z0-9][A-Za-z0-9._-]*)"
+
+
+class ApiError(web.HTTPError):
+    """An HTTP error whose JSON body carries ``details``."""
+
+    def __init__(self, status: int, message: str, details=None):
+        super().__init__(status, message.replace("%", "%%"))
+        self.message = message
+        self.details = details
 
 
 class ApiHandler(APIHandler):
     """Base for the extension's REST handlers."""
 
     auth_resource = AUTH_RESOURCE
+
+    @property
+    def service(self):
+        return self.settings["cvat_train"]
 
     def write_error(self, status_code, **kwargs):
         self.set_header("Content-Type", "application/json")
@@ -29,10 +75,39 @@ class ApiHandler(APIHandler):
         exc_info = kwargs.get("exc_info")
         if exc_info:
             e = exc_info[1]
-            if isinstance(e, web.HTTPError) and e.log_message:
+            if isinstance(e, ApiError):
+                reason = e.message
+            elif isinstance(e, web.HTTPError) and e.log_message:
                 reason = e.log_message % e.args if e.args else e.log_message
-            details = getattr(e, "details", None)
+            elif not isinstance(e, web.HTTPError):
+                reason = f"internal error: {type(e).__name__}: {e}"
+                details = {"traceback": "".join(traceback.format_exception(*exc_info))[-4000:]}
+            details = getattr(e, "details", details)
         self.finish(json.dumps({"message": reason, "code": status_code, "details": details}))
+
+    def json_body(self) -> dict:
+        """The request body as a JSON object, or a 400."""
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError as e:
+            raise ApiError(400, f"the request body is not valid JSON: {e}") from None
+        if not isinstance(body, dict):
+            raise ApiError(400, "the request body must be a JSON object")
+        return body
+
+    async def job(self, job_id: str) -> dict:
+        """The job dict (from the watcher's snapshot, else the store), or a 404."""
+        job = self.service.manager.snapshot_get(job_id)
+        if job is not None:
+            return job
+        try:
+            return await self.service.run(self.service.manager.get, job_id)
+        except JobNotFound:
+            raise ApiError(404, f"no job {job_id!r} in {self.service.manager.runs_root}") from None
+
+
+def spec_error(e: SpecError) -> ApiError:
+    return ApiError(e.status, str(e), e.details)
 
 
 class VersionHandler(ApiHandler):
@@ -44,6 +119,226 @@ class VersionHandler(ApiHandler):
         self.finish(json.dumps({"version": __version__}))
 
 
+class TemplatesHandler(ApiHandler):
+    """``GET templates`` → ``{"templates": [...]}``: the catalog with parameter schemas."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        def load():
+            from .. import models
+
+            return [t.to_dict() for t in models.list_templates()]
+
+        self.finish(json.dumps({"templates": await self.service.run(load)}))
+
+
+class ValidateDatasetHandler(ApiHandler):
+    """``POST datasets/validate {"path", "format"?}`` → the validation report."""
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        body = self.json_body()
+
+        def validate():
+            from ..datasets import validate_export
+
+            path = resolve_inside(self.service.root_dir, body.get("path"), "path")
+            return validate_export(path, format=body.get("format") or None).to_dict()
+
+        try:
+            report = await self.service.run(validate)
+        except SpecError as e:
+            raise spec_error(e) from None
+        self.finish(json.dumps(report, default=str))
+
+
+class JobsHandler(ApiHandler):
+    """``GET jobs`` → ``{"jobs": [...]}``; ``POST jobs {kind, ...}`` → 201 job."""
+
+    @web.authenticated
+    @authorized
+    def get(self):
+        svc = self.service
+        self.finish(json.dumps({"jobs": [svc.public(j) for j in svc.manager.snapshot()]}))
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        from ..jobs.specs import check_spec
+
+        body = self.json_body()
+        svc = self.service
+
+        def create():
+            return svc.manager.create(check_spec(body, svc.root_dir))
+
+        try:
+            job = await svc.run(create)
+        except SpecError as e:
+            raise spec_error(e) from None
+        self.set_status(201)
+        self.finish(json.dumps(svc.public(job)))
+
+
+class JobHandler(ApiHandler):
+    """``GET jobs/{id}`` → job; ``DELETE jobs/{id}`` → cancel (202 job) or forget (204)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id):
+        self.finish(json.dumps(self.service.public(await self.job(job_id))))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, job_id):
+        svc = self.service
+        remove = self.get_query_argument("remove_files", "false").lower() in ("1", "true", "yes")
+        try:
+            job = await svc.run(svc.manager.delete, job_id, remove)
+        except JobNotFound:
+            raise ApiError(404, f"no job {job_id!r}") from None
+        if job is not None:
+            self.set_status(202)
+            self.finish(json.dumps(svc.public(job)))
+            return
+        svc.tensorboards.stop(job_id)
+        self.set_status(204)
+        self.finish()
+
+
+class JobLogHandler(ApiHandler):
+    """``GET jobs/{id}/log?offset=N`` → ``{"offset", "next_offset", "text", "state"}``: the
+    log from byte N (at most 1 MiB; whole lines while the job runs)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id):
+        job = await self.job(job_id)
+        try:
+            offset = max(0, int(self.get_query_argument("offset", "0")))
+        except ValueError:
+            raise ApiError(400, "offset must be a whole number of bytes") from None
+        path = self.service.manager.job_dir(job_id).log_path
+        data, nxt = await self.service.run(read_from, path, offset, whole_lines=job["state"] not in FINAL_STATES)
+        self.finish(json.dumps({"offset": nxt - len(data), "next_offset": nxt,
+                                "text": data.decode("utf-8", errors="replace"), "state": job["state"]}))
+
+
+class TensorBoardHandler(ApiHandler):
+    """``POST jobs/{id}/tensorboard`` → ``{"url", "port"}`` (starts it if needed)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, job_id):
+        svc = self.service
+        if not svc.tensorboard_enabled:
+            raise ApiError(409, "TensorBoard is turned off on this server (CvatTrainApp.tensorboard_enabled)")
+        await self.job(job_id)
+        logdir = svc.manager.job_dir(job_id).output_dir / "tensorboard"
+        try:
+            port = await svc.tensorboards.start(job_id, logdir)
+        except TensorBoardError as e:
+            raise ApiError(500, f"could not start TensorBoard: {e}") from None
+        url = url_path_join(self.base_url, "proxy", str(port)) + "/"
+        self.finish(json.dumps({"url": url, "port": port}))
+
+
+class JobStreamHandler(JupyterHandler, websocket.WebSocketHandler):
+    """``WS jobs/{id}/stream?log_offset=N&events_offset=M``: see the module docstring."""
+
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def service(self):
+        return self.settings["cvat_train"]
+
+    async def pre_get(self):
+        user = self.current_user
+        allowed = await ensure_async(self.authorizer.is_authorized(self, user, "read", AUTH_RESOURCE))
+        if not allowed:
+            raise web.HTTPError(403)
+
+    @ws_authenticated
+    async def get(self, job_id):
+        await self.pre_get()
+        try:
+            self._job = await self.service.run(self.service.manager.get, job_id)
+        except JobNotFound:
+            raise web.HTTPError(404, f"no job {job_id!r}") from None
+        try:
+            self._offsets = (max(0, int(self.get_query_argument("log_offset", self.get_query_argument("offset", "0")))),
+                             max(0, int(self.get_query_argument("events_offset", "0"))))
+        except ValueError:
+            raise web.HTTPError(400, "log_offset and events_offset must be whole numbers of bytes") from None
+        res = super().get(job_id)
+        if res is not None:
+            await res
+
+    def open(self, job_id):
+        self._closed = False
+        self._task = asyncio.ensure_future(self._pump(job_id))
+
+    def on_close(self):
+        self._closed = True
+
+    def _send(self, msg: dict) -> bool:
+        if self._closed:
+            return False
+        try:
+            self.write_message(json.dumps(msg, default=str))
+            return True
+        except websocket.WebSocketClosedError:
+            self._closed = True
+            return False
+
+    async def _pump(self, job_id: str) -> None:
+        svc = self.service
+        jd = svc.manager.job_dir(job_id)
+        follower = JobFollower(jd, *self._offsets)
+        job = svc.public(self._job)
+        self._send({"type": "state", "job": job})
+
+        def step():
+            final = jd.read_status().get("state") in FINAL_STATES
+            return final, follower.read(final=final)
+
+        try:
+            while not self._closed:
+                final, messages = await svc.run(step)
+                for m in messages:
+                    if not self._send(m):
+                        return
+                current = svc.manager.snapshot_get(job_id)
+                if final:
+                    current = await svc.run(svc.manager.get, job_id)
+                if current is not None and (current["state"], current["message"]) != (job["state"], job["message"]):
+                    job = svc.public(current)
+                    self._send({"type": "state", "job": job})
+                if final and current is not None and current["state"] in FINAL_STATES:
+                    self._send({"type": "end", "job": job})
+                    self.close(1000, "job finished")
+                    return
+                await asyncio.sleep(STREAM_INTERVAL)
+        except JobNotFound:
+            self._send({"type": "error", "message": f"job {job_id!r} was deleted"})
+            self.close(1000)
+        except Exception as e:  # noqa: BLE001 - report to the client, then close
+            self.log.exception("cvat-train: streaming job %s failed", job_id)
+            self._send({"type": "error", "message": f"{type(e).__name__}: {e}"})
+            self.close(1011)
+
+
 def api_routes() -> list[tuple[str, type]]:
     """Routes relative to ``{base_url}cvat-train/api/``."""
-    return [(r"version", VersionHandler)]
+    return [
+        (r"version", VersionHandler),
+        (r"templates", TemplatesHandler),
+        (r"datasets/validate", ValidateDatasetHandler),
+        (r"jobs", JobsHandler),
+        (rf"jobs/{JOB_ID}", JobHandler),
+        (rf"jobs/{JOB_ID}/log", JobLogHandler),
+        (rf"jobs/{JOB_ID}/stream", JobStreamHandler),
+        (rf"jobs/{JOB_ID}/tensorboard", TensorBoardHandler),
+    ]

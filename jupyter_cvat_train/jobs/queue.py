@@ -1,0 +1,82 @@
+"""Queueing: how many jobs of each resource run at once, and which queued job starts next.
+
+Default limits: ``accelerator`` jobs (training, inference) one per GPU, or one at a
+time on a machine without a GPU; ``io`` jobs (sync, validation) two at a time.
+With GPUs each accelerator job gets its own GPU (``CUDA_VISIBLE_DEVICES``).
+Queued jobs start strictly in creation order within a resource: a job never overtakes
+an older one waiting for the same resource.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+DEFAULT_IO_JOBS = 2
+
+
+def count_gpus() -> int:
+    """GPUs this process may use, without importing torch: ``CUDA_VISIBLE_DEVICES``
+    when set (empty or "-1" = none), else the NVIDIA driver's /proc/driver/nvidia/gpus."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        ids = [v for v in visible.split(",") if v.strip()]
+        if not ids or ids[0].strip() == "-1":
+            return 0
+        return len(ids)
+    try:
+        return sum(1 for _ in Path("/proc/driver/nvidia/gpus").iterdir())
+    except OSError:
+        return 0
+
+
+def gpu_ids() -> list[str]:
+    """The GPU ids to hand out, in order (CUDA_VISIBLE_DEVICES' entries when set)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    n = count_gpus()
+    if visible is not None and n:
+        return [v.strip() for v in visible.split(",") if v.strip()]
+    return [str(i) for i in range(n)]
+
+
+@dataclass
+class Limits:
+    """Concurrent jobs allowed per resource. ``accelerator <= 0`` means automatic:
+    the number of GPUs, or 1 without a GPU."""
+
+    accelerator: int = 0
+    io: int = DEFAULT_IO_JOBS
+
+    def resolved(self) -> dict[str, int]:
+        acc = self.accelerator if self.accelerator > 0 else max(1, count_gpus())
+        return {"accelerator": acc, "io": max(1, self.io)}
+
+
+def jobs_to_start(queued: list[dict], running: list[dict], limits: Limits, resource_of) -> list[dict]:
+    """The queued jobs to start now, oldest first.
+
+    queued, running: store rows (``seq``, ``kind``, ``gpu``); ``resource_of(kind)`` gives
+    a kind's resource. Each returned row gets ``gpu``: a GPU id (str) for an
+    accelerator job when GPUs exist, else None.
+    """
+    caps = limits.resolved()
+    used = {r: 0 for r in caps}
+    busy_gpus = set()
+    for row in running:
+        used[resource_of(row["kind"])] += 1
+        if row.get("gpu") is not None:
+            busy_gpus.add(str(row["gpu"]))
+    free_gpus = [g for g in gpu_ids() if g not in busy_gpus]
+    blocked: set[str] = set()
+    out = []
+    for row in sorted(queued, key=lambda r: r["seq"]):
+        res = resource_of(row["kind"])
+        if res in blocked:
+            continue
+        if used[res] >= caps[res]:
+            blocked.add(res)  # keep the order: nothing younger of this resource starts
+            continue
+        used[res] += 1
+        gpu = free_gpus.pop(0) if res == "accelerator" and free_gpus else None
+        out.append({**row, "gpu": gpu})
+    return out

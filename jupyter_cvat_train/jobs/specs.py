@@ -1,0 +1,110 @@
+"""Checking a job spec from a client before anything is launched.
+
+:func:`check_spec` turns what a client posted (``{"kind", "template", "dataset",
+"parameters", "checkpoint", ...}``, paths relative to a root folder) into the spec
+written to job.json (paths absolute), or raises :class:`SpecError` with an HTTP-style
+status, a message naming the field and the fix, and details (e.g. the dataset's
+validation report). Paths must resolve inside the root: no ``..``, no symlink that
+leads out.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from .kinds import get_kind
+
+
+class SpecError(ValueError):
+    """A client's mistake in a job spec or path. ``status``: 400 (malformed), 403 (path
+    outside the root), 404 (missing path/template), 422 (dataset fails validation);
+    ``details``: extra JSON for the client (a validation report) or None."""
+
+    def __init__(self, message: str, status: int = 400, details: Any = None):
+        super().__init__(message)
+        self.status = status
+        self.details = details
+
+
+def resolve_inside(root: Path | str, path: Any, field: str = "path", must_exist: bool = True) -> Path:
+    """Resolve client path ``path`` (relative to ``root``, or absolute inside it) to an
+    absolute real path inside ``root``. Raises SpecError: 400 if not a string, 403 if it
+    uses ``..`` or resolves (through symlinks) outside ``root``, 404 if ``must_exist``
+    and it does not exist."""
+    if not isinstance(path, str) or not path.strip():
+        raise SpecError(f"{field}: expected a path (a non-empty string), got {path!r}", 400)
+    root_real = Path(os.path.realpath(root))
+    raw = Path(path.strip())
+    if ".." in raw.parts:
+        raise SpecError(f"{field}: '..' is not allowed in paths ({path!r}); give a path inside the server root", 403)
+    candidate = raw if raw.is_absolute() else root_real / raw
+    real = Path(os.path.realpath(candidate))
+    if real != root_real and root_real not in real.parents:
+        raise SpecError(f"{field}: {path!r} is outside the server root folder; only files under it can be used", 403)
+    if must_exist and not real.exists():
+        raise SpecError(f"{field}: {path!r} does not exist under the server root folder", 404)
+    return real
+
+
+def validate_dataset(root: Path | str, path: Any, field: str = "dataset") -> tuple[Path, dict]:
+    """Resolve ``path`` inside ``root`` and validate the CVAT export there with
+    :func:`jupyter_cvat_train.datasets.validate_export`. Returns (path, report dict)."""
+    from ..datasets import validate_export
+
+    real = resolve_inside(root, path, field)
+    report = validate_export(real)
+    return real, report
+
+
+def _check_train(spec: dict, root: Path) -> dict:
+    from .. import models
+
+    name = spec.get("template")
+    if not isinstance(name, str) or not name:
+        raise SpecError("template: give the name of a model template (see GET templates)", 400)
+    try:
+        template = models.get_template(name)
+    except (KeyError, LookupError, ValueError) as e:
+        known = ", ".join(getattr(t, "name", str(t)) for t in models.list_templates())
+        raise SpecError(f"template: unknown template {name!r}; known: {known}", 404, {"error": str(e)}) from None
+    parameters = spec.get("parameters") or {}
+    if not isinstance(parameters, (dict, str)):
+        raise SpecError("parameters: expected an object {name: value}", 400)
+    try:
+        models.parse_hyperparameters(parameters, template)
+    except ValueError as e:
+        raise SpecError(f"parameters: {e}", 400, {"error": str(e)}) from None
+    dataset, report = validate_dataset(root, spec.get("dataset"))
+    report_dict = report.to_dict()
+    if not report.ok:
+        raise SpecError(f"dataset: {spec.get('dataset')!r} has validation errors; fix them and try again", 422, report_dict)
+    out = {**spec, "template": name, "parameters": parameters, "dataset": str(dataset)}
+    if spec.get("checkpoint") not in (None, ""):
+        out["checkpoint"] = str(resolve_inside(root, spec["checkpoint"], "checkpoint"))
+    else:
+        out["checkpoint"] = None
+    return out
+
+
+def check_spec(spec: Any, root: Path | str) -> dict:
+    """The spec to write to job.json for client spec ``spec``; paths resolved inside
+    ``root``. For ``train``: template exists, parameters parse, dataset validates with no
+    errors, checkpoint exists. For other kinds: the kind's path fields exist. Raises
+    SpecError."""
+    if not isinstance(spec, dict):
+        raise SpecError("expected a JSON object {kind, ...}", 400)
+    try:
+        kind = get_kind(spec.get("kind") if isinstance(spec.get("kind"), str) else "")
+    except KeyError as e:
+        raise SpecError(f"kind: {e.args[0]}", 400) from None
+    root = Path(root)
+    if kind.name == "train":
+        return _check_train(spec, root)
+    out = dict(spec)
+    for key in kind.path_fields:
+        out[key] = str(resolve_inside(root, spec.get(key), key))
+    for key in kind.optional_path_fields:
+        if spec.get(key) not in (None, ""):
+            out[key] = str(resolve_inside(root, spec[key], key))
+    return out

@@ -1,0 +1,79 @@
+"""Log tailing: read what a job wrote to job.log and events.jsonl since a byte offset.
+
+Offsets are byte positions in the files, so a client that lost its connection resumes
+exactly where it stopped. Only whole lines are returned (a line still being written
+waits for its newline) unless the job is finished.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from .jobdir import FINAL_STATES, JobDir
+
+MAX_CHUNK = 1 << 20  # bytes read per call, so a huge log is sent in pieces
+
+
+def read_from(path: Path, offset: int, *, whole_lines: bool = True, max_bytes: int = MAX_CHUNK) -> tuple[bytes, int]:
+    """Bytes of ``path`` from ``offset`` (at most ``max_bytes``) and the next offset.
+
+    With ``whole_lines`` the data ends at the last newline (nothing if none yet); a
+    missing file reads as empty. An offset past the end (file truncated) restarts at 0.
+    """
+    try:
+        with open(path, "rb") as f:
+            size = f.seek(0, 2)
+            if offset > size:
+                offset = 0
+            f.seek(offset)
+            data = f.read(max_bytes)
+    except FileNotFoundError:
+        return b"", offset
+    if whole_lines and len(data) > 0:
+        cut = data.rfind(b"\n")
+        if cut < 0:
+            # a line longer than max_bytes is sent in pieces; a short partial one waits
+            return (data, offset + len(data)) if len(data) >= max_bytes else (b"", offset)
+        data = data[: cut + 1]
+    return data, offset + len(data)
+
+
+@dataclass
+class JobFollower:
+    """Follows one job folder from given offsets: each :meth:`read` returns the messages
+    written since the previous one::
+
+        {"type": "log", "offset": N, "next_offset": M, "text": "...lines...\\n"}
+        {"type": "event", "offset": N, "next_offset": M, "event": {...}}
+
+    ``log_offset``/``events_offset`` are byte offsets in job.log/events.jsonl.
+    """
+
+    job_dir: JobDir
+    log_offset: int = 0
+    events_offset: int = 0
+
+    def read(self, final: bool = False) -> list[dict]:
+        """New messages; with ``final`` (the job ended) partial last lines are included."""
+        out = []
+        data, nxt = read_from(self.job_dir.log_path, self.log_offset, whole_lines=not final)
+        if data:
+            out.append({"type": "log", "offset": self.log_offset, "next_offset": nxt,
+                        "text": data.decode("utf-8", errors="replace")})
+        self.log_offset = nxt
+        data, nxt = read_from(self.job_dir.events_path, self.events_offset)
+        pos = self.events_offset
+        for line in data.splitlines(keepends=True):
+            try:
+                event = json.loads(line)
+            except ValueError:
+                event = {"type": "unparsed", "text": line.decode("utf-8", errors="replace")}
+            out.append({"type": "event", "offset": pos, "next_offset": pos + len(line), "event": event})
+            pos += len(line)
+        self.events_offset = nxt
+        return out
+
+    def finished(self) -> bool:
+        """True when status.json holds a final state."""
+        return self.job_dir.read_status().get("state") in FINAL_STATES
