@@ -1,0 +1,6 @@
+"""``python -m jupyter_cvat_train.storage JOB_DIR``: run the sync job in JOB_DIR."""
+from ..jobs.jobdir import job_main
+from .job import sync_job
+
+if __name__ == "__main__":
+    job_main(sync_job)

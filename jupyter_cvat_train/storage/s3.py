@@ -1,0 +1,299 @@
+"""``s3://bucket/prefix`` storage through boto3 (S3 and S3-compatible servers).
+
+- Credentials: boto3's standard chain (environment, shared config/credentials files,
+  container/instance roles). Nothing here reads, logs or returns them.
+- ``endpoint_url`` for MinIO, Ceph, GCS interop, moto...: the classic s3transfer
+  ``TransferManager`` is used for large objects because boto3's CRT client ignores
+  ``endpoint_url``; the connection pool is sized to the concurrency.
+- Small objects (< ``multipart_threshold``) go through single ``PutObject`` (with
+  ``Content-MD5``, so the server checks integrity) and ``GetObject`` calls, which cost
+  far less per file than the transfer manager; large ones through multipart transfers
+  that s3transfer completes or aborts (``AbortMultipartUpload`` on any failure).
+- Retries with backoff on throttling, 5xx and connection errors: botocore's retry
+  modes (``standard`` by default, ``adaptive`` adds client-side rate limiting).
+- The source mtime is stored as object metadata ``mtime`` (epoch seconds, as rclone
+  does); comparisons use the listing's LastModified (no per-object HEAD), like
+  ``aws s3 sync``. Multipart uploads made with ``checksum=True`` also store ``sha256``.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import os
+import threading
+
+import boto3
+import botocore.exceptions as bexc
+from botocore.config import Config
+from s3transfer.manager import TransferConfig, TransferManager
+from s3transfer.subscribers import BaseSubscriber
+
+from .backends import Storage, StorageError, TransferError, file_digest
+from .local import Entry
+
+MiB = 1 << 20
+
+# Error codes that mean "this whole sync cannot work", as opposed to one bad object.
+_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
+                     "TokenRefreshRequired", "InvalidClientTokenId", "UnrecognizedClientException",
+                     "AuthorizationHeaderMalformed"}
+_FATAL_CODES = _CREDENTIAL_CODES | {"NoSuchBucket", "AccessDenied", "AllAccessDisabled", "InvalidBucketName",
+                                    "PermanentRedirect"}
+
+
+def describe_error(exc: BaseException, where: str) -> tuple[str, bool]:
+    """``(message, fatal)`` for an exception from boto3 about location ``where``.
+
+    ``fatal`` is True when no further request can succeed (endpoint unreachable,
+    credentials missing or refused, bucket missing or access denied): the sync stops
+    with this one message. Messages never hold credentials: botocore error texts name
+    the access key id at most, and those are not copied here.
+    """
+    if isinstance(exc, (bexc.EndpointConnectionError, bexc.ConnectTimeoutError, bexc.ConnectionClosedError,
+                        bexc.ProxyConnectionError)):
+        return (f"cannot reach the storage endpoint for {where}: {type(exc).__name__}. "
+                "Check --endpoint-url (scheme, host, port) and that the server is running."), True
+    if isinstance(exc, (bexc.NoCredentialsError, bexc.PartialCredentialsError)):
+        return (f"no usable credentials for {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+                "a profile (AWS_PROFILE) or an instance role."), True
+    if isinstance(exc, bexc.SSLError):
+        return f"TLS error talking to the storage endpoint for {where}: check the endpoint URL and certificates.", True
+    if isinstance(exc, bexc.ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", "")) or str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?"))
+        if code in _CREDENTIAL_CODES:
+            return (f"the storage refused the credentials for {where} ({code}): check AWS_ACCESS_KEY_ID / "
+                    "AWS_SECRET_ACCESS_KEY or the profile, and --endpoint-url."), True
+        if code in ("NoSuchBucket", "404") and exc.operation_name in ("ListObjectsV2", "HeadBucket"):
+            return f"bucket not found for {where}: create it first or check the URI and --endpoint-url.", True
+        if code in ("AccessDenied", "403", "AllAccessDisabled"):
+            return f"access denied to {where} ({code}): the credentials lack permission for this bucket/prefix.", True
+        if code in _FATAL_CODES:
+            return f"{where}: {code}: {err.get('Message', '')}".strip(), True
+        return f"{code}: {err.get('Message', '') or exc.operation_name}", False
+    if isinstance(exc, bexc.ReadTimeoutError):
+        return "read timeout from the storage endpoint", False
+    if isinstance(exc, bexc.BotoCoreError):
+        return f"{type(exc).__name__}: {exc}", False
+    return f"{type(exc).__name__}: {exc}", False
+
+
+def _s3_error(exc: BaseException, where: str) -> Exception:
+    """StorageError for fatal boto3 errors (the sync stops), TransferError otherwise."""
+    message, fatal = describe_error(exc, where)
+    return StorageError(message) if fatal else TransferError(message)
+
+
+class _Progress(BaseSubscriber):
+    def __init__(self, on_bytes):
+        self._on_bytes = on_bytes
+
+    def on_progress(self, future, bytes_transferred, **kwargs):
+        self._on_bytes(bytes_transferred)
+
+
+class S3Storage(Storage):
+    """``s3://bucket/prefix`` through one thread-safe boto3 client.
+
+    Args:
+        uri: the location, for messages.
+        bucket, prefix: where objects live; keys are relative to ``prefix``.
+        endpoint_url: S3-compatible endpoint, or None for AWS.
+        concurrency: parallel requests the caller will make; sizes the connection pool
+            and the transfer manager.
+        multipart_threshold, multipart_chunksize: bytes; objects at or above the
+            threshold use multipart transfers of that part size.
+        retry_mode: botocore retry mode, ``standard`` or ``adaptive``.
+        max_attempts: attempts per request, including the first.
+        checksum: store a ``sha256`` metadata on multipart uploads.
+        region_name: AWS region (default: from the environment/config, else us-east-1).
+    """
+
+    mtime_tolerance = 1.0  # LastModified has one-second resolution
+
+    def __init__(self, uri: str, bucket: str, prefix: str, *, endpoint_url: str | None = None,
+                 concurrency: int = 16, multipart_threshold: int = 16 * MiB, multipart_chunksize: int = 16 * MiB,
+                 retry_mode: str = "standard", max_attempts: int = 5, checksum: bool = False,
+                 region_name: str | None = None, connect_timeout: float = 5.0, read_timeout: float = 60.0):
+        self.uri = uri
+        self.bucket = bucket
+        self.prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+        self.endpoint_url = endpoint_url or None
+        self.multipart_threshold = multipart_threshold
+        self.checksum = checksum
+        self._where = uri + (f" at {self.endpoint_url}" if self.endpoint_url else "")
+        config = Config(
+            max_pool_connections=2 * concurrency + 4,
+            retries={"mode": retry_mode, "max_attempts": max_attempts},
+            connect_timeout=connect_timeout, read_timeout=read_timeout,
+            # Content-MD5 (small objects) and s3transfer cover integrity; skipping the
+            # extra CRC trailer keeps requests plain for S3-compatible servers.
+            request_checksum_calculation="when_required", response_checksum_validation="when_required",
+        )
+        session = boto3.session.Session()
+        region = region_name or session.region_name or "us-east-1"
+        try:
+            self.client = session.client("s3", endpoint_url=self.endpoint_url, region_name=region, config=config)
+        except ValueError as e:  # malformed endpoint URL
+            raise StorageError(f"invalid endpoint URL {self.endpoint_url!r}: {e}") from None
+        self._tconfig = TransferConfig(multipart_threshold=multipart_threshold,
+                                       multipart_chunksize=multipart_chunksize,
+                                       max_request_concurrency=concurrency, io_chunksize=MiB,
+                                       max_in_memory_download_chunks=64, num_download_attempts=max_attempts)
+        self._manager: TransferManager | None = None
+        self._manager_lock = threading.Lock()
+
+    def _key(self, key: str) -> str:
+        return self.prefix + key
+
+    @property
+    def manager(self) -> TransferManager:
+        with self._manager_lock:
+            if self._manager is None:
+                self._manager = TransferManager(self.client, self._tconfig)
+            return self._manager
+
+    def list(self, on_skip=None):
+        n = len(self.prefix)
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=self.prefix, PaginationConfig={"PageSize": 1000})
+            for page in pages:
+                for obj in page.get("Contents", ()):
+                    key = obj["Key"][n:]
+                    if key.endswith("/") and obj["Size"] == 0:
+                        continue  # a "folder" marker made by consoles; holds no file
+                    yield Entry(key=key, size=obj["Size"], mtime=obj["LastModified"].timestamp(),
+                                etag=obj.get("ETag", "").strip('"') or None)
+        except (bexc.BotoCoreError, bexc.ClientError) as e:
+            raise StorageError(describe_error(e, self._where)[0]) from None
+
+    def get(self, obj, dest, on_bytes):
+        try:
+            if obj.size < self.multipart_threshold:
+                resp = self.client.get_object(Bucket=self.bucket, Key=self._key(obj.key))
+                expected = resp["ContentLength"]
+                written = 0
+                with open(dest, "wb") as f:
+                    body = resp["Body"]
+                    while chunk := body.read(MiB):
+                        f.write(chunk)
+                        written += len(chunk)
+                if written != expected:
+                    raise OSError(f"short read: got {written} of {expected} bytes")
+                on_bytes(written)
+            else:
+                with open(dest, "wb") as f:
+                    self.manager.download(self.bucket, self._key(obj.key), f,
+                                          subscribers=[_Progress(on_bytes)]).result()
+                got = os.path.getsize(dest)
+                if got != obj.size:
+                    raise OSError(f"short read: got {got} of {obj.size} bytes")
+        except (bexc.BotoCoreError, bexc.ClientError) as e:
+            raise _s3_error(e, self._where) from None
+
+    def put(self, src, key, on_bytes):
+        meta = {"mtime": f"{src.mtime:.6f}"}
+        try:
+            if src.size < self.multipart_threshold:
+                with open(src.path, "rb") as f:
+                    data = f.read()
+                md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
+                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentMD5=md5,
+                                       Metadata=meta)
+                on_bytes(len(data))
+            else:
+                if self.checksum:
+                    meta["sha256"] = file_digest(src.path, "sha256")
+                self.manager.upload(src.path, self.bucket, self._key(key), extra_args={"Metadata": meta},
+                                    subscribers=[_Progress(on_bytes)]).result()
+        except (bexc.BotoCoreError, bexc.ClientError) as e:
+            raise _s3_error(e, self._where) from None
+
+    def delete(self, keys):
+        failed = {}
+        for i in range(0, len(keys), 1000):
+            batch = keys[i:i + 1000]
+            try:
+                resp = self.client.delete_objects(Bucket=self.bucket, Delete={
+                    "Objects": [{"Key": self._key(k)} for k in batch], "Quiet": True})
+            except (bexc.BotoCoreError, bexc.ClientError) as e:
+                message, fatal = describe_error(e, self._where)
+                if fatal:
+                    raise StorageError(message) from None
+                failed.update({k: message for k in batch})
+                continue
+            n = len(self.prefix)
+            for err in resp.get("Errors", ()):
+                failed[err["Key"][n:]] = f"{err.get('Code')}: {err.get('Message', '')}"
+        return failed
+
+    def same_content(self, obj, local):
+        etag = obj.etag or ""
+        if etag and "-" not in etag and len(etag) == 32:
+            return file_digest(local.path, "md5") == etag
+        # Multipart object: prefer a stored SHA-256, else recompute the multipart ETag
+        # (MD5 of the parts' MD5s, "-N") with the part size that gives N parts.
+        try:
+            head = self.client.head_object(Bucket=self.bucket, Key=self._key(obj.key))
+        except (bexc.BotoCoreError, bexc.ClientError) as e:
+            raise _s3_error(e, self._where) from None
+        sha = head.get("Metadata", {}).get("sha256")
+        if sha:
+            return file_digest(local.path, "sha256") == sha
+        if "-" in etag:
+            return matches_multipart_etag(local.path, etag, local.size, (self._tconfig.multipart_chunksize,))
+        return False
+
+    def abort_incomplete_uploads(self, keys: set[str]) -> int:
+        """Abort incomplete multipart uploads of ``keys`` (relative keys), which a sync
+        about to overwrite them had left behind when interrupted. Returns how many."""
+        if not keys:
+            return 0
+        aborted = 0
+        try:
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket,
+                                                                               Prefix=self.prefix)
+            for page in pages:
+                for up in page.get("Uploads", ()):
+                    if up["Key"][len(self.prefix):] in keys:
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"],
+                                                           UploadId=up["UploadId"])
+                        aborted += 1
+        except (bexc.BotoCoreError, bexc.ClientError) as e:
+            raise _s3_error(e, self._where) from None
+        return aborted
+
+    def close(self):
+        if self._manager is not None:
+            self._manager.shutdown()
+            self._manager = None
+
+
+def matches_multipart_etag(path: str, etag: str, size: int, part_sizes: tuple[int, ...] = ()) -> bool:
+    """Whether local file ``path`` (``size`` bytes) uploaded in parts gives ``etag``
+    (``<hex MD5 of the parts' binary MD5s>-<number of parts>``, S3's multipart ETag).
+
+    The part size is not stored by S3: the candidates are ``part_sizes`` (ours first),
+    then the usual defaults of s3transfer / awscli / rclone / s5cmd (8, 16, 5, 32, 50,
+    64, 100 MiB), then the smallest whole MiB giving that number of parts; only those
+    that give the right part count are hashed.
+    """
+    try:
+        parts = int(etag.rsplit("-", 1)[1])
+    except (IndexError, ValueError):
+        return False
+    smallest = max(5, math.ceil(size / parts / MiB)) * MiB
+    seen = set()
+    for part in (*part_sizes, 8 * MiB, 16 * MiB, 5 * MiB, 32 * MiB, 50 * MiB, 64 * MiB, 100 * MiB, smallest):
+        if part in seen or part <= 0 or math.ceil(size / part) != parts:
+            continue
+        seen.add(part)
+        digests = b""
+        with open(path, "rb") as f:
+            while chunk := f.read(part):
+                digests += hashlib.md5(chunk).digest()
+        if f"{hashlib.md5(digests).hexdigest()}-{parts}" == etag:
+            return True
+    return False

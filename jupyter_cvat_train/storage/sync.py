@@ -1,0 +1,333 @@
+"""The sync engine: list both sides once, plan, then execute with a thread pool.
+
+``sync(SyncOptions(...))`` is the one code path behind ``cvat-train sync`` and the
+``sync`` job kind. Order of work:
+
+1. take the folder-pair lock (:mod:`.lock`; not for a dry run);
+2. list the storage (one paginated listing) and walk the workspace (``os.scandir``);
+3. plan (:mod:`.plan`); a dry run reports the plan and stops;
+4. remove leftovers of interrupted runs (temp files of dead processes, incomplete
+   multipart uploads of keys about to be written);
+5. transfer (largest first) in ``concurrency`` threads; downloads go to a temp file in
+   the destination folder, get the object's mtime, and are renamed into place;
+6. delete (``delete=True``), only when every transfer succeeded.
+
+A fatal storage error (unreachable endpoint, refused credentials, missing bucket)
+stops the run at once with one clear :class:`StorageError`; a failing file is
+recorded and the rest goes on. Cancellation (``cancelled`` event) stops new work and
+lets transfers in flight finish; what is done stays done, so a re-run transfers only
+what is still missing.
+"""
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Callable
+
+from .backends import StorageError, TransferError, open_storage
+from .local import Entry, UnsafeKeyError, ensure_parent, local_path, remove_stale_temp_files, temp_path_for, walk
+from .lock import SyncLock
+from .plan import Action, Filters, Plan, make_plan
+
+MAX_ERRORS_KEPT = 50
+
+
+@dataclass
+class SyncOptions:
+    """What to sync and how.
+
+    direction: ``up`` (workspace -> storage) or ``down`` (storage -> workspace).
+    workspace: local folder. storage: ``s3://bucket/prefix`` or ``file:///path``.
+    delete: delete destination files absent from the source (only selected ones).
+    dry_run: plan only; change nothing. include/exclude: globs (see :mod:`.plan`).
+    checksum: compare content hashes instead of size + mtime.
+    endpoint_url: S3-compatible endpoint. concurrency: parallel transfers.
+    lock_timeout: seconds to wait for another sync of the same pair (0: refuse now).
+    max_attempts / retry_mode: botocore retries per request.
+    multipart_threshold / multipart_chunksize: bytes (S3 only).
+    on_transfer: called after each completed copy/update with its :class:`Action`
+    (from a worker thread); a hook for embedding code and tests.
+    """
+
+    direction: str
+    workspace: str
+    storage: str
+    delete: bool = False
+    dry_run: bool = False
+    include: list[str] = field(default_factory=list)
+    exclude: list[str] = field(default_factory=list)
+    checksum: bool = False
+    endpoint_url: str | None = None
+    concurrency: int = 16
+    lock_timeout: float = 0.0
+    max_attempts: int = 5
+    retry_mode: str = "standard"
+    multipart_threshold: int = 16 << 20
+    multipart_chunksize: int = 16 << 20
+    on_transfer: Callable[[Action], None] | None = None
+
+    def validate(self) -> None:
+        """Raise StorageError for options that cannot work (before touching anything)."""
+        if self.direction not in ("up", "down"):
+            raise StorageError(f"direction must be 'up' or 'down', not {self.direction!r}")
+        if not self.workspace:
+            raise StorageError("a workspace folder is needed")
+        if self.direction == "up" and not os.path.isdir(self.workspace):
+            raise StorageError(f"workspace folder {self.workspace} does not exist (nothing to upload)")
+        if os.path.exists(self.workspace) and not os.path.isdir(self.workspace):
+            raise StorageError(f"workspace {self.workspace} is not a folder")
+        if not (1 <= int(self.concurrency) <= 256):
+            raise StorageError("concurrency must be between 1 and 256")
+        if self.retry_mode not in ("standard", "adaptive", "legacy"):
+            raise StorageError("retry_mode must be 'standard' or 'adaptive'")
+
+
+class _Counters:
+    """Thread-safe progress counters and throttled reporting."""
+
+    def __init__(self, files_total: int, bytes_total: int, report: Callable[[dict], None] | None,
+                 interval: float = 0.2):
+        self.files_total, self.bytes_total = files_total, bytes_total
+        self.files_done = self.bytes_done = 0
+        self.t0 = time.monotonic()
+        self._lock = threading.Lock()
+        self._report, self._interval, self._last = report, interval, 0.0
+
+    def add_bytes(self, n: int) -> None:
+        with self._lock:
+            self.bytes_done += n
+        self.maybe_report()
+
+    def add_file(self) -> None:
+        with self._lock:
+            self.files_done += 1
+        self.maybe_report()
+
+    def snapshot(self) -> dict:
+        dt = max(time.monotonic() - self.t0, 1e-9)
+        return {"files_done": self.files_done, "files_total": self.files_total, "bytes_done": self.bytes_done,
+                "bytes_total": self.bytes_total, "rate": self.bytes_done / dt, "seconds": dt}
+
+    def maybe_report(self, force: bool = False) -> None:
+        if self._report is None:
+            return
+        t = time.monotonic()
+        with self._lock:
+            if not force and t - self._last < self._interval:
+                return
+            self._last = t
+        self._report(self.snapshot())
+
+
+def sync(options: SyncOptions, *, progress: Callable[[dict], None] | None = None,
+         log: Callable[[str], None] = print, warn: Callable[[str], None] | None = None,
+         cancelled: threading.Event | None = None) -> dict:
+    """Run one sync and return its summary.
+
+    Summary keys: direction, workspace, storage, dry_run, copied, updated, deleted,
+    skipped, failed, refused (counts), bytes (transferred), seconds, errors (up to 50
+    ``"key: message"`` strings), cancelled (bool), and for a dry run ``plan`` (list of
+    ``{op, key, bytes}``).
+
+    ``progress(snapshot)`` gets ``files_done, files_total, bytes_done, bytes_total,
+    rate`` (bytes/s), ``seconds`` at most every 0.2 s and at the end. ``log`` gets
+    human-readable lines (the plan of a dry run, the summary); ``warn`` gets one line
+    per skipped symlink, refused key or failed file.
+
+    Raises StorageError (with ``.summary`` when work had started) for bad options, a
+    held lock, or a fatal storage error. Per-file failures do not raise: see
+    ``failed`` and ``errors``.
+    """
+    t0 = time.monotonic()
+    options.validate()
+    warn = warn or (lambda m: log(f"WARNING: {m}"))
+    workspace = os.path.abspath(options.workspace)
+    storage = open_storage(options.storage, endpoint_url=options.endpoint_url,
+                           **({} if not options.storage.lower().startswith("s3:") else dict(
+                               concurrency=options.concurrency, max_attempts=options.max_attempts,
+                               retry_mode=options.retry_mode, checksum=options.checksum,
+                               multipart_threshold=options.multipart_threshold,
+                               multipart_chunksize=options.multipart_chunksize)))
+    summary = {"direction": options.direction, "workspace": workspace, "storage": options.storage,
+               "dry_run": bool(options.dry_run), "copied": 0, "updated": 0, "deleted": 0, "skipped": 0,
+               "failed": 0, "refused": 0, "bytes": 0, "seconds": 0.0, "errors": [], "cancelled": False}
+    storage_id = options.storage + ("\0" + options.endpoint_url if options.endpoint_url else "")
+    lock = SyncLock(workspace, storage_id, timeout=options.lock_timeout, direction=options.direction) \
+        if not options.dry_run else None
+    try:
+        if lock:
+            lock.__enter__()
+        try:
+            _run(options, storage, workspace, summary, progress, log, warn, cancelled or threading.Event())
+        finally:
+            if lock:
+                lock.__exit__(None, None, None)
+    except StorageError as e:
+        summary["seconds"] = round(time.monotonic() - t0, 3)
+        e.summary = summary
+        raise
+    finally:
+        storage.close()
+    summary["seconds"] = round(time.monotonic() - t0, 3)
+    log(format_summary(summary))
+    return summary
+
+
+def format_summary(s: dict) -> str:
+    """One line: ``copied 3, updated 1, deleted 0, skipped 996, failed 0, 3.2 MB in 0.41 s``."""
+    verb = "would " if s.get("dry_run") else ""
+    line = (f"{verb}copied {s['copied']}, updated {s['updated']}, deleted {s['deleted']}, skipped {s['skipped']}, "
+            f"failed {s['failed']}" + (f", refused {s['refused']}" if s.get("refused") else "")
+            + f"; {s['bytes'] / 1e6:.1f} MB in {s['seconds']:.2f} s")
+    return ("dry run: " if s.get("dry_run") else "") + line + (" (cancelled)" if s.get("cancelled") else "")
+
+
+def _run(options, storage, workspace, summary, progress, log, warn, cancelled) -> None:
+    up = options.direction == "up"
+    on_skip = lambda key, reason: warn(f"{key}: {reason}")  # noqa: E731
+    local_temps: list[str] = []
+    local = walk(workspace, on_skip=on_skip, temp_files=local_temps)
+    remote = storage.list(on_skip=on_skip)
+    src, dst = (local, remote) if up else (remote, local)
+    if up:  # list the storage first: a bad endpoint fails before the walk
+        dst = list(dst)
+    if up:
+        same = lambda s, d: storage.same_content(d, s)  # noqa: E731
+    else:
+        same = lambda s, d: storage.same_content(s, d)  # noqa: E731
+    plan = make_plan(src, dst, filters=Filters(options.include, options.exclude), delete=options.delete,
+                     checksum=options.checksum, mtime_tolerance=storage.mtime_tolerance, same_content=same,
+                     download=not up, threads=options.concurrency)
+    summary["skipped"] = plan.skipped
+    summary["refused"] = len(plan.refused)
+    for key, reason in plan.refused:
+        warn(f"refused key {key!r}: {reason}; it would land outside the workspace")
+    if options.dry_run:
+        for line in plan.lines():
+            log(line)
+        summary.update(copied=plan.count("copy"), updated=plan.count("update"), deleted=plan.count("delete"),
+                       bytes=plan.transfer_bytes,
+                       plan=[{"op": a.op, "key": a.key, "bytes": a.size} for a in plan.actions])
+        return
+
+    remove_stale_temp_files(local_temps)
+    storage.cleanup()
+    if up and hasattr(storage, "abort_incomplete_uploads"):
+        storage.abort_incomplete_uploads({a.key for a in plan.actions
+                                          if a.op != "delete" and a.size >= options.multipart_threshold})
+    _execute(plan, options, storage, workspace, summary, progress, warn, cancelled)
+
+
+def _download(storage, workspace: str, action: Action, on_bytes) -> None:
+    final = local_path(workspace, action.key)
+    ensure_parent(final)
+    tmp = temp_path_for(final)
+    try:
+        storage.get(action.src, tmp, on_bytes)
+        ns = int(action.src.mtime * 1e9)
+        os.utime(tmp, ns=(ns, ns))
+        os.replace(tmp, final)
+    except BaseException:
+        try:
+            os.remove(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _execute(plan: Plan, options, storage, workspace, summary, progress, warn, cancelled) -> None:
+    transfers = [a for a in plan.actions if a.op != "delete"]
+    deletes = [a for a in plan.actions if a.op == "delete"]
+    counters = _Counters(len(transfers) + len(deletes), plan.transfer_bytes, progress)
+    stop = threading.Event()
+    fatal: list[StorageError] = []
+    lock = threading.Lock()
+    up = options.direction == "up"
+
+    def fail(key: str, message: str) -> None:
+        with lock:
+            summary["failed"] += 1
+            if len(summary["errors"]) < MAX_ERRORS_KEPT:
+                summary["errors"].append(f"{key}: {message}")
+        warn(f"{key}: {message}")
+
+    def one(action: Action) -> None:
+        if stop.is_set() or cancelled.is_set():
+            return
+        done_bytes = [0]
+
+        def on_bytes(n: int) -> None:
+            done_bytes[0] += n
+            counters.add_bytes(n)
+
+        try:
+            if up:
+                storage.put(action.src, action.key, on_bytes)
+            else:
+                _download(storage, workspace, action, on_bytes)
+        except StorageError as e:
+            with lock:
+                fatal.append(e)
+            stop.set()
+            counters.add_bytes(-done_bytes[0])
+            return
+        except UnsafeKeyError as e:
+            counters.add_bytes(-done_bytes[0])
+            fail(action.key, f"refused: {e}")
+            return
+        except Exception as e:  # noqa: BLE001 - one bad file must not stop the others
+            counters.add_bytes(-done_bytes[0])
+            fail(action.key, _short(e))
+            return
+        with lock:
+            summary["copied" if action.op == "copy" else "updated"] += 1
+            summary["bytes"] += action.size
+        counters.add_file()
+        if options.on_transfer is not None:
+            options.on_transfer(action)
+
+    if transfers:
+        with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="sync") as pool:
+            for f in [pool.submit(one, a) for a in transfers]:
+                f.result()
+    if fatal:
+        counters.maybe_report(force=True)
+        raise fatal[0]
+    summary["cancelled"] = cancelled.is_set()
+    if deletes and not cancelled.is_set():
+        if summary["failed"]:
+            warn(f"deletes skipped because {summary['failed']} transfer(s) failed")
+        else:
+            _delete(deletes, options, storage, workspace, summary, counters, fail)
+    counters.maybe_report(force=True)
+
+
+def _delete(deletes, options, storage, workspace, summary, counters, fail) -> None:
+    keys = [a.key for a in deletes]
+    if options.direction == "up":
+        failed = storage.delete(keys)
+    else:
+        failed = {}
+        for key in keys:
+            try:
+                os.remove(local_path(workspace, key))
+            except FileNotFoundError:
+                pass
+            except (OSError, UnsafeKeyError) as e:
+                failed[key] = _short(e)
+    for key, message in failed.items():
+        fail(key, f"delete failed: {message}")
+    summary["deleted"] += len(keys) - len(failed)
+    for _ in keys:
+        counters.add_file()
+
+
+def _short(e: BaseException) -> str:
+    if isinstance(e, TransferError):
+        return str(e)
+    if isinstance(e, OSError) and e.strerror:
+        return f"{e.strerror}" + (f": {e.filename}" if e.filename else "")
+    return f"{type(e).__name__}: {e}" if str(e) else type(e).__name__
