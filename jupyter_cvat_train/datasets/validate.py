@@ -80,8 +80,8 @@ def item_ref(item: Item, root: Path) -> str:
     if item.image_path is not None:
         try:
             return Path(item.image_path).relative_to(root).as_posix()
-        except ValueError:
-            return str(item.image_path)
+        except ValueError:  # e.g. an image from a TFRecord, written to the cache
+            return f"{item.subset}/{Path(item.image_path).name}"
     return f"{item.subset}/{item.id}"
 
 
