@@ -53,8 +53,7 @@ class JobStore:
         self.runs_root.mkdir(parents=True, exist_ok=True)
         self.path = self.runs_root / STORE_NAME
         self._local = threading.local()
-        with self._tx() as db:
-            db.executescript(_SCHEMA)
+        self._conn().executescript(_SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
