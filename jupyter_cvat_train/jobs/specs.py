@@ -87,10 +87,25 @@ def _check_train(spec: dict, root: Path) -> dict:
     return out
 
 
+def _check_sync(spec: dict, root: Path) -> dict:
+    direction = spec.get("direction")
+    if direction not in ("up", "down"):
+        raise SpecError("direction: expected \"up\" (workspace to storage) or \"down\"", 400)
+    out = {**spec, "workspace": str(resolve_inside(root, spec.get("workspace"), "workspace",
+                                                   must_exist=direction == "up"))}
+    storage = spec.get("storage")
+    if not isinstance(storage, str) or not storage:
+        raise SpecError("storage: expected s3://bucket/prefix or file:///path", 400)
+    if storage.startswith("file://"):  # a local storage folder is a path like any other
+        out["storage"] = "file://" + str(resolve_inside(root, storage[len("file://"):], "storage", must_exist=False))
+    return out
+
+
 def check_spec(spec: Any, root: Path | str) -> dict:
     """The spec to write to job.json for client spec ``spec``; paths resolved inside
     ``root``. For ``train``: template exists, parameters parse, dataset validates with no
-    errors, checkpoint exists. For other kinds: the kind's path fields exist. Raises
+    errors, checkpoint exists. For ``sync``: the workspace (and a file:// storage) inside
+    ``root``. For other kinds: the kind's path fields exist. Raises
     SpecError."""
     if not isinstance(spec, dict):
         raise SpecError("expected a JSON object {kind, ...}", 400)
@@ -101,6 +116,8 @@ def check_spec(spec: Any, root: Path | str) -> dict:
     root = Path(root)
     if kind.name == "train":
         return _check_train(spec, root)
+    if kind.name == "sync":
+        return _check_sync(spec, root)
     out = dict(spec)
     for key in kind.path_fields:
         out[key] = str(resolve_inside(root, spec.get(key), key))
