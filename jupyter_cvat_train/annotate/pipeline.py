@@ -1,0 +1,373 @@
+"""The annotate pipeline: decode in parallel, infer in batches, post-process and write.
+
+Stages (each overlaps the others):
+
+1. decode: a thread pool (``workers`` threads; PIL releases the GIL while decoding)
+   reads each image, decodes JPEGs at a reduced DCT scale when the model works at a
+   smaller size (``Image.draft``: 1/2, 1/4 or 1/8, never below the model's input
+   size), and resizes to the model's input size (PIL bilinear with antialiasing), so
+   that the model's own resize is a no-op;
+2. inference: batches of ``batch_size`` images through the engine, in the main
+   thread; a batch that fails is retried image by image, so one bad image fails alone;
+3. post-processing (a thread): threshold, label mapping, masks to polygons, boxes
+   scaled back to original image pixels, previews.
+
+Output: the annotation zip, written atomically when all images are done, or, after a
+cancel (SIGTERM), a partial zip ``<stem>.partial<suffix>`` holding the images done so
+far; plus ``<stem>.summary.json`` beside it (the summary dict, also the job's outputs).
+"""
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..datasets.model import Annotation
+from ..jobs.jobdir import JobCancelled, JobContext, JobError, write_json_atomic
+from .engine import Detections
+from .inputs import ImageSource, InputError, open_input
+from .mapping import LabelMapping, MappingError, build_mapping, parse_map_pairs
+from .polygons import DEFAULT_TOLERANCE, mask_to_polygons
+from .preview import preview_name, render_preview
+from .writers import FORMATS, AnnotatedImage, write_annotations
+
+
+@dataclass
+class AnnotateOptions:
+    """The annotate job spec (``job.json``), with defaults.
+
+    images: folder, zip of images or CVAT export. model_dir: a trained model folder
+    (model.pt, classes.csv, model.json). output: the zip to write (default
+    ``<job>/output/annotations.zip``). format: coco | cvat | yolo. threshold: minimum
+    score in [0, 1]. max_detections: per image. mapping: {model label: target label}.
+    keep_existing: keep an export's annotations (else they are replaced). preview:
+    number of preview PNGs. engine: torch | onnx. device: auto | cpu | cuda[:N].
+    batch_size: images per inference call. workers: decode threads (0 = automatic).
+    tolerance: polygon simplification, pixels (see polygons.py).
+    """
+
+    images: str
+    model_dir: str
+    output: str | None = None
+    format: str = "coco"
+    threshold: float = 0.5
+    max_detections: int = 100
+    mapping: dict = field(default_factory=dict)
+    keep_existing: bool = False
+    preview: int = 0
+    engine: str = "torch"
+    device: str = "auto"
+    batch_size: int = 0
+    workers: int = 0
+    tolerance: float = DEFAULT_TOLERANCE
+
+    @classmethod
+    def from_spec(cls, spec: dict) -> "AnnotateOptions":
+        """Build from a job spec; raises JobError naming a missing or bad field."""
+        known = set(cls.__dataclass_fields__)
+        kwargs = {k: v for k, v in spec.items() if k in known and v is not None}
+        for required in ("images", "model_dir"):
+            if not kwargs.get(required):
+                raise JobError(f"the annotate job spec needs '{required}'")
+        opts = cls(**kwargs)
+        if opts.format not in FORMATS:
+            raise JobError(f"unknown format {opts.format!r}: choose one of {', '.join(FORMATS)}")
+        if not 0.0 <= float(opts.threshold) <= 1.0:
+            raise JobError(f"threshold {opts.threshold} is outside [0, 1]")
+        if int(opts.max_detections) < 1:
+            raise JobError(f"max_detections must be at least 1, got {opts.max_detections}")
+        if opts.engine not in ("torch", "onnx"):
+            raise JobError(f"unknown engine {opts.engine!r}: choose torch or onnx")
+        return opts
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` -> ``cuda`` when available, else ``cpu``. Raises JobError for a CUDA
+    device on a machine without one."""
+    import torch
+
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise JobError(f"device {device!r} requested but CUDA is not available here: use --device cpu or auto")
+    return device
+
+
+def load_model(model_dir: Path, device: str):
+    """(model nn.Module in eval mode, labels, task) from a trained model folder.
+    Raises JobError when the folder, its classes.csv or its model cannot be read."""
+    from ..models.classes import ClassesError, read_classes_csv
+
+    model_dir = Path(model_dir)
+    if not model_dir.is_dir():
+        raise JobError(f"model folder {model_dir} not found: give the model/ folder of a training job's output")
+    try:
+        labels = read_classes_csv(model_dir / "classes.csv")
+    except ClassesError as e:
+        raise JobError(str(e)) from None
+    try:
+        from ..models import load_trained_model
+    except ImportError:
+        raise JobError("this version cannot load trained model folders yet (models.load_trained_model is missing)") from None
+    try:
+        tm = load_trained_model(model_dir, device=device)
+    except Exception as e:  # noqa: BLE001 - any unreadable model folder
+        raise JobError(f"cannot load the model in {model_dir}: {e}") from None
+    return tm.model, labels, getattr(tm, "task", "detection")
+
+
+@dataclass
+class Decoded:
+    source: ImageSource
+    tensor: object  # uint8 CHW torch tensor at the model's input size
+    width: int  # original size, pixels
+    height: int
+
+
+def decode_image(source: ImageSource, input_size) -> Decoded:
+    """Read and decode ``source``, at the size ``input_size(h, w) -> (h', w')`` gives.
+    Raises OSError / ValueError (PIL) for an unreadable image."""
+    import torch
+    from PIL import Image
+
+    with source.open() as f:
+        im = Image.open(f)
+        w, h = im.size
+        th, tw = input_size(h, w)
+        if im.format == "JPEG" and (tw < w or th < h):
+            im.draft("RGB", (tw, th))
+        im = im.convert("RGB")
+    if im.size != (tw, th):
+        im = im.resize((tw, th), Image.BILINEAR)
+    arr = np.array(im)  # writable copy (np.asarray of a PIL image is read-only)
+    return Decoded(source, torch.from_numpy(arr).permute(2, 0, 1), w, h)
+
+
+def detections_to_annotations(det: Detections, mapping: LabelMapping, lookup: np.ndarray, *, threshold: float,
+                              max_detections: int, scale: tuple[float, float], width: int, height: int,
+                              tolerance: float) -> tuple[list[Annotation], int]:
+    """Turn one image's detections into annotations of the target labels.
+
+    Keeps scores >= threshold, the best ``max_detections``, labels the mapping keeps;
+    boxes (and polygons) are scaled by ``scale`` = (sx, sy) into original pixels and
+    clipped to the image. Returns (annotations, number of empty masks skipped).
+    """
+    keep = np.nonzero(det.scores >= threshold)[0]
+    keep = keep[np.argsort(-det.scores[keep], kind="stable")][:max_detections]
+    out, empty = [], 0
+    sx, sy = scale
+    for i in keep:
+        label_id = int(det.labels[i])
+        t = lookup[label_id] if 0 <= label_id < len(lookup) else -1
+        if t < 0:
+            continue
+        x1, y1, x2, y2 = (float(v) for v in det.boxes[i])
+        box = (min(max(x1 * sx, 0.0), width), min(max(y1 * sy, 0.0), height),
+               min(max(x2 * sx, 0.0), width), min(max(y2 * sy, 0.0), height))
+        polygons: list[list[float]] = []
+        if det.masks is not None:
+            polygons = mask_to_polygons(det.masks[i], tolerance=tolerance, scale=(sx, sy))
+            if not polygons:
+                empty += 1
+                continue
+        out.append(Annotation(label=mapping.target_labels[t], bbox=box, polygons=polygons,
+                              score=float(det.scores[i])))
+    return out, empty
+
+
+def _default_workers() -> int:
+    return max(1, min(8, (os.cpu_count() or 2)))
+
+
+def make_engine(opts: AnnotateOptions, model, model_dir: Path, device: str):
+    """The engine the options ask for, around the loaded ``model``."""
+    if opts.engine == "onnx":
+        from .onnx_engine import OnnxEngine
+
+        return OnnxEngine(model, model_dir, device=device)
+    from .engine import TorchEngine
+
+    return TorchEngine(model, device)
+
+
+def run_annotate(ctx: JobContext) -> dict:
+    """The annotate job function (for :func:`jupyter_cvat_train.jobs.jobdir.run_job`).
+
+    Reads ``ctx.spec`` (see :class:`AnnotateOptions`), checks everything that can be
+    checked before the first image (input, model folder, mapping), then runs the
+    pipeline. Returns the summary dict. Raises JobError for bad input, JobCancelled
+    (with ``.outputs`` = the partial summary) after a SIGTERM.
+    """
+    opts = AnnotateOptions.from_spec(ctx.spec)
+    try:
+        explicit = parse_map_pairs(opts.mapping)
+        source = open_input(opts.images, keep_existing=opts.keep_existing)
+    except (MappingError, InputError) as e:
+        raise JobError(str(e)) from None
+    device = resolve_device(opts.device)
+    model_dir = Path(opts.model_dir)
+    model, model_labels, task = load_model(model_dir, device)
+    try:
+        mapping = build_mapping(model_labels, source.labels, explicit)
+    except MappingError as e:
+        raise JobError(str(e)) from None
+    output = Path(opts.output) if opts.output else ctx.output_dir / "annotations.zip"
+    ctx.log(f"annotating {len(source.images)} images from {source.path} ({source.kind}) with {model_dir} "
+            f"({task}, {len(model_labels)} labels) on {device}, engine {opts.engine}")
+    if mapping.dropped:
+        ctx.warn(f"model labels without a target label are dropped: {', '.join(mapping.dropped)}",
+                 dropped_labels=mapping.dropped)
+    from .engine import limit_postprocess
+
+    limit_postprocess(model, opts.threshold, opts.max_detections)
+    engine = make_engine(opts, model, model_dir, device)
+    return Pipeline(ctx, opts, source.images, mapping, engine, output, device, source_kind=source.kind).run()
+
+
+class Pipeline:
+    """One run of the stages in the module docstring; :meth:`run` returns the summary."""
+
+    def __init__(self, ctx: JobContext, opts: AnnotateOptions, images: list[ImageSource], mapping: LabelMapping,
+                 engine, output: Path, device: str, source_kind: str = "folder"):
+        self.ctx, self.opts, self.images, self.mapping, self.engine = ctx, opts, images, mapping, engine
+        self.output, self.device, self.source_kind = Path(output), device, source_kind
+        self.lookup = mapping.lookup()
+        self.results: dict[int, AnnotatedImage] = {}
+        self.failed: list[dict] = []
+        self.counts = {n: 0 for n in mapping.target_labels}
+        self.empty_masks = 0
+        self.previews: list[str] = []
+        self.preview_dir = self.output.with_name(self.output.stem + "_previews")
+        self.batch_size = opts.batch_size or (8 if device.startswith("cuda") else 2)
+        self.workers = opts.workers or _default_workers()
+
+    def _fail(self, index: int, source: ImageSource, stage: str, err: BaseException) -> None:
+        msg = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
+        self.failed.append({"image": source.name, "stage": stage, "error": msg})
+        self.ctx.warn(f"{source.name}: {stage} failed ({msg}); skipped, the run goes on",
+                      kind="image_failed", image=source.name, stage=stage)
+
+    def _post(self, q: "queue.Queue") -> None:
+        opts = self.opts
+        while True:
+            item = q.get()
+            if item is None:
+                return
+            index, dec, det = item
+            try:
+                h_in, w_in = dec.tensor.shape[-2:]
+                anns, empty = detections_to_annotations(
+                    det, self.mapping, self.lookup, threshold=opts.threshold, max_detections=opts.max_detections,
+                    scale=(dec.width / w_in, dec.height / h_in), width=dec.width, height=dec.height,
+                    tolerance=opts.tolerance)
+                self.empty_masks += empty
+                for a in anns:
+                    self.counts[a.label] += 1
+                existing = list(dec.source.existing)
+                self.results[index] = AnnotatedImage(dec.source.name, dec.width, dec.height, existing + anns,
+                                                     dec.source.subset)
+                if len(self.previews) < opts.preview:
+                    from PIL import Image
+
+                    with dec.source.open() as f, Image.open(f) as im:
+                        p = render_preview(im, existing + anns, self.mapping.target_labels,
+                                           self.preview_dir / preview_name(len(self.previews), dec.source.name))
+                    self.previews.append(str(p))
+            except Exception as e:  # noqa: BLE001 - one image's post-processing must not stop the run
+                self._fail(index, dec.source, "post-processing", e)
+
+    def _infer(self, batch: list[tuple[int, Decoded]], post_q: "queue.Queue") -> None:
+        try:
+            dets = self.engine.predict([d.tensor for _, d in batch])
+            for (i, d), det in zip(batch, dets):
+                post_q.put((i, d, det))
+        except Exception as e:  # noqa: BLE001 - isolate the failing image
+            if len(batch) == 1:
+                self._fail(batch[0][0], batch[0][1].source, "inference", e)
+                return
+            for one in batch:
+                self._infer([one], post_q)
+
+    def run(self) -> dict:
+        ctx, images = self.ctx, self.images
+        total = len(images)
+        t0 = time.perf_counter()
+        ctx.progress(0, total, "images")
+        post_q: queue.Queue = queue.Queue(maxsize=4 * self.batch_size)
+        poster = threading.Thread(target=self._post, args=(post_q,), name="annotate-post", daemon=True)
+        poster.start()
+        done = 0
+        cancelled = False
+        window = max(2 * self.batch_size, 2 * self.workers)
+        with ThreadPoolExecutor(self.workers, thread_name_prefix="annotate-decode") as pool:
+            pending: deque = deque()
+            next_i = 0
+            batch: list[tuple[int, Decoded]] = []
+            while next_i < total or pending or batch:
+                if ctx.cancelled.is_set():
+                    cancelled = True
+                    break
+                while next_i < total and len(pending) < window:
+                    pending.append((next_i, pool.submit(decode_image, images[next_i], self.engine.input_size)))
+                    next_i += 1
+                if pending:
+                    i, fut = pending.popleft()
+                    try:
+                        batch.append((i, fut.result()))
+                    except Exception as e:  # noqa: BLE001 - unreadable image
+                        self._fail(i, images[i], "reading", e)
+                        done += 1
+                if batch and (len(batch) >= self.batch_size or not pending):
+                    self._infer(batch, post_q)
+                    done += len(batch)
+                    batch = []
+                    ctx.progress(done, total, "images")
+                elif not batch and not pending and next_i >= total:
+                    break
+            for _, fut in pending:
+                fut.cancel()
+        post_q.put(None)
+        poster.join()
+        seconds = time.perf_counter() - t0
+        return self._finish(cancelled, seconds)
+
+    def _finish(self, cancelled: bool, seconds: float) -> dict:
+        opts = self.opts
+        done_images = [self.results[i] for i in sorted(self.results)]
+        total = len(self.images)
+        output = self.output
+        description = "auto-annotation"
+        if cancelled:
+            output = self.output.with_name(self.output.stem + ".partial" + self.output.suffix)
+            description = f"PARTIAL auto-annotation: {len(done_images)} of {total} images (cancelled)"
+        write_annotations(opts.format, output, done_images, self.mapping.target_labels, description=description)
+        summary = {
+            "output": str(output), "format": opts.format, "partial": cancelled,
+            "images_total": total, "images_done": len(done_images), "images_failed": len(self.failed),
+            "failed": self.failed, "counts": self.counts, "annotations": sum(self.counts.values()),
+            "labels": self.mapping.target_labels, "mapping": self.mapping.to_target,
+            "dropped_labels": self.mapping.dropped, "empty_masks_skipped": self.empty_masks,
+            "threshold": opts.threshold, "max_detections": opts.max_detections,
+            "keep_existing": opts.keep_existing, "engine": self.engine.name, "device": self.device,
+            "batch_size": self.batch_size, "workers": self.workers, "seconds": round(seconds, 3),
+            "images_per_s": round(len(done_images) / seconds, 3) if seconds > 0 else None,
+            "previews": self.previews,
+        }
+        summary_path = output.with_name(output.stem + ".summary.json")
+        write_json_atomic(summary_path, summary)
+        summary["summary_path"] = str(summary_path)
+        self.ctx.event("summary", **{k: v for k, v in summary.items() if k != "failed"})
+        self.ctx.log(f"wrote {summary['annotations']} annotations on {len(done_images)} images to {output}"
+                     + (f" (PARTIAL: cancelled after {len(done_images)} of {total} images)" if cancelled else ""))
+        if cancelled:
+            err = JobCancelled(f"cancelled: partial result with {len(done_images)} of {total} images in {output}")
+            err.outputs = summary
+            raise err
+        return summary
