@@ -35,6 +35,7 @@ import traceback
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized, ws_authenticated
 from jupyter_server.base.handlers import APIHandler, JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
 from jupyter_server.utils import url_path_join
 from tornado import web, websocket
 
@@ -245,7 +246,7 @@ class TensorBoardHandler(ApiHandler):
         self.finish(json.dumps({"url": url, "port": port}))
 
 
-class JobStreamHandler(JupyterHandler, websocket.WebSocketHandler):
+class JobStreamHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHandler):
     """``WS jobs/{id}/stream?log_offset=N&events_offset=M``: see the module docstring."""
 
     auth_resource = AUTH_RESOURCE
@@ -277,11 +278,13 @@ class JobStreamHandler(JupyterHandler, websocket.WebSocketHandler):
             await res
 
     def open(self, job_id):
+        super().open(job_id)
         self._closed = False
         self._task = asyncio.ensure_future(self._pump(job_id))
 
     def on_close(self):
         self._closed = True
+        super().on_close()
 
     def _send(self, msg: dict) -> bool:
         if self._closed:
