@@ -64,6 +64,6 @@ def list_kinds() -> list[JobKind]:
 register_kind(JobKind("train", "jupyter_cvat_train.training", "accelerator",
                       path_fields=("dataset",), optional_path_fields=("checkpoint",)))
 register_kind(JobKind("annotate", "jupyter_cvat_train.annotate", "accelerator",
-                      path_fields=("model", "images")))
+                      path_fields=("model", "images"), optional_path_fields=("output",)))
 register_kind(JobKind("sync", "jupyter_cvat_train.storage", "io", path_fields=("workspace",)))
 register_kind(JobKind("validate", "jupyter_cvat_train.datasets", "io", path_fields=("dataset",)))

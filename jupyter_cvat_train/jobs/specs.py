@@ -101,11 +101,21 @@ def _check_sync(spec: dict, root: Path) -> dict:
     return out
 
 
+def _check_annotate(spec: dict, root: Path) -> dict:
+    model = spec.get("model") if spec.get("model") not in (None, "") else spec.get("model_dir")
+    out = {**spec, "images": str(resolve_inside(root, spec.get("images"), "images")),
+           "model": str(resolve_inside(root, model, "model"))}
+    out.pop("model_dir", None)
+    if spec.get("output") not in (None, ""):
+        out["output"] = str(resolve_inside(root, spec["output"], "output", must_exist=False))
+    return out
+
+
 def check_spec(spec: Any, root: Path | str) -> dict:
     """The spec to write to job.json for client spec ``spec``; paths resolved inside
     ``root``. For ``train``: template exists, parameters parse, dataset validates with no
     errors, checkpoint exists. For ``sync``: the workspace (and a file:// storage) inside
-    ``root``. For other kinds: the kind's path fields exist. Raises
+    ``root``. For ``annotate``: images and model exist, output inside ``root``. For other kinds: the kind's path fields exist. Raises
     SpecError."""
     if not isinstance(spec, dict):
         raise SpecError("expected a JSON object {kind, ...}", 400)
@@ -118,6 +128,8 @@ def check_spec(spec: Any, root: Path | str) -> dict:
         return _check_train(spec, root)
     if kind.name == "sync":
         return _check_sync(spec, root)
+    if kind.name == "annotate":
+        return _check_annotate(spec, root)
     out = dict(spec)
     for key in kind.path_fields:
         out[key] = str(resolve_inside(root, spec.get(key), key))
