@@ -3,22 +3,81 @@
 #   make demo DATA=x.zip the same on any CVAT export
 #   make test            set up, then every test (pytest + ui-tests)
 #   make lab             JupyterLab with the extension
+#   make clean           remove what set-up and tests made (.venv, node_modules, builds, outputs)
+# Set-up is incremental: each step leaves a stamp file and runs again only when its inputs change.
+# Prerequisites: python3 (>= 3.10, with venv), Node.js >= 18 with npm; Chromium is installed
+# with apt-get when running as root, otherwise the command to run is printed.
 SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DELETE_ON_ERROR:
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 BIN := $(VENV)/bin
+# jlpm scripts call `jupyter labextension build`, which calls `jupyter-builder`: both live in the venv.
+export PATH := $(abspath $(BIN)):$(PATH)
 DATA ?=
 DEMO_DIR ?= demo-output
+CHROMIUM ?= /usr/bin/chromium
+PYTEST_ARGS ?=
 
-.PHONY: setup demo test pytest ui-test lab clean
+LABEXT := jupyter_cvat_train/labextension
+TS_SOURCES := $(wildcard src/*.ts src/*.tsx) $(wildcard style/*.css style/*.js style/icons/*.svg)
+PY_STAMP := $(VENV)/.installed
+LABEXT_STAMP := $(VENV)/.labextension-linked
+LABEXT_LINK := $(VENV)/share/jupyter/labextensions/jupyter-cvat-train
+NODE_STAMP := node_modules/.installed
+UI_NODE_STAMP := ui-tests/node_modules/.installed
 
-setup: $(VENV)/.installed
+.PHONY: setup python-deps node-deps build chromium ui-deps demo test pytest ui-test lab clean
 
-$(VENV)/.installed: pyproject.toml requirements/constraints.txt
+setup: python-deps build chromium ui-deps
+
+python-deps: $(PY_STAMP)
+node-deps: $(NODE_STAMP)
+build: $(LABEXT_STAMP)
+ui-deps: $(UI_NODE_STAMP)
+
+# Python: the package (editable) with the training and test extras, pinned by constraints.
+# SKIP_JUPYTER_BUILDER: the labextension is built below with the venv's own jupyterlab.
+# The develop link is dropped first so pip never writes (or uninstalls) through it.
+$(PY_STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	if [ -L $(LABEXT_LINK) ]; then rm $(LABEXT_LINK); fi
 	$(PY) -m pip install -q -U pip
-	$(PY) -m pip install -c requirements/constraints.txt -e ".[train,test]"
+	SKIP_JUPYTER_BUILDER=1 $(PY) -m pip install -c requirements/constraints.txt -e ".[train,test]"
+	touch $@
+
+# Node: jlpm is the Yarn that ships with jupyterlab (.yarnrc.yml: node_modules linker).
+$(NODE_STAMP): $(PY_STAMP) package.json yarn.lock .yarnrc.yml
+	jlpm install $(if $(CI),--immutable,)
+	touch $@
+
+# The labextension, built into jupyter_cvat_train/labextension and linked into the venv.
+$(LABEXT)/package.json: $(NODE_STAMP) $(TS_SOURCES) tsconfig.json
+	jlpm build
+	touch $@
+
+$(LABEXT_STAMP): $(LABEXT)/package.json $(PY_STAMP)
+	jupyter labextension develop --overwrite .
+	touch $@
+
+# The browser the ui-tests drive: Debian's Chromium (Playwright's own download is not reachable).
+chromium:
+	@if [ -x "$(CHROMIUM)" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "Installing Chromium: apt-get update && apt-get install -y chromium"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	else \
+	  echo "Chromium is missing at $(CHROMIUM). Install it with:"; \
+	  echo "    sudo apt-get update && sudo apt-get install -y chromium"; \
+	  echo "or point CHROMIUM=/path/to/chromium at another Chromium build."; \
+	  exit 1; \
+	fi
+
+$(UI_NODE_STAMP): ui-tests/package.json ui-tests/package-lock.json
+	cd ui-tests && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 	touch $@
 
 demo: setup
@@ -30,13 +89,24 @@ else
 	$(BIN)/cvat-train validate "$(DATA)"
 endif
 
+# pytest exits 5 when it collects no tests: that is a failure here, not a pass.
 pytest: setup
-	$(BIN)/pytest -q -ra
+	$(BIN)/pytest -q -ra $(PYTEST_ARGS)
 
-test: pytest
+ui-test: setup
+	cd ui-tests && CHROMIUM=$(CHROMIUM) npx playwright test
+
+# Both suites run even when the first fails; the exit status is non-zero if either failed.
+test: setup
+	@status=0; \
+	$(MAKE) --no-print-directory pytest || status=1; \
+	$(MAKE) --no-print-directory ui-test || status=1; \
+	if [ $$status -ne 0 ]; then echo "make test: FAILED (see above)"; fi; \
+	exit $$status
 
 lab: setup
 	$(BIN)/jupyter lab
 
 clean:
-	rm -rf $(VENV) node_modules lib jupyter_cvat_train/labextension $(DEMO_DIR)
+	rm -rf $(VENV) node_modules lib tsconfig.tsbuildinfo $(LABEXT) $(DEMO_DIR) \
+	  ui-tests/node_modules ui-tests/test-results ui-tests/playwright-report
