@@ -35,10 +35,13 @@ def load_export(path: str | os.PathLike, format: str | None = None) -> Dataset:
     from . import formats
     from .archive import open_export
 
+    from .validate import gc_paused
+
     root, _ = open_export(path)
     fmt = formats.normalize_format(format) if format else formats.detect_format(root)
     try:
-        ds, _ = formats.reader(fmt)(root)
+        with gc_paused():
+            ds, _ = formats.reader(fmt)(root)
     except ExportError:
         raise
     except Exception as e:  # noqa: BLE001 - a parser's own error type means the same to callers

@@ -41,7 +41,11 @@ def image_sizes(paths: list[Path | str | None], threads: int = 8) -> list[tuple[
         for i, p in todo:
             out[i] = image_size(p)
         return out
+    def work(chunk: list[tuple[int, Path | str]]) -> None:
+        for i, p in chunk:
+            out[i] = image_size(p)
+
+    step = max(64, len(todo) // (threads * 4))
     with ThreadPoolExecutor(threads) as pool:
-        for (i, _), size in zip(todo, pool.map(image_size, [p for _, p in todo], chunksize=256)):
-            out[i] = size
+        list(pool.map(work, [todo[k:k + step] for k in range(0, len(todo), step)]))
     return out

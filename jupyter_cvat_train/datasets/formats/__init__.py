@@ -8,7 +8,7 @@ id        CVAT format                                  reader
 coco      COCO 1.0                                    our own (:mod:`.coco`), for speed
 cvat      CVAT for images 1.1                         Datumaro ``cvat``
 voc       Pascal VOC 1.1                              Datumaro ``voc``
-yolo      YOLO 1.1                                    Datumaro ``yolo``
+yolo      YOLO 1.1                                    our own (:mod:`.yolo`): Datumaro's aborts on a bad class
 tfrecord  TFRecord 1.0 (TF Object Detection API)      our own (:mod:`.tfrecord`): Datumaro's
                                                       needs TensorFlow, an optional extra
 labelme   LabelMe 3.0                                 Datumaro ``label_me``
@@ -32,7 +32,7 @@ FORMATS: dict[str, tuple[str, str]] = {
     "coco": ("coco", "annotations/instances_<subset>.json + images/[<subset>/]"),
     "cvat": ("datumaro_formats", "<subset>.xml or annotations.xml with <annotations> + images/"),
     "voc": ("datumaro_formats", "Annotations/*.xml + JPEGImages/ + ImageSets/Main/<subset>.txt"),
-    "yolo": ("datumaro_formats", "obj.data + obj.names + obj_<subset>_data/*.{jpg,txt}"),
+    "yolo": ("yolo", "obj.data + obj.names + obj_<subset>_data/*.{jpg,txt}"),
     "tfrecord": ("tfrecord", "<subset>.tfrecord + label_map.pbtxt"),
     "labelme": ("datumaro_formats", "Annotations/<subset>/*.xml + Images/<subset>/"),
     "mot": ("datumaro_formats", "gt/gt.txt + gt/labels.txt + img1/"),
@@ -100,6 +100,6 @@ def detect_format(root: Path) -> str:
 def reader(format_id: str) -> Callable[[Path], tuple[Dataset, list[Finding]]]:
     """The ``load(root)`` function of format ``format_id``."""
     module = importlib.import_module(f"{__name__}.{FORMATS[format_id][0]}")
-    if format_id == "coco" or format_id == "tfrecord":
+    if format_id in ("coco", "tfrecord", "yolo"):
         return module.load
     return lambda root: module.load(root, format_id)

@@ -1,5 +1,5 @@
 """The formats read with Datumaro (the library CVAT exports with): CVAT for images 1.1,
-Pascal VOC 1.1, YOLO 1.1, LabelMe 3.0, MOT 1.1.
+Pascal VOC 1.1, LabelMe 3.0, MOT 1.1.
 
 Datumaro's importers are run with an error policy that collects item and annotation
 errors instead of stopping, so every broken item becomes a finding and the rest loads.
@@ -15,7 +15,7 @@ from pathlib import Path
 from ..findings import ExportError, Finding, finding
 from ..model import Annotation, Dataset, Item
 
-DATUMARO_FORMAT = {"cvat": "cvat", "voc": "voc_detection", "yolo": "yolo", "labelme": "label_me", "mot": "mot_seq"}
+DATUMARO_FORMAT = {"cvat": "cvat", "voc": "voc_detection", "labelme": "label_me", "mot": "mot_seq"}
 
 
 def _collecting_policy():
@@ -43,9 +43,6 @@ def _error_finding(kind: str, error: Exception, format_id: str) -> Finding:
     item_id = getattr(error, "item_id", None)
     ref = f"{item_id[1] or 'default'}/{item_id[0]}" if isinstance(item_id, tuple) else None
     if isinstance(cause, UndeclaredLabelError):
-        if format_id == "yolo":
-            return finding("yolo-class-out-of-range", f"the label file of {ref} uses class index {cause.id}, "
-                           "which obj.names does not list; the item was skipped", ref)
         return finding("undeclared-label", f"{ref} uses label {cause.id!r}, which the export does not declare; "
                        "the annotation was skipped", ref)
     what = "the item was skipped" if kind == "item" else "the annotation was skipped"

@@ -1,0 +1,102 @@
+"""YOLO 1.1 as CVAT exports it — our own reader.
+
+Why not Datumaro here: its YOLO importer hands its subsets a fresh error context, so
+one class index out of range aborts the whole import (Datumaro 1.13) instead of being
+reported for its item; a validator must name every such line.
+
+Layout (darknet convention, CVAT "YOLO 1.1"): ``obj.data`` (``classes = N``, ``names =
+data/obj.names``, ``train = data/train.txt``, optional ``valid =``), ``obj.names`` (one
+label per line, index 0 first), the subset lists (one image path per line, relative to
+the export as ``data/...``) and ``obj_<subset>_data/<image>`` with ``<image stem>.txt``
+beside it: one ``class x_center y_center width height`` line per box, normalized to [0, 1].
+Image sizes (which YOLO does not store) are read from the image headers.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from ..findings import ExportError, Finding, finding
+from ..imagefiles import IMAGE_EXTENSIONS, image_sizes
+from ..model import Annotation, Dataset, Item
+
+
+def _read_obj_data(root: Path) -> dict[str, str]:
+    out: dict[str, str] = {}
+    path = root / "obj.data"
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+            key, sep, value = line.partition("=")
+            if sep:
+                out[key.strip()] = value.strip()
+    return out
+
+
+def _local(root: Path, ref: str) -> Path:
+    """A path from obj.data / a subset list (``data/...`` in darknet) inside ``root``."""
+    ref = ref.replace("\\", "/")
+    if ref.startswith("data/"):
+        ref = ref[5:]
+    return root / ref
+
+
+def load(root: Path) -> tuple[Dataset, list[Finding]]:
+    """Read a YOLO 1.1 export in folder ``root``. Raises ExportError without obj.names."""
+    meta = _read_obj_data(root)
+    names_path = _local(root, meta.get("names", "obj.names"))
+    if not names_path.is_file():
+        names_path = root / "obj.names"
+    if not names_path.is_file():
+        raise ExportError(f"{root} has no obj.names: not a YOLO 1.1 export (expected obj.data, obj.names, "
+                          "train.txt and obj_train_data/)")
+    labels = [ln.strip() for ln in names_path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    findings: list[Finding] = []
+    subsets: dict[str, list[Path]] = {}
+    for key in ("train", "valid", "test"):
+        if key in meta:
+            lst = _local(root, meta[key])
+            subset = lst.stem
+            if lst.is_file():
+                subsets[subset] = [_local(root, ln.strip()) for ln in lst.read_text(encoding="utf-8").splitlines()
+                                   if ln.strip()]
+            else:
+                findings.append(finding("invalid-annotation", f"obj.data names {meta[key]} as the {key} list, but "
+                                        "it is not in the export", "obj.data"))
+    if not subsets:  # no lists: every obj_<subset>_data folder
+        for folder in sorted(root.glob("obj_*_data")):
+            subsets[folder.name[4:-5]] = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
+    items: list[Item] = []
+    for subset, paths in subsets.items():
+        sizes = image_sizes([p if p.is_file() else None for p in paths])
+        for path, size in zip(paths, sizes):
+            rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
+            item = Item(id=path.stem, image_path=path if path.is_file() else None, width=None, height=None,
+                        subset=subset)
+            items.append(item)
+            txt = path.with_suffix(".txt")
+            if not txt.is_file():
+                continue  # no label file: an image without objects
+            for n, line in enumerate(txt.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+                parts = line.split()
+                if not parts:
+                    continue
+                where = f"{txt.relative_to(root).as_posix()} line {n}"
+                try:
+                    cls = int(parts[0])
+                    xc, yc, w, h = (float(v) for v in parts[1:5])
+                    if len(parts) != 5:
+                        raise ValueError
+                except ValueError:
+                    findings.append(finding("invalid-annotation", f"{where}: {line.strip()!r} is not "
+                                            "'class x_center y_center width height'", rel))
+                    continue
+                if not 0 <= cls < len(labels):
+                    findings.append(finding("yolo-class-out-of-range", f"{where}: class index {cls} is not in "
+                                            f"obj.names ({len(labels)} labels, indices 0..{len(labels) - 1})", rel))
+                    continue
+                if size is None:
+                    continue  # missing / unreadable image: reported by the checks, boxes cannot be placed
+                iw, ih = size
+                item.annotations.append(Annotation(labels[cls], ((xc - w / 2) * iw, (yc - h / 2) * ih,
+                                                                  (xc + w / 2) * iw, (yc + h / 2) * ih)))
+    return Dataset(format="yolo", root=root, labels=labels, items=items), findings
