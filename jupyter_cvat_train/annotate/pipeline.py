@@ -43,8 +43,8 @@ from .writers import FORMATS, AnnotatedImage, write_annotations
 class AnnotateOptions:
     """The annotate job spec (``job.json``), with defaults.
 
-    images: folder, zip of images or CVAT export. model_dir: a trained model folder
-    (model.pt, classes.csv, model.json). output: the zip to write (default
+    images: folder, zip of images or CVAT export. model_dir (alias ``model``): a trained
+    model folder (model.pt, classes.csv, model.json). output: the zip to write (default
     ``<job>/output/annotations.zip``). format: coco | cvat | yolo. threshold: minimum
     score in [0, 1]. max_detections: per image. mapping: {model label: target label}.
     keep_existing: keep an export's annotations (else they are replaced). preview:
@@ -73,6 +73,8 @@ class AnnotateOptions:
         """Build from a job spec; raises JobError naming a missing or bad field."""
         known = set(cls.__dataclass_fields__)
         kwargs = {k: v for k, v in spec.items() if k in known and v is not None}
+        if not kwargs.get("model_dir") and spec.get("model"):  # the jobs registry's path field name
+            kwargs["model_dir"] = spec["model"]
         for required in ("images", "model_dir"):
             if not kwargs.get(required):
                 raise JobError(f"the annotate job spec needs '{required}'")
