@@ -1,0 +1,334 @@
+"""The training loop: one process (or one DDP rank) training a planned run.
+
+Per epoch: train over the train split (AMP on CUDA), COCO evaluation on the val split,
+TensorBoard scalars, a ``metrics`` event, ``checkpoints/last.pt`` and, when mAP improves,
+``checkpoints/best.pt``; at the end the best weights go to ``model/`` and every epoch's
+metrics to ``metrics.json``. A cancel request (SIGTERM) is honoured after the current
+step: last.pt is saved, then :class:`JobCancelled` is raised.
+
+The loop follows torchvision's detection reference scripts (train_one_epoch / evaluate).
+"""
+from __future__ import annotations
+
+import copy
+import math
+import random
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..jobs.jobdir import JobCancelled, JobContext, JobError, write_json_atomic
+from .plan import Plan
+
+PROGRESS_INTERVAL_S = 0.5
+
+
+def lr_factor(step: int, *, total: int, warmup: int, schedule: str) -> float:
+    """Learning-rate multiplier at optimizer step ``step`` (0-based) of ``total``:
+    linear warm-up from 0.001 over ``warmup`` steps, then cosine (to 0.01), step (x0.1
+    at 2/3 and 8/9 of the run) or constant."""
+    if warmup > 0 and step < warmup:
+        return 0.001 + (1 - 0.001) * step / warmup
+    if schedule == "cosine":
+        t = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))
+    if schedule == "step":
+        return 0.1 ** sum(step >= m for m in (int(total * 2 / 3), int(total * 8 / 9)))
+    return 1.0
+
+
+def set_stage(model: torch.nn.Module, stage: int) -> str:
+    """Mask R-CNN training stage (matterport / Onepanel): 1 = heads only (RPN, ROI heads,
+    FPN; backbone body frozen), 2 = ResNet stage 4 and up (torchvision layer3, layer4 =
+    matterport's "4+") plus heads, 3 = all layers (the caller lowers the learning rate /10).
+    Returns a description for the log."""
+    body = model.backbone.body
+    trainable = {1: (), 2: ("layer3", "layer4"), 3: None}[stage]
+    for name, p in model.named_parameters():
+        p.requires_grad_(True)
+    for name, p in body.named_parameters():
+        p.requires_grad_(trainable is None or name.split(".")[0] in trainable)
+    return {1: "heads only", 2: "ResNet stage 4 and up (layer3, layer4) + heads", 3: "all layers, learning rate / 10"}[stage]
+
+
+class Trainer:
+    """Runs a :class:`Plan` in this process. ``rank``/``world_size`` > 1 under torchrun
+    (DistributedDataParallel; rank 0 evaluates, reports and writes files)."""
+
+    def __init__(self, plan: Plan, ctx: JobContext, rank: int = 0, world_size: int = 1, local_rank: int = 0,
+                 cancel_check=None):
+        self.plan, self.ctx = plan, ctx
+        self.rank, self.world_size = rank, world_size
+        self.main = rank == 0
+        self.out = Path(ctx.output_dir)
+        self.cancel_check = cancel_check or ctx.cancelled.is_set
+        p = plan.params
+        if plan.device == "cuda" and world_size > 1:
+            self.device = torch.device("cuda", local_rank)
+        else:
+            self.device = torch.device(plan.device)
+        self.use_amp = bool(p["amp"]) and self.device.type == "cuda"
+
+    # ---- setup -------------------------------------------------------------------------
+    def _seed(self) -> None:
+        seed = int(self.plan.params["seed"]) + self.rank
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    def _build(self):
+        from ..models import build_model, load_pretrained_weights
+        from ..models.builders import CLASS_HEAD_PREFIXES, load_matching_state_dict
+
+        plan, p = self.plan, self.plan.params
+        model = build_model(plan.template, len(plan.labels) + 1, p)
+        if plan.resume is not None:
+            model.load_state_dict(plan.resume["model"])
+        elif plan.finetune is not None:
+            src = plan.finetune
+            same = src.labels == plan.labels
+            skip = () if same else CLASS_HEAD_PREFIXES[plan.family]
+            loaded, skipped = load_matching_state_dict(model, src.state_dict, skip)
+            if same:
+                self.ctx.log(f"fine-tuning from {src.path}: {len(loaded)} tensors loaded")
+            else:
+                msg = (f"fine-tuning from {src.path}: its labels {src.labels} differ from the export's {plan.labels}, "
+                       f"so the label heads were rebuilt ({len(skipped)} tensors re-initialized); "
+                       f"{len(loaded)} tensors loaded")
+                if self.main:
+                    self.ctx.warn(msg)
+        elif p["pretrained"]:
+            from ..models import PretrainedWeightsUnavailable
+
+            try:
+                self.ctx.log(load_pretrained_weights(model, plan.template))
+            except PretrainedWeightsUnavailable as e:
+                raise JobError(str(e)) from None
+        else:
+            self.ctx.log("training from scratch (pretrained: false)")
+        return model.to(self.device)
+
+    def _loaders(self):
+        from ..datasets.torchdata import DetectionDataset, build_transforms, collate
+
+        plan, p = self.plan, self.plan.params
+        masks = plan.task == "instance-segmentation"
+        train_ds = DetectionDataset(plan.train_items, plan.labels, build_transforms(p, True), with_masks=masks)
+        val_ds = DetectionDataset(plan.val_items, plan.labels, build_transforms(p, False), with_masks=masks)
+        workers = int(p["num_workers"])
+        g = torch.Generator()
+        g.manual_seed(int(p["seed"]))
+        sampler = None
+        if self.world_size > 1:
+            sampler = torch.utils.data.DistributedSampler(train_ds, self.world_size, self.rank, shuffle=True,
+                                                          seed=int(p["seed"]), drop_last=True)
+        common = dict(collate_fn=collate, num_workers=workers, persistent_workers=workers > 0,
+                      pin_memory=self.device.type == "cuda")
+        train = torch.utils.data.DataLoader(train_ds, batch_size=int(p["batch_size"]), shuffle=sampler is None,
+                                            sampler=sampler, generator=g, drop_last=False, **common)
+        val = torch.utils.data.DataLoader(val_ds, batch_size=int(p["batch_size"]), shuffle=False, **common)
+        return train, val, sampler
+
+    # ---- run ---------------------------------------------------------------------------
+    def fit(self) -> dict:
+        """Train, evaluate each epoch, write the output contract. Returns the job outputs
+        (model_dir, map, map_50, best_epoch, epochs, message). Raises JobCancelled after
+        saving last.pt when cancelled, JobError when the loss diverges."""
+        from .checkpoints import save_checkpoint, set_rng_state
+        from .evaluate import evaluate
+
+        plan, p, ctx = self.plan, self.plan.params, self.ctx
+        self._seed()
+        model = self._build()
+        train_loader, val_loader, sampler = self._loaders()
+        ddp_model = model
+        if self.world_size > 1:
+            ddp_model = torch.nn.parallel.DistributedDataParallel(
+                model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                find_unused_parameters=bool(plan.stages))
+        params = list(model.parameters())
+        lr = float(p["learning_rate"])
+        if p["optimizer"] == "adamw":
+            optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=float(p["weight_decay"]))
+        else:
+            optimizer = torch.optim.SGD(params, lr=lr, momentum=float(p["momentum"]),
+                                        weight_decay=float(p["weight_decay"]))
+        spe, epochs = plan.steps_per_epoch, plan.epochs
+        total = spe * epochs
+        warmup = min(int(p["warmup_iters"]), spe)
+        stage_of = {e: k for k, a, b in plan.stages for e in range(a, b)}
+
+        def factor(step: int) -> float:
+            f = lr_factor(step, total=total, warmup=warmup, schedule=p["lr_schedule"])
+            return f * (0.1 if stage_of.get(step // spe) == 3 else 1.0)
+
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+        scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
+        start_epoch, step, best_map, best_epoch, history = 0, 0, -1.0, 0, []
+        best_state = None
+        if plan.resume is not None:
+            ck = plan.resume
+            optimizer.load_state_dict(ck["optimizer"])
+            scheduler.load_state_dict(ck["scheduler"])
+            if ck.get("scaler") and self.use_amp:
+                scaler.load_state_dict(ck["scaler"])
+            start_epoch, step = int(ck["epoch"]), int(ck["step"])
+            best_map, best_epoch = float(ck.get("best_map", -1.0)), int(ck.get("best_epoch", 0))
+            history = list(ck.get("history") or [])
+            set_rng_state(ck.get("rng"))
+            if self.rank:
+                torch.manual_seed(int(p["seed"]) + self.rank + start_epoch)
+            self.ctx.log(f"resumed after epoch {start_epoch} (step {step}); training to epoch {epochs}")
+
+        writer = None
+        if self.main:
+            from torch.utils.tensorboard import SummaryWriter
+
+            writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=step if step else None)
+            ctx.event("plan", template=plan.template, epochs=epochs, steps_per_epoch=spe,
+                      train_images=len(plan.train_items), val_images=len(plan.val_items), labels=plan.labels,
+                      device=str(self.device), gpus=self.world_size, dropped=plan.dropped, notes=plan.notes)
+            ctx.log(f"{plan.template}: {len(plan.train_items)} training / {len(plan.val_items)} validation images, "
+                    f"{epochs} epochs x {spe} steps, batch_size {p['batch_size']}, device {self.device}"
+                    + (f" x {self.world_size}" if self.world_size > 1 else "") + (", AMP" if self.use_amp else ""))
+        ckpt_common = dict(template=plan.template, task=plan.task, labels=plan.labels, params=p,
+                           dataset_fingerprint=plan.dataset_fingerprint)
+        last_path, best_path = self.out / "checkpoints" / "last.pt", self.out / "checkpoints" / "best.pt"
+
+        def save_last(epoch_done: int, **extra) -> None:
+            if self.main:
+                save_checkpoint(last_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                                epoch=epoch_done, step=step, best_map=best_map, best_epoch=best_epoch,
+                                history=history, **ckpt_common, **extra)
+
+        last_report = 0.0
+        stage = None
+        for epoch in range(start_epoch, epochs):
+            if plan.stages and stage_of.get(epoch) != stage:
+                stage = stage_of.get(epoch)
+                desc = set_stage(model, stage)
+                k, a, b = next(s for s in plan.stages if s[0] == stage)
+                if self.main:
+                    ctx.log(f"stage {stage} ({desc}): epochs {a + 1}..{b}")
+                    ctx.event("stage", stage=stage, description=desc, first_epoch=a + 1, last_epoch=b)
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            ddp_model.train()
+            t0 = time.monotonic()
+            sums: dict[str, float] = {}
+            n_steps = 0
+            for images, targets in train_loader:
+                images = [im.to(self.device, non_blocking=True) for im in images]
+                targets = [{k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v)
+                            for k, v in t.items()} for t in targets]
+                with torch.autocast(self.device.type, enabled=self.use_amp):
+                    loss_dict = ddp_model(images, targets)
+                loss = sum(loss_dict.values())
+                if not torch.isfinite(loss):
+                    raise JobError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {n_steps + 1}: training "
+                                   f"diverged; lower learning_rate (now {lr:g}) or check the boxes of the export")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                scaler.step(optimizer)
+                scaler.update()
+                scheduler.step()
+                step += 1
+                n_steps += 1
+                for k, v in loss_dict.items():
+                    sums[k] = sums.get(k, 0.0) + float(v.detach())
+                sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+                if self.main:
+                    now = time.monotonic()
+                    if now - last_report >= PROGRESS_INTERVAL_S:
+                        last_report = now
+                        cur_lr = optimizer.param_groups[0]["lr"]
+                        writer.add_scalar("train/loss", float(loss.detach()), step)
+                        writer.add_scalar("train/learning_rate", cur_lr, step)
+                        ctx.progress(step, total, "steps", epoch=epoch + 1, epochs=epochs,
+                                     loss=round(float(loss.detach()), 4), lr=cur_lr)
+                if self._should_stop():
+                    save_last(epoch, interrupted_in_epoch=epoch + 1)
+                    raise JobCancelled(f"cancelled by request during epoch {epoch + 1}; last.pt saved (resume with --resume)")
+            train_time = time.monotonic() - t0
+            losses = {k: v / max(1, n_steps) for k, v in sums.items()}
+            metrics = None
+            if self.main:
+                metrics = evaluate(model, val_loader, plan.val_items, plan.labels, self.device,
+                                   with_masks=plan.task == "instance-segmentation", cancelled=ctx.cancelled)
+            if self.world_size > 1:
+                torch.distributed.barrier()
+            if metrics is None and self.main:  # evaluation interrupted by a cancel
+                save_last(epoch + 1)
+                raise JobCancelled(f"cancelled by request after epoch {epoch + 1}; last.pt saved (resume with --resume)")
+            if self.main:
+                record = {"epoch": epoch + 1, "step": step, "train_time_s": round(train_time, 2),
+                          "images_per_s": round(len(plan.train_items) / max(train_time, 1e-9), 2),
+                          "lr": optimizer.param_groups[0]["lr"], "losses": losses,
+                          **{k: metrics[k] for k in ("map", "map_50", "map_75", "per_label")}}
+                if "bbox" in metrics:
+                    record["bbox"] = {k: metrics["bbox"][k] for k in ("map", "map_50", "map_75", "per_label")}
+                if stage:
+                    record["stage"] = stage
+                history.append(record)
+                for k, v in losses.items():
+                    writer.add_scalar(f"epoch/{k}", v, epoch + 1)
+                writer.add_scalar("val/mAP", metrics["map"], epoch + 1)
+                writer.add_scalar("val/mAP@.5", metrics["map_50"], epoch + 1)
+                for name, ap in metrics["per_label"].items():
+                    if ap is not None:
+                        writer.add_scalar(f"val_AP/{name}", ap, epoch + 1)
+                writer.flush()
+                ctx.event("metrics", epoch=epoch + 1, epochs=epochs, loss=losses.get("loss"), map=metrics["map"],
+                          map_50=metrics["map_50"], map_75=metrics["map_75"], per_label=metrics["per_label"])
+                ctx.log(f"epoch {epoch + 1}/{epochs}: loss {losses.get('loss', 0):.4f}, mAP@[.5:.95] "
+                        f"{metrics['map']:.4f}, mAP@.5 {metrics['map_50']:.4f} ({train_time:.1f} s)")
+                if metrics["map"] > best_map:
+                    best_map, best_epoch = metrics["map"], epoch + 1
+                    best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
+                    save_checkpoint(best_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                                    epoch=epoch + 1, step=step, best_map=best_map, best_epoch=best_epoch,
+                                    history=history, **ckpt_common)
+                save_last(epoch + 1)
+                self._write_metrics(history, best_epoch, metrics.get("evaluator"))
+            if self._should_stop() and epoch + 1 < epochs:
+                raise JobCancelled(f"cancelled by request after epoch {epoch + 1}; last.pt saved (resume with --resume)")
+        if not self.main:
+            return {}
+        writer.close()
+        return self._finish(model, history, best_epoch, best_state)
+
+    def _should_stop(self) -> bool:
+        flag = bool(self.cancel_check())
+        if self.world_size > 1:
+            t = torch.tensor([1.0 if flag else 0.0], device=self.device if self.device.type == "cuda" else "cpu")
+            torch.distributed.all_reduce(t)
+            flag = bool(t.item() > 0)
+        return flag
+
+    def _write_metrics(self, history: list, best_epoch: int, evaluator: str | None) -> None:
+        best = next((h for h in history if h["epoch"] == best_epoch), None)
+        write_json_atomic(self.out / "metrics.json", {
+            "template": self.plan.template, "labels": self.plan.labels, "epochs": self.plan.epochs,
+            "evaluator": evaluator, "primary": "segm" if self.plan.task == "instance-segmentation" else "bbox",
+            "best_epoch": best_epoch, "best": best, "final": history[-1] if history else None, "history": history})
+
+    def _finish(self, model, history: list, best_epoch: int, best_state) -> dict:
+        from ..models import save_model_dir
+
+        plan = self.plan
+        final_state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        best = next((h for h in history if h["epoch"] == best_epoch), history[-1] if history else {})
+        meta = {"dataset": plan.dataset_path, "dataset_fingerprint": plan.dataset_fingerprint,
+                "epochs": plan.epochs, "best_epoch": best_epoch,
+                "metrics": {k: best.get(k) for k in ("map", "map_50", "map_75", "per_label")},
+                "final_metrics": {k: history[-1].get(k) for k in ("map", "map_50", "map_75")} if history else {},
+                "train_images": len(plan.train_items), "val_images": len(plan.val_items)}
+        model_dir = save_model_dir(self.out / "model", model, plan.template, plan.labels, plan.params, meta)
+        model.load_state_dict(final_state)
+        m, m50 = best.get("map") or 0.0, best.get("map_50") or 0.0
+        return {"model_dir": str(model_dir), "map": m, "map_50": m50, "best_epoch": best_epoch, "epochs": plan.epochs,
+                "message": f"mAP@[.5:.95] {m:.4f}, mAP@.5 {m50:.4f} (best epoch {best_epoch} of {plan.epochs})"}

@@ -1,0 +1,26 @@
+"""The train job: ``python -m jupyter_cvat_train.training JOB_DIR`` and ``cvat-train train``.
+
+:func:`train_job` is the job function given to :func:`jupyter_cvat_train.jobs.jobdir.run_job`:
+it checks the run (:func:`.plan.make_plan`), then trains in this process, or, with more
+than one GPU, under torchrun (:mod:`.distributed`).
+"""
+from __future__ import annotations
+
+from ..jobs.jobdir import JobContext
+
+
+def train_job(ctx: JobContext) -> dict:
+    """Run the train job described by ``ctx.spec`` (see :mod:`.plan` for the spec) and
+    write the output contract into ``ctx.output_dir``. Returns the job outputs
+    (model_dir, map, map_50, best_epoch, epochs, message). Raises JobError for bad input
+    (before training), JobCancelled after a SIGTERM (last.pt saved)."""
+    from .plan import make_plan
+
+    plan = make_plan(ctx.spec, ctx.output_dir, log=ctx.log, warn=ctx.warn)
+    if plan.gpus > 1:
+        from .distributed import run_torchrun
+
+        return run_torchrun(ctx, plan.gpus)
+    from .engine import Trainer
+
+    return Trainer(plan, ctx).fit()

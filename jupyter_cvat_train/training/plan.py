@@ -1,0 +1,235 @@
+"""Everything a training run is checked against before it starts: the plan.
+
+:func:`make_plan` reads a train job spec (job.json), validates the CVAT export, cleans
+and splits it, resolves the hyperparameters and the number of epochs, and checks the
+checkpoint to fine-tune or resume from. Every problem the user can fix raises
+``JobError`` with a message naming it and the fix, before any training step.
+
+Train job spec (job.json)::
+
+    {"kind": "train", "template": "ssdlite320-mobilenet-v3", "dataset": "/path/export.zip",
+     "format": null, "parameters": "batch_size: 8" | {...} | [texts...], "epochs": null,
+     "checkpoint": null | "/path/model-or-checkpoints", "resume": false,
+     "device": "auto" | "cpu" | "cuda", "gpus": null | N}
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from ..datasets.model import Item
+from ..jobs.jobdir import JobError
+
+
+@dataclass
+class Plan:
+    """A checked training run. ``epochs`` is final (derived, staged or given);
+    ``params`` holds every hyperparameter with ``epochs`` filled in."""
+
+    template: str
+    family: str
+    task: str
+    params: dict
+    labels: list[str]
+    train_items: list[Item]
+    val_items: list[Item]
+    epochs: int
+    steps_per_epoch: int
+    device: str
+    gpus: int
+    dataset_path: str
+    dataset_fingerprint: str
+    dropped: dict = field(default_factory=dict)
+    stages: list[tuple[int, int, int]] = field(default_factory=list)  # (stage, first epoch, last epoch + 1)
+    finetune: object | None = None  # models.store.WeightsSource
+    resume: dict | None = None  # the checkpoint dict to continue
+    resume_path: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def _fingerprint(labels: list[str], items: list[Item]) -> str:
+    h = hashlib.sha1(json.dumps(labels).encode())
+    for it in sorted(items, key=lambda i: (i.subset, i.id)):
+        h.update(f"{it.subset}/{it.id}:{it.width}x{it.height}".encode())
+        for a in it.annotations:
+            h.update(f"{a.label}:{','.join(f'{v:.2f}' for v in a.bbox)};".encode())
+    return h.hexdigest()
+
+
+def _user_parameters(spec: dict) -> list:
+    out = []
+    for key in ("parameters", "hyperparameters"):
+        v = spec.get(key)
+        if isinstance(v, list):
+            out.extend(v)
+        elif v not in (None, ""):
+            out.append(v)
+    if spec.get("epochs") not in (None, ""):
+        out.append({"epochs": spec["epochs"]})
+    return out
+
+
+def _resolve_device(requested: str | None) -> str:
+    import torch
+
+    requested = (requested or "auto").lower()
+    if requested == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if requested.startswith("cuda") and not torch.cuda.is_available():
+        raise JobError("device 'cuda' was requested but no CUDA GPU is available here: use --device cpu or auto")
+    if requested not in ("cpu", "cuda") and not requested.startswith("cuda:"):
+        raise JobError(f"device must be auto, cpu or cuda, got {requested!r}")
+    return requested
+
+
+def make_plan(spec: dict, output_dir: Path, log: Callable[[str], None] = print,
+              warn: Callable[[str], None] | None = None) -> Plan:
+    """Check a train spec and return the :class:`Plan` (module docstring for the spec).
+    Raises JobError for every problem found before training."""
+    from .. import models
+    from ..datasets import ExportError, load_export, validate_export
+    from ..datasets.split import SplitError, split_items
+    from ..datasets.torchdata import clean_annotations
+    from .checkpoints import load_checkpoint
+
+    warn = warn or log
+    try:
+        template = models.get_template(spec.get("template") or models.DEFAULT_TEMPLATE)
+    except KeyError as e:
+        raise JobError(str(e)) from None
+    user = _user_parameters(spec)
+    resume_ck, resume_path = None, None
+    if spec.get("resume"):
+        resume_path = Path(spec["checkpoint"]) if spec.get("checkpoint") else Path(output_dir) / "checkpoints"
+        try:
+            resume_file = models.resolve_weights_path(resume_path)
+        except models.WeightsError as e:
+            raise JobError(f"cannot resume: {e}") from None
+        if resume_file.name == "best.pt" and (resume_file.parent / "last.pt").is_file():
+            resume_file = resume_file.parent / "last.pt"
+        try:
+            resume_ck = load_checkpoint(resume_file)
+        except Exception as e:  # noqa: BLE001
+            raise JobError(f"cannot resume: {resume_file} is not a readable checkpoint ({type(e).__name__}: {e})") from None
+        if not isinstance(resume_ck, dict) or resume_ck.get("kind") != "checkpoint" or "optimizer" not in resume_ck:
+            raise JobError(f"cannot resume from {resume_file}: it holds weights but no training state "
+                           f"(give a checkpoints/last.pt; to start from its weights use it as a fine-tune checkpoint)")
+        if resume_ck.get("template") != template.name:
+            raise JobError(f"cannot resume: {resume_file} was trained with template {resume_ck.get('template')!r}, "
+                           f"not {template.name!r}")
+        prior = dict(resume_ck.get("params") or {})
+        user = [prior] + user
+        resume_path = str(resume_file)
+    try:
+        params = models.parse_hyperparameters(user, template)
+    except ValueError as e:
+        raise JobError(f"hyperparameters: {e}") from None
+    device = _resolve_device(spec.get("device"))
+    gpus = int(spec.get("gpus") or params.get("num_gpus") or 1)
+    params["num_gpus"] = gpus
+
+    dataset = spec.get("dataset")
+    if not dataset:
+        raise JobError("no dataset given: the job needs the path of a CVAT export (zip or folder)")
+    report = validate_export(dataset, spec.get("format"))
+    if not report.ok:
+        lines = [f"  - {f.message}" for f in report.errors[:15]]
+        more = f"\n  ... and {len(report.errors) - 15} more" if len(report.errors) > 15 else ""
+        try:
+            (Path(output_dir) / "validation.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
+        except OSError:
+            pass
+        raise JobError(f"the export {dataset} has {len(report.errors)} validation error(s); training did not start:\n"
+                       + "\n".join(lines) + more)
+    try:
+        ds = load_export(dataset, spec.get("format"))
+    except ExportError as e:
+        raise JobError(str(e)) from None
+    labels = list(ds.labels)
+    if not labels:
+        raise JobError(f"the export {dataset} declares no labels: add labels in CVAT and export again")
+    items = [it for it in ds.items if it.image_path is not None and Path(it.image_path).is_file()]
+    missing = len(ds.items) - len(items)
+    items, dropped = clean_annotations(items, labels)
+    dropped["missing_image"] = missing
+    for what, n in dropped.items():
+        if n:
+            warn(f"{n} {what.replace('_', ' ')} annotation(s)/image(s) dropped before training"
+                 if what != "missing_image" else f"{n} image(s) without an image file dropped before training")
+    if template.task == "instance-segmentation" and not any(a.polygons for it in items for a in it.annotations):
+        raise JobError(f"template {template.name} trains instance segmentation and needs polygons or masks, but the "
+                       f"export {dataset} ({ds.format}) has boxes only: export from CVAT as 'COCO 1.0' or 'CVAT for "
+                       f"images 1.1' with polygons, or choose a detection template")
+    if resume_ck is not None and list(resume_ck.get("labels") or []) != labels:
+        raise JobError(f"cannot resume: the checkpoint's labels {resume_ck.get('labels')} differ from the export's "
+                       f"{labels}; fine-tune from it instead (without --resume)")
+    try:
+        train_items, val_items = split_items(items, params["val_split"], params["seed"])
+    except SplitError as e:
+        raise JobError(str(e)) from None
+    bs = int(params["batch_size"])
+    per_rank = len(train_items) // gpus
+    if bs > per_rank:
+        where = f" per GPU ({len(train_items)} / {gpus} GPUs = {per_rank})" if gpus > 1 else ""
+        raise JobError(f"batch_size {bs} is larger than the training split{where}: it has {len(train_items)} images "
+                       f"({len(items)} in the export, {len(val_items)} held out by val_split {params['val_split']:g}%); "
+                       f"set batch_size to at most {per_rank} or add images")
+    steps_per_epoch = math.ceil(per_rank / bs)
+    notes = []
+    stages: list[tuple[int, int, int]] = []
+    stage_epochs = [int(params.get(f"stage_{k}_epochs") or 0) for k in (1, 2, 3)]
+    if template.family == "maskrcnn" and any(stage_epochs):
+        start = 0
+        for k, n in enumerate(stage_epochs, start=1):
+            if n:
+                stages.append((k, start, start + n))
+                start += n
+        epochs = start
+        notes.append(f"Mask R-CNN staged training: " + ", ".join(f"stage {k} {b - a} epoch(s)" for k, a, b in stages))
+    elif params.get("epochs"):
+        epochs = int(params["epochs"])
+    else:
+        epochs = max(1, math.ceil(params["num_steps"] / steps_per_epoch))
+        notes.append(f"epochs not given: derived {epochs} = ceil(num_steps {params['num_steps']} / {steps_per_epoch} "
+                     f"steps per epoch) ({len(train_items)} training images, batch_size {bs}"
+                     + (f" x {gpus} GPUs" if gpus > 1 else "") + ")")
+    params["epochs"] = epochs
+    finetune = None
+    if spec.get("checkpoint") and not spec.get("resume"):
+        try:
+            finetune = models.read_weights(spec["checkpoint"])
+        except models.WeightsError as e:
+            raise JobError(f"cannot fine-tune: {e}") from None
+        if finetune.template and finetune.template != template.name:
+            raise JobError(f"cannot fine-tune: {finetune.path} holds a {finetune.template} model, not "
+                           f"{template.name}; choose --model {finetune.template}")
+        _check_fits(finetune, template.name, labels, params)
+    if resume_ck is not None:
+        done = int(resume_ck.get("epoch", 0))
+        if done >= epochs:
+            raise JobError(f"the run in {resume_path} already completed {done} of {epochs} epochs: give a larger "
+                           f"'epochs' to extend it")
+        notes.append(f"resuming from {resume_path} after epoch {done} of {epochs}")
+    for n in notes:
+        log(n)
+    return Plan(template=template.name, family=template.family, task=template.task, params=params, labels=labels,
+                train_items=train_items, val_items=val_items, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                device=device, gpus=gpus, dataset_path=str(dataset), dataset_fingerprint=_fingerprint(labels, items),
+                dropped=dropped, stages=stages, finetune=finetune, resume=resume_ck, resume_path=resume_path,
+                notes=notes)
+
+
+def _check_fits(src, template: str, labels: list[str], params: dict) -> None:
+    """Refuse a fine-tune checkpoint whose weights fit nothing of the architecture."""
+    from ..models import build_model
+
+    model = build_model(template, len(labels) + 1, {**params, "pretrained": False})
+    own = model.state_dict()
+    fitting = sum(1 for k, v in src.state_dict.items() if k in own and tuple(v.shape) == tuple(own[k].shape))
+    if fitting < len(own) // 2:
+        raise JobError(f"cannot fine-tune: {src.path} holds no usable weights for {template} "
+                       f"({fitting} of {len(own)} tensors match)")
