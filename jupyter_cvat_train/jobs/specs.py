@@ -57,6 +57,20 @@ def validate_dataset(root: Path | str, path: Any, field: str = "dataset") -> tup
     return real, report
 
 
+def form_parameters(parameters: Any, template) -> Any:
+    """The hyperparameter inputs of a template form ``{parameter name: value}`` as
+    :func:`jupyter_cvat_train.models.parse_hyperparameters` takes them: the texts of
+    the template's textarea parameters (e.g. ``hyperparameters``) first, then the other
+    fields as one dict (so an explicit ``epochs`` field wins); empty values dropped
+    (an empty field means "the default"). Texts and lists pass unchanged."""
+    if not isinstance(parameters, dict):
+        return parameters
+    textareas = [p.get("name") for p in template.parameters if str(p.get("type", "")).startswith("textarea")]
+    texts = [parameters[k] for k in textareas if parameters.get(k) not in (None, "")]
+    flat = {k: v for k, v in parameters.items() if k not in textareas and v not in (None, "")}
+    return texts + [flat] if texts else flat
+
+
 def _check_train(spec: dict, root: Path) -> dict:
     from .. import models
 
@@ -69,8 +83,9 @@ def _check_train(spec: dict, root: Path) -> dict:
         known = ", ".join(getattr(t, "name", str(t)) for t in models.list_templates())
         raise SpecError(f"template: unknown template {name!r}; known: {known}", 404, {"error": str(e)}) from None
     parameters = spec.get("parameters") or {}
-    if not isinstance(parameters, (dict, str)):
+    if not isinstance(parameters, (dict, str, list)):
         raise SpecError("parameters: expected an object {name: value}", 400)
+    parameters = form_parameters(parameters, template)
     try:
         models.parse_hyperparameters(parameters, template)
     except ValueError as e:
