@@ -120,4 +120,8 @@ class TestRestart:
         # SIGTERM to the group: the training loop stopped at a safe point and said so itself
         assert end["state"] == "cancelled" and end["message"].startswith("cancelled by request"), end
         status = JobDir(jp_root_dir / end["dir"]).read_status()
-        assert status["exit_code"] == 0 and not process_alive(status["pid"], status["pid_start_time"])
+        assert status["exit_code"] == 0
+        deadline = time.monotonic() + 30  # it exits once its final state is written
+        while process_alive(status["pid"], status["pid_start_time"]) and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert not process_alive(status["pid"], status["pid_start_time"])
