@@ -187,7 +187,7 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=20.0)
     p.add_argument("--interval", type=float, default=0.5, help="seconds each client waits between requests")
     p.add_argument("--marker-interval", type=float, default=0.05)
-    p.add_argument("--images", type=int, default=24)
+    p.add_argument("--images", type=int, default=20)  # 16 train images: no batch of 1
     args = p.parse_args()
     sys.exit(asyncio.run(run(args)))
 

@@ -23,11 +23,13 @@ from .kinds import JobKind
 LAUNCH_NAME = "launch.json"
 
 
-def launch(job_dir: JobDir, kind: JobKind, *, python: str | None = None, gpu: int | None = None,
-           env: dict[str, str] | None = None) -> subprocess.Popen:
+def launch(job_dir: JobDir, kind: JobKind, *, python: str | None = None, gpu: int | str | None = None,
+           env: dict[str, str] | None = None, niceness: int = 0) -> subprocess.Popen:
     """Start the job process of ``job_dir`` for ``kind`` and record it in launch.json.
 
     ``gpu``: when not None, the process sees only that GPU (``CUDA_VISIBLE_DEVICES``).
+    ``niceness``: added to the process's nice value (Linux: lower CPU priority), so a
+    CPU-bound job leaves the Jupyter server responsive.
     Returns the Popen (the caller reaps it with ``poll()``). Raises OSError if the
     interpreter cannot be started.
     """
@@ -39,7 +41,8 @@ def launch(job_dir: JobDir, kind: JobKind, *, python: str | None = None, gpu: in
         child_env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     with open(job_dir.log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=job_dir.path, env=child_env, start_new_session=True, close_fds=True)
+                                cwd=job_dir.path, env=child_env, start_new_session=True, close_fds=True,
+                                preexec_fn=(lambda: os.nice(niceness)) if niceness > 0 else None)
     write_json_atomic(job_dir.path / LAUNCH_NAME, {
         "pid": proc.pid, "pid_start_time": process_start_time(proc.pid), "launched_at": now_iso(),
         "command": cmd, "gpu": gpu})

@@ -64,19 +64,21 @@ class JobManager:
 
     limits: concurrent jobs per resource (:class:`.queue.Limits`); cancel_grace: seconds
     between SIGTERM and SIGKILL; python: interpreter for job processes (default: this
-    one); env: environment for job processes (default: this process's).
+    one); env: environment for job processes (default: this process's); niceness: added
+    to job processes' nice value.
     Thread-safe.
     """
 
     def __init__(self, runs_root: Path | str, *, limits: Limits | None = None,
                  cancel_grace: float = DEFAULT_CANCEL_GRACE, python: str | None = None,
-                 env: dict[str, str] | None = None):
+                 env: dict[str, str] | None = None, niceness: int = 0):
         self.runs_root = Path(runs_root).resolve()
         self.store = JobStore(self.runs_root)
         self.limits = limits or Limits()
         self.cancel_grace = cancel_grace
         self.python = python
         self.env = env
+        self.niceness = niceness
         self._procs: dict[str, subprocess.Popen] = {}
         self._lock = threading.RLock()
         self._snapshot: dict[str, dict] = {}  # changed under the lock
@@ -169,7 +171,8 @@ class JobManager:
     def _launch(self, row: dict) -> str:
         jd = self.job_dir(row["id"])
         try:
-            proc = launch(jd, get_kind(row["kind"]), python=self.python, gpu=row["gpu"], env=self.env)
+            proc = launch(jd, get_kind(row["kind"]), python=self.python, gpu=row["gpu"], env=self.env,
+                          niceness=self.niceness)
         except OSError as e:  # the interpreter could not start: our failure, recorded on the job
             jd.update_status(state="failed", message=f"could not start the job process: {e}", ended_at=now_iso())
             self.store.update(row["id"], state="failed", message=f"could not start the job process: {e}",

@@ -25,6 +25,8 @@ class CvatTrainApp(ExtensionApp):
                                help="Training/annotation jobs at once; 0 = one per GPU, or 1 without a GPU.")
     max_io_jobs = Int(2, config=True, help="Sync/validation jobs at once.")
     cancel_grace_seconds = Float(10.0, config=True, help="Seconds between SIGTERM and SIGKILL on cancel.")
+    job_niceness = Int(5, config=True, help="Nice value added to job processes, so training leaves the server "
+                                            "responsive (0 = same priority as the server).")
     poll_interval = Float(0.2, config=True, help="Seconds between polls of running jobs.")
     tensorboard_enabled = Bool(True, config=True, help="Allow starting TensorBoard for jobs.")
 
@@ -36,7 +38,7 @@ class CvatTrainApp(ExtensionApp):
         root_dir = self.serverapp.root_dir
         runs_root = self.runs_root or os.path.join(root_dir, "cvat-train-runs")
         manager = JobManager(runs_root, limits=Limits(self.max_accelerator_jobs, self.max_io_jobs),
-                             cancel_grace=self.cancel_grace_seconds)
+                             cancel_grace=self.cancel_grace_seconds, niceness=self.job_niceness)
         self.service = JobService(root_dir, manager, poll_interval=self.poll_interval,
                                   tensorboard_enabled=self.tensorboard_enabled, log=self.log)
         self.service.start()
