@@ -41,8 +41,12 @@ def launch(job_dir: JobDir, kind: JobKind, *, python: str | None = None, gpu: in
         child_env["CUDA_VISIBLE_DEVICES"] = str(gpu)
     with open(job_dir.log_path, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                cwd=job_dir.path, env=child_env, start_new_session=True, close_fds=True,
-                                preexec_fn=(lambda: os.nice(niceness)) if niceness > 0 else None)
+                                cwd=job_dir.path, env=child_env, start_new_session=True, close_fds=True)
+    if niceness > 0:  # set from here, not in a preexec_fn (unsafe in a threaded server)
+        try:
+            os.setpriority(os.PRIO_PROCESS, proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + niceness)
+        except OSError:
+            pass
     write_json_atomic(job_dir.path / LAUNCH_NAME, {
         "pid": proc.pid, "pid_start_time": process_start_time(proc.pid), "launched_at": now_iso(),
         "command": cmd, "gpu": gpu})

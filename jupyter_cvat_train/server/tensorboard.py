@@ -10,7 +10,6 @@ killed without cleanup: no orphans.
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import os
 import signal
 import socket
@@ -35,11 +34,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _die_with_parent() -> None:  # runs in the child between fork and exec
-    try:
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except OSError:
-        pass
+# Sets the parent-death signal (Linux prctl PR_SET_PDEATHSIG), then becomes TensorBoard:
+# the signal survives exec, and no preexec_fn runs in the (threaded) server.
+_LAUNCHER = ("import ctypes, os, signal, sys\n"
+             "try:\n    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\nexcept (OSError, AttributeError):\n    pass\n"
+             "os.execv(sys.executable, [sys.executable, '-m', 'tensorboard.main', *sys.argv[1:]])")
 
 
 @dataclass
@@ -80,10 +79,9 @@ class TensorBoards:
             output = logdir.parent.parent / "tensorboard.log"
             with open(output, "ab") as out:
                 proc = subprocess.Popen(
-                    [self.python, "-m", "tensorboard.main", "--logdir", str(logdir), "--host", "127.0.0.1",
+                    [self.python, "-c", _LAUNCHER, "--logdir", str(logdir), "--host", "127.0.0.1",
                      "--port", str(port), "--reload_interval", "5"],
-                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                    preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
+                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
             self._running[job_id] = _TB(proc, port, logdir, output)
             try:
                 await self._wait_ready(proc, port, timeout)
