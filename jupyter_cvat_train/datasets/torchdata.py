@@ -18,7 +18,6 @@ from typing import Sequence
 
 import torch
 from torchvision import tv_tensors
-from torchvision.io import ImageReadMode, decode_image
 from torchvision.transforms import v2
 
 from .model import Annotation, Item
@@ -117,7 +116,7 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         it = self.items[index]
-        image = decode_image(str(it.image_path), mode=ImageReadMode.RGB)
+        image = read_rgb(it.image_path)
         h, w = int(image.shape[-2]), int(image.shape[-1])
         anns = it.annotations
         boxes = torch.tensor([a.bbox for a in anns], dtype=torch.float32).reshape(-1, 4)
@@ -136,6 +135,16 @@ class DetectionDataset(torch.utils.data.Dataset):
         if "masks" in target:
             target["masks"] = target["masks"].as_subclass(torch.Tensor)
         return image.as_subclass(torch.Tensor), target
+
+
+def read_rgb(path) -> torch.Tensor:
+    """The image at ``path`` as a uint8 tensor 3 x H x W (RGB), decoded with Pillow."""
+    import numpy as np
+    from PIL import Image
+
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("RGB"))
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
 
 def _box_mask(bbox, h: int, w: int) -> torch.Tensor:

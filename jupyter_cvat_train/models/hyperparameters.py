@@ -103,6 +103,8 @@ ALIASES = {
 
 # Smallest input the family's backbone accepts (SSD300's VGG extra layers fail below ~280 px).
 MIN_IMAGE_SIZE = {"ssd": 280}
+# SSDlite's extra layers end in 1x1 maps with batch norm: one image per step cannot train.
+MIN_BATCH_SIZE = {"ssdlite": 2}
 
 _KV_RE = re.compile(r"^\s*[A-Za-z][\w\-]*\s*=")
 
@@ -238,6 +240,10 @@ def parse_hyperparameters(text_or_dict: "str | dict | Iterable[str | dict] | Non
     size = user.get("image_size")
     if size is not None and size < MIN_IMAGE_SIZE.get(t.family, 0):
         raise HyperparameterError(f"image_size must be >= {MIN_IMAGE_SIZE[t.family]} for {t.name}, got {size}", keys)
+    bs = user.get("batch_size")
+    if bs is not None and bs < MIN_BATCH_SIZE.get(t.family, 1):
+        raise HyperparameterError(f"batch_size must be >= {MIN_BATCH_SIZE[t.family]} for {t.name} (batch norm in its "
+                                  f"last, 1x1 feature maps needs two images per step), got {bs}", keys)
     if not with_defaults:
         return user
     out = {}

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ..jobs.jobdir import JobCancelled, JobContext, JobError, write_json_atomic
-from .plan import Plan
+from .plan import Plan, drop_last
 
 PROGRESS_INTERVAL_S = 0.5
 
@@ -51,6 +51,15 @@ def set_stage(model: torch.nn.Module, stage: int) -> str:
     for name, p in body.named_parameters():
         p.requires_grad_(trainable is None or name.split(".")[0] in trainable)
     return {1: "heads only", 2: "ResNet stage 4 and up (layer3, layer4) + heads", 3: "all layers, learning rate / 10"}[stage]
+
+
+def _ignore_stop_signals(_worker_id: int) -> None:
+    """DataLoader workers ignore SIGTERM/SIGINT (a cancel signals the whole process group):
+    the training process finishes its step, saves last.pt, then shuts them down."""
+    import signal
+
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class Trainer:
@@ -125,9 +134,10 @@ class Trainer:
             sampler = torch.utils.data.DistributedSampler(train_ds, self.world_size, self.rank, shuffle=True,
                                                           seed=int(p["seed"]), drop_last=True)
         common = dict(collate_fn=collate, num_workers=workers, persistent_workers=workers > 0,
-                      pin_memory=self.device.type == "cuda")
+                      pin_memory=self.device.type == "cuda", worker_init_fn=_ignore_stop_signals if workers else None)
         train = torch.utils.data.DataLoader(train_ds, batch_size=int(p["batch_size"]), shuffle=sampler is None,
-                                            sampler=sampler, generator=g, drop_last=False, **common)
+                                            sampler=sampler, generator=g, **common,
+                                            drop_last=drop_last(len(train_ds) // self.world_size, int(p["batch_size"])))
         val = torch.utils.data.DataLoader(val_ds, batch_size=int(p["batch_size"]), shuffle=False, **common)
         return train, val, sampler
 

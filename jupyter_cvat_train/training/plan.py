@@ -51,6 +51,17 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
+def drop_last(n: int, batch_size: int) -> bool:
+    """Whether the training loader drops its last batch: only when it would hold a single
+    image (batch norm cannot train on one image with 1x1 feature maps)."""
+    return batch_size > 1 and n % batch_size == 1
+
+
+def steps_for(n: int, batch_size: int) -> int:
+    """Optimizer steps per epoch over ``n`` images (see :func:`drop_last`)."""
+    return n // batch_size + (1 if n % batch_size and not drop_last(n, batch_size) else 0)
+
+
 def _fingerprint(labels: list[str], items: list[Item]) -> str:
     h = hashlib.sha1(json.dumps(labels).encode())
     for it in sorted(items, key=lambda i: (i.subset, i.id)):
@@ -178,7 +189,7 @@ def make_plan(spec: dict, output_dir: Path, log: Callable[[str], None] = print,
         raise JobError(f"batch_size {bs} is larger than the training split{where}: it has {len(train_items)} images "
                        f"({len(items)} in the export, {len(val_items)} held out by val_split {params['val_split']:g}%); "
                        f"set batch_size to at most {per_rank} or add images")
-    steps_per_epoch = math.ceil(per_rank / bs)
+    steps_per_epoch = steps_for(per_rank, bs)
     notes = []
     stages: list[tuple[int, int, int]] = []
     stage_epochs = [int(params.get(f"stage_{k}_epochs") or 0) for k in (1, 2, 3)]

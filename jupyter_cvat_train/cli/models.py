@@ -1,0 +1,28 @@
+"""``cvat-train models [--json]``: list the model templates (the catalog)."""
+from __future__ import annotations
+
+import json
+import textwrap
+
+import click
+
+
+@click.command(name="models")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print the templates with their parameter schemas and hyperparameter keys as JSON.")
+def models(as_json: bool) -> None:
+    """List the model templates: name, task, defaults and when to choose each."""
+    from ..models import DEFAULT_TEMPLATE, list_templates
+
+    templates = list_templates()
+    if as_json:
+        click.echo(json.dumps([t.to_dict() for t in templates], indent=1, default=str))
+        return
+    for t in templates:
+        d = t.defaults
+        star = "  (default)" if t.name == DEFAULT_TEMPLATE else ""
+        click.echo(f"{t.name}{star}\n  {t.display_name} - {t.task}; batch_size {d.get('batch_size')}, "
+                   f"learning_rate {d.get('learning_rate')}, image_size {d.get('image_size')}, "
+                   f"epochs {d.get('epochs') or 'auto (num_steps ' + str(d.get('num_steps')) + ')'}")
+        click.echo(textwrap.fill(t.description, width=100, initial_indent="  ", subsequent_indent="  "))
+        click.echo("")

@@ -1,0 +1,106 @@
+"""``cvat-train train PATH --model NAME --output DIR ...``: train in the foreground.
+
+Writes DIR/job.json and runs the same job function as a background job
+(:func:`jupyter_cvat_train.training.train_job` through ``run_job``), with a tqdm bar.
+Exit status: 0 succeeded, 1 failed (the message says why), 2 bad usage, 130 cancelled.
+"""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+
+class _Bar:
+    """Listener turning job events into a tqdm bar and metric lines."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, ev: dict) -> None:
+        from tqdm import tqdm
+
+        if ev.get("type") == "progress" and ev.get("total"):
+            if self.bar is None:
+                self.bar = tqdm(total=ev["total"], unit=ev.get("unit") or "it", dynamic_ncols=True,
+                                initial=ev.get("done") or 0)
+            self.bar.n = ev.get("done") or 0
+            self.bar.set_postfix(epoch=f"{ev.get('epoch')}/{ev.get('epochs')}", loss=ev.get("loss"), refresh=False)
+            self.bar.refresh()
+        elif ev.get("type") == "metrics":
+            msg = (f"epoch {ev['epoch']}/{ev['epochs']}: mAP@[.5:.95] {ev['map']:.4f}  mAP@.5 {ev['map_50']:.4f}  "
+                   + "  ".join(f"{k} {v:.3f}" for k, v in (ev.get("per_label") or {}).items() if v is not None))
+            (self.bar.write if self.bar else click.echo)(msg)
+
+    def close(self):
+        if self.bar is not None:
+            self.bar.close()
+
+
+@click.command(name="train")
+@click.argument("path", type=click.Path(path_type=str))
+@click.option("--model", "template", default="ssdlite320-mobilenet-v3", show_default=True,
+              help="Model template (see 'cvat-train models').")
+@click.option("--output", "output", required=True, type=click.Path(path_type=Path),
+              help="Job folder: job.json, status.json, events.jsonl, output/ (model, checkpoints, tensorboard, metrics).")
+@click.option("--hp", "hp", multiple=True,
+              help="Hyperparameters: YAML ('epochs: 5'), key=value lines, or 'a=1,b=2' / 'a=1;b=2'. Repeatable.")
+@click.option("--epochs", type=int, default=None, help="Epochs (default: derived from num_steps and the data size).")
+@click.option("--format", "format_", default=None, help="Force the export format instead of detecting it.")
+@click.option("--checkpoint", type=click.Path(path_type=str), default=None,
+              help="Fine-tune from a model/ or checkpoints/ folder or a .pt file (with --resume: resume from it).")
+@click.option("--resume", is_flag=True, help="Continue the run in --output (or --checkpoint) from its last.pt; "
+                                             "a larger --epochs extends it.")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--gpus", type=int, default=None, help="GPUs; > 1 trains with DistributedDataParallel via torchrun.")
+def train(path, template, output, hp, epochs, format_, checkpoint, resume, device, gpus):
+    """Train a model on the CVAT export at PATH (zip or folder), in the foreground."""
+    from ..jobs.jobdir import JobDir, run_job, write_json_atomic
+    from ..models import HyperparameterError, TemplateNotFound, get_template, parse_hyperparameters
+
+    try:
+        get_template(template)
+        parse_hyperparameters(list(hp), template)
+    except (TemplateNotFound, HyperparameterError) as e:
+        raise click.ClickException(str(e)) from None
+    if epochs is not None and epochs < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--epochs")
+    if gpus is not None and gpus < 1:
+        raise click.BadParameter("must be >= 1", param_hint="--gpus")
+    if not Path(path).exists():
+        raise click.ClickException(f"{path} does not exist: give a CVAT export (zip or folder)")
+    spec = {"kind": "train", "template": template, "dataset": str(Path(path).resolve()), "format": format_,
+            "parameters": list(hp), "epochs": epochs,
+            "checkpoint": str(Path(checkpoint).resolve()) if checkpoint else None,
+            "resume": bool(resume), "device": device, "gpus": gpus}
+    jd = JobDir(output)
+    if jd.spec_path.exists():
+        if not resume:
+            raise click.ClickException(f"{output} already holds a job: choose a new --output folder, or add "
+                                       f"--resume to continue that run")
+        old = jd.read_spec()
+        spec["parameters"] = list(old.get("parameters") or []) + list(hp)
+        write_json_atomic(jd.spec_path, spec)
+        jd.update_status(state="queued")
+    else:
+        if resume and not checkpoint:
+            raise click.ClickException(f"{output} holds no earlier run to resume: give the run's folder as --output, "
+                                       f"or its checkpoints with --checkpoint")
+        jd.create(spec)
+    bar = _Bar()
+    try:
+        status = run_job(jd.path, _train_job, listeners=[bar])
+    finally:
+        bar.close()
+    state, message = status.get("state"), status.get("message") or ""
+    click.echo(f"{state}: {message}" if message else state, err=state != "succeeded")
+    if state == "succeeded":
+        click.echo(f"model: {Path(output) / 'output' / 'model'}")
+    sys.exit({"succeeded": 0, "cancelled": 130}.get(state, 1))
+
+
+def _train_job(ctx):
+    from ..training import train_job
+
+    return train_job(ctx)
