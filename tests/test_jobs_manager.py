@@ -88,6 +88,20 @@ def test_queue_order_is_kept_per_resource():
     assert [r["seq"] for r in jobs_to_start(rows, running, Limits(accelerator=1, io=2), kinds.get)] == [1, 3]
 
 
+def test_accelerator_jobs_get_one_gpu_each(monkeypatch):
+    from jupyter_cvat_train.jobs.queue import count_gpus
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,5")
+    assert count_gpus() == 2
+    rows = [{"seq": i, "kind": "train", "gpu": None} for i in range(3)]
+    started = jobs_to_start(rows, [], Limits(), lambda k: "accelerator")
+    assert [(r["seq"], r["gpu"]) for r in started] == [(0, "2"), (1, "5")]  # the third waits for a GPU
+    running = [{"seq": 0, "kind": "train", "gpu": "5"}]
+    assert [(r["seq"], r["gpu"]) for r in jobs_to_start(rows[1:], running, Limits(), lambda k: "accelerator")] == [(1, "2")]
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    assert count_gpus() == 0 and Limits().resolved()["accelerator"] == 1  # one CPU training job at a time
+
+
 def test_cancel_kills_the_process_group_after_the_grace_period(root):
     m = JobManager(root / "runs", cancel_grace=0.5)
     job = m.create(_blocking_spec(root))
