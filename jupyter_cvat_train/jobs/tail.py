@@ -18,8 +18,8 @@ MAX_CHUNK = 1 << 20  # bytes read per call, so a huge log is sent in pieces
 def read_from(path: Path, offset: int, *, whole_lines: bool = True, max_bytes: int = MAX_CHUNK) -> tuple[bytes, int]:
     """Bytes of ``path`` from ``offset`` (at most ``max_bytes``) and the next offset.
 
-    With ``whole_lines`` the data ends at the last newline (nothing if none yet); a
-    missing file reads as empty. An offset past the end (file truncated) restarts at 0.
+    With ``whole_lines`` the data ends at the last line end (``\n``, or ``\r`` as progress
+    bars such as tqdm rewrite their line), nothing if none yet; a missing file reads as empty. An offset past the end (file truncated) restarts at 0.
     """
     try:
         with open(path, "rb") as f:
@@ -31,7 +31,7 @@ def read_from(path: Path, offset: int, *, whole_lines: bool = True, max_bytes: i
     except FileNotFoundError:
         return b"", offset
     if whole_lines and len(data) > 0:
-        cut = data.rfind(b"\n")
+        cut = max(data.rfind(b"\n"), data.rfind(b"\r"))
         if cut < 0:
             # a line longer than max_bytes is sent in pieces; a short partial one waits
             return (data, offset + len(data)) if len(data) >= max_bytes else (b"", offset)

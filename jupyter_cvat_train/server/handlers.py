@@ -314,7 +314,7 @@ class JobStreamHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHandle
                     if not self._send(m):
                         return
                 current = svc.manager.snapshot_get(job_id)
-                if final:
+                if final or current is None:  # None: not polled yet, or deleted (raises JobNotFound)
                     current = await svc.run(svc.manager.get, job_id)
                 if current is not None and (current["state"], current["message"]) != (job["state"], job["message"]):
                     job = svc.public(current)

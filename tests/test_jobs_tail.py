@@ -1,0 +1,37 @@
+"""Log tailing by byte offsets: whole lines only while a job runs, resumable, tqdm's \\r."""
+from __future__ import annotations
+
+from jupyter_cvat_train.jobs.jobdir import JobDir
+from jupyter_cvat_train.jobs.tail import JobFollower, read_from
+
+
+def test_read_from_returns_whole_lines_and_the_next_offset(tmp_path):
+    log = tmp_path / "job.log"
+    assert read_from(log, 0) == (b"", 0)  # not written yet
+    log.write_bytes(b"one\ntw")
+    assert read_from(log, 0) == (b"one\n", 4)
+    assert read_from(log, 4) == (b"", 4)  # the partial line waits for its end
+    assert read_from(log, 4, whole_lines=False) == (b"tw", 6)  # unless the job ended
+    with open(log, "ab") as f:
+        f.write(b"o\n 10%|#   \r 20%|##  \r 2")
+    assert read_from(log, 4) == (b"two\n 10%|#   \r 20%|##  \r", 28)  # progress bar updates arrive
+    log.write_bytes(b"new\n")  # truncated and rewritten: restart from 0
+    assert read_from(log, 28) == (b"new\n", 4)
+    log.write_bytes(b"x" * 100)
+    assert read_from(log, 0, max_bytes=40) == (b"x" * 40, 40)  # a very long line comes in pieces
+
+
+def test_follower_reads_log_and_events_from_offsets(tmp_path):
+    jd = JobDir(tmp_path / "job").create({"kind": "validate"})
+    jd.log_path.write_text("a\nb\n")
+    jd.append_event({"type": "progress", "done": 1})
+    f = JobFollower(jd)
+    msgs = f.read()
+    assert msgs[0] == {"type": "log", "offset": 0, "next_offset": 4, "text": "a\nb\n"}
+    assert msgs[1]["event"] == {"type": "progress", "done": 1} and msgs[1]["offset"] == 0
+    jd.append_event({"type": "state", "state": "succeeded"})
+    (again,) = JobFollower(jd, log_offset=4, events_offset=msgs[1]["next_offset"]).read()
+    assert again["event"]["state"] == "succeeded" and f.read()[0]["event"] == again["event"]
+    assert not f.finished()
+    jd.update_status(state="succeeded")
+    assert f.finished()
