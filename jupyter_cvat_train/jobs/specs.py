@@ -47,14 +47,14 @@ def resolve_inside(root: Path | str, path: Any, field: str = "path", must_exist:
     return real
 
 
-def validate_dataset(root: Path | str, path: Any, field: str = "dataset") -> tuple[Path, dict]:
+def validate_dataset(root: Path | str, path: Any, field: str = "dataset", format: str | None = None):
     """Resolve ``path`` inside ``root`` and validate the CVAT export there with
-    :func:`jupyter_cvat_train.datasets.validate_export`. Returns (path, report dict)."""
+    :func:`jupyter_cvat_train.datasets.validate_export`. Returns (real path,
+    ValidationReport). Raises SpecError for a path outside ``root`` or missing."""
     from ..datasets import validate_export
 
     real = resolve_inside(root, path, field)
-    report = validate_export(real)
-    return real, report
+    return real, validate_export(real, format=format or None)
 
 
 def form_parameters(parameters: Any, template) -> Any:
@@ -90,7 +90,7 @@ def _check_train(spec: dict, root: Path) -> dict:
         models.parse_hyperparameters(parameters, template)
     except ValueError as e:
         raise SpecError(f"parameters: {e}", 400, {"error": str(e)}) from None
-    dataset, report = validate_dataset(root, spec.get("dataset"))
+    dataset, report = validate_dataset(root, spec.get("dataset"), format=spec.get("format"))
     report_dict = report.to_dict()
     if not report.ok:
         raise SpecError(f"dataset: {spec.get('dataset')!r} has validation errors; fix them and try again", 422, report_dict)

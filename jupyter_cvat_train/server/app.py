@@ -36,7 +36,7 @@ class CvatTrainApp(ExtensionApp):
         from .service import JobService
 
         root_dir = self.serverapp.root_dir
-        runs_root = self.runs_root or os.path.join(root_dir, "cvat-train-runs")
+        runs_root = os.path.expanduser(self.runs_root) if self.runs_root else os.path.join(root_dir, "cvat-train-runs")
         manager = JobManager(runs_root, limits=Limits(self.max_accelerator_jobs, self.max_io_jobs),
                              cancel_grace=self.cancel_grace_seconds, niceness=self.job_niceness)
         self.service = JobService(root_dir, manager, poll_interval=self.poll_interval,
