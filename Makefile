@@ -69,6 +69,7 @@ chromium:
 	  echo "Installing Chromium: apt-get update && apt-get install -y chromium"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get update -q && \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  test -x "$(CHROMIUM)" || { echo "apt-get installed chromium, but $(CHROMIUM) is still missing"; exit 1; }; \
 	else \
 	  echo "Chromium is missing at $(CHROMIUM). Install it with:"; \
 	  echo "    sudo apt-get update && sudo apt-get install -y chromium"; \
@@ -104,8 +105,10 @@ test: setup
 	if [ $$status -ne 0 ]; then echo "make test: FAILED (see above)"; fi; \
 	exit $$status
 
+# Root (containers, CI machines) needs --allow-root; LAB_ARGS adds more (e.g. --port 8899).
+LAB_ARGS ?=
 lab: setup
-	$(BIN)/jupyter lab
+	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules lib tsconfig.tsbuildinfo $(LABEXT) $(DEMO_DIR) \
