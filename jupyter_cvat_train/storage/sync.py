@@ -177,12 +177,15 @@ def sync(options: SyncOptions, *, progress: Callable[[dict], None] | None = None
 
 
 def format_summary(s: dict) -> str:
-    """One line: ``copied 3, updated 1, deleted 0, skipped 996, failed 0, 3.2 MB in 0.41 s``."""
-    verb = "would " if s.get("dry_run") else ""
-    line = (f"{verb}copied {s['copied']}, updated {s['updated']}, deleted {s['deleted']}, skipped {s['skipped']}, "
-            f"failed {s['failed']}" + (f", refused {s['refused']}" if s.get("refused") else "")
-            + f"; {s['bytes'] / 1e6:.1f} MB in {s['seconds']:.2f} s")
-    return ("dry run: " if s.get("dry_run") else "") + line + (" (cancelled)" if s.get("cancelled") else "")
+    """One line, e.g. ``copied 3, updated 1, deleted 0, skipped 996, failed 0; 3.2 MB in 0.41 s``;
+    a dry run says ``dry run: would copy 3, update 1, delete 0; skip 996; 3.2 MB``."""
+    refused = f", refused {s['refused']}" if s.get("refused") else ""
+    if s.get("dry_run"):
+        return (f"dry run: would copy {s['copied']}, update {s['updated']}, delete {s['deleted']}; "
+                f"skip {s['skipped']}{refused}; {s['bytes'] / 1e6:.1f} MB to transfer")
+    return (f"copied {s['copied']}, updated {s['updated']}, deleted {s['deleted']}, skipped {s['skipped']}, "
+            f"failed {s['failed']}{refused}; {s['bytes'] / 1e6:.1f} MB in {s['seconds']:.2f} s"
+            + (" (cancelled)" if s.get("cancelled") else ""))
 
 
 def _run(options, storage, workspace, summary, progress, log, warn, cancelled) -> None:
