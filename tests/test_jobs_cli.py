@@ -14,6 +14,8 @@ from jupyter_cvat_train.datasets import generate_sample
 from jupyter_cvat_train.jobs.manager import JobManager
 from jupyter_cvat_train.jobs.specs import check_spec
 
+from test_jobs_manager import unblock
+
 
 def _cli(*args):
     return subprocess.run([sys.executable, "-m", "jupyter_cvat_train", *args], capture_output=True, text=True,
@@ -42,8 +44,9 @@ def test_list_show_logs_of_a_finished_job(tmp_path):
     assert r.exit_code == 1 and "no runs root" in r.output
 
 
-def test_cancel_and_follow_a_running_job(tmp_path):
+def test_cancel_and_follow_a_running_job(tmp_path, request):
     os.mkfifo(tmp_path / "blocked.zip")  # the validate job blocks in open() until killed
+    request.addfinalizer(lambda: unblock(tmp_path / "blocked.zip"))
     m = JobManager(tmp_path / "runs")
     job = m.create(check_spec({"kind": "validate", "dataset": "blocked.zip"}, tmp_path))
     runs = str(tmp_path / "runs")

@@ -23,7 +23,17 @@ from jupyter_cvat_train.jobs.specs import SpecError, check_spec, resolve_inside
 @pytest.fixture
 def root(tmp_path):
     generate_sample(tmp_path / "sample.zip", images=4, width=64, height=48)
-    return tmp_path
+    yield tmp_path
+    unblock(tmp_path / "blocked.zip")
+
+
+def unblock(fifo) -> None:
+    """Let any job still blocked opening ``fifo`` go on (it then fails fast), so a failed
+    test leaves no process behind."""
+    try:
+        os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))
+    except OSError:
+        pass
 
 
 def _validate_spec(root: Path, dataset: str = "sample.zip") -> dict:

@@ -13,6 +13,8 @@ from traitlets.config import Config
 
 from jupyter_cvat_train.datasets import generate_sample
 
+from test_jobs_manager import unblock
+
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 TEMPLATE = "fasterrcnn-mobilenet-v3-fpn"
@@ -144,8 +146,9 @@ async def test_job_is_streamed_to_its_final_state_and_log_read_by_offset(jp_fetc
     assert code == 404
 
 
-async def test_cancel_and_delete_through_the_api(jp_fetch, jp_root_dir):
+async def test_cancel_and_delete_through_the_api(jp_fetch, jp_root_dir, request):
     os.mkfifo(jp_root_dir / "blocked.zip")  # the validate job blocks reading it until killed
+    request.addfinalizer(lambda: unblock(jp_root_dir / "blocked.zip"))
     code, job = await api(jp_fetch, "jobs", method="POST", body={"kind": "validate", "dataset": "blocked.zip"})
     assert code == 201
     code, cancelling = await api(jp_fetch, "jobs", job["id"], method="DELETE")

@@ -15,7 +15,7 @@ from traitlets.config import Config
 
 from jupyter_cvat_train.datasets import generate_sample
 from jupyter_cvat_train.jobs.jobdir import JobDir
-from jupyter_cvat_train.jobs.launcher import process_alive
+from jupyter_cvat_train.jobs.launcher import job_process, process_alive, signal_group
 from jupyter_cvat_train.jobs.specs import check_spec
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -55,7 +55,9 @@ def before_restart(jp_root_dir, sample):
     deadline = time.monotonic() + 10
     while process_alive(launch["pid"], None) and time.monotonic() < deadline:
         time.sleep(0.05)
-    return alive, dead
+    yield alive, dead
+    pid, start = job_process(JobDir(runs / alive))  # a failed test leaves no training behind
+    signal_group(pid, start, signal.SIGKILL)
 
 
 def _config(*_):
