@@ -50,6 +50,10 @@ $(PY_STAMP): pyproject.toml requirements/constraints.txt
 
 # Node: jlpm is the Yarn that ships with jupyterlab (.yarnrc.yml: node_modules linker).
 $(NODE_STAMP): $(PY_STAMP) package.json yarn.lock .yarnrc.yml
+	@node -e 'process.exit(+process.versions.node.split(".")[0] >= 18 ? 0 : 1)' 2>/dev/null || { \
+	  echo "Node.js 18 or newer with npm is needed (found: $$(node --version 2>/dev/null || echo none))."; \
+	  echo "Install it with: sudo apt-get install -y nodejs npm   (Debian 12 has 18), or from https://nodejs.org"; \
+	  exit 1; }
 	jlpm install $(if $(CI),--immutable,)
 	touch $@
 
