@@ -6,11 +6,17 @@
   ``TransferManager`` is used for large objects because boto3's CRT client ignores
   ``endpoint_url``; the connection pool is sized to the concurrency.
 - Small objects (< ``multipart_threshold``) go through single ``PutObject`` (with
-  ``Content-MD5``, so the server checks integrity) and ``GetObject`` calls, which cost
-  far less per file than the transfer manager; large ones through multipart transfers
-  that s3transfer completes or aborts (``AbortMultipartUpload`` on any failure).
+  ``Content-MD5``, so the server checks integrity) and ``GetObject`` requests, and the
+  listing through ``ListObjectsV2``, sent as requests presigned by the boto3 client
+  (same credentials, signing, endpoint, proxies and CA bundle) over botocore's
+  urllib3 session, with our own XML parsing: botocore's per-call machinery cost about
+  1 ms of CPU per object and 0.4 s to parse a 1,000-key listing, which dominated
+  small-file and no-op syncs. Large objects use multipart transfers that s3transfer
+  completes or aborts (``AbortMultipartUpload`` on any failure).
 - Retries with backoff on throttling, 5xx and connection errors: botocore's retry
-  modes (``standard`` by default, ``adaptive`` adds client-side rate limiting).
+  modes (``standard`` by default, ``adaptive`` adds client-side rate limiting) for
+  client calls; the same policy (exponential backoff, full jitter, ``max_attempts``)
+  for the presigned requests.
 - The source mtime is stored as object metadata ``mtime`` (epoch seconds, as rclone
   does); comparisons use the listing's LastModified (no per-object HEAD), like
   ``aws s3 sync``. Multipart uploads made with ``checksum=True`` also store ``sha256``.
@@ -21,11 +27,19 @@ import base64
 import hashlib
 import math
 import os
+import random
 import threading
+import time
+import xml.etree.ElementTree as ET
+from datetime import datetime
+from urllib.parse import unquote_plus
 
 import boto3
 import botocore.exceptions as bexc
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.httpsession import URLLib3Session, get_cert_path
+from botocore.utils import get_environ_proxies
 from s3transfer.manager import TransferConfig, TransferManager
 from s3transfer.subscribers import BaseSubscriber
 
@@ -93,6 +107,59 @@ class _Progress(BaseSubscriber):
         self._on_bytes(bytes_transferred)
 
 
+_S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
+_RETRY_STATUS = {429, 500, 502, 503, 504}
+_RETRY_ERRORS = (bexc.EndpointConnectionError, bexc.ConnectTimeoutError, bexc.ConnectionClosedError,
+                 bexc.ReadTimeoutError)
+
+
+class _Presigned:
+    """Requests presigned by a boto3 client, sent over botocore's urllib3 session
+    (which honours proxies from the environment and the CA bundle), with retries:
+    exponential backoff with full jitter on connection errors, 429 and 5xx. HTTP errors
+    raise botocore's ClientError, transport errors botocore's own exceptions, so
+    :func:`describe_error` treats them like client calls."""
+
+    def __init__(self, client, endpoint_url: str | None, *, max_attempts: int, timeout: tuple[float, float],
+                 pool: int):
+        self.client, self.max_attempts = client, max(1, max_attempts)
+        url = endpoint_url or client.meta.endpoint_url
+        self.session = URLLib3Session(verify=get_cert_path(os.environ.get("AWS_CA_BUNDLE") or True),
+                                      proxies=get_environ_proxies(url), timeout=timeout, max_pool_connections=pool)
+
+    def send(self, operation: str, params: dict, method: str, *, body: bytes | None = None,
+             headers: dict | None = None, stream: bool = False):
+        for attempt in range(self.max_attempts):
+            last = attempt == self.max_attempts - 1
+            url = self.client.generate_presigned_url(operation, Params=params, ExpiresIn=3600)
+            request = AWSRequest(method, url, headers=headers, data=body, stream_output=stream).prepare()
+            try:
+                resp = self.session.send(request)
+            except _RETRY_ERRORS:
+                if last:
+                    raise
+            else:
+                if resp.status_code < 300:
+                    return resp
+                if resp.status_code not in _RETRY_STATUS or last:
+                    raise self._client_error(resp, self.client.meta.method_to_api_mapping.get(operation, operation))
+                resp.content  # drain, so the connection goes back to the pool
+            time.sleep(random.uniform(0, min(20.0, 0.5 * 2 ** attempt)))
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _client_error(resp, operation: str) -> bexc.ClientError:
+        code, message = str(resp.status_code), ""
+        try:
+            root = ET.fromstring(resp.content)
+            code = root.findtext("Code") or code
+            message = root.findtext("Message") or ""
+        except ET.ParseError:
+            pass
+        return bexc.ClientError({"Error": {"Code": code, "Message": message},
+                                 "ResponseMetadata": {"HTTPStatusCode": resp.status_code}}, operation)
+
+
 class S3Storage(Storage):
     """``s3://bucket/prefix`` through one thread-safe boto3 client.
 
@@ -124,7 +191,7 @@ class S3Storage(Storage):
         self.checksum = checksum
         self._where = uri + (f" at {self.endpoint_url}" if self.endpoint_url else "")
         config = Config(
-            max_pool_connections=2 * concurrency + 4,
+            max_pool_connections=2 * concurrency + 4, signature_version="s3v4",
             retries={"mode": retry_mode, "max_attempts": max_attempts},
             connect_timeout=connect_timeout, read_timeout=read_timeout,
             # Content-MD5 (small objects) and s3transfer cover integrity; skipping the
@@ -143,6 +210,8 @@ class S3Storage(Storage):
                                        max_in_memory_download_chunks=64, num_download_attempts=max_attempts)
         self._manager: TransferManager | None = None
         self._manager_lock = threading.Lock()
+        self._raw = _Presigned(self.client, self.endpoint_url, max_attempts=max_attempts,
+                               timeout=(connect_timeout, read_timeout), pool=2 * concurrency + 4)
 
     def _key(self, key: str) -> str:
         return self.prefix + key
@@ -156,30 +225,47 @@ class S3Storage(Storage):
 
     def list(self, on_skip=None):
         n = len(self.prefix)
+        params = {"Bucket": self.bucket, "Prefix": self.prefix, "EncodingType": "url", "MaxKeys": 1000}
         try:
-            pages = self.client.get_paginator("list_objects_v2").paginate(
-                Bucket=self.bucket, Prefix=self.prefix, PaginationConfig={"PageSize": 1000})
-            for page in pages:
-                for obj in page.get("Contents", ()):
-                    key = obj["Key"][n:]
-                    if key.endswith("/") and obj["Size"] == 0:
+            while True:
+                root = ET.fromstring(self._raw.send("list_objects_v2", params, "GET").content)
+                for obj in root.iter(f"{_S3_NS}Contents"):
+                    key = unquote_plus(obj.findtext(f"{_S3_NS}Key"))[n:]
+                    size = int(obj.findtext(f"{_S3_NS}Size"))
+                    if key.endswith("/") and size == 0:
                         continue  # a "folder" marker made by consoles; holds no file
-                    yield Entry(key=key, size=obj["Size"], mtime=obj["LastModified"].timestamp(),
-                                etag=obj.get("ETag", "").strip('"') or None)
+                    modified = datetime.fromisoformat(obj.findtext(f"{_S3_NS}LastModified").replace("Z", "+00:00"))
+                    yield Entry(key=key, size=size, mtime=modified.timestamp(),
+                                etag=(obj.findtext(f"{_S3_NS}ETag") or "").strip('"') or None)
+                token = root.findtext(f"{_S3_NS}NextContinuationToken")
+                if root.findtext(f"{_S3_NS}IsTruncated") != "true" or not token:
+                    return
+                params["ContinuationToken"] = token
         except (bexc.BotoCoreError, bexc.ClientError) as e:
-            raise StorageError(describe_error(e, self._where)[0]) from None
+            message, fatal = describe_error(e, self._where)
+            if not fatal:  # ask again through the client: some servers answer presigned requests less clearly
+                try:
+                    self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
+                except (bexc.BotoCoreError, bexc.ClientError) as e2:
+                    message = describe_error(e2, self._where)[0]
+            raise StorageError(f"cannot list {self._where}: {message}" if not fatal else message) from None
+        except ET.ParseError as e:
+            raise StorageError(f"the endpoint for {self._where} did not answer like S3 ({e}): check --endpoint-url") from None
 
     def get(self, obj, dest, on_bytes):
         try:
             if obj.size < self.multipart_threshold:
-                resp = self.client.get_object(Bucket=self.bucket, Key=self._key(obj.key))
-                expected = resp["ContentLength"]
+                resp = self._raw.send("get_object", {"Bucket": self.bucket, "Key": self._key(obj.key)}, "GET",
+                                      stream=True)
+                expected = int(resp.headers.get("content-length", -1))
                 written = 0
-                with open(dest, "wb") as f:
-                    body = resp["Body"]
-                    while chunk := body.read(MiB):
-                        f.write(chunk)
-                        written += len(chunk)
+                try:
+                    with open(dest, "wb") as f:
+                        while chunk := resp.raw.read(MiB):
+                            f.write(chunk)
+                            written += len(chunk)
+                finally:
+                    resp.raw.release_conn()
                 if written != expected:
                     raise OSError(f"short read: got {written} of {expected} bytes")
                 on_bytes(written)
@@ -200,8 +286,9 @@ class S3Storage(Storage):
                 with open(src.path, "rb") as f:
                     data = f.read()
                 md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
-                self.client.put_object(Bucket=self.bucket, Key=self._key(key), Body=data, ContentMD5=md5,
-                                       Metadata=meta)
+                self._raw.send("put_object", {"Bucket": self.bucket, "Key": self._key(key), "ContentMD5": md5,
+                                              "Metadata": meta}, "PUT", body=data,
+                               headers={"Content-MD5": md5, **{f"x-amz-meta-{k}": v for k, v in meta.items()}})
                 on_bytes(len(data))
             else:
                 if self.checksum:
