@@ -20,7 +20,8 @@ from jupyter_cvat_train.jobs.jobdir import JobDir, run_job
 from jupyter_cvat_train.training import train_job
 
 pytestmark = pytest.mark.slow
-FAST = {"pretrained": False, "num_workers": 0, "image_size": 128, "batch_size": 2, "epochs": 1}
+FAST = {"pretrained": False, "num_workers": 0, "image_size": 128, "batch_size": 2, "epochs": 1, "detections_per_img": 10}
+RCNN_FAST = dict(FAST, max_proposals=50)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def write_coco_subset(src_zip: Path, out: Path, n: int) -> Path:
 
 @pytest.fixture(scope="module")
 def bccd_small(bccd_dir, tmp_path_factory) -> Path:
-    return write_coco_subset(bccd_dir / "bccd-coco-1.0.zip", tmp_path_factory.mktemp("bccd") / "bccd8", 8)
+    return write_coco_subset(bccd_dir / "bccd-coco-1.0.zip", tmp_path_factory.mktemp("bccd") / "bccd6", 6)
 
 
 def run_train(job: Path, dataset: Path, template: str, params: dict | str, **spec) -> dict:
@@ -104,7 +105,7 @@ def test_default_model_on_sample_writes_the_output_contract_and_resumes(sample_z
 @pytest.mark.parametrize("template", ["fasterrcnn-mobilenet-v3-fpn", "retinanet-resnet50-fpn-v2",
                                       "fcos-resnet50-fpn", "ssd300-vgg16"])
 def test_each_detection_family_trains_on_bccd(template, bccd_small, tmp_path):
-    params = dict(FAST, image_size=300 if template.startswith("ssd300") else 128)
+    params = dict(RCNN_FAST if template.startswith("faster") else FAST, image_size=300 if "ssd300" in template else 128)
     status = run_train(tmp_path / "run", bccd_small, template, params)
     assert status["state"] == "succeeded", status["message"]
     assert_output_contract(tmp_path / "run", ["RBC", "WBC", "Platelets"], 1)
@@ -112,8 +113,8 @@ def test_each_detection_family_trains_on_bccd(template, bccd_small, tmp_path):
 
 def test_fasterrcnn_on_sample_then_fine_tune_on_bccd_rebuilds_heads(sample_zip, bccd_small, tmp_path):
     t = "fasterrcnn-mobilenet-v3-fpn"
-    assert run_train(tmp_path / "a", sample_zip, t, FAST)["state"] == "succeeded"
-    status = run_train(tmp_path / "b", bccd_small, t, FAST, checkpoint=str(tmp_path / "a" / "output" / "model"))
+    assert run_train(tmp_path / "a", sample_zip, t, RCNN_FAST)["state"] == "succeeded"
+    status = run_train(tmp_path / "b", bccd_small, t, RCNN_FAST, checkpoint=str(tmp_path / "a" / "output" / "model"))
     assert status["state"] == "succeeded", status["message"]
     warnings = [e["message"] for e in JobDir(tmp_path / "b").read_events() if e["type"] == "warning"]
     assert any("label heads were rebuilt" in w for w in warnings), warnings
@@ -122,7 +123,7 @@ def test_fasterrcnn_on_sample_then_fine_tune_on_bccd_rebuilds_heads(sample_zip, 
 
 def test_mask_rcnn_stages_on_sample_and_refusal_without_polygons(sample_zip, bccd_small, tmp_path):
     t = "maskrcnn-resnet50-fpn-v2"
-    params = dict(FAST, epochs=None, stage_1_epochs=1, stage_2_epochs=1, stage_3_epochs=0, image_size=96)
+    params = dict(RCNN_FAST, epochs=None, stage_1_epochs=1, stage_2_epochs=1, stage_3_epochs=0, image_size=96)
     status = run_train(tmp_path / "m", sample_zip, t, params)
     assert status["state"] == "succeeded", status["message"]
     metrics = assert_output_contract(tmp_path / "m", ["circle", "square", "triangle"], 2)
@@ -161,7 +162,7 @@ def test_tiny_dataset_keeps_both_splits_non_empty(tmp_path):
     from jupyter_cvat_train.datasets import generate_sample
 
     two = generate_sample(tmp_path / "two.zip", images=2, seed=3, width=96, height=96)
-    status = run_train(tmp_path / "run", two, "fasterrcnn-mobilenet-v3-fpn", dict(FAST, batch_size=1, val_split=0))
+    status = run_train(tmp_path / "run", two, "fasterrcnn-mobilenet-v3-fpn", dict(RCNN_FAST, batch_size=1, val_split=0))
     assert status["state"] == "succeeded", status["message"]
     plan = [e for e in JobDir(tmp_path / "run").read_events() if e["type"] == "plan"][0]
     assert (plan["train_images"], plan["val_images"]) == (1, 1)
