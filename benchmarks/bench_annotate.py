@@ -22,7 +22,10 @@ Usage::
         [--templates ssdlite320-mobilenet-v3,fasterrcnn-mobilenet-v3-fpn,fasterrcnn-resnet50-fpn-v2]
         [--engine torch|onnx] [--extra "--batch-size 2"]
 
-Prints one line per template and the ratio ours/naive; goal >= 1.5x on the CPU.
+Prints one line per template: images/s of the naive baseline at --threads intra-op
+threads (the issue's baseline) and at 1 thread (on a loaded machine OpenMP teams of 2
+stall, so the 1-thread figure is the fairer one there), of ours (pipeline time and
+whole command), and the ratios ours/naive; goal >= 1.5x on the CPU.
 """
 from __future__ import annotations
 
@@ -65,9 +68,12 @@ def make_images(folder: Path, n: int, size=(1280, 960), seed: int = 0) -> list[P
     return paths
 
 
-def naive(model_dir: Path, paths: list[Path], threshold: float) -> tuple[float, int]:
-    """(images/s, detections >= threshold) of one-image-at-a-time calls on decoded tensors."""
+def naive(model_dir: Path, paths: list[Path], threshold: float, threads: int) -> tuple[float, int]:
+    """(images/s, detections >= threshold) of one-image-at-a-time calls on decoded tensors,
+    with ``threads`` intra-op threads."""
     import torch
+
+    torch.set_num_threads(threads)
     from PIL import Image
     from torchvision.transforms.functional import pil_to_tensor
 
@@ -119,23 +125,24 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-annotate-"))
-    folder = work / "images"
+    folder = work / f"images-{args.images}"
     paths = make_images(folder, args.images)
     print(f"{args.images} JPEGs 1280x960 in {folder}; {args.threads} threads; engine {args.engine}; "
           f"load average before: {os.getloadavg()[0]:.2f}")
-    print(f"{'template':32s} {'naive img/s':>11s} {'ours img/s':>10s} {'ratio':>6s} {'cmd img/s':>9s} {'ratio':>6s}"
-          f"  dets naive/ours")
+    print(f"{'template':28s} {'naive':>6s} {'naive1t':>7s} {'ours':>6s} {'ratio':>6s} {'cmd':>6s} {'ratio':>6s}"
+          f"  dets naive/ours   (images/s; ratio = vs naive at {args.threads} threads)")
     for name in args.templates.split(","):
         torch.manual_seed(0)
         model_dir = work / f"model-{name}"
         if not (model_dir / "model.pt").exists():
             save_model_dir(model_dir, build_model(name, len(LABELS) + 1, {"pretrained": False}), name, LABELS,
                            {"pretrained": False})
-        base, base_det = naive(model_dir, paths, args.threshold)
+        base, base_det = naive(model_dir, paths, args.threshold, args.threads)
+        base1, _ = naive(model_dir, paths, args.threshold, 1)
         s = ours(model_dir, folder, work / f"out-{name}.zip", args.threshold, args.engine, args.extra, args.threads)
         pipe = s["images_done"] / s["seconds"]
         cmd = s["images_done"] / s["wall"]
-        print(f"{name:32s} {base:11.2f} {pipe:10.2f} {pipe / base:5.2f}x {cmd:9.2f} {cmd / base:5.2f}x"
+        print(f"{name:28s} {base:6.2f} {base1:7.2f} {pipe:6.2f} {pipe / base:5.2f}x {cmd:6.2f} {cmd / base:5.2f}x"
               f"  {base_det}/{s['annotations']}", flush=True)
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 

@@ -65,17 +65,39 @@ def limit_postprocess(model, threshold: float, max_detections: int) -> None:
             owner.detections_per_img = int(max_detections)
 
 
+def cpu_parallelism(threads: int | None = None, max_calls: int = 8) -> tuple[int, int]:
+    """(concurrent model calls, intra-op threads per call) for ``threads`` CPU threads
+    (default: the CPUs this process may run on). Calls = min(threads, max_calls)."""
+    import os
+
+    if not threads:
+        try:
+            threads = len(os.sched_getaffinity(0))
+        except AttributeError:  # not Linux
+            threads = os.cpu_count() or 1
+    calls = max(1, min(threads, max_calls))
+    return calls, max(1, threads // calls)
+
+
 class TorchEngine:
     """A torchvision detection model (nn.Module, eval mode) on ``device``.
 
     predict(images) takes a list of uint8 CHW tensors (any sizes) and returns one
-    :class:`Detections` per image. Raises whatever the model raises (the pipeline then
+    :class:`Detections` per image; it may be called from several threads at once
+    (``parallel_calls`` of them). Raises whatever the model raises (the pipeline then
     retries the batch one image at a time, to isolate a failing image).
+
+    On the CPU the cores are used by ``parallel_calls`` concurrent calls of one
+    intra-op thread each (see :func:`cpu_parallelism`), not by one call with many
+    threads: detection models have long serial stretches (RoI align, NMS, Python
+    glue), and OpenMP teams stall badly when a core is taken by another process.
+    channels_last weights are used on both CPU (routes 1x1 convolutions to oneDNN) and CUDA.
     """
 
     name = "torch"
 
-    def __init__(self, model, device: str = "cpu", *, amp: bool | None = None, channels_last: bool | None = None):
+    def __init__(self, model, device: str = "cpu", *, amp: bool | None = None, channels_last: bool = True,
+                 threads: int | None = None):
         import torch
 
         self.torch = torch
@@ -83,8 +105,13 @@ class TorchEngine:
         cuda = self.device.type == "cuda"
         self.amp = cuda if amp is None else amp
         self.model = model.eval().to(self.device)
-        if (cuda if channels_last is None else channels_last):
+        if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        if cuda:
+            self.parallel_calls = 1
+        else:
+            self.parallel_calls, intra = cpu_parallelism(threads)
+            torch.set_num_threads(intra)
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         return model_input_size(self.model, height, width)

@@ -103,7 +103,7 @@ def build_mapping(model_labels: list[str], target_labels: list[str] | None = Non
         targets: list[str] = []
         to_target: dict[str, str] = {}
         for name in model_labels:
-            t = resolved.get(name, name) if name in resolved else name
+            t = resolved[name] if name in resolved else name
             if t is None:
                 continue
             if t not in targets:

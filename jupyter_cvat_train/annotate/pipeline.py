@@ -234,7 +234,12 @@ def run_annotate(ctx: JobContext) -> dict:
 
 
 class Pipeline:
-    """One run of the stages in the module docstring; :meth:`run` returns the summary."""
+    """One run of the stages in the module docstring; :meth:`run` returns the summary.
+
+    Threads: ``workers`` decode threads, ``inference_workers`` inference threads (each
+    calls the engine on whole batches), one post-processing thread, and the calling
+    thread, which feeds decoded images into batches and watches for a cancel.
+    """
 
     def __init__(self, ctx: JobContext, opts: AnnotateOptions, images: list[ImageSource], mapping: LabelMapping,
                  engine, output: Path, device: str, source_kind: str = "folder"):
@@ -247,14 +252,27 @@ class Pipeline:
         self.empty_masks = 0
         self.previews: list[str] = []
         self.preview_dir = self.output.with_name(self.output.stem + "_previews")
-        self.batch_size = opts.batch_size or (8 if device.startswith("cuda") else 2)
+        cuda = device.startswith("cuda")
+        self.batch_size = opts.batch_size or (8 if cuda else 1)
         self.workers = opts.workers or _default_workers()
+        self.inference_workers = getattr(engine, "parallel_calls", 1)
+        self._done = 0
+        self._last_progress = 0.0
 
-    def _fail(self, index: int, source: ImageSource, stage: str, err: BaseException) -> None:
+    def _fail(self, source: ImageSource, stage: str, err: BaseException) -> None:
         msg = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         self.failed.append({"image": source.name, "stage": stage, "error": msg})
         self.ctx.warn(f"{source.name}: {stage} failed ({msg}); skipped, the run goes on",
                       kind="image_failed", image=source.name, stage=stage)
+
+    def _count_done(self, n: int = 1) -> None:
+        # Called by the post-processing thread only: progress events come from one thread.
+        self._done += n
+        t = time.monotonic()
+        total = len(self.images)
+        if self._done >= total or t - self._last_progress >= 0.25:
+            self._last_progress = t
+            self.ctx.progress(self._done, total, "images")
 
     def _post(self, q: "queue.Queue") -> None:
         opts = self.opts
@@ -262,7 +280,10 @@ class Pipeline:
             item = q.get()
             if item is None:
                 return
-            index, dec, det = item
+            index, source, dec, det = item
+            if dec is None:  # a failure already reported by another stage
+                self._count_done()
+                continue
             try:
                 h_in, w_in = dec.tensor.shape[-2:]
                 anns, empty = detections_to_annotations(
@@ -272,73 +293,95 @@ class Pipeline:
                 self.empty_masks += empty
                 for a in anns:
                     self.counts[a.label] += 1
-                existing = list(dec.source.existing)
-                self.results[index] = AnnotatedImage(dec.source.name, dec.width, dec.height, existing + anns,
-                                                     dec.source.subset)
+                existing = list(source.existing)
+                self.results[index] = AnnotatedImage(source.name, dec.width, dec.height, existing + anns, source.subset)
                 if len(self.previews) < opts.preview:
                     from PIL import Image
 
-                    with dec.source.open() as f, Image.open(f) as im:
+                    with source.open() as f, Image.open(f) as im:
                         p = render_preview(im, existing + anns, self.mapping.target_labels,
-                                           self.preview_dir / preview_name(len(self.previews), dec.source.name))
+                                           self.preview_dir / preview_name(len(self.previews), source.name))
                     self.previews.append(str(p))
             except Exception as e:  # noqa: BLE001 - one image's post-processing must not stop the run
-                self._fail(index, dec.source, "post-processing", e)
+                self._fail(source, "post-processing", e)
+            self._count_done()
 
     def _infer(self, batch: list[tuple[int, Decoded]], post_q: "queue.Queue") -> None:
         try:
             dets = self.engine.predict([d.tensor for _, d in batch])
             for (i, d), det in zip(batch, dets):
-                post_q.put((i, d, det))
+                post_q.put((i, d.source, d, det))
         except Exception as e:  # noqa: BLE001 - isolate the failing image
             if len(batch) == 1:
-                self._fail(batch[0][0], batch[0][1].source, "inference", e)
+                self._fail(batch[0][1].source, "inference", e)
+                post_q.put((batch[0][0], batch[0][1].source, None, None))
                 return
             for one in batch:
                 self._infer([one], post_q)
+
+    def _infer_loop(self, infer_q: "queue.Queue", post_q: "queue.Queue") -> None:
+        while True:
+            batch = infer_q.get()
+            if batch is None:
+                return
+            self._infer(batch, post_q)
 
     def run(self) -> dict:
         ctx, images = self.ctx, self.images
         total = len(images)
         t0 = time.perf_counter()
         ctx.progress(0, total, "images")
-        post_q: queue.Queue = queue.Queue(maxsize=4 * self.batch_size)
+        post_q: queue.Queue = queue.Queue()
+        infer_q: queue.Queue = queue.Queue(maxsize=2 * self.inference_workers)
         poster = threading.Thread(target=self._post, args=(post_q,), name="annotate-post", daemon=True)
         poster.start()
-        done = 0
+        inferers = [threading.Thread(target=self._infer_loop, args=(infer_q, post_q), name=f"annotate-infer-{k}",
+                                     daemon=True) for k in range(self.inference_workers)]
+        for th in inferers:
+            th.start()
         cancelled = False
-        window = max(2 * self.batch_size, 2 * self.workers)
+        window = max(2 * self.batch_size * self.inference_workers, 2 * self.workers)
         with ThreadPoolExecutor(self.workers, thread_name_prefix="annotate-decode") as pool:
             pending: deque = deque()
             next_i = 0
             batch: list[tuple[int, Decoded]] = []
-            while next_i < total or pending or batch:
+            while next_i < total or pending:
                 if ctx.cancelled.is_set():
                     cancelled = True
                     break
                 while next_i < total and len(pending) < window:
                     pending.append((next_i, pool.submit(decode_image, images[next_i], self.engine.input_size)))
                     next_i += 1
-                if pending:
-                    i, fut = pending.popleft()
-                    try:
-                        batch.append((i, fut.result()))
-                    except Exception as e:  # noqa: BLE001 - unreadable image
-                        self._fail(i, images[i], "reading", e)
-                        done += 1
+                i, fut = pending.popleft()
+                try:
+                    batch.append((i, fut.result()))
+                except Exception as e:  # noqa: BLE001 - unreadable image
+                    self._fail(images[i], "reading", e)
+                    post_q.put((i, images[i], None, None))
                 if batch and (len(batch) >= self.batch_size or not pending):
-                    self._infer(batch, post_q)
-                    done += len(batch)
+                    self._put(infer_q, batch)
                     batch = []
-                    ctx.progress(done, total, "images")
-                elif not batch and not pending and next_i >= total:
-                    break
             for _, fut in pending:
                 fut.cancel()
+        for _ in inferers:
+            infer_q.put(None)
+        for th in inferers:
+            th.join()
         post_q.put(None)
         poster.join()
         seconds = time.perf_counter() - t0
-        return self._finish(cancelled, seconds)
+        partial = cancelled and len(self.results) + len(self.failed) < total
+        return self._finish(partial, seconds)
+
+    def _put(self, q: "queue.Queue", batch) -> None:
+        # Block while the inference threads are busy, but wake up for a cancel.
+        while True:
+            try:
+                q.put(batch, timeout=0.2)
+                return
+            except queue.Full:
+                if self.ctx.cancelled.is_set():
+                    return
 
     def _finish(self, cancelled: bool, seconds: float) -> dict:
         opts = self.opts
@@ -358,7 +401,7 @@ class Pipeline:
             "dropped_labels": self.mapping.dropped, "empty_masks_skipped": self.empty_masks,
             "threshold": opts.threshold, "max_detections": opts.max_detections,
             "keep_existing": opts.keep_existing, "engine": self.engine.name, "device": self.device,
-            "batch_size": self.batch_size, "workers": self.workers, "seconds": round(seconds, 3),
+            "batch_size": self.batch_size, "workers": self.workers, "inference_workers": self.inference_workers, "seconds": round(seconds, 3),
             "images_per_s": round(len(done_images) / seconds, 3) if seconds > 0 else None,
             "previews": self.previews,
         }
