@@ -251,7 +251,7 @@ class Trainer:
                 sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
                 if self.main:
                     now = time.monotonic()
-                    if now - last_report >= PROGRESS_INTERVAL_S:
+                    if now - last_report >= PROGRESS_INTERVAL_S or step == total:
                         last_report = now
                         cur_lr = optimizer.param_groups[0]["lr"]
                         writer.add_scalar("train/loss", float(loss.detach()), step)
