@@ -7,34 +7,9 @@ traceback), 130 cancelled (a partial result is written and named ``*.partial.zip
 """
 from __future__ import annotations
 
-import shutil
-import sys
-import tempfile
-
 import click
 
-
-class _Bar:
-    """A tqdm bar in images driven by the job's progress events."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.bar = None
-
-    def __call__(self, event: dict) -> None:
-        if not self.enabled or event.get("type") != "progress" or event.get("unit") != "images":
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=event.get("total") or 0, unit="img", desc="annotate", file=sys.stderr,
-                            dynamic_ncols=True)
-        self.bar.n = event.get("done") or 0
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
+from .foreground import ProgressBar, exit_if_cancelled, run_in_foreground
 
 
 @click.command(name="annotate")
@@ -74,7 +49,6 @@ def annotate(images, model_dir, output, fmt, threshold, max_detections, mapping,
     written beside the output as <output stem>.summary.json.
     """
     from ..annotate.mapping import MappingError, parse_map_pairs
-    from ..jobs.jobdir import JobDir, run_job
 
     try:
         pairs = parse_map_pairs(list(mapping))
@@ -86,23 +60,9 @@ def annotate(images, model_dir, output, fmt, threshold, max_detections, mapping,
             "batch_size": batch_size, "workers": workers}
     from ..annotate.pipeline import run_annotate
 
-    folder = job_dir or tempfile.mkdtemp(prefix="cvat-train-annotate-")
-    try:
-        try:
-            JobDir(folder).create(spec)
-        except FileExistsError as e:
-            raise click.ClickException(str(e)) from None
-        bar = _Bar(enabled=not no_progress)
-        try:
-            status = run_job(folder, run_annotate, listeners=[bar])
-        finally:
-            bar.close()
-    finally:
-        if job_dir is None:
-            shutil.rmtree(folder, ignore_errors=True)
-    state, out = status.get("state"), status.get("outputs") or {}
-    if state == "failed":
-        sys.exit(1)  # run_job printed "ERROR: <message>": one message, no traceback
+    bar = ProgressBar("images", "annotate", enabled=not no_progress, unit="img")
+    status = run_in_foreground(spec, run_annotate, job_dir=job_dir, listeners=[bar])
+    out = status.get("outputs") or {}
     if out:
         counts = ", ".join(f"{k} {v}" for k, v in out.get("counts", {}).items())
         click.echo(f"{out.get('images_done')} of {out.get('images_total')} images annotated "
@@ -114,6 +74,4 @@ def annotate(images, model_dir, output, fmt, threshold, max_detections, mapping,
         click.echo(f"{'PARTIAL result' if out.get('partial') else 'wrote'} {out.get('output')}")
         if out.get("previews"):
             click.echo(f"previews: {len(out['previews'])} PNGs in {out['previews'][0].rsplit('/', 1)[0]}")
-    if state == "cancelled":
-        click.echo(f"cancelled: {status.get('message', '')}", err=True)
-        sys.exit(130)
+    exit_if_cancelled(status)

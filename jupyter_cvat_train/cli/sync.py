@@ -8,11 +8,9 @@ interrupted.
 """
 from __future__ import annotations
 
-import shutil
-import sys
-import tempfile
-
 import click
+
+from .foreground import ProgressBar, exit_if_cancelled, run_in_foreground
 
 
 def _options(fn):
@@ -61,55 +59,14 @@ def down(**kw) -> None:
     _run("down", **kw)
 
 
-class _Bar:
-    """A tqdm bar in bytes driven by the job's progress events."""
-
-    def __init__(self, enabled: bool):
-        self.enabled = enabled
-        self.bar = None
-
-    def __call__(self, event: dict) -> None:
-        if not self.enabled or event.get("type") != "progress" or event.get("unit") != "bytes":
-            return
-        if self.bar is None:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=event.get("total") or 0, unit="B", unit_scale=True, unit_divisor=1024,
-                            desc="sync", file=sys.stderr, dynamic_ncols=True)
-        self.bar.n = event.get("done") or 0
-        self.bar.set_postfix_str(f"{event.get('files_done', 0)}/{event.get('files_total', 0)} files", refresh=False)
-        self.bar.refresh()
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
 def _run(direction: str, *, workspace, storage_uri, delete, dry_run, include, exclude, checksum, endpoint_url,
          concurrency, wait, job_dir, no_progress) -> None:
-    from ..jobs.jobdir import JobDir, run_job
     from ..storage.job import sync_job
 
     spec = {"kind": "sync", "direction": direction, "workspace": workspace, "storage": storage_uri,
             "delete": delete, "dry_run": dry_run, "include": list(include), "exclude": list(exclude),
             "checksum": checksum, "endpoint_url": endpoint_url, "concurrency": concurrency, "lock_timeout": wait}
-    folder = job_dir or tempfile.mkdtemp(prefix="cvat-train-sync-")
-    try:
-        try:
-            JobDir(folder).create(spec)
-        except FileExistsError as e:
-            raise click.ClickException(str(e)) from None
-        bar = _Bar(enabled=not no_progress and not dry_run)
-        try:
-            status = run_job(folder, sync_job, listeners=[bar])
-        finally:
-            bar.close()
-    finally:
-        if job_dir is None:
-            shutil.rmtree(folder, ignore_errors=True)
-    state = status.get("state")
-    if state == "failed":
-        sys.exit(1)  # the job runtime has printed "ERROR: <message>" to stderr: one message, no traceback
-    if state == "cancelled":
-        click.echo(f"cancelled: {status.get('message', '')}", err=True)
-        sys.exit(130)
+    bar = ProgressBar("bytes", "sync", enabled=not no_progress and not dry_run, unit="B", unit_scale=True,
+                      unit_divisor=1024, postfix=lambda e: f"{e.get('files_done', 0)}/{e.get('files_total', 0)} files")
+    status = run_in_foreground(spec, sync_job, job_dir=job_dir, listeners=[bar])
+    exit_if_cancelled(status)

@@ -11,31 +11,22 @@ from pathlib import Path
 
 import click
 
+from .foreground import ProgressBar
 
-class _Bar:
-    """Listener turning job events into a tqdm bar and metric lines."""
+
+class _TrainBar(ProgressBar):
+    """The steps bar, plus one line per epoch with the evaluation metrics."""
 
     def __init__(self):
-        self.bar = None
+        super().__init__("steps", "train", unit="steps",
+                         postfix=lambda e: f"epoch {e.get('epoch')}/{e.get('epochs')}, loss {e.get('loss')}")
 
     def __call__(self, ev: dict) -> None:
-        from tqdm import tqdm
-
-        if ev.get("type") == "progress" and ev.get("total"):
-            if self.bar is None:
-                self.bar = tqdm(total=ev["total"], unit=ev.get("unit") or "it", dynamic_ncols=True,
-                                initial=ev.get("done") or 0)
-            self.bar.n = ev.get("done") or 0
-            self.bar.set_postfix(epoch=f"{ev.get('epoch')}/{ev.get('epochs')}", loss=ev.get("loss"), refresh=False)
-            self.bar.refresh()
-        elif ev.get("type") == "metrics":
-            msg = (f"epoch {ev['epoch']}/{ev['epochs']}: mAP@[.5:.95] {ev['map']:.4f}  mAP@.5 {ev['map_50']:.4f}  "
-                   + "  ".join(f"{k} {v:.3f}" for k, v in (ev.get("per_label") or {}).items() if v is not None))
-            (self.bar.write if self.bar else click.echo)(msg)
-
-    def close(self):
-        if self.bar is not None:
-            self.bar.close()
+        if ev.get("type") != "metrics":
+            return super().__call__(ev)
+        msg = (f"epoch {ev['epoch']}/{ev['epochs']}: mAP@[.5:.95] {ev['map']:.4f}  mAP@.5 {ev['map_50']:.4f}  "
+               + "  ".join(f"{k} {v:.3f}" for k, v in (ev.get("per_label") or {}).items() if v is not None))
+        (self.bar.write if self.bar else click.echo)(msg)
 
 
 @click.command(name="train")
@@ -88,7 +79,7 @@ def train(path, template, output, hp, epochs, format_, checkpoint, resume, devic
             raise click.ClickException(f"{output} holds no earlier run to resume: give the run's folder as --output, "
                                        f"or its checkpoints with --checkpoint")
         jd.create(spec)
-    bar = _Bar()
+    bar = _TrainBar()
     try:
         status = run_job(jd.path, _train_job, listeners=[bar])
     finally:

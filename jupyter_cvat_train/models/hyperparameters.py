@@ -78,6 +78,7 @@ KEYS: dict[str, Key] = {
     "zoom_out": Key(float, 0.0, "probability of an SSD-style zoom-out (object on a larger canvas)", min=0.0, max=1.0),
     "num_gpus": Key(int, 1, "GPUs (processes) for DistributedDataParallel via torchrun", min=1),
     "num_workers": Key(int, 2, "data-loading worker processes (0 = in the training process)", min=0),
+    "precise_bn_batches": Key(int, 10, "training batches used to recompute BatchNorm statistics before each evaluation (precise BN; 0 = off)", min=0),
     "amp": Key(bool, True, "automatic mixed precision on CUDA (ignored on the CPU)"),
     "detections_per_img": Key(int, 100, "maximum detections per image at evaluation/inference", min=1),
     "max_proposals": Key(int, 1000, "region proposals kept per image at test time (300 / 100 = Onepanel's default / low proposals)", min=1, families=RCNN),

@@ -53,6 +53,46 @@ def set_stage(model: torch.nn.Module, stage: int) -> str:
     return {1: "heads only", 2: "ResNet stage 4 and up (layer3, layer4) + heads", 3: "all layers, learning rate / 10"}[stage]
 
 
+@torch.no_grad()
+def recompute_batchnorm_stats(model: torch.nn.Module, loader, device: torch.device, max_batches: int,
+                              use_amp: bool = False) -> int:
+    """Precise BN: replace the running mean / variance of every BatchNorm layer with the
+    average of the batch statistics over ``max_batches`` training batches, no gradients.
+
+    During training from scratch the weights move faster than BatchNorm's running average
+    (momentum 0.03 in SSDlite) follows, so the stored statistics lag behind the weights and
+    evaluation-mode predictions collapse (measured here: mAP 0.01 with the running
+    statistics vs 1.0 with recomputed ones, on the same weights). Source: Wu & Johnson,
+    "Rethinking 'Batch' in BatchNorm" (2021), Detectron2's PreciseBN hook. Detection models
+    need targets in train mode, so ``loader`` yields (images, targets) as for training.
+    Returns the number of batches used (0 when the model has no BatchNorm layer).
+    """
+    bns = [m for m in model.modules()
+           if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not bns or max_batches <= 0:
+        return 0
+    was_training = model.training
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average of the batches seen
+    model.train()
+    used = 0
+    for images, targets in loader:
+        images = [im.to(device, non_blocking=True) for im in images]
+        targets = [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
+                   for t in targets]
+        with torch.autocast(device.type, enabled=use_amp):
+            model(images, targets)
+        used += 1
+        if used >= max_batches:
+            break
+    for m, momentum in zip(bns, momenta):
+        m.momentum = momentum
+    model.train(was_training)
+    return used
+
+
 def _ignore_stop_signals(_worker_id: int) -> None:
     """DataLoader workers ignore SIGTERM/SIGINT (a cancel signals the whole process group):
     the training process finishes its step, saves last.pt, then shuts them down."""
@@ -265,6 +305,8 @@ class Trainer:
             losses = {k: v / max(1, n_steps) for k, v in sums.items()}
             metrics = None
             if self.main:
+                recompute_batchnorm_stats(model, train_loader, self.device, int(p["precise_bn_batches"]),
+                                          use_amp=self.use_amp)
                 metrics = evaluate(model, val_loader, plan.val_items, plan.labels, self.device,
                                    with_masks=plan.task == "instance-segmentation", cancelled=ctx.cancelled)
             if self.world_size > 1:
