@@ -1,6 +1,7 @@
 # jupyter_cvat_train — the commands a fresh machine needs.
-#   make demo            set up, generate a sample CVAT export, validate it (later: train, annotate)
-#   make demo DATA=x.zip the same on any CVAT export
+#   make demo            set up, generate a sample CVAT export, validate it, train the default model
+#                        on it (CPU, about a minute), auto-annotate a new batch with the trained model
+#   make demo DATA=x.zip the same on any CVAT export (its own images are annotated)
 #   make test            set up, then every test (pytest + ui-tests)
 #   make lab             JupyterLab with the extension
 #   make clean           remove what set-up and tests made (.venv, node_modules, builds, outputs)
@@ -85,14 +86,28 @@ $(UI_NODE_STAMP): ui-tests/package.json ui-tests/package-lock.json
 	cd ui-tests && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund
 	touch $@
 
+# The main job, end to end: validate a CVAT export, train the default model on it (CPU,
+# from scratch: no weights can be downloaded here), auto-annotate a new batch of images.
+DEMO_MODEL ?= ssdlite320-mobilenet-v3
+DEMO_HP ?= pretrained=false,epochs=8,image_size=192,batch_size=16,optimizer=adamw,learning_rate=0.003,weight_decay=0.0001
 demo: setup
 	rm -rf $(DEMO_DIR) && mkdir -p $(DEMO_DIR)
 ifeq ($(DATA),)
-	$(BIN)/cvat-train sample-dataset $(DEMO_DIR)/sample-export.zip --format coco
-	$(BIN)/cvat-train validate $(DEMO_DIR)/sample-export.zip
+	$(BIN)/cvat-train sample-dataset $(DEMO_DIR)/sample-export.zip --format coco --images 200 --seed 0
+	$(BIN)/cvat-train sample-dataset $(DEMO_DIR)/next-batch.zip --format coco --images 40 --seed 1
+	$(eval DEMO_DATA := $(DEMO_DIR)/sample-export.zip)
+	$(eval DEMO_NEXT := $(DEMO_DIR)/next-batch.zip)
 else
-	$(BIN)/cvat-train validate "$(DATA)"
+	$(eval DEMO_DATA := $(DATA))
+	$(eval DEMO_NEXT := $(DATA))
 endif
+	$(BIN)/cvat-train validate "$(DEMO_DATA)"
+	$(BIN)/cvat-train train "$(DEMO_DATA)" --model $(DEMO_MODEL) --output $(DEMO_DIR)/train --hp "$(DEMO_HP)"
+	$(BIN)/cvat-train annotate "$(DEMO_NEXT)" --model-dir $(DEMO_DIR)/train/output/model \
+	  --output $(DEMO_DIR)/annotations-coco.zip --format coco --threshold 0.5 --preview 4
+	@echo
+	@echo "CVAT-importable annotations: $(DEMO_DIR)/annotations-coco.zip (CVAT: Actions > Upload annotations > COCO 1.0)"
+	@echo "Model folder: $(DEMO_DIR)/train/output/model   TensorBoard: $(DEMO_DIR)/train/output/tensorboard"
 
 # pytest exits 5 when it collects no tests: that is a failure here, not a pass.
 pytest: setup
