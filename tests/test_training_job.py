@@ -168,7 +168,8 @@ def test_tiny_dataset_keeps_both_splits_non_empty(tmp_path):
     assert (plan["train_images"], plan["val_images"]) == (1, 1)
 
 
-def test_sigterm_cancels_a_real_job_process_and_saves_last_checkpoint(sample_zip, tmp_path):
+@pytest.mark.parametrize("delay", [0.0, 1.0, 2.5])  # lands in a step, at an epoch's end, in evaluation
+def test_sigterm_cancels_a_real_job_process_and_saves_last_checkpoint(sample_zip, tmp_path, delay):
     job = tmp_path / "cancel"
     JobDir(job).create({"kind": "train", "template": "ssdlite320-mobilenet-v3", "dataset": str(sample_zip),
                         "parameters": dict(FAST, epochs=200, num_workers=1)})
@@ -182,6 +183,7 @@ def test_sigterm_cancels_a_real_job_process_and_saves_last_checkpoint(sample_zip
             assert proc.poll() is None, (job / "job.log").read_text()
             assert time.monotonic() < deadline, "no progress within 120 s"
             time.sleep(0.2)
+        time.sleep(delay)
         os.killpg(proc.pid, signal.SIGTERM)  # as the launcher does: the whole process group
         assert proc.wait(timeout=120) == 0, (job / "job.log").read_text()
     finally:

@@ -55,7 +55,7 @@ def set_stage(model: torch.nn.Module, stage: int) -> str:
 
 @torch.no_grad()
 def recompute_batchnorm_stats(model: torch.nn.Module, loader, device: torch.device, max_batches: int,
-                              use_amp: bool = False) -> int:
+                              use_amp: bool = False, cancelled=None) -> int:
     """Precise BN: replace the running mean / variance of every BatchNorm layer with the
     average of the batch statistics over ``max_batches`` training batches, no gradients.
 
@@ -65,6 +65,7 @@ def recompute_batchnorm_stats(model: torch.nn.Module, loader, device: torch.devi
     statistics vs 1.0 with recomputed ones, on the same weights). Source: Wu & Johnson,
     "Rethinking 'Batch' in BatchNorm" (2021), Detectron2's PreciseBN hook. Detection models
     need targets in train mode, so ``loader`` yields (images, targets) as for training.
+    ``cancelled``: an Event; when set, the average covers the batches seen so far.
     Returns the number of batches used (0 when the model has no BatchNorm layer).
     """
     bns = [m for m in model.modules()
@@ -85,7 +86,7 @@ def recompute_batchnorm_stats(model: torch.nn.Module, loader, device: torch.devi
         with torch.autocast(device.type, enabled=use_amp):
             model(images, targets)
         used += 1
-        if used >= max_batches:
+        if used >= max_batches or (cancelled is not None and cancelled.is_set()):
             break
     for m, momentum in zip(bns, momenta):
         m.momentum = momentum
@@ -93,13 +94,46 @@ def recompute_batchnorm_stats(model: torch.nn.Module, loader, device: torch.devi
     return used
 
 
+_STOP_SIGNALS = {2, 15}  # SIGINT, SIGTERM
+
+
 def _ignore_stop_signals(_worker_id: int) -> None:
     """DataLoader workers ignore SIGTERM/SIGINT (a cancel signals the whole process group):
-    the training process finishes its step, saves last.pt, then shuts them down."""
+    the training process finishes its step, saves last.pt, then shuts them down. Workers
+    are forked with these signals blocked (:class:`SignalSafeLoader`); a signal that
+    arrived in between is discarded here, once it is ignored."""
     import signal
 
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
+
+
+class SignalSafeLoader:
+    """A DataLoader whose worker processes are started with SIGTERM/SIGINT blocked.
+
+    Without it, a cancel (SIGTERM to the process group) that lands between a worker's
+    fork and its ``worker_init_fn`` kills the worker, and the training process fails with
+    "DataLoader worker exited unexpectedly" instead of ending ``cancelled``. In this
+    process the blocked signal stays pending and is handled right after the fork.
+    """
+
+    def __init__(self, loader: torch.utils.data.DataLoader):
+        self.loader = loader
+
+    def __len__(self) -> int:
+        return len(self.loader)
+
+    def __iter__(self):
+        import signal
+
+        if not self.loader.num_workers:
+            return iter(self.loader)
+        old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
+        try:
+            return iter(self.loader)
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, old)
 
 
 class Trainer:
@@ -179,7 +213,7 @@ class Trainer:
                                             sampler=sampler, generator=g, **common,
                                             drop_last=drop_last(len(train_ds) // self.world_size, int(p["batch_size"])))
         val = torch.utils.data.DataLoader(val_ds, batch_size=int(p["batch_size"]), shuffle=False, **common)
-        return train, val, sampler
+        return SignalSafeLoader(train), SignalSafeLoader(val), sampler
 
     # ---- run ---------------------------------------------------------------------------
     def fit(self) -> dict:
@@ -306,7 +340,7 @@ class Trainer:
             metrics = None
             if self.main:
                 recompute_batchnorm_stats(model, train_loader, self.device, int(p["precise_bn_batches"]),
-                                          use_amp=self.use_amp)
+                                          use_amp=self.use_amp, cancelled=ctx.cancelled)
                 metrics = evaluate(model, val_loader, plan.val_items, plan.labels, self.device,
                                    with_masks=plan.task == "instance-segmentation", cancelled=ctx.cancelled)
             if self.world_size > 1:
