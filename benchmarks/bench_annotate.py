@@ -1,7 +1,8 @@
 """Benchmark: end-to-end images/s of ``cvat-train annotate`` vs a naive baseline.
 
-For each model template: one model (random weights, fixed seed, 3 labels) is saved as
-a model folder; then, in the same run,
+For each model template: one model (random weights, fixed seed, ``--labels`` labels:
+91 by default, torchvision's COCO head, the setting in which the issue's baseline figures
+were measured) is saved as a model folder; then, in the same run,
 
 - naive baseline: that model (loaded from the same folder, so the same weights) called
   on one image at a time, on tensors decoded before the clock starts (float CHW in
@@ -18,7 +19,7 @@ and resizes with antialiasing, so boxes differ slightly; counts should be close)
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_annotate.py [--images 24] [--threads 2]
+    .venv/bin/python benchmarks/bench_annotate.py [--images N] [--labels 91] [--threads 2]
         [--templates ssdlite320-mobilenet-v3,fasterrcnn-mobilenet-v3-fpn,fasterrcnn-resnet50-fpn-v2]
         [--engine torch|onnx] [--extra "--batch-size 2"]
 
@@ -39,8 +40,9 @@ import tempfile
 import time
 from pathlib import Path
 
-TEMPLATES = ["ssdlite320-mobilenet-v3", "fasterrcnn-mobilenet-v3-fpn", "fasterrcnn-resnet50-fpn-v2"]
-LABELS = ["circle", "square", "triangle"]
+# template -> images by default: enough for about 10 s of the naive baseline, so that the whole
+# command's fixed cost (Python start, imports, model loading: about 3 s) is amortized as in real use.
+TEMPLATES = {"ssdlite320-mobilenet-v3": 160, "fasterrcnn-mobilenet-v3-fpn": 24, "fasterrcnn-resnet50-fpn-v2": 8}
 
 
 def make_images(folder: Path, n: int, size=(1280, 960), seed: int = 0) -> list[Path]:
@@ -110,9 +112,10 @@ def ours(model_dir: Path, folder: Path, out: Path, threshold: float, engine: str
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--images", type=int, default=24)
+    ap.add_argument("--images", type=int, default=None, help="images per template (default: see TEMPLATES)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--threshold", type=float, default=0.5)
+    ap.add_argument("--labels", type=int, default=91, help="labels of the model's head (91 = COCO's, as torchvision builds it)")
     ap.add_argument("--templates", default=",".join(TEMPLATES))
     ap.add_argument("--engine", default="torch")
     ap.add_argument("--extra", default="", help="more cvat-train annotate options, e.g. '--batch-size 4'")
@@ -125,17 +128,19 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-annotate-"))
-    folder = work / f"images-{args.images}"
-    paths = make_images(folder, args.images)
-    print(f"{args.images} JPEGs 1280x960 in {folder}; {args.threads} threads; engine {args.engine}; "
+    print(f"JPEGs 1280x960 in {work}; {args.labels} labels; {args.threads} threads; engine {args.engine}; "
           f"load average before: {os.getloadavg()[0]:.2f}")
     print(f"{'template':28s} {'naive':>6s} {'naive1t':>7s} {'ours':>6s} {'ratio':>6s} {'cmd':>6s} {'ratio':>6s}"
           f"  dets naive/ours   (images/s; ratio = vs naive at {args.threads} threads)")
+    labels = [f"label{k}" for k in range(1, args.labels + 1)]
     for name in args.templates.split(","):
+        n_images = args.images or TEMPLATES.get(name, 24)
+        folder = work / f"images-{n_images}"
+        paths = make_images(folder, n_images)
         torch.manual_seed(0)
-        model_dir = work / f"model-{name}"
+        model_dir = work / f"model-{name}-{args.labels}"
         if not (model_dir / "model.pt").exists():
-            save_model_dir(model_dir, build_model(name, len(LABELS) + 1, {"pretrained": False}), name, LABELS,
+            save_model_dir(model_dir, build_model(name, len(labels) + 1, {"pretrained": False}), name, labels,
                            {"pretrained": False})
         base, base_det = naive(model_dir, paths, args.threshold, args.threads)
         base1, _ = naive(model_dir, paths, args.threshold, 1)
