@@ -1,63 +1,212 @@
-"""Multi-GPU training: the job process launches torchrun, whose workers train with
-DistributedDataParallel (NCCL on CUDA, gloo on the CPU).
+"""Training on more than one GPU (or CPU process): the job process launches torchrun,
+whose workers (ranks) train with DistributedDataParallel: NCCL with one GPU per rank
+on CUDA, gloo on the CPU.
 
-- The job process (owner of status.json) runs :func:`run_torchrun`: it starts
-  ``python -m torch.distributed.run --standalone --nproc_per_node N -m
-  jupyter_cvat_train.training.distributed JOB_DIR`` and waits. On SIGTERM it creates
-  ``output/.cancel``; the workers check it every step (rank 0 reads it, all ranks agree
-  through an all-reduce), save last.pt and stop.
-- Each worker (:func:`worker_main`) rebuilds the same plan (deterministic), trains its
-  shard; rank 0 evaluates, reports events and writes the outputs, and its result to
-  ``output/.ddp-result.json``.
+Who writes what:
+
+- The job process (``python -m jupyter_cvat_train.training JOB_DIR``) checks the plan,
+  then runs :func:`run_torchrun`: it starts ``<its python> -m torch.distributed.run
+  --standalone --nproc-per-node N --max-restarts 0 -m jupyter_cvat_train.training.distributed
+  JOB_DIR`` (in the job's process group) and waits. It alone writes status.json: it follows
+  the progress events rank 0 appends to events.jsonl and mirrors them into status.json
+  (and to its listeners, e.g. the CLI's bar).
+- Rank 0 evaluates, writes events.jsonl, TensorBoard, checkpoints, metrics.json and
+  model/ (:class:`RankContext`). The other ranks write nothing to the job folder.
+- Every rank leaves its result (state, message, time) in a private temporary folder
+  given by ``CVAT_TRAIN_DDP_DIR``; the job process combines them
+  (:func:`combine_results`): the earliest failure names the job's failure, a rank that
+  left no result (killed) fails the job, otherwise rank 0's outputs are the job's.
+
+Cancel: a SIGTERM to the job's process group reaches every process. The workers only
+set a flag; the ranks agree to stop after the current step (an all-reduce), rank 0
+saves last.pt, all exit. A SIGTERM to the job process alone is forwarded as a
+``cancel`` file in the private folder, which the ranks check every step. If the job
+process dies, torchrun gets SIGTERM (Linux parent-death signal) and stops its workers.
+
+No hang: a rank that exits is seen by torchrun within 0.1 s and the others are stopped
+(SIGTERM, SIGKILL after ``--shutdown-timeout``); a rank stuck in a collective fails
+after the process-group timeout (``CVAT_TRAIN_DDP_TIMEOUT_S``, default 1800 s: it also
+bounds how long the other ranks wait while rank 0 evaluates).
 """
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 from ..jobs.jobdir import JobCancelled, JobContext, JobError, write_json_atomic
+from ..jobs.tail import read_from
 
-RESULT_FILE = ".ddp-result.json"
-CANCEL_FILE = ".cancel"
+RUN_DIR_ENV = "CVAT_TRAIN_DDP_DIR"
+TIMEOUT_ENV = "CVAT_TRAIN_DDP_TIMEOUT_S"
+DEFAULT_TIMEOUT_S = 1800.0
+SHUTDOWN_TIMEOUT_S = 30
+CANCEL_FILE = "cancel"
+POLL_S = 0.2
 
 
-def torchrun_command(job_dir: str | Path, nproc: int) -> list[str]:
-    """The torchrun command line that runs the workers of the job in ``job_dir``."""
-    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={int(nproc)}",
+def torchrun_command(job_dir: str | Path, nproc: int, python: str | None = None) -> list[str]:
+    """The torchrun command line that runs the ``nproc`` ranks of the job in ``job_dir``
+    with the interpreter ``python`` (default: this one). Single node, no restarts."""
+    return [python or sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={int(nproc)}",
+            "--max-restarts=0", f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}",
             "-m", "jupyter_cvat_train.training.distributed", str(job_dir)]
 
 
-def run_torchrun(ctx: JobContext, nproc: int) -> dict:
-    """Launch the workers, forward a cancel, and return rank 0's outputs. Raises
-    JobCancelled / JobError as rank 0 reported, JobError when torchrun fails."""
-    out = Path(ctx.output_dir)
-    for name in (RESULT_FILE, CANCEL_FILE):
-        (out / name).unlink(missing_ok=True)
-    cmd = torchrun_command(ctx.dir.path, nproc)
-    ctx.log("launching: " + " ".join(cmd))
-    proc = subprocess.Popen(cmd)
-    while proc.poll() is None:
-        if ctx.cancelled.is_set() and not (out / CANCEL_FILE).exists():
-            (out / CANCEL_FILE).write_text("cancel requested\n")
-        time.sleep(0.5)
+def worker_env(run_dir: Path, nproc: int, device: str, base: dict | None = None) -> dict:
+    """Environment of torchrun and its ranks: the private result folder, the package on
+    PYTHONPATH, and on the CPU the cores shared out between the ranks (torchrun would
+    set OMP_NUM_THREADS=1) unless the user set OMP_NUM_THREADS."""
+    env = dict(os.environ if base is None else base)
+    env[RUN_DIR_ENV] = str(run_dir)
+    root = str(Path(__file__).resolve().parents[2])
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    if not device.startswith("cuda") and "OMP_NUM_THREADS" not in env:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+        env["OMP_NUM_THREADS"] = str(max(1, cores // int(nproc)))
+    return env
+
+
+def _die_with_parent() -> None:
+    """preexec_fn: SIGTERM to torchrun when the job process dies (Linux prctl)."""
     try:
-        result = json.loads((out / RESULT_FILE).read_text())
-    except (OSError, ValueError):
-        raise JobError(f"torchrun exited with code {proc.returncode} without a result; see job.log") from None
-    if result.get("state") == "cancelled":
-        raise JobCancelled(result.get("message") or "cancelled by request")
-    if result.get("state") != "succeeded":
-        raise JobError(result.get("message") or f"training failed (torchrun exit code {proc.returncode})")
-    return result.get("outputs") or {}
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
+class _EventMirror:
+    """Follows events.jsonl from a byte offset: progress events (written by rank 0) go
+    into the job process's status.json and every event to its listeners."""
+
+    def __init__(self, ctx: JobContext):
+        self.ctx = ctx
+        self.path = ctx.dir.events_path
+        self.offset = self.path.stat().st_size if self.path.exists() else 0
+        self.last_write = 0.0
+
+    def poll(self, final: bool = False) -> None:
+        data, self.offset = read_from(self.path, self.offset)
+        progress = None
+        for line in data.decode("utf-8", errors="replace").splitlines():
+            try:
+                ev = json.loads(line)
+            except ValueError:
+                continue
+            if ev.get("type") == "progress":
+                progress = {"done": ev.get("done"), "total": ev.get("total"), "unit": ev.get("unit")}
+            for listener in self.ctx.listeners:
+                listener(ev)
+        if progress is None:
+            return
+        self.ctx._progress = progress  # run_job writes it into the final status
+        now = time.monotonic()
+        if final or now - self.last_write >= self.ctx.status_interval:
+            self.last_write = now
+            self.ctx.dir.update_status(progress=progress)
+
+
+def run_torchrun(ctx: JobContext, nproc: int, device: str = "cpu") -> dict:
+    """Run the job's ``nproc`` ranks under torchrun and wait for them; forward a cancel.
+
+    Returns rank 0's outputs (as :meth:`.engine.Trainer.fit`). Raises JobCancelled when
+    the ranks stopped on a cancel (last.pt saved), JobError when a rank failed (the
+    earliest failure, with its rank) or ended without a result."""
+    run_dir = Path(tempfile.mkdtemp(prefix="cvat-train-ddp-"))
+    try:
+        cmd = torchrun_command(ctx.dir.path, nproc)
+        ctx.log("launching: " + " ".join(cmd))
+        mirror = _EventMirror(ctx)
+        proc = subprocess.Popen(cmd, env=worker_env(run_dir, nproc, device), stdin=subprocess.DEVNULL,
+                                preexec_fn=_die_with_parent)
+        cancel_file = run_dir / CANCEL_FILE
+        while proc.poll() is None:
+            if ctx.cancelled.is_set() and not cancel_file.exists():
+                cancel_file.write_text("cancel requested\n")
+            mirror.poll()
+            time.sleep(POLL_S)
+        mirror.poll(final=True)
+        results = {}
+        for f in run_dir.glob("rank*.json"):
+            try:
+                r = json.loads(f.read_text())
+                results[int(r["rank"])] = r
+            except (OSError, ValueError, KeyError):
+                pass
+        return combine_results(results, nproc, proc.returncode)
+    finally:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def combine_results(results: dict[int, dict], nproc: int, returncode: int | None) -> dict:
+    """The job's outcome from the ranks' results ``{rank: {state, message, time, outputs}}``:
+    the earliest failure (by time: the cause; later ones are the other ranks losing their
+    peer) raises JobError naming its rank; a rank without a result raises JobError; a
+    cancel raises JobCancelled; otherwise rank 0's outputs are returned."""
+    failed = sorted((r for r in results.values() if r.get("state") == "failed"), key=lambda r: r.get("time", 0))
+    if failed:
+        first = failed[0]
+        raise JobError(f"rank {first['rank']} of {nproc} failed: {first.get('message') or 'see job.log'}"
+                       + (" (the other ranks were stopped)" if nproc > 1 else ""))
+    missing = [r for r in range(nproc) if r not in results]
+    if missing:
+        raise JobError(f"rank(s) {', '.join(map(str, missing))} of {nproc} ended without a result (torchrun exit "
+                       f"code {returncode}): killed, e.g. out of memory, or failed to start; see job.log")
+    cancelled = [r for r in results.values() if r.get("state") == "cancelled"]
+    if cancelled:
+        raise JobCancelled(results[0].get("message") if results[0].get("state") == "cancelled"
+                           else cancelled[0].get("message") or "cancelled by request")
+    return results[0].get("outputs") or {}
+
+
+class RankContext(JobContext):
+    """The JobContext of one rank. Rank 0 writes events.jsonl and log lines as a job
+    process does, but never status.json (the job process owns it and mirrors rank 0's
+    progress events); the other ranks write nothing."""
+
+    def __init__(self, job_dir: str | Path, rank: int):
+        super().__init__(job_dir)
+        self.rank = rank
+
+    def event(self, type: str, **fields) -> dict:
+        if self.rank:
+            return {"type": type, **fields}
+        return super().event(type, **fields)
+
+    def warn(self, message: str, **fields) -> None:
+        if not self.rank:
+            super().warn(message, **fields)
+
+    def log(self, message: str) -> None:
+        if not self.rank:
+            super().log(message)
+
+    def progress(self, done: float, total: float | None = None, unit: str | None = None, **extra) -> None:
+        self._progress = {"done": done, "total": total, "unit": unit}
+        self.event("progress", done=done, total=total, unit=unit, **extra)
+
+
+def _timeout_s() -> float:
+    try:
+        return max(1.0, float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S))
+    except ValueError:
+        return DEFAULT_TIMEOUT_S
 
 
 def worker_main(job_dir: str) -> int:
-    """Body of one torchrun worker; returns its exit code."""
+    """Body of one torchrun rank (RANK, WORLD_SIZE, LOCAL_RANK from torchrun,
+    CVAT_TRAIN_DDP_DIR from :func:`run_torchrun`); returns its exit code (0 when it
+    succeeded or was cancelled)."""
+    from datetime import timedelta
+
     import torch
     import torch.distributed as dist
 
@@ -65,35 +214,46 @@ def worker_main(job_dir: str) -> int:
     from .plan import make_plan
 
     rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
-    ctx = JobContext(job_dir)
-    signal.signal(signal.SIGTERM, lambda *_: ctx.cancelled.set())
-    out = Path(ctx.output_dir)
-    spec = dict(ctx.spec)
-    quiet = (lambda msg: None) if rank else ctx.log
-    result = {"state": "failed", "message": ""}
+    run_dir = Path(os.environ[RUN_DIR_ENV])
+    result = {"rank": rank, "state": "failed", "message": "", "time": time.time()}
+    ctx = None
     try:
-        plan = make_plan(spec, out, log=quiet, warn=(lambda m: None) if rank else ctx.warn)
+        ctx = RankContext(job_dir, rank)
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: ctx.cancelled.set())
+        cancel_file = run_dir / CANCEL_FILE
+
+        def cancel_check() -> bool:
+            if not ctx.cancelled.is_set() and cancel_file.exists():
+                ctx.cancelled.set()
+            return ctx.cancelled.is_set()
+
+        # The job process already checked the plan and reported its notes and warnings.
+        plan = make_plan(ctx.spec, ctx.output_dir, log=lambda m: None, warn=lambda m: None)
         cuda = plan.device.startswith("cuda")
         if cuda:
             torch.cuda.set_device(local)
-        dist.init_process_group("nccl" if cuda else "gloo")
-        check = lambda: ctx.cancelled.is_set() or (out / CANCEL_FILE).exists()  # noqa: E731
-        outputs = Trainer(plan, ctx, rank=rank, world_size=world, local_rank=local, cancel_check=check).fit()
-        result = {"state": "succeeded", "outputs": outputs}
+        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=_timeout_s()))
+        outputs = Trainer(plan, ctx, rank=rank, world_size=world, local_rank=local, cancel_check=cancel_check).fit()
+        result.update(state="succeeded", outputs=outputs)
     except JobCancelled as e:
-        result = {"state": "cancelled", "message": str(e)}
+        result.update(state="cancelled", message=str(e) or "cancelled by request")
     except JobError as e:
-        result = {"state": "failed", "message": str(e)}
+        result.update(state="failed", message=str(e))
     except Exception as e:  # noqa: BLE001 - reported to the job process
         import traceback
 
         traceback.print_exc()
-        result = {"state": "failed", "message": f"{type(e).__name__}: {e}"}
-    finally:
+        result.update(state="failed", message=f"{type(e).__name__}: {e}")
+    result["time"] = time.time()
+    print(f"rank {rank}/{world}: {result['state']}" + (f": {result['message']}" if result["message"] else ""),
+          file=sys.stderr, flush=True)
+    write_json_atomic(run_dir / f"rank{rank}.json", result)
+    try:
         if dist.is_initialized():
             dist.destroy_process_group()
-    if rank == 0:
-        write_json_atomic(out / RESULT_FILE, result)
+    except Exception:  # noqa: BLE001 - a peer already gone; the result is written
+        pass
     return 0 if result["state"] in ("succeeded", "cancelled") else 1
 
 

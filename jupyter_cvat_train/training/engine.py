@@ -343,9 +343,8 @@ class Trainer:
                                           use_amp=self.use_amp, cancelled=ctx.cancelled)
                 metrics = evaluate(model, val_loader, plan.val_items, plan.labels, self.device,
                                    with_masks=plan.task == "instance-segmentation", cancelled=ctx.cancelled)
-            if self.world_size > 1:
-                torch.distributed.barrier()
-            if metrics is None and self.main:  # evaluation interrupted by a cancel
+            # All ranks wait for rank 0's evaluation here and learn whether a cancel interrupted it.
+            if self._any_rank(self.main and metrics is None):
                 save_last(epoch + 1)
                 raise JobCancelled(f"cancelled by request after epoch {epoch + 1}; last.pt saved (resume with --resume)")
             if self.main:
@@ -386,9 +385,13 @@ class Trainer:
         return self._finish(model, history, best_epoch, best_state)
 
     def _should_stop(self) -> bool:
-        flag = bool(self.cancel_check())
+        return self._any_rank(bool(self.cancel_check()))
+
+    def _any_rank(self, flag: bool) -> bool:
+        """True when ``flag`` is true in any rank (an all-reduce under DDP: every rank
+        must call it at the same point)."""
         if self.world_size > 1:
-            t = torch.tensor([1.0 if flag else 0.0], device=self.device if self.device.type == "cuda" else "cpu")
+            t = torch.tensor([1.0 if flag else 0.0], device=self.device)
             torch.distributed.all_reduce(t)
             flag = bool(t.item() > 0)
         return flag

@@ -20,7 +20,7 @@ def train_job(ctx: JobContext) -> dict:
     if plan.gpus > 1:
         from .distributed import run_torchrun
 
-        return run_torchrun(ctx, plan.gpus)
+        return run_torchrun(ctx, plan.gpus, plan.device)
     from .engine import Trainer
 
     return Trainer(plan, ctx).fit()

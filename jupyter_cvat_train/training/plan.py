@@ -11,6 +11,10 @@ Train job spec (job.json)::
      "format": null, "parameters": "batch_size: 8" | {...} | [texts...], "epochs": null,
      "checkpoint": null | "/path/model-or-checkpoints", "resume": false,
      "device": "auto" | "cpu" | "cuda", "gpus": null | N}
+
+``gpus`` (or the hyperparameter ``num_gpus``, alias ``num_clones``) > 1 trains with
+DistributedDataParallel under torchrun: one GPU per process on CUDA, N gloo processes on
+the CPU (see :mod:`.distributed`).
 """
 from __future__ import annotations
 
@@ -142,6 +146,14 @@ def make_plan(spec: dict, output_dir: Path, log: Callable[[str], None] = print,
     device = _resolve_device(spec.get("device"))
     gpus = int(spec.get("gpus") or params.get("num_gpus") or 1)
     params["num_gpus"] = gpus
+    if gpus > 1 and device.startswith("cuda"):
+        import torch
+
+        if device != "cuda":
+            raise JobError(f"num_gpus {gpus} takes one GPU per process: give device cuda, not {device}")
+        if gpus > torch.cuda.device_count():
+            raise JobError(f"num_gpus {gpus} asks for more GPUs than the {torch.cuda.device_count()} visible here: "
+                           f"set num_gpus (--gpus) to at most {torch.cuda.device_count()}")
 
     dataset = spec.get("dataset")
     if not dataset:
