@@ -20,6 +20,7 @@ from jupyter_cvat_train.training import train_job
 pytestmark = pytest.mark.slow
 FAST = {"pretrained": False, "num_workers": 0, "image_size": 128, "batch_size": 2, "epochs": 1,
         "detections_per_img": 10}
+FAST_SPLIT = {"val_split": 20.0, "seed": 0}
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +77,10 @@ def group_gone(pgid: int, timeout: float) -> bool:
     return False
 
 
-def test_sigterm_to_the_process_group_cancels_both_ranks_and_saves_last_checkpoint(sample_zip, tmp_path):
+@pytest.mark.parametrize("target", ["group", "job process"])
+def test_sigterm_cancels_both_ranks_and_saves_last_checkpoint(sample_zip, tmp_path, target):
+    """The launcher signals the whole process group; a SIGTERM to the job process alone
+    (``kill PID``) reaches the ranks through the cancel file."""
     job = tmp_path / "cancel"
     JobDir(job).create({"kind": "train", "template": "ssdlite320-mobilenet-v3", "dataset": str(sample_zip),
                         "parameters": dict(FAST, epochs=200), "device": "cpu", "gpus": 2})
@@ -87,7 +91,7 @@ def test_sigterm_to_the_process_group_cancels_both_ranks_and_saves_last_checkpoi
             assert proc.poll() is None, (job / "job.log").read_text()
             assert time.monotonic() < deadline, "no progress within 90 s"
             time.sleep(0.2)
-        os.killpg(proc.pid, signal.SIGTERM)  # as the launcher cancels: the whole process group
+        (os.killpg if target == "group" else os.kill)(proc.pid, signal.SIGTERM)
         assert proc.wait(timeout=60) == 0, (job / "job.log").read_text()
         assert group_gone(proc.pid, 10), "torchrun or a rank outlived the job process"
     finally:
@@ -104,19 +108,22 @@ def test_sigterm_to_the_process_group_cancels_both_ranks_and_saves_last_checkpoi
 
 
 def test_a_failing_rank_fails_the_job_with_its_message_and_no_hang(sample_zip, tmp_path):
-    """One unreadable training image: the rank that loads it fails; the other one, waiting
-    in a collective, is stopped; the job fails with the first rank's error."""
+    """One unreadable validation image: rank 0 fails in its evaluation while rank 1 waits
+    for it in a collective; rank 1 is stopped and the job fails with rank 0's error."""
     import zipfile
+
+    from jupyter_cvat_train.datasets import load_export
+    from jupyter_cvat_train.datasets.split import split_items
 
     data = tmp_path / "export"
     with zipfile.ZipFile(sample_zip) as z:
         z.extractall(data)
-    images = sorted(p for p in data.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
-    for p in images:
-        p.write_bytes(p.read_bytes()[:200])  # truncated: the header (size) reads, the pixels do not
+    _, val = split_items(load_export(data).items, FAST_SPLIT["val_split"], FAST_SPLIT["seed"])
+    bad = Path(val[0].image_path)
+    bad.write_bytes(bad.read_bytes()[:200])  # truncated: its size still reads, its pixels do not
     job = tmp_path / "fail"
     JobDir(job).create({"kind": "train", "template": "ssdlite320-mobilenet-v3", "dataset": str(data),
-                        "parameters": FAST, "device": "cpu", "gpus": 2})
+                        "parameters": dict(FAST, **FAST_SPLIT), "device": "cpu", "gpus": 2})
     t0 = time.monotonic()
     proc = start_job_process(job)
     try:
@@ -127,6 +134,5 @@ def test_a_failing_rank_fails_the_job_with_its_message_and_no_hang(sample_zip, t
             os.killpg(proc.pid, signal.SIGKILL)
     status = JobDir(job).read_status()
     assert status["state"] == "failed", status
-    assert status["message"].startswith("rank "), status["message"]
-    assert " of 2 failed: " in status["message"]
+    assert status["message"].startswith("rank 0 of 2 failed: "), status["message"]
     assert time.monotonic() - t0 < 60

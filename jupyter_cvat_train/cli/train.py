@@ -44,7 +44,8 @@ class _TrainBar(ProgressBar):
 @click.option("--resume", is_flag=True, help="Continue the run in --output (or --checkpoint) from its last.pt; "
                                              "a larger --epochs extends it.")
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--gpus", type=int, default=None, help="GPUs; > 1 trains with DistributedDataParallel via torchrun.")
+@click.option("--gpus", type=int, default=None, help="GPUs (with --device cpu: processes); > 1 trains with DistributedDataParallel "
+                                           "via torchrun (NCCL, one GPU per process; gloo on the CPU).")
 def train(path, template, output, hp, epochs, format_, checkpoint, resume, device, gpus):
     """Train a model on the CVAT export at PATH (zip or folder), in the foreground."""
     from ..jobs.jobdir import JobDir, run_job, write_json_atomic
