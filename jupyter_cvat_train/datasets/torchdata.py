@@ -116,7 +116,13 @@ class DetectionDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, index: int):
         it = self.items[index]
-        image = read_rgb(it.image_path)
+        try:
+            image = read_rgb(it.image_path)
+        except Exception as e:  # noqa: BLE001 - any decoder failure: name the file and the fix
+            from ..jobs.jobdir import JobError
+
+            raise JobError(f"image {it.image_path} (item {it.subset}/{it.id}) cannot be decoded ({type(e).__name__}: "
+                           f"{e}); re-export the task from CVAT, or delete the image from it, then train again") from None
         h, w = int(image.shape[-2]), int(image.shape[-1])
         anns = it.annotations
         boxes = torch.tensor([a.bbox for a in anns], dtype=torch.float32).reshape(-1, 4)
