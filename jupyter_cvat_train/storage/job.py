@@ -47,7 +47,8 @@ def options_from_spec(spec: dict) -> SyncOptions:
             raise JobError("job.json: 'endpoint_url' must be a string or null")
         kwargs["endpoint_url"] = spec["endpoint_url"] or None
     for name, kind in (("concurrency", int), ("lock_timeout", (int, float)), ("max_attempts", int),
-                       ("multipart_threshold", int), ("multipart_chunksize", int)):
+                       ("multipart_threshold", int), ("multipart_chunksize", int),
+                       ("download_chunksize", int)):
         if spec.get(name) is not None:
             if not isinstance(spec[name], kind) or isinstance(spec[name], bool) or spec[name] < 0:
                 raise JobError(f"job.json: '{name}' must be a non-negative number")

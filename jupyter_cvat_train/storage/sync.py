@@ -47,7 +47,9 @@ class SyncOptions:
     endpoint_url: S3-compatible endpoint. concurrency: parallel transfers.
     lock_timeout: seconds to wait for another sync of the same pair (0: refuse now).
     max_attempts / retry_mode: botocore retries per request.
-    multipart_threshold / multipart_chunksize: bytes (S3 only).
+    multipart_threshold / multipart_chunksize / download_chunksize: bytes (S3 only):
+    objects at or above the threshold are uploaded in parts of ``multipart_chunksize``
+    and downloaded as ranged GETs of ``download_chunksize``.
     on_transfer: called after each completed copy/update with its :class:`Action`
     (from a worker thread); a hook for embedding code and tests.
     """
@@ -66,7 +68,8 @@ class SyncOptions:
     max_attempts: int = 5
     retry_mode: str = "standard"
     multipart_threshold: int = 16 << 20
-    multipart_chunksize: int = 16 << 20
+    multipart_chunksize: int = 8 << 20
+    download_chunksize: int = 64 << 20
     on_transfer: Callable[[Action], None] | None = None
 
     def validate(self) -> None:
@@ -150,7 +153,8 @@ def sync(options: SyncOptions, *, progress: Callable[[dict], None] | None = None
                                concurrency=options.concurrency, max_attempts=options.max_attempts,
                                retry_mode=options.retry_mode, checksum=options.checksum,
                                multipart_threshold=options.multipart_threshold,
-                               multipart_chunksize=options.multipart_chunksize)))
+                               multipart_chunksize=options.multipart_chunksize,
+                               download_chunksize=options.download_chunksize)))
     summary = {"direction": options.direction, "workspace": workspace, "storage": options.storage,
                "dry_run": bool(options.dry_run), "copied": 0, "updated": 0, "deleted": 0, "skipped": 0,
                "failed": 0, "refused": 0, "bytes": 0, "seconds": 0.0, "errors": [], "cancelled": False}
