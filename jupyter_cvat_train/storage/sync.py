@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -89,7 +89,9 @@ class SyncOptions:
 
 
 class _Counters:
-    """Thread-safe progress counters and throttled reporting."""
+    """Thread-safe progress counters. Transfer threads only count; the thread that
+    runs :func:`sync` calls :meth:`maybe_report`, so writing progress (events.jsonl,
+    status.json with its fsync) never stalls a transfer."""
 
     def __init__(self, files_total: int, bytes_total: int, report: Callable[[dict], None] | None,
                  interval: float = 0.2):
@@ -97,31 +99,31 @@ class _Counters:
         self.files_done = self.bytes_done = 0
         self.t0 = time.monotonic()
         self._lock = threading.Lock()
-        self._report, self._interval, self._last = report, interval, 0.0
+        self._report, self.interval, self._last = report, interval, 0.0
 
     def add_bytes(self, n: int) -> None:
         with self._lock:
             self.bytes_done += n
-        self.maybe_report()
 
     def add_file(self) -> None:
         with self._lock:
             self.files_done += 1
-        self.maybe_report()
 
     def snapshot(self) -> dict:
         dt = max(time.monotonic() - self.t0, 1e-9)
-        return {"files_done": self.files_done, "files_total": self.files_total, "bytes_done": self.bytes_done,
-                "bytes_total": self.bytes_total, "rate": self.bytes_done / dt, "seconds": dt}
+        with self._lock:
+            files_done, bytes_done = self.files_done, self.bytes_done
+        return {"files_done": files_done, "files_total": self.files_total, "bytes_done": bytes_done,
+                "bytes_total": self.bytes_total, "rate": bytes_done / dt, "seconds": dt}
 
     def maybe_report(self, force: bool = False) -> None:
+        """Report a snapshot if ``interval`` seconds passed since the last (or ``force``)."""
         if self._report is None:
             return
         t = time.monotonic()
-        with self._lock:
-            if not force and t - self._last < self._interval:
-                return
-            self._last = t
+        if not force and t - self._last < self.interval:
+            return
+        self._last = t
         self._report(self.snapshot())
 
 
@@ -298,8 +300,12 @@ def _execute(plan: Plan, options, storage, workspace, summary, progress, warn, c
 
     if transfers:
         with ThreadPoolExecutor(max_workers=options.concurrency, thread_name_prefix="sync") as pool:
-            for f in [pool.submit(one, a) for a in transfers]:
-                f.result()
+            pending = {pool.submit(one, a) for a in transfers}
+            while pending:
+                done, pending = wait(pending, timeout=counters.interval)
+                for f in done:
+                    f.result()
+                counters.maybe_report()
     if fatal:
         counters.maybe_report(force=True)
         raise fatal[0]
