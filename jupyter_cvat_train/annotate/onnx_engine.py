@@ -1,36 +1,133 @@
-"""ONNX Runtime engine (``--engine onnx``), CPU.
+"""ONNX Runtime engine (``--engine onnx``), CPU: the dense part of the model in ONNX
+Runtime, everything data-dependent in torchvision.
 
-The torchvision model (with its post-processing, score threshold and detection limit
-as set by :func:`.engine.limit_postprocess`) is exported once with the TorchScript-based
-exporter (opset 17, one image of the model's input size, dynamic height/width) to
-``<model_dir>/onnx/model-t<threshold>-d<max>.onnx`` (or to the cache folder
-``$CVAT_TRAIN_CACHE``/``~/.cache/cvat-train`` when the model folder is read-only), keyed by
-model.pt's size and mtime; later runs reuse it. Sessions run one image per call with
-one intra-op thread, ``parallel_calls`` calls at once (as the torch engine).
+Only the convolutional, static-shape part of the torchvision model is exported:
 
-Experimental. A fresh export is checked against the torch model (:meth:`OnnxEngine._verify`);
-SSD / SSDlite are refused (tracing bakes their per-class top-k counts into the graph).
+- SSD / SSDlite / RetinaNet / FCOS: backbone (+ FPN / extra layers) and the head's
+  towers, giving the per-anchor outputs (``bbox_regression``, ``cls_logits`` and for FCOS
+  ``bbox_ctrness``), exactly as ``model.head(features)`` returns them;
+- Faster / Mask R-CNN: backbone + FPN and the RPN head's convolutions (objectness and
+  box deltas per level), plus the FPN features.
+
+The rest runs in torch with the model's own modules and methods, so the detections are
+the torch engine's to float tolerance: ``model.transform`` (normalize, resize, batch),
+the anchor generators, box decoding, ``rpn.filter_proposals``, ``model.roi_heads``
+(RoIAlign, box head, NMS, masks), ``postprocess_detections`` and
+``transform.postprocess`` (the same steps as torchvision's ``forward`` in eval mode).
+Tracing the whole model instead bakes data-dependent sizes (top-k counts, proposal
+counts) into the graph and gives wrong boxes.
+
+Graphs have a fixed height x width (the batch tensor's, after ``model.transform``: the
+pipeline feeds images already resized to the model's input size, so one size per
+aspect ratio) and a dynamic batch. Each size is exported lazily on first use with the
+TorchScript-based exporter (opset 17), checked against torch on a random input
+(mismatch: the file is deleted and JobError raised), and cached as
+``<model_dir>/onnx/<family>-<key>-<H>x<W>.onnx`` (or under ``$CVAT_TRAIN_CACHE``/
+``~/.cache/cvat-train`` when the model folder is read-only); ``key`` hashes model.pt's
+bytes and the torch / torchvision / onnxruntime versions. Later runs reuse the file.
+
+One session per size, with ``intra`` intra-op threads, is called from
+``parallel_calls`` threads at once (ONNX Runtime's ``run`` is thread-safe), as the torch
+engine splits the cores (see :func:`.engine.cpu_parallelism`).
 Raises :class:`jupyter_cvat_train.jobs.jobdir.JobError` when onnxruntime is not
-installed or the model does not export faithfully (the message says to use ``--engine torch``).
+installed, the device is not the CPU, or the model does not export faithfully (the
+message says to use ``--engine torch``).
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
+from collections import OrderedDict
 from pathlib import Path
 
-import numpy as np
 
 from ..jobs.jobdir import JobError
-from .engine import Detections, cpu_parallelism, model_input_size
+from .engine import Detections, cpu_parallelism, model_input_size, to_detections
 
 
 def _cache_root() -> Path:
     return Path(os.environ.get("CVAT_TRAIN_CACHE") or Path.home() / ".cache" / "cvat-train")
 
 
+def _family(model) -> str:
+    """``rcnn`` (GeneralizedRCNN: Faster / Mask R-CNN) or ``dense`` (SSD, RetinaNet, FCOS:
+    ``backbone`` + ``head`` + ``anchor_generator`` + ``postprocess_detections``).
+    Raises JobError for anything else."""
+    from torchvision.models.detection.fcos import FCOS
+    from torchvision.models.detection.retinanet import RetinaNet
+    from torchvision.models.detection.ssd import SSD
+    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
+
+    if isinstance(model, GeneralizedRCNN):
+        return "rcnn"
+    if isinstance(model, (SSD, RetinaNet, FCOS)):
+        return "dense"
+    raise JobError(f"--engine onnx does not know models of type {type(model).__name__}; use --engine torch")
+
+
+def _dense_graph_module(model, family: str):
+    """The nn.Module that is exported: images tensor (B, 3, H, W), normalized ->
+    tuple of outputs (see :class:`_Graph`)."""
+    import torch
+
+    class DenseGraph(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.backbone = model.backbone
+            self.head = model.head if family == "dense" else model.rpn.head
+
+        def forward(self, x):
+            features = self.backbone(x)
+            if isinstance(features, torch.Tensor):
+                features = OrderedDict([("0", features)])
+            feats = list(features.values())
+            if family == "dense":
+                return tuple(self.head(feats).values())
+            objectness, deltas = self.head(feats)
+            return (*feats, *objectness, *deltas)
+
+    return DenseGraph().eval()
+
+
+def _close(a, b, rel: float = 1e-3) -> bool:
+    """Whether ``b`` equals ``a`` up to float rounding: max |a - b| <= rel * max |a|
+    (relative to the tensor's scale, not per element: activations near 0 carry the
+    absolute rounding error of the large ones that sum into them)."""
+    scale = float(a.abs().max()) if a.numel() else 0.0
+    return bool(a.numel() == 0 or float((a - b).abs().max()) <= rel * scale + 1e-30)
+
+
+class _Graph:
+    """One exported size: the ONNX Runtime session and what is needed to give its
+    outputs their torchvision meaning.
+
+    dense: outputs = head output tensors, in the order of ``keys``; ``feature_shapes``
+    are the (h, w) of the feature maps (for the anchor generator and per-level splits).
+    rcnn: outputs = L feature maps (named ``keys``), L objectness maps, L delta maps.
+    """
+
+    def __init__(self, session, keys: list[str], feature_shapes: list[tuple[int, int]]):
+        self.session, self.keys, self.feature_shapes = session, keys, feature_shapes
+        self.input = session.get_inputs()[0].name
+        self.outputs = [o.name for o in session.get_outputs()]
+
+    def run(self, x) -> list:
+        import torch
+
+        return [torch.from_numpy(a) for a in self.session.run(self.outputs, {self.input: x.numpy()})]
+
+
 class OnnxEngine:
-    """ONNX Runtime over an exported torchvision detection model (see module docstring)."""
+    """ONNX Runtime for the dense part of a torchvision detection model, torch for the
+    rest (see module docstring). Same interface as :class:`.engine.TorchEngine`:
+    ``predict(list of uint8 CHW tensors) -> list[Detections]``, callable from
+    ``parallel_calls`` threads at once; ``input_size(h, w)``.
+
+    model: the torchvision model (eval mode, CPU), post-processing limits already set.
+    model_dir: the model folder (model.pt is hashed for the cache key; the .onnx files go
+    to its ``onnx/`` subfolder). threads: CPU threads to use (default: all available).
+    """
 
     name = "onnx"
 
@@ -38,88 +135,120 @@ class OnnxEngine:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise JobError("--engine onnx needs the onnxruntime package (pip install onnxruntime); "
+            raise JobError("--engine onnx needs the onnxruntime package (pip install 'jupyter-cvat-train[onnx]'); "
                            "or use --engine torch") from None
         if device != "cpu":
             raise JobError(f"--engine onnx runs on the CPU here; use --engine torch for device {device!r}")
-        from torchvision.models.detection.ssd import SSD
-
-        if isinstance(model, SSD):
-            raise JobError("--engine onnx: SSD / SSDlite models do not export faithfully (tracing fixes their "
-                           "per-class top-k counts); use --engine torch")
-        self.model = model.eval()
-        self.path = self._export_path(Path(model_dir))
-        fresh = not self.path.is_file()
-        if fresh:
-            self._export()
-        self.parallel_calls, intra = cpu_parallelism(threads)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = intra
-        so.inter_op_num_threads = 1
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self.session = ort.InferenceSession(str(self.path), so, providers=["CPUExecutionProvider"])
-        self.outputs = [o.name for o in self.session.get_outputs()]
-        if fresh:
-            self._verify()
-
-    def _verify(self) -> None:
-        """Compare ONNX Runtime with the torch model on an input unlike the export's
-        dummy: tracing bakes data-dependent sizes (top-k counts, image sizes) into the
-        graph for some models. On a mismatch the export is deleted and JobError raised."""
         import torch
 
-        from .engine import TorchEngine
+        self.ort, self.torch = ort, torch
+        self.model = model.eval()
+        self.family = _family(model)
+        self.parallel_calls, self.intra = cpu_parallelism(threads)
+        torch.set_num_threads(self.intra)
+        self.model_dir = Path(model_dir)
+        self._folder: Path | None = None
+        self._key: str | None = None
+        self._graphs: dict[tuple[int, int], _Graph] = {}
+        self._lock = threading.Lock()
 
-        g = torch.Generator().manual_seed(1)
-        h, w = model_input_size(self.model, 600, 900)
-        x = (torch.rand(3, h, w, generator=g) * 255).to(torch.uint8)
-        ref = TorchEngine(self.model, "cpu", channels_last=False, threads=torch.get_num_threads()).predict([x])[0]
-        got = self.predict([x])[0]
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        return model_input_size(self.model, height, width)
 
-        def rows(d):
-            r = np.concatenate([d.scores[:, None], d.boxes, d.labels[:, None].astype(np.float32)], axis=1)
-            return r[np.lexsort(r.T[::-1])]
+    # --- export and cache -------------------------------------------------------------
 
-        same = len(ref.scores) == len(got.scores) and np.allclose(rows(ref), rows(got), atol=1e-2, rtol=1e-3)
-        if not same:
-            self.path.unlink(missing_ok=True)
-            raise JobError(f"--engine onnx: the ONNX export of this model does not reproduce its detections "
-                           f"({len(got.scores)} vs {len(ref.scores)}); use --engine torch")
+    def _cache_key(self) -> str:
+        import onnxruntime
+        import torchvision
 
-    def _export_path(self, model_dir: Path) -> Path:
-        rh = getattr(self.model, "roi_heads", None)
-        owner = rh if rh is not None and hasattr(rh, "score_thresh") else self.model
-        thr = float(getattr(owner, "score_thresh", 0.0))
-        dets = int(getattr(owner, "detections_per_img", 0))
-        weights = model_dir / "model.pt"
-        st = weights.stat() if weights.is_file() else None
-        key = hashlib.sha1(f"{st.st_size if st else 0}-{st.st_mtime_ns if st else 0}".encode()).hexdigest()[:10]
-        name = f"model-{key}-t{thr:.4f}-d{dets}.onnx"
-        folder = model_dir / "onnx"
+        h = hashlib.sha256()
+        weights = self.model_dir / "model.pt"
+        if weights.is_file():
+            with open(weights, "rb") as f:
+                for chunk in iter(lambda: f.read(1 << 22), b""):
+                    h.update(chunk)
+        else:  # no weights file: hash the weights in memory
+            for k, v in self.model.state_dict().items():
+                h.update(k.encode())
+                h.update(v.detach().cpu().contiguous().numpy().tobytes())
+        h.update(f"{self.torch.__version__} {torchvision.__version__} {onnxruntime.__version__}".encode())
+        return h.hexdigest()[:16]
+
+    def _onnx_folder(self) -> Path:
+        folder = self.model_dir / "onnx"
         try:
             folder.mkdir(exist_ok=True)
             probe = folder / f".probe{os.getpid()}"
             probe.touch()
             probe.unlink()
         except OSError:
-            folder = _cache_root() / "onnx" / hashlib.sha1(str(model_dir.resolve()).encode()).hexdigest()[:12]
+            folder = _cache_root() / "onnx" / hashlib.sha1(str(self.model_dir.resolve()).encode()).hexdigest()[:12]
             folder.mkdir(parents=True, exist_ok=True)
-        return folder / name
+        return folder
 
-    def _export(self) -> None:
-        import torch
+    def graph_path(self, height: int, width: int) -> Path:
+        """Where the graph for batch tensors of ``height`` x ``width`` is cached."""
+        if self._key is None:
+            self._key = self._cache_key()
+            self._folder = self._onnx_folder()
+        return self._folder / f"{self.family}-{self._key}-{height}x{width}.onnx"
 
-        h, w = model_input_size(self.model, 480, 640)
-        dummy = torch.rand(3, h, w)
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        masks = hasattr(getattr(self.model, "roi_heads", None), "mask_head") and self.model.roi_heads.mask_head is not None
-        names = ["boxes", "labels", "scores"] + (["masks"] if masks else [])
+    def _graph(self, height: int, width: int) -> _Graph:
+        g = self._graphs.get((height, width))
+        if g is not None:
+            return g
+        with self._lock:
+            g = self._graphs.get((height, width))
+            if g is None:
+                g = self._graphs[(height, width)] = self._load(height, width)
+        return g
+
+    def _load(self, height: int, width: int) -> _Graph:
+        torch = self.torch
+        module = _dense_graph_module(self.model, self.family)
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(1, 3, height, width, generator=gen)
+        with torch.inference_mode():
+            ref = module(x)
+            feats = self.model.backbone(x)
+        if isinstance(feats, torch.Tensor):
+            feats = OrderedDict([("0", feats)])
+        shapes = [tuple(int(s) for s in f.shape[-2:]) for f in feats.values()]
+        if self.family == "dense":
+            with torch.inference_mode():
+                keys = list(self.model.head(list(feats.values())).keys())
+        else:
+            keys = list(feats.keys())
+        path = self.graph_path(height, width)
+        fresh = not path.is_file()
+        if fresh:
+            self._export(module, x, path, len(ref))
+        so = self.ort.SessionOptions()
+        so.intra_op_num_threads = self.intra
+        so.inter_op_num_threads = 1
+        so.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        session = self.ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+        graph = _Graph(session, keys, shapes)
+        if fresh:
+            got = graph.run(x)
+            bad = [i for i, (a, b) in enumerate(zip(ref, got))
+                   if a.shape != b.shape or not _close(a, b)]
+            if len(got) != len(ref) or bad:
+                path.unlink(missing_ok=True)
+                raise JobError(f"--engine onnx: the ONNX export of this model's backbone/head differs from torch "
+                               f"(outputs {bad}); use --engine torch")
+        return graph
+
+    def _export(self, module, x, path: Path, n_outputs: int) -> None:
+        torch = self.torch
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+        names = [f"out{i}" for i in range(n_outputs)]
         try:
             with torch.no_grad():
-                torch.onnx.export(self.model, ([dummy],), str(tmp), opset_version=17, input_names=["image"],
+                torch.onnx.export(module, (x,), str(tmp), opset_version=17, input_names=["images"],
                                   output_names=names, dynamo=False,
-                                  dynamic_axes={"image": {1: "height", 2: "width"}, **{n: {0: "n"} for n in names}})
-            os.replace(tmp, self.path)
+                                  dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}})
+            os.replace(tmp, path)
         except Exception as e:  # noqa: BLE001 - any exporter failure means: use the torch engine
             raise JobError(f"--engine onnx: this model does not export to ONNX ({type(e).__name__}: "
                            f"{str(e)[:300]}); use --engine torch") from None
@@ -127,15 +256,57 @@ class OnnxEngine:
             if tmp.exists():
                 tmp.unlink()
 
-    def input_size(self, height: int, width: int) -> tuple[int, int]:
-        return model_input_size(self.model, height, width)
+    # --- inference ----------------------------------------------------------------------
 
     def predict(self, images: list) -> list[Detections]:
-        out = []
-        for im in images:
-            x = im.numpy().astype(np.float32) / 255.0
-            res = dict(zip(self.outputs, self.session.run(self.outputs, {"image": x})))
-            masks = res.get("masks")
-            out.append(Detections(res["boxes"].astype(np.float32), res["scores"].astype(np.float32),
-                                  res["labels"].astype(np.int64), None if masks is None else masks[:, 0]))
-        return out
+        torch = self.torch
+        model = self.model
+        with torch.inference_mode():
+            batch = [im.float().div_(255) for im in images]
+            original_sizes = [tuple(int(s) for s in im.shape[-2:]) for im in batch]
+            image_list, _ = model.transform(batch)
+            graph = self._graph(*(int(s) for s in image_list.tensors.shape[-2:]))
+            outputs = graph.run(image_list.tensors.contiguous())
+            if self.family == "dense":
+                detections = self._dense_postprocess(graph, image_list, outputs)
+            else:
+                detections = self._rcnn_postprocess(graph, image_list, outputs)
+            detections = model.transform.postprocess(detections, image_list.image_sizes, original_sizes)
+        return [to_detections(d) for d in detections]
+
+    def _dense_postprocess(self, graph: _Graph, image_list, outputs: list) -> list[dict]:
+        """torchvision SSD / RetinaNet / FCOS ``forward`` after ``self.head`` (eval mode)."""
+        from torchvision.models.detection.ssd import SSD
+
+        torch, model = self.torch, self.model
+        n = image_list.tensors.shape[0]
+        head_outputs = dict(zip(graph.keys, outputs))
+        # The anchor generators only read the feature maps' sizes, dtype and device.
+        placeholders = [torch.empty(n, 0, h, w) for h, w in graph.feature_shapes]
+        anchors = model.anchor_generator(image_list, placeholders)
+        if isinstance(model, SSD):
+            return model.postprocess_detections(head_outputs, anchors, image_list.image_sizes)
+        per_level = [h * w for h, w in graph.feature_shapes]
+        a = head_outputs["cls_logits"].size(1) // sum(per_level)  # anchors per location (FCOS: 1)
+        per_level = [hw * a for hw in per_level]
+        split = {k: list(v.split(per_level, dim=1)) for k, v in head_outputs.items()}
+        split_anchors = [list(x.split(per_level)) for x in anchors]
+        return model.postprocess_detections(split, split_anchors, image_list.image_sizes)
+
+    def _rcnn_postprocess(self, graph: _Graph, image_list, outputs: list) -> list[dict]:
+        """torchvision ``RegionProposalNetwork.forward`` after ``self.head``, then
+        ``roi_heads`` (eval mode)."""
+        from torchvision.models.detection.rpn import concat_box_prediction_layers
+
+        rpn = self.model.rpn
+        levels = len(graph.keys)
+        feats = outputs[:levels]
+        objectness, deltas = outputs[levels:2 * levels], outputs[2 * levels:]
+        anchors = rpn.anchor_generator(image_list, feats)
+        num_anchors_per_level = [int(o[0].numel()) for o in objectness]
+        objectness, deltas = concat_box_prediction_layers(objectness, deltas)
+        proposals = rpn.box_coder.decode(deltas, anchors).view(len(anchors), -1, 4)
+        boxes, _ = rpn.filter_proposals(proposals, objectness, image_list.image_sizes, num_anchors_per_level)
+        features = OrderedDict(zip(graph.keys, feats))
+        detections, _ = self.model.roi_heads(features, boxes, image_list.image_sizes)
+        return detections
