@@ -37,14 +37,12 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from urllib.parse import unquote_plus
 
-import boto3
+import botocore.session
 import botocore.exceptions as bexc
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.httpsession import URLLib3Session, get_cert_path
 from botocore.utils import get_environ_proxies
-from s3transfer.manager import TransferConfig, TransferManager
-from s3transfer.subscribers import BaseSubscriber
 
 from .backends import Storage, StorageError, TransferError, file_digest
 from .local import Entry
@@ -102,12 +100,22 @@ def _s3_error(exc: BaseException, where: str) -> Exception:
     return StorageError(message) if fatal else TransferError(message)
 
 
-class _Progress(BaseSubscriber):
+class _Progress:
+    """An s3transfer subscriber that reports bytes transferred (duck-typed like
+    ``s3transfer.subscribers.BaseSubscriber``, so s3transfer is imported only when a
+    large upload needs it)."""
+
     def __init__(self, on_bytes):
         self._on_bytes = on_bytes
 
+    def on_queued(self, future, **kwargs):
+        pass
+
     def on_progress(self, future, bytes_transferred, **kwargs):
         self._on_bytes(bytes_transferred)
+
+    def on_done(self, future, **kwargs):
+        pass
 
 
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
@@ -204,18 +212,18 @@ class S3Storage(Storage):
             # extra CRC trailer keeps requests plain for S3-compatible servers.
             request_checksum_calculation="when_required", response_checksum_validation="when_required",
         )
-        session = boto3.session.Session()
-        region = region_name or session.region_name or "us-east-1"
+        # botocore's session is the one boto3 wraps (same credential chain); using it
+        # directly skips importing boto3 and s3transfer (~20 ms of every CLI start).
+        session = botocore.session.Session()
+        region = region_name or session.get_config_variable("region") or "us-east-1"
         try:
-            self.client = session.client("s3", endpoint_url=self.endpoint_url, region_name=region, config=config)
+            self.client = session.create_client("s3", endpoint_url=self.endpoint_url, region_name=region, config=config)
         except ValueError as e:  # malformed endpoint URL
             raise StorageError(f"invalid endpoint URL {self.endpoint_url!r}: {e}") from None
-        self._tconfig = TransferConfig(multipart_threshold=multipart_threshold,
-                                       multipart_chunksize=multipart_chunksize,
-                                       max_request_concurrency=concurrency, io_chunksize=MiB)
+        self.multipart_chunksize = multipart_chunksize
         self.concurrency = concurrency
         self.download_chunksize = download_chunksize
-        self._manager: TransferManager | None = None
+        self._manager = None  # s3transfer.manager.TransferManager, made on first large upload
         self._pool: ThreadPoolExecutor | None = None
         self._manager_lock = threading.Lock()
         self._raw = _Presigned(self.client, self.endpoint_url, max_attempts=max_attempts,
@@ -225,10 +233,16 @@ class S3Storage(Storage):
         return self.prefix + key
 
     @property
-    def manager(self) -> TransferManager:
+    def manager(self):
+        """The s3transfer ``TransferManager`` for multipart uploads (made on first use)."""
         with self._manager_lock:
             if self._manager is None:
-                self._manager = TransferManager(self.client, self._tconfig)
+                from s3transfer.manager import TransferConfig, TransferManager
+
+                config = TransferConfig(multipart_threshold=self.multipart_threshold,
+                                        multipart_chunksize=self.multipart_chunksize,
+                                        max_request_concurrency=self.concurrency, io_chunksize=MiB)
+                self._manager = TransferManager(self.client, config)
             return self._manager
 
     def list(self, on_skip=None):
@@ -376,7 +390,7 @@ class S3Storage(Storage):
         if sha:
             return file_digest(local.path, "sha256") == sha
         if "-" in etag:
-            return matches_multipart_etag(local.path, etag, local.size, (self._tconfig.multipart_chunksize,))
+            return matches_multipart_etag(local.path, etag, local.size, (self.multipart_chunksize,))
         return False
 
     def abort_incomplete_uploads(self, keys: set[str]) -> int:
