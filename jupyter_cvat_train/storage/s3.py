@@ -42,6 +42,7 @@ import botocore.exceptions as bexc
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.httpsession import URLLib3Session, get_cert_path
+from botocore.loaders import Loader
 from botocore.utils import get_environ_proxies
 
 from .backends import Storage, StorageError, TransferError, file_digest
@@ -171,6 +172,36 @@ class _Presigned:
                                  "ResponseMetadata": {"HTTPStatusCode": resp.status_code}}, operation)
 
 
+class _S3DataLoader(Loader):
+    """botocore's data loader, except that :meth:`list_available_services` (which
+    botocore calls to check that "s3" exists before loading its model) looks at the s3
+    folder only, instead of listing every service folder of every search path: ~900
+    ``listdir`` calls, 20-70 ms of each process start measured here. Search paths
+    (``AWS_DATA_PATH``, ``~/.aws/models``), versions and compressed models are botocore's."""
+
+    SERVICES = ("s3",)
+
+    def list_available_services(self, type_name):
+        found = set()
+        for service in self.SERVICES:
+            for base in self.search_paths:
+                folder = os.path.join(base, service)
+                if os.path.isdir(folder) and any(self.file_loader.exists(os.path.join(folder, version, type_name))
+                                                 for version in os.listdir(folder)):
+                    found.add(service)
+        return sorted(found)
+
+
+def _botocore_session() -> botocore.session.Session:
+    """A botocore session (boto3's credential chain and config) whose data loader is
+    :class:`_S3DataLoader`, built from ``data_path`` as botocore's ``create_loader`` does."""
+    session = botocore.session.Session()
+    data_path = session.get_config_variable("data_path")
+    paths = [os.path.expanduser(os.path.expandvars(p)) for p in data_path.split(os.pathsep)] if data_path else None
+    session.register_component("data_loader", _S3DataLoader(extra_search_paths=paths))
+    return session
+
+
 class S3Storage(Storage):
     """``s3://bucket/prefix`` through one thread-safe boto3 client.
 
@@ -214,7 +245,7 @@ class S3Storage(Storage):
         )
         # botocore's session is the one boto3 wraps (same credential chain); using it
         # directly skips importing boto3 and s3transfer (~20 ms of every CLI start).
-        session = botocore.session.Session()
+        session = _botocore_session()
         region = region_name or session.get_config_variable("region") or "us-east-1"
         try:
             self.client = session.create_client("s3", endpoint_url=self.endpoint_url, region_name=region, config=config)
