@@ -38,6 +38,7 @@ from __future__ import annotations
 import hashlib
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 
@@ -150,6 +151,7 @@ class OnnxEngine:
         self._folder: Path | None = None
         self._key: str | None = None
         self._graphs: dict[tuple[int, int], _Graph] = {}
+        self._box_graph: _Graph | None = None
         self._lock = threading.Lock()
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
@@ -186,41 +188,75 @@ class OnnxEngine:
             folder.mkdir(parents=True, exist_ok=True)
         return folder
 
-    def graph_path(self, height: int, width: int) -> Path:
-        """Where the graph for batch tensors of ``height`` x ``width`` is cached."""
+    def graph_path(self, name: str) -> Path:
+        """Where the graph ``name`` (e.g. ``dense-320x320``, ``rcnn-640x864``, ``boxhead``) is cached."""
         if self._key is None:
             self._key = self._cache_key()
             self._folder = self._onnx_folder()
-        return self._folder / f"{self.family}-{self._key}-{height}x{width}.onnx"
+        return self._folder / f"{name}-{self._key}.onnx"
 
     def _graph(self, height: int, width: int) -> _Graph:
+        """The backbone graph for batch tensors of ``height`` x ``width`` (exported on first use)."""
         g = self._graphs.get((height, width))
-        if g is not None:
-            return g
-        with self._lock:
-            g = self._graphs.get((height, width))
-            if g is None:
-                g = self._graphs[(height, width)] = self._load(height, width)
+        if g is None:
+            with self._lock:
+                g = self._graphs.get((height, width))
+                if g is None:
+                    g = self._graphs[(height, width)] = self._load_backbone(height, width)
         return g
 
-    def _load(self, height: int, width: int) -> _Graph:
+    def _box_head(self):
+        """The R-CNN box head + predictor graph (RoI features (N, C, h, w) -> class logits,
+        box deltas), or None when the model has a mask / keypoint branch (then
+        ``roi_heads`` runs whole in torch)."""
+        rh = self.model.roi_heads
+        if rh.has_mask() or rh.has_keypoint():
+            return None
+        if self._box_graph is None:
+            with self._lock:
+                if self._box_graph is None:
+                    torch = self.torch
+
+                    class BoxHead(torch.nn.Module):
+                        def __init__(self):
+                            super().__init__()
+                            self.box_head, self.box_predictor = rh.box_head, rh.box_predictor
+
+                        def forward(self, x):
+                            return self.box_predictor(self.box_head(x))
+
+                    size = rh.box_roi_pool.output_size
+                    size = (size, size) if isinstance(size, int) else tuple(size)
+                    channels = self.model.backbone.out_channels
+                    x = torch.randn(64, channels, *size, generator=torch.Generator().manual_seed(0))
+                    self._box_graph = _Graph(self._session("boxhead", BoxHead().eval(), x), [], [])
+        return self._box_graph
+
+    def _load_backbone(self, height: int, width: int) -> _Graph:
         torch = self.torch
-        module = _dense_graph_module(self.model, self.family)
-        gen = torch.Generator().manual_seed(0)
-        x = torch.randn(1, 3, height, width, generator=gen)
+        x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
         with torch.inference_mode():
-            ref = module(x)
             feats = self.model.backbone(x)
-        if isinstance(feats, torch.Tensor):
-            feats = OrderedDict([("0", feats)])
-        shapes = [tuple(int(s) for s in f.shape[-2:]) for f in feats.values()]
-        if self.family == "dense":
-            with torch.inference_mode():
+            if isinstance(feats, torch.Tensor):
+                feats = OrderedDict([("0", feats)])
+            shapes = [tuple(int(s) for s in f.shape[-2:]) for f in feats.values()]
+            if self.family == "dense":
                 keys = list(self.model.head(list(feats.values())).keys())
-        else:
-            keys = list(feats.keys())
-        path = self.graph_path(height, width)
+            else:
+                keys = list(feats.keys())
+        module = _dense_graph_module(self.model, self.family)
+        return _Graph(self._session(f"{self.family}-{height}x{width}", module, x), keys, shapes)
+
+    def _session(self, name: str, module, x):
+        """ONNX Runtime session of ``module`` (one tensor in, a tuple of tensors out, batch
+        dimension dynamic), exported to :meth:`graph_path` unless already there. A fresh
+        export is run on ``x`` and compared with torch; on a mismatch the file is deleted
+        and JobError raised."""
+        torch = self.torch
+        path = self.graph_path(name)
         fresh = not path.is_file()
+        with torch.inference_mode():
+            ref = module(x) if fresh else None
         if fresh:
             self._export(module, x, path, len(ref))
         so = self.ort.SessionOptions()
@@ -228,23 +264,22 @@ class OnnxEngine:
         so.inter_op_num_threads = 1
         so.graph_optimization_level = self.ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         session = self.ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        graph = _Graph(session, keys, shapes)
         if fresh:
-            got = graph.run(x)
-            bad = [i for i, (a, b) in enumerate(zip(ref, got))
-                   if a.shape != b.shape or not _close(a, b)]
+            got = _Graph(session, [], []).run(x)
+            bad = [i for i, (a, b) in enumerate(zip(ref, got)) if a.shape != b.shape or not _close(a, b)]
             if len(got) != len(ref) or bad:
                 path.unlink(missing_ok=True)
-                raise JobError(f"--engine onnx: the ONNX export of this model's backbone/head differs from torch "
+                raise JobError(f"--engine onnx: the ONNX export of this model ({name}) differs from torch "
                                f"(outputs {bad}); use --engine torch")
-        return graph
+        return session
 
     def _export(self, module, x, path: Path, n_outputs: int) -> None:
         torch = self.torch
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         names = [f"out{i}" for i in range(n_outputs)]
         try:
-            with torch.no_grad():
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
                 torch.onnx.export(module, (x,), str(tmp), opset_version=17, input_names=["images"],
                                   output_names=names, dynamo=False,
                                   dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}})
@@ -308,5 +343,13 @@ class OnnxEngine:
         proposals = rpn.box_coder.decode(deltas, anchors).view(len(anchors), -1, 4)
         boxes, _ = rpn.filter_proposals(proposals, objectness, image_list.image_sizes, num_anchors_per_level)
         features = OrderedDict(zip(graph.keys, feats))
-        detections, _ = self.model.roi_heads(features, boxes, image_list.image_sizes)
-        return detections
+        rh = self.model.roi_heads
+        box_head = self._box_head()
+        if box_head is None:
+            detections, _ = rh(features, boxes, image_list.image_sizes)
+            return detections
+        # RoIHeads.forward in eval mode, box branch, with box_head + box_predictor in ONNX Runtime.
+        box_features = rh.box_roi_pool(features, boxes, image_list.image_sizes)
+        class_logits, box_regression = box_head.run(box_features.contiguous())
+        b, s, labels = rh.postprocess_detections(class_logits, box_regression, boxes, image_list.image_sizes)
+        return [{"boxes": b[i], "labels": labels[i], "scores": s[i]} for i in range(len(b))]
