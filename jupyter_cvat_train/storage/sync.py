@@ -198,11 +198,8 @@ def _run(options, storage, workspace, summary, progress, log, warn, cancelled) -
     up = options.direction == "up"
     on_skip = lambda key, reason: warn(f"{key}: {reason}")  # noqa: E731
     local_temps: list[str] = []
-    local = walk(workspace, on_skip=on_skip, temp_files=local_temps)
-    remote = storage.list(on_skip=on_skip)
+    remote, local = _list_both(storage, workspace, on_skip, local_temps)
     src, dst = (local, remote) if up else (remote, local)
-    if up:  # list the storage first: a bad endpoint fails before the walk
-        dst = list(dst)
     if up:
         same = lambda s, d: storage.same_content(d, s)  # noqa: E731
     else:
@@ -228,6 +225,27 @@ def _run(options, storage, workspace, summary, progress, log, warn, cancelled) -
         storage.abort_incomplete_uploads({a.key for a in plan.actions
                                           if a.op != "delete" and a.size >= options.multipart_threshold})
     _execute(plan, options, storage, workspace, summary, progress, warn, cancelled)
+
+
+def _list_both(storage, workspace: str, on_skip, local_temps: list[str]) -> tuple[list[Entry], list[Entry]]:
+    """List the storage (in a helper thread: mostly waiting for the server) while
+    walking the workspace; return ``(remote, local)``. A storage error is raised after
+    the walk ends (the walk only reads metadata)."""
+    result: dict = {}
+
+    def list_storage() -> None:
+        try:
+            result["entries"] = list(storage.list(on_skip=on_skip))
+        except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
+            result["error"] = e
+
+    lister = threading.Thread(target=list_storage, name="sync-list", daemon=True)
+    lister.start()
+    local = list(walk(workspace, on_skip=on_skip, temp_files=local_temps))  # on error the daemon lister is left
+    lister.join()
+    if "error" in result:
+        raise result["error"]
+    return result["entries"], local
 
 
 def _download(storage, workspace: str, action: Action, on_bytes) -> None:
