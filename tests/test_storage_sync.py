@@ -445,6 +445,31 @@ def test_multipart_objects_roundtrip_and_checksum(moto_endpoint, tmp_path):
     assert s["skipped"] == 1 and s["updated"] == 0
 
 
+def test_large_download_in_ranges_and_an_object_replaced_after_listing_fails(moto_endpoint, tmp_path):
+    bucket = new_bucket(moto_endpoint)
+    c = s3_client(moto_endpoint)
+    first, second = os.urandom(12 * MiB), os.urandom(11 * MiB)
+    c.put_object(Bucket=bucket, Key="r/a.bin", Body=first)
+    c.put_object(Bucket=bucket, Key="r/b.bin", Body=second)
+    replaced = os.urandom(11 * MiB)
+    # Three 4-5 MiB ranges per object; one transfer at a time, largest first: a.bin, then b.bin,
+    # which is replaced (same size) after the listing, so its ranges must not mix two versions.
+    opts = dict(multipart_threshold=5 * MiB, download_chunksize=5 * MiB, concurrency=1)
+
+    def replace_b(action):
+        if action.key == "a.bin":
+            c.put_object(Bucket=bucket, Key="r/b.bin", Body=replaced)
+
+    down = tmp_path / "down"
+    s = sync(SyncOptions("down", str(down), f"s3://{bucket}/r", endpoint_url=moto_endpoint, on_transfer=replace_b,
+                         **opts), warn=lambda m: None)
+    assert (s["copied"], s["failed"]) == (1, 1) and "b.bin" in s["errors"][0]
+    assert (down / "a.bin").read_bytes() == first and not (down / "b.bin").exists() and temp_files(down) == []
+    again = sync(SyncOptions("down", str(down), f"s3://{bucket}/r", endpoint_url=moto_endpoint, **opts))
+    assert (again["copied"], again["skipped"], again["failed"]) == (1, 1, 0)
+    assert (down / "b.bin").read_bytes() == replaced
+
+
 def test_unsafe_keys_are_refused_and_the_rest_goes_on(moto_endpoint, tmp_path):
     bucket = new_bucket(moto_endpoint)
     c = s3_client(moto_endpoint)
