@@ -12,6 +12,9 @@ download to a fresh folder. Our in-process time (``sync()`` called from Python, 
 interpreter start) is printed too. The moto server runs in its own process so that it
 does not share a GIL with the tool being measured.
 
+The moto server's CPU time during each run is printed too: moto handles requests in one
+Python process, so a case cannot finish faster than about the server CPU it needs.
+
 Goal: in every case at least as fast as the faster peer, and at least 2x faster than
 ``aws s3 sync`` on the small-file cases. Ratios > 1 below mean "faster than".
 
@@ -57,6 +60,16 @@ def start_moto() -> tuple[subprocess.Popen, str]:
             time.sleep(0.1)
     proc.kill()
     raise SystemExit("moto_server did not start")
+
+
+def process_cpu(pid: int) -> float:
+    """CPU seconds (user + system) used so far by process ``pid`` (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
 
 
 def make_data(root: Path, n: int, size: int, prefix: str) -> Path:
@@ -132,13 +145,18 @@ def main() -> None:
         tools.s5cmd("up", small, "src-small")
         tools.s5cmd("up", large, "src-large")
         results: dict[str, dict[str, float]] = {}
+        server_cpu: dict[str, dict[str, float]] = {}
 
         def best(case, name, fn):
-            times = []
+            runs = []
             for r in range(args.repeat):
-                times.append(fn(r))
-            results.setdefault(case, {})[name] = min(times)
-            print(f"  {case:<11} {name:<16} {min(times):7.2f} s", flush=True)
+                c0 = process_cpu(server.pid)
+                t = fn(r)
+                runs.append((t, process_cpu(server.pid) - c0))
+            t, cpu = min(runs)
+            results.setdefault(case, {})[name] = t
+            server_cpu.setdefault(case, {})[name] = cpu
+            print(f"  {case:<11} {name:<16} {t:7.2f} s   (moto server CPU {cpu:5.2f} s)", flush=True)
 
         for name in names:
             fn = getattr(tools, name)
@@ -171,6 +189,12 @@ def main() -> None:
                   f"{(f'{vs_peer:.2f}x' if vs_peer else '-'):>14} {(f'{vs_aws:.2f}x' if vs_aws else '-'):>7}  "
                   f"{'met' if met else 'NOT met'} (>=1x faster peer" + (", >=2x aws)" if need_aws > 1 else ")"))
         print("\nall goals met" if met_all else "\nsome goals not met (see above)")
+        print("\nmoto server CPU seconds during each tool's best run (moto is one Python process: a case\n"
+              "cannot take less wall time than about its server CPU, whatever the client does):")
+        print(f"{'case':<11} " + " ".join(f"{n:>15}" for n in names))
+        for case in ("small up", "small down", "large up", "large down", "no-op"):
+            cpu = server_cpu.get(case, {})
+            print(f"{case:<11} " + " ".join(f"{cpu[n]:15.2f}" if n in cpu else f"{'-':>15}" for n in names))
     finally:
         server.terminate()
         server.wait()
