@@ -358,6 +358,8 @@ class S3Storage(Storage):
                     f.result()
                 except BaseException as e:  # noqa: BLE001 - re-raised below
                     errors.append(e)
+                    for other in futures:  # the file fails anyway: do not start its other ranges
+                        other.cancel()
             if errors:
                 raise errors[0]
         finally:

@@ -84,6 +84,8 @@ class SyncOptions:
             raise StorageError(f"workspace {self.workspace} is not a folder")
         if not (1 <= int(self.concurrency) <= 256):
             raise StorageError("concurrency must be between 1 and 256")
+        if int(self.download_chunksize) < 1:
+            raise StorageError("download_chunksize must be at least 1 byte")
         if self.retry_mode not in ("standard", "adaptive", "legacy"):
             raise StorageError("retry_mode must be 'standard' or 'adaptive'")
 
