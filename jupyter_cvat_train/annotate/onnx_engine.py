@@ -28,7 +28,8 @@ bytes and the torch / torchvision / onnxruntime versions. Later runs reuse the f
 
 One session per size, with ``intra`` intra-op threads, is called from
 ``parallel_calls`` threads at once (ONNX Runtime's ``run`` is thread-safe), as the torch
-engine splits the cores (see :func:`.engine.cpu_parallelism`).
+engine splits the cores (see :func:`.engine.cpu_parallelism`); graph optimization level
+"all", float32 (the CPU provider's bfloat16 fast-math option exists for ARM64 only).
 Raises :class:`jupyter_cvat_train.jobs.jobdir.JobError` when onnxruntime is not
 installed, the device is not the CPU, or the model does not export faithfully (the
 message says to use ``--engine torch``).

@@ -213,7 +213,8 @@ def run_annotate(ctx: JobContext) -> dict:
         source = open_input(opts.images, keep_existing=opts.keep_existing)
     except (MappingError, InputError) as e:
         raise JobError(str(e)) from None
-    device = resolve_device(opts.device)
+    # The ONNX Runtime engine runs on the CPU: "auto" means the CPU for it, even beside a GPU.
+    device = "cpu" if opts.engine == "onnx" and opts.device in (None, "", "auto") else resolve_device(opts.device)
     model_dir = Path(opts.model_dir)
     model, model_labels, task = load_model(model_dir, device)
     try:
