@@ -37,6 +37,7 @@ message says to use ``--engine torch``).
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import threading
 import warnings
@@ -46,6 +47,9 @@ from pathlib import Path
 
 from ..jobs.jobdir import JobError
 from .engine import Detections, cpu_parallelism, model_input_size, to_detections
+
+
+_META_KEY = "cvat_train"  # metadata_props entry: JSON {"keys": [...], "feature_shapes": [[h, w], ...]}
 
 
 def _cache_root() -> Path:
@@ -230,36 +234,39 @@ class OnnxEngine:
                     size = (size, size) if isinstance(size, int) else tuple(size)
                     channels = self.model.backbone.out_channels
                     x = torch.randn(64, channels, *size, generator=torch.Generator().manual_seed(0))
-                    self._box_graph = _Graph(self._session("boxhead", BoxHead().eval(), x), [], [])
+                    self._box_graph = _Graph(self._session("boxhead", BoxHead().eval(), x)[0], [], [])
         return self._box_graph
 
     def _load_backbone(self, height: int, width: int) -> _Graph:
         torch = self.torch
         x = torch.randn(1, 3, height, width, generator=torch.Generator().manual_seed(0))
-        with torch.inference_mode():
-            feats = self.model.backbone(x)
-            if isinstance(feats, torch.Tensor):
-                feats = OrderedDict([("0", feats)])
-            shapes = [tuple(int(s) for s in f.shape[-2:]) for f in feats.values()]
-            if self.family == "dense":
-                keys = list(self.model.head(list(feats.values())).keys())
-            else:
-                keys = list(feats.keys())
-        module = _dense_graph_module(self.model, self.family)
-        return _Graph(self._session(f"{self.family}-{height}x{width}", module, x), keys, shapes)
 
-    def _session(self, name: str, module, x):
-        """ONNX Runtime session of ``module`` (one tensor in, a tuple of tensors out, batch
-        dimension dynamic), exported to :meth:`graph_path` unless already there. A fresh
-        export is run on ``x`` and compared with torch; on a mismatch the file is deleted
-        and JobError raised."""
+        def describe() -> dict:  # what the graph's outputs mean; stored in the .onnx file
+            with torch.inference_mode():
+                feats = self.model.backbone(x)
+                if isinstance(feats, torch.Tensor):
+                    feats = OrderedDict([("0", feats)])
+                keys = (list(self.model.head(list(feats.values())).keys()) if self.family == "dense"
+                        else list(feats.keys()))
+            return {"keys": keys, "feature_shapes": [[int(s) for s in f.shape[-2:]] for f in feats.values()]}
+
+        module = _dense_graph_module(self.model, self.family)
+        session, meta = self._session(f"{self.family}-{height}x{width}", module, x, describe)
+        return _Graph(session, meta["keys"], [tuple(s) for s in meta["feature_shapes"]])
+
+    def _session(self, name: str, module, x, describe=None):
+        """(ONNX Runtime session, metadata dict) of ``module`` (one tensor in, a tuple of
+        tensors out, batch dimension dynamic), exported to :meth:`graph_path` unless
+        already there, with ``describe()`` stored as metadata (so that a cached graph
+        needs no torch forward pass). A fresh export is run on ``x`` and compared with
+        torch; on a mismatch the file is deleted and JobError raised."""
         torch = self.torch
         path = self.graph_path(name)
         fresh = not path.is_file()
-        with torch.inference_mode():
-            ref = module(x) if fresh else None
         if fresh:
-            self._export(module, x, path, len(ref))
+            with torch.inference_mode():
+                ref = module(x)
+            self._export(module, x, path, len(ref), describe() if describe else {})
         so = self.ort.SessionOptions()
         so.intra_op_num_threads = self.intra
         so.inter_op_num_threads = 1
@@ -272,9 +279,12 @@ class OnnxEngine:
                 path.unlink(missing_ok=True)
                 raise JobError(f"--engine onnx: the ONNX export of this model ({name}) differs from torch "
                                f"(outputs {bad}); use --engine torch")
-        return session
+        meta = session.get_modelmeta().custom_metadata_map.get(_META_KEY)
+        return session, json.loads(meta) if meta else {}
 
-    def _export(self, module, x, path: Path, n_outputs: int) -> None:
+    def _export(self, module, x, path: Path, n_outputs: int, meta: dict) -> None:
+        import onnx
+
         torch = self.torch
         tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         names = [f"out{i}" for i in range(n_outputs)]
@@ -284,6 +294,10 @@ class OnnxEngine:
                 torch.onnx.export(module, (x,), str(tmp), opset_version=17, input_names=["images"],
                                   output_names=names, dynamo=False,
                                   dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}})
+            if meta:
+                proto = onnx.load(str(tmp))
+                onnx.helper.set_model_props(proto, {_META_KEY: json.dumps(meta)})
+                onnx.save(proto, str(tmp))
             os.replace(tmp, path)
         except Exception as e:  # noqa: BLE001 - any exporter failure means: use the torch engine
             raise JobError(f"--engine onnx: this model does not export to ONNX ({type(e).__name__}: "
