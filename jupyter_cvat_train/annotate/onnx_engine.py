@@ -7,12 +7,13 @@ Only the convolutional, static-shape part of the torchvision model is exported:
   towers, giving the per-anchor outputs (``bbox_regression``, ``cls_logits`` and for FCOS
   ``bbox_ctrness``), exactly as ``model.head(features)`` returns them;
 - Faster / Mask R-CNN: backbone + FPN and the RPN head's convolutions (objectness and
-  box deltas per level), plus the FPN features.
+  box deltas per level), plus the FPN features; for Faster R-CNN also the box head +
+  box predictor, as a second graph over the RoIAlign output (dynamic RoI count).
 
 The rest runs in torch with the model's own modules and methods, so the detections are
 the torch engine's to float tolerance: ``model.transform`` (normalize, resize, batch),
 the anchor generators, box decoding, ``rpn.filter_proposals``, ``model.roi_heads``
-(RoIAlign, box head, NMS, masks), ``postprocess_detections`` and
+(RoIAlign, NMS, Mask R-CNN's box head and masks), ``postprocess_detections`` and
 ``transform.postprocess`` (the same steps as torchvision's ``forward`` in eval mode).
 Tracing the whole model instead bakes data-dependent sizes (top-k counts, proposal
 counts) into the graph and gives wrong boxes.
@@ -22,7 +23,7 @@ pipeline feeds images already resized to the model's input size, so one size per
 aspect ratio) and a dynamic batch. Each size is exported lazily on first use with the
 TorchScript-based exporter (opset 17), checked against torch on a random input
 (mismatch: the file is deleted and JobError raised), and cached as
-``<model_dir>/onnx/<family>-<key>-<H>x<W>.onnx`` (or under ``$CVAT_TRAIN_CACHE``/
+``<model_dir>/onnx/<family>-<H>x<W>-<key>.onnx`` (``boxhead-<key>.onnx``) (or under ``$CVAT_TRAIN_CACHE``/
 ``~/.cache/cvat-train`` when the model folder is read-only); ``key`` hashes model.pt's
 bytes and the torch / torchvision / onnxruntime versions. Later runs reuse the file.
 
@@ -43,7 +44,6 @@ import threading
 import warnings
 from collections import OrderedDict
 from pathlib import Path
-
 
 from ..jobs.jobdir import JobError
 from .engine import Detections, cpu_parallelism, model_input_size, to_detections
@@ -280,6 +280,10 @@ class OnnxEngine:
                 raise JobError(f"--engine onnx: the ONNX export of this model ({name}) differs from torch "
                                f"(outputs {bad}); use --engine torch")
         meta = session.get_modelmeta().custom_metadata_map.get(_META_KEY)
+        if describe is not None and not meta:  # a file without our metadata: export again
+            del session
+            path.unlink(missing_ok=True)
+            return self._session(name, module, x, describe)
         return session, json.loads(meta) if meta else {}
 
     def _export(self, module, x, path: Path, n_outputs: int, meta: dict) -> None:
