@@ -28,22 +28,19 @@ TEMPLATES = {"ssdlite320-mobilenet-v3": {}, "fasterrcnn-mobilenet-v3-fpn": {"ima
 
 @pytest.fixture(scope="module")
 def images(tmp_path_factory) -> Path:
-    """4 JPEGs: shapes on a blurred noise background; one portrait, so that R-CNN models
-    see two input sizes."""
-    from PIL import Image, ImageDraw, ImageFilter
+    """4 JPEGs of the sample generator's shapes; one portrait, so that R-CNN models see two
+    input sizes."""
+    import shutil
 
-    folder = tmp_path_factory.mktemp("onnx-images")
-    rng = np.random.default_rng(0)
-    for i, size in enumerate([(640, 480), (640, 480), (480, 640), (640, 480)]):
-        noise = rng.integers(0, 255, (size[1] // 8, size[0] // 8, 3), dtype=np.uint8)
-        im = Image.fromarray(noise).resize(size, Image.BICUBIC).filter(ImageFilter.GaussianBlur(2))
-        d = ImageDraw.Draw(im)
-        for _ in range(6):
-            x, y = int(rng.integers(0, size[0] - 150)), int(rng.integers(0, size[1] - 150))
-            r = int(rng.integers(20, 140))
-            color = tuple(int(c) for c in rng.integers(0, 255, 3))
-            (d.ellipse if rng.random() < 0.5 else d.rectangle)([x, y, x + r, y + r], fill=color)
-        im.save(folder / f"img_{i}.jpg", quality=90)
+    from jupyter_cvat_train.datasets import generate_sample
+
+    tmp = tmp_path_factory.mktemp("onnx-images")
+    folder = tmp / "images"
+    folder.mkdir()
+    for seed, (w, h), n in [(0, (640, 480), 3), (1, (480, 640), 1)]:
+        export = generate_sample(tmp / f"export-{seed}", images=n, seed=seed, width=w, height=h)
+        for k, jpg in enumerate(sorted((export / "images" / "default").glob("*.jpg"))):
+            shutil.copy(jpg, folder / f"img_{seed}_{k}.jpg")
     return folder
 
 
