@@ -215,12 +215,20 @@ class JobContext:
 
     def progress(self, done: float, total: float | None = None, unit: str | None = None, **extra: Any) -> None:
         """Report progress ``done`` of ``total`` ``unit`` (e.g. 30 of 120 "images")."""
-        self._progress = {"done": done, "total": total, "unit": unit}
         self.event("progress", done=done, total=total, unit=unit, **extra)
+        self.record_progress({"done": done, "total": total, "unit": unit})
+
+    def record_progress(self, progress: dict, *, final: bool = False) -> None:
+        """Keep ``progress`` ({done, total, unit}) as the job's latest, for the final status,
+        and write it to status.json at most every ``status_interval`` seconds (always when
+        ``final`` or when done reaches total). :meth:`progress` calls it; so does a job
+        process that relays progress events written by others (DDP ranks)."""
+        self._progress = progress
         t = time.monotonic()
-        if t - self._last_status_write >= self.status_interval or (total is not None and done >= total):
+        total, done = progress.get("total"), progress.get("done") or 0
+        if final or t - self._last_status_write >= self.status_interval or (total is not None and done >= total):
             self._last_status_write = t
-            self.dir.update_status(progress=self._progress)
+            self.dir.update_status(progress=progress)
 
     def check_cancelled(self) -> None:
         """Raise :class:`JobCancelled` if a SIGTERM has arrived."""

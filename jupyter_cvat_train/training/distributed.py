@@ -91,7 +91,6 @@ class _EventMirror:
         self.ctx = ctx
         self.path = ctx.dir.events_path
         self.offset = self.path.stat().st_size if self.path.exists() else 0
-        self.last_write = 0.0
 
     def poll(self, final: bool = False) -> None:
         data, self.offset = read_from(self.path, self.offset)
@@ -107,11 +106,7 @@ class _EventMirror:
                 listener(ev)
         if progress is None:
             return
-        self.ctx._progress = progress  # run_job writes it into the final status
-        now = time.monotonic()
-        if final or now - self.last_write >= self.ctx.status_interval:
-            self.last_write = now
-            self.ctx.dir.update_status(progress=progress)
+        self.ctx.record_progress(progress, final=final)
 
 
 def run_torchrun(ctx: JobContext, nproc: int, device: str = "cpu") -> dict:
