@@ -70,6 +70,8 @@ KEYS: dict[str, Key] = {
     "image_size": Key(int, 800, "input size in pixels: the short side for R-CNN/RetinaNet/FCOS (long side <= 1333/800 of it), the square side for SSD", min=32, max=4096),
     "val_split": Key(float, 20.0, "percent of the images held out for evaluation (never empty on either side)", min=0.0, max=90.0),
     "seed": Key(int, 0, "seed of the train/val split, initialization and augmentation"),
+    "threads": Key(int, 0, "CPU threads of the training process (0 = the CPUs it may run on, shared among DDP ranks); "
+                           "set with the seed, so a run does not depend on what ran before in the process", min=0),
     "pretrained": Key(bool, True, "start from torchvision's COCO (or ImageNet backbone) weights from the torch hub cache"),
     "trainable_backbone_layers": Key(int, None, "backbone stages left trainable (0..5; SSDlite 0..6); empty = torchvision's default", min=0, max=6, optional=True),
     "hflip": Key(float, 0.5, "probability of a horizontal flip", min=0.0, max=1.0),

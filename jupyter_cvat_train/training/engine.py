@@ -25,6 +25,16 @@ from .plan import Plan, drop_last
 PROGRESS_INTERVAL_S = 0.5
 
 
+def usable_cpus() -> int:
+    """The number of CPUs this process may run on (its affinity mask on Linux)."""
+    import os
+
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 def lr_factor(step: int, *, total: int, warmup: int, schedule: str) -> float:
     """Learning-rate multiplier at optimizer step ``step`` (0-based) of ``total``:
     linear warm-up from 0.001 over ``warmup`` steps, then cosine (to 0.01), step (x0.1
@@ -155,8 +165,14 @@ class Trainer:
         self.use_amp = bool(p["amp"]) and self.device.type == "cuda"
 
     # ---- setup -------------------------------------------------------------------------
-    def _seed(self) -> None:
-        seed = int(self.plan.params["seed"]) + self.rank
+    def _set_process_state(self) -> None:
+        """Thread count and seeds from the parameters alone: the same seed on the same
+        machine gives the same run whatever set them before in this process (e.g. an
+        annotate job run in the same process changes torch's thread count)."""
+        p = self.plan.params
+        threads = int(p["threads"]) or max(1, usable_cpus() // self.world_size)
+        torch.set_num_threads(threads)
+        seed = int(p["seed"]) + self.rank
         random.seed(seed)
         np.random.seed(seed % 2**32)
         torch.manual_seed(seed)
@@ -224,7 +240,7 @@ class Trainer:
         from .evaluate import evaluate
 
         plan, p, ctx = self.plan, self.plan.params, self.ctx
-        self._seed()
+        self._set_process_state()
         model = self._build()
         train_loader, val_loader, sampler = self._loaders()
         ddp_model = model
