@@ -7,18 +7,23 @@ process group, pgid == pid), with stdin from /dev/null and stdout + stderr appen
 The launcher owns ``launch.json`` in the job folder: ``{pid, pid_start_time,
 launched_at, command, gpu}``. With it a job can be found again (and told apart from a
 later process that reuses its pid) even when the job died before writing status.json.
+
+Signalling trusts no file: launch.json and status.json lie in the runs root, which any
+Contents API user can write. :func:`signal_job` signals only a live process whose start
+time matches the record and whose command line is the one :func:`job_command` gives for
+*this* job folder, leading its own session, and never pid 1 or our own group.
 """
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from .jobdir import JobDir, now_iso, process_start_time, write_json_atomic
-from .kinds import JobKind
+from .jobdir import (JobDir, RecordError, clean_record, now_iso, process_start_time, read_json_record, valid_number,
+                     valid_pid, valid_text, valid_time, write_json_atomic)
+from .kinds import JobKind, list_kinds
 
 LAUNCH_NAME = "launch.json"
 
@@ -33,13 +38,14 @@ def launch(job_dir: JobDir, kind: JobKind, *, python: str | None = None, gpu: in
     Returns the Popen (the caller reaps it with ``poll()``). Raises OSError if the
     interpreter cannot be started.
     """
-    python = python or sys.executable
-    cmd = [python, "-u", "-m", kind.module, str(job_dir.path.resolve())]
+    cmd = job_command(kind, job_dir, python)
     child_env = dict(os.environ if env is None else env)
     child_env["PYTHONUNBUFFERED"] = "1"
     if gpu is not None:
         child_env["CUDA_VISIBLE_DEVICES"] = str(gpu)
-    with open(job_dir.log_path, "ab") as log:
+    # never through a symlink planted in place of job.log
+    log_fd = os.open(job_dir.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    with open(log_fd, "ab") as log:
         proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
                                 cwd=job_dir.path, env=child_env, start_new_session=True, close_fds=True)
     if niceness > 0:  # set from here, not in a preexec_fn (unsafe in a threaded server)
@@ -53,12 +59,38 @@ def launch(job_dir: JobDir, kind: JobKind, *, python: str | None = None, gpu: in
     return proc
 
 
+def job_command(kind: JobKind, job_dir: JobDir, python: str | None = None) -> list[str]:
+    """The command line of the job process of ``job_dir``: ``[python, "-u", "-m",
+    kind.module, <absolute job folder>]``."""
+    return [python or sys.executable, "-u", "-m", kind.module, str(job_dir.path.resolve())]
+
+
+def _pid_start(value) -> float:
+    return valid_number(value)
+
+
+def _command(value) -> list:
+    if isinstance(value, list) and len(value) <= 64 and all(isinstance(v, str) and len(v) <= 4096 for v in value):
+        return value
+    raise ValueError("expected a list of strings")
+
+
+def _gpu(value):
+    if value is None or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 1024):
+        return value
+    return valid_text(value, 64)
+
+
+LAUNCH_FIELDS = {"pid": valid_pid, "pid_start_time": _pid_start, "launched_at": valid_time, "command": _command,
+                 "gpu": _gpu}
+
+
 def read_launch(job_dir: JobDir) -> dict:
-    """The parsed launch.json, or ``{}`` if the job was never launched."""
+    """The checked launch.json (fields of the wrong type or range dropped), or ``{}``
+    if the job was never launched or the file is unreadable."""
     try:
-        data = json.loads((job_dir.path / LAUNCH_NAME).read_text(encoding="utf-8"))
-        return data if isinstance(data, dict) else {}
-    except (OSError, ValueError):
+        return clean_record(read_json_record(job_dir.path / LAUNCH_NAME), LAUNCH_FIELDS)[0]
+    except (FileNotFoundError, RecordError):
         return {}
 
 
@@ -75,8 +107,11 @@ def _proc_state(pid: int) -> str | None:
 def process_alive(pid: int | None, start_time: float | None) -> bool:
     """True if process ``pid`` runs and (when ``start_time`` is known) started at
     ``start_time`` clock ticks after boot, i.e. it is the same process, not a later one
-    that reuses the pid. Zombies (exited, not yet reaped) count as dead."""
-    if not pid:
+    that reuses the pid. Zombies (exited, not yet reaped) count as dead; so does a
+    ``pid`` that is not a valid process id."""
+    try:
+        pid = valid_pid(pid)
+    except ValueError:
         return False
     state = _proc_state(pid)
     if state is None or state in ("Z", "X"):
@@ -86,23 +121,73 @@ def process_alive(pid: int | None, start_time: float | None) -> bool:
     return True
 
 
+def _signallable(pid, start_time) -> bool:
+    """A process we may signal as a group: a valid pid other than ours, alive with the
+    recorded start time (required), leading its own session and process group."""
+    try:
+        pid = valid_pid(pid)
+        valid_number(start_time)
+    except ValueError:
+        return False
+    if pid in (os.getpid(), os.getpgrp()) or not process_alive(pid, start_time):
+        return False
+    try:
+        return os.getpgid(pid) == pid and os.getsid(pid) == pid
+    except OSError:
+        return False
+
+
 def signal_group(pid: int, start_time: float | None, sig: int = signal.SIGTERM) -> bool:
-    """Send ``sig`` to the process group of job process ``pid`` (its own session, so
-    pgid == pid), after checking it is still the same process. Returns True if sent."""
-    if not process_alive(pid, start_time):
+    """Send ``sig`` to the process group of process ``pid`` (a job process leads its own
+    session, so pgid == pid), after checking it is still the same process (``start_time``
+    is required). Refuses (returns False) for an invalid pid, pid 1, our own process or
+    group, or a process that does not lead its own session. Returns True if sent."""
+    if not _signallable(pid, start_time):
         return False
     try:
         os.killpg(pid, sig)
         return True
-    except ProcessLookupError:
+    except (ProcessLookupError, PermissionError):
         return False
-    except PermissionError:
+
+
+def is_job_process(job_dir: JobDir, pid, start_time) -> bool:
+    """True if ``pid`` (started at ``start_time``) is the job process of ``job_dir``: it
+    passes the checks of :func:`signal_group` and its command line ends with ``-m
+    <a job kind's module> <this job folder>``, as :func:`job_command` makes it."""
+    if not _signallable(pid, start_time):
+        return False
+    try:
+        import psutil
+
+        cmdline = psutil.Process(pid).cmdline()
+    except Exception:  # noqa: BLE001 - gone, access denied: not a process we may signal
+        return False
+    modules = {k.module for k in list_kinds()}
+    return (len(cmdline) >= 4 and cmdline[-1] == str(job_dir.path.resolve()) and cmdline[-3] == "-m"
+            and cmdline[-2] in modules)
+
+
+def signal_job(job_dir: JobDir, sig: int = signal.SIGTERM) -> bool:
+    """Send ``sig`` to the process group of the job process of ``job_dir``, found by its
+    launch record (launch.json: pid and start time) and verified with
+    :func:`is_job_process`. Returns True if sent; False (nothing signalled) when there is
+    no valid record or the live process is not this job's."""
+    info = read_launch(job_dir)
+    pid, start_time = info.get("pid"), info.get("pid_start_time")
+    if not is_job_process(job_dir, pid, start_time):
+        return False
+    try:
+        os.killpg(pid, sig)
+        return True
+    except (ProcessLookupError, PermissionError):
         return False
 
 
 def job_process(job_dir: JobDir) -> tuple[int | None, float | None]:
-    """(pid, start time) of the job's process: from status.json once the process wrote
-    it, else from launch.json."""
+    """(pid, start time) of the job's process, checked by type and range: from
+    status.json once the process wrote it, else from launch.json. For watching only:
+    signal with :func:`signal_job`."""
     status = job_dir.read_status()
     if status.get("pid"):
         return status.get("pid"), status.get("pid_start_time")

@@ -10,9 +10,19 @@ process); the store (:mod:`.store`) indexes jobs and records what the launcher k
 When a job process is gone without writing a final state, the manager writes it:
 ``cancelled`` after a cancel request, otherwise ``failed`` ("interrupted" for a process
 found after a restart, or its exit code for one this manager started).
+
+The runs root is untrusted (any Contents API user can write it). A queued job starts
+only if this scheduler enqueued it (:mod:`.provenance`: its job.json still carries the
+signature :meth:`JobManager.create` stored), it was never started before, and its spec
+passes :func:`.specs.check_spec` against the server root again; otherwise it is failed
+with a message. Signals go only to a verified job process (:func:`.launcher.signal_job`).
+A bad record is reported (logged, and on that job) and never stops the others.
 """
 from __future__ import annotations
 
+import json
+import logging
+import os
 import secrets
 import shutil
 import signal
@@ -21,14 +31,19 @@ import threading
 import time
 from pathlib import Path
 
-from .jobdir import FINAL_STATES, JobDir, now_iso
+from .jobdir import (FINAL_STATES, JobDir, RecordError, json_bytes, now_iso, process_start_time, read_record,
+                     spec_sha256, valid_text)
 from .kinds import get_kind
-from .launcher import job_process, launch, process_alive, read_launch, signal_group
+from .launcher import LAUNCH_NAME, job_process, launch, process_alive, signal_group, signal_job
+from .provenance import load_key, sign, verify
 from .queue import Limits, jobs_to_start
-from .store import JobStore
+from .store import JOB_ID_RE, JobStore
 
 DEFAULT_CANCEL_GRACE = 10.0
 INTERRUPTED = "interrupted"
+NOT_ENQUEUED = ("not started: this job was not queued through cvat-train (the API, the panel or the CLI), or its "
+                "job.json was changed after it was queued; job folders written by hand are never run. Submit the "
+                "job again")
 
 
 def _resource_of(kind: str) -> str:
@@ -62,17 +77,30 @@ def job_to_dict(row: dict, runs_root: Path) -> dict:
 class JobManager:
     """Jobs of one runs root (``<runs_root>/<job-id>/`` folders + ``jobs.sqlite``).
 
-    limits: concurrent jobs per resource (:class:`.queue.Limits`); cancel_grace: seconds
-    between SIGTERM and SIGKILL; python: interpreter for job processes (default: this
-    one); env: environment for job processes (default: this process's); niceness: added
-    to job processes' nice value.
+    root_dir: the folder client paths resolve inside (the server's root_dir), against
+    which a queued spec is checked again before it starts; default: the runs root's
+    parent. key_file: the signing key of queued jobs (default
+    :func:`.provenance.default_key_file`). limits: concurrent jobs per resource
+    (:class:`.queue.Limits`); cancel_grace: seconds between SIGTERM and SIGKILL; python:
+    interpreter for job processes (default: this one); env: environment for job
+    processes (default: this process's); niceness: added to job processes' nice value;
+    log: a logging.Logger for bad records (default: this module's); spec_options: keyword
+    arguments of :func:`.specs.check_spec` for that check (the server's, e.g.
+    ``allowed_endpoint_urls``).
     Thread-safe.
     """
 
-    def __init__(self, runs_root: Path | str, *, limits: Limits | None = None,
+    def __init__(self, runs_root: Path | str, *, root_dir: Path | str | None = None,
+                 key_file: Path | str | None = None, limits: Limits | None = None,
                  cancel_grace: float = DEFAULT_CANCEL_GRACE, python: str | None = None,
-                 env: dict[str, str] | None = None, niceness: int = 0):
+                 env: dict[str, str] | None = None, niceness: int = 0, log: logging.Logger | None = None,
+                 spec_options: dict | None = None):
         self.runs_root = Path(runs_root).resolve()
+        self.root_dir = Path(os.path.realpath(root_dir if root_dir is not None else self.runs_root.parent))
+        self.log = log or logging.getLogger(__name__)
+        self.key = load_key(key_file)
+        self.spec_options = dict(spec_options or {})
+        self._reported: set[tuple[str, str]] = set()
         self.store = JobStore(self.runs_root)
         self.limits = limits or Limits()
         self.cancel_grace = cancel_grace
@@ -87,10 +115,17 @@ class JobManager:
 
     # -- reading -----------------------------------------------------------------------
     def job_dir(self, job_id: str) -> JobDir:
-        """The JobDir of ``job_id`` (checked to be a plain name inside the runs root)."""
-        if not job_id or "/" in job_id or "\\" in job_id or job_id in (".", ".."):
+        """The JobDir of ``job_id`` (checked to be a plain name inside the runs root:
+        letters, digits, ``.``, ``_``, ``-``). Raises JobNotFound."""
+        if not isinstance(job_id, str) or not JOB_ID_RE.fullmatch(job_id) or job_id in (".", ".."):
             raise JobNotFound(job_id)
         return JobDir(self.runs_root / job_id)
+
+    def report(self, job_id: str, problem: str) -> None:
+        """Log a bad record of job ``job_id`` (once per distinct problem)."""
+        if (job_id, problem) not in self._reported:
+            self._reported.add((job_id, problem))
+            self.log.warning("cvat-train: job %s in %s: %s", job_id, self.runs_root, problem)
 
     def get(self, job_id: str, refresh: bool = True) -> dict:
         """The job dict of ``job_id`` (refreshed from its folder). Raises JobNotFound."""
@@ -99,7 +134,7 @@ class JobManager:
             if row is None:
                 raise JobNotFound(job_id)
             if refresh and row["state"] not in FINAL_STATES:
-                row = self._refresh(row)
+                row = self._refresh_safely(row)
                 if row is None:
                     raise JobNotFound(job_id)
             return self._remember(row)
@@ -109,7 +144,7 @@ class JobManager:
         with self._lock:
             rows = self.store.list()
             if refresh:
-                rows = [r2 for r in rows if (r2 := self._refresh(r) if r["state"] not in FINAL_STATES else r)]
+                rows = [r2 for r in rows if (r2 := self._refresh_safely(r) if r["state"] not in FINAL_STATES else r)]
             self._snapshot = {r["id"]: job_to_dict(r, self.runs_root) for r in rows}
             self._changed()
             return list(self._snapshot.values())
@@ -141,85 +176,165 @@ class JobManager:
         kind."""
         kind = get_kind(spec.get("kind", ""))
         job_id = f"{time.strftime('%Y%m%d-%H%M%S')}-{kind.name}-{secrets.token_hex(3)}"
-        jd = JobDir(self.runs_root / job_id).create(spec)
+        spec_bytes = json_bytes(spec)
+        jd = JobDir(self.runs_root / job_id).create(spec, spec_bytes)
         with self._lock:
             self.store.add(job_id, kind.name, "queued", created_at=jd.read_status().get("created_at"),
-                           progress={"done": 0, "total": None, "unit": None})
+                           progress={"done": 0, "total": None, "unit": None},
+                           token=sign(self.key, job_id, spec_bytes))
             self.schedule()
             return self.get(job_id, refresh=False)
 
     def schedule(self) -> list[str]:
-        """Start queued jobs while their resource has free slots, oldest first.
-        Returns the ids started."""
+        """Start queued jobs while their resource has free slots, oldest first; fail
+        those that may never start (:meth:`_refusal`). Returns the ids started."""
         with self._lock:
+            waiting = self.schedule_refusals()
             rows = self.store.list(("queued", "running"))
-            waiting = []
-            for r in rows:
-                if r["state"] == "queued" and not r["pid"] and not r["cancel_requested_at"]:
-                    try:
-                        get_kind(r["kind"])
-                        waiting.append(r)
-                    except KeyError as e:  # a folder of a kind this version does not know
-                        self.job_dir(r["id"]).update_status(state="failed", message=e.args[0], ended_at=now_iso())
-                        self.store.update(r["id"], state="failed", message=e.args[0], ended_at=now_iso())
             active = [r for r in rows if r["pid"] or r["state"] == "running"]
             started = []
             for row in jobs_to_start(waiting, active, self.limits, _resource_of):
                 started.append(self._launch(row))
             return started
 
+    def schedule_refusals(self) -> list[dict]:
+        """Fail every queued job that may never start (:meth:`_refusal`); returns the
+        rows of those still waiting to start, oldest first."""
+        with self._lock:
+            waiting = []
+            for r in self.store.list(("queued",)):
+                if not r["pid"] and not r["cancel_requested_at"]:
+                    refusal = self._refusal(r)
+                    if refusal is None:
+                        waiting.append(r)
+                    else:
+                        self._fail(r["id"], refusal)
+            return waiting
+
+    def _refusal(self, row: dict) -> str | None:
+        """Why queued job ``row`` may never start (as its failure message), or None: an
+        unknown kind, an unreadable or tampered status, an earlier start, or a job.json
+        this scheduler did not sign."""
+        try:
+            get_kind(row["kind"])
+        except KeyError as e:
+            return e.args[0]
+        jd = self.job_dir(row["id"])
+        status, problem = jd.load_status()
+        if problem:
+            return f"not started: {problem}"
+        if status.get("state") != "queued":
+            return f"not started: its status.json says {status.get('state') or 'nothing'!r}, not 'queued'"
+        if os.path.lexists(jd.path / LAUNCH_NAME):
+            return "not started again: it was started before (launch.json exists); a job never runs twice"
+        try:
+            spec_bytes = read_record(jd.spec_path)
+        except (FileNotFoundError, RecordError) as e:
+            return f"not started: job.json cannot be read ({e})"
+        if not verify(self.key, row["id"], spec_bytes, row.get("token")):
+            return NOT_ENQUEUED
+        return None
+
+    def _fail(self, job_id: str, message: str) -> None:
+        """Mark job ``job_id`` failed with ``message`` in the store and (if it can be
+        written) in its status.json; logged."""
+        message = valid_text(message)
+        ended = now_iso()
+        self.report(job_id, message)
+        self._write_status(job_id, state="failed", message=message, ended_at=ended)
+        self.store.update(job_id, state="failed", message=message, ended_at=ended)
+
+    def _write_status(self, job_id: str, **fields) -> dict:
+        """Merge ``fields`` into the job's status.json; when that cannot be written (a
+        folder or an unwritable file in its place) the failure is reported and the
+        merged fields are returned all the same."""
+        jd = self.job_dir(job_id)
+        try:
+            return jd.update_status(**fields)
+        except OSError as e:
+            self.report(job_id, f"cannot write status.json: {e.strerror or e}")
+            return {**jd.read_status(), **fields}
+
     def _launch(self, row: dict) -> str:
         jd = self.job_dir(row["id"])
+        kind = get_kind(row["kind"])
+        try:  # the same checks as a client's request, against the files as they are now
+            from .specs import SpecError, check_spec
+
+            spec_bytes = read_record(jd.spec_path)
+            check_spec(json.loads(spec_bytes), self.root_dir, **self.spec_options)
+            if not verify(self.key, row["id"], spec_bytes, row.get("token")):
+                raise SpecError(NOT_ENQUEUED)
+        except SpecError as e:
+            self._fail(row["id"], str(e) if str(e).startswith("not started") else
+                       f"not started: its spec no longer passes the checks: {e}")
+            return row["id"]
+        except Exception as e:  # noqa: BLE001 - a bad spec must not stop the queue
+            self.log.exception("cvat-train: checking job %s before its start failed", row["id"])
+            self._fail(row["id"], f"not started: its spec could not be checked ({type(e).__name__}: {e})")
+            return row["id"]
+        env = dict(os.environ if self.env is None else self.env)
+        env["CVAT_TRAIN_SPEC_SHA256"] = spec_sha256(spec_bytes)  # the job process reads only this spec
         try:
-            proc = launch(jd, get_kind(row["kind"]), python=self.python, gpu=row["gpu"], env=self.env,
-                          niceness=self.niceness)
+            proc = launch(jd, kind, python=self.python, gpu=row["gpu"], env=env, niceness=self.niceness)
         except OSError as e:  # the interpreter could not start: our failure, recorded on the job
-            jd.update_status(state="failed", message=f"could not start the job process: {e}", ended_at=now_iso())
-            self.store.update(row["id"], state="failed", message=f"could not start the job process: {e}",
-                              ended_at=now_iso())
+            self._fail(row["id"], f"could not start the job process: {e}")
             return row["id"]
         self._procs[row["id"]] = proc
-        info = read_launch(jd)
-        self.store.update(row["id"], state="running", pid=proc.pid, pid_start_time=info.get("pid_start_time"),
-                          gpu=row["gpu"], started_at=info.get("launched_at"))
+        self.store.update(row["id"], state="running", pid=proc.pid, pid_start_time=process_start_time(proc.pid),
+                          gpu=row["gpu"], started_at=now_iso())
         return row["id"]
 
     # -- watching -----------------------------------------------------------------------
     def _alive(self, job_id: str, pid: int | None, start_time: float | None) -> bool:
+        """Whether the job's process runs: our child's poll(), else a live process with
+        that pid *and* start time (a record without a start time counts as dead)."""
         proc = self._procs.get(job_id)
         if proc is not None and proc.pid == pid:
             return proc.poll() is None
-        return process_alive(pid, start_time)
+        return start_time is not None and process_alive(pid, start_time)
+
+    def _signal(self, job_id: str, sig: int) -> bool:
+        """Signal the process group of the job: our own child, or the process of its
+        launch record verified by :func:`.launcher.signal_job`. True if sent."""
+        proc = self._procs.get(job_id)
+        if proc is not None and proc.poll() is None and signal_group(proc.pid, process_start_time(proc.pid), sig):
+            return True
+        return signal_job(self.job_dir(job_id), sig)
 
     def _refresh(self, row: dict) -> dict | None:
         """Bring a non-final store row up to date with its folder and process; None (and
-        the row dropped) when the folder was removed."""
+        the row dropped) when the folder was removed (or replaced by a symlink)."""
         job_id = row["id"]
         jd = self.job_dir(job_id)
-        if not jd.path.is_dir():
+        if not jd.is_real_dir():
             self.store.forget(job_id)
             if self._snapshot.pop(job_id, None) is not None:
                 self._changed()
             return None
-        status = jd.read_status()
+        status, problem = jd.load_status()
+        if problem:
+            self.report(job_id, problem)
         pid, start_time = job_process(jd)
-        pid = pid or row.get("pid")
+        if not pid:
+            pid, start_time = row.get("pid"), row.get("pid_start_time")
         start_time = start_time if start_time is not None else row.get("pid_start_time")
         fields: dict = {}
         if status.get("state") not in FINAL_STATES:
             if not pid:  # never launched
                 if row.get("cancel_requested_at") or status.get("state") == "cancelled":
-                    status = jd.update_status(state="cancelled", message="cancelled before it started",
-                                              ended_at=now_iso())
+                    status = self._write_status(job_id, state="cancelled", message="cancelled before it started",
+                                                ended_at=now_iso())
             elif self._alive(job_id, pid, start_time):
                 now = time.time()
                 if row.get("cancel_requested_at") and now - row["cancel_requested_at"] > self.cancel_grace:
-                    signal_group(pid, start_time, signal.SIGKILL)
+                    self._signal(job_id, signal.SIGKILL)
                 fields["state"] = "running"
             else:
-                status = jd.read_status()  # it may have finished between the two reads
+                status, problem = jd.load_status()  # it may have finished between the two reads
                 if status.get("state") not in FINAL_STATES:
-                    status = jd.update_status(**self._death_fields(job_id, row))
+                    status = self._write_status(job_id, **self._death_fields(job_id, row, problem if not status
+                                                                             else None))
         if status.get("state") in FINAL_STATES:
             fields["state"] = status["state"]
             self._procs.pop(job_id, None)
@@ -234,7 +349,17 @@ class JobManager:
             row = {**row, **changed}
         return row
 
-    def _death_fields(self, job_id: str, row: dict) -> dict:
+    def _refresh_safely(self, row: dict) -> dict | None:
+        """:meth:`_refresh`, with an unexpected error reported and the job failed, so one
+        bad job folder never stops the others."""
+        try:
+            return self._refresh(row)
+        except Exception as e:  # noqa: BLE001
+            self.log.exception("cvat-train: refreshing job %s failed", row["id"])
+            self._fail(row["id"], f"its record cannot be read ({type(e).__name__}); see the server log")
+            return self.store.get(row["id"])
+
+    def _death_fields(self, job_id: str, row: dict, problem: str | None = None) -> dict:
         proc = self._procs.get(job_id)
         code = proc.returncode if proc is not None else None
         if row.get("cancel_requested_at"):
@@ -246,6 +371,8 @@ class JobManager:
                        f"the job process was killed by signal {signal.Signals(-code).name}; see job.log")
         else:
             state, message = "failed", INTERRUPTED
+        if problem:  # its record is unreadable: say so rather than guess
+            message = f"{message} ({problem})"
         return {"state": state, "message": message, "ended_at": now_iso(), "exit_code": code}
 
     def poll(self) -> int:
@@ -253,7 +380,7 @@ class JobManager:
         Returns a counter that changes whenever a job dict changed (for watchers)."""
         with self._lock:
             for row in self.store.list(("queued", "running")):
-                row = self._refresh(row)
+                row = self._refresh_safely(row)
                 if row is not None:
                     self._remember(row)
             if self.schedule():
@@ -281,9 +408,18 @@ class JobManager:
             if job["state"] in FINAL_STATES:
                 return job
             self.store.update(job_id, cancel_requested_at=time.time())
+            row = self.store.get(job_id) or {}
             pid, start_time = job_process(self.job_dir(job_id))
-            if pid:
-                signal_group(pid, start_time, signal.SIGTERM)
+            if not pid:
+                pid, start_time = row.get("pid"), row.get("pid_start_time")
+            if pid and not self._signal(job_id, signal.SIGTERM) and self._alive(job_id, pid, start_time):
+                # a live process that is not verifiably this job's (a planted record): never signalled
+                message = (f"cancelled; process {pid} was not signalled: it is not this job's process "
+                           f"(its launch record does not match)")
+                ended = now_iso()
+                self.report(job_id, message)
+                self._write_status(job_id, state="cancelled", message=message, ended_at=ended)
+                self.store.update(job_id, state="cancelled", message=message, ended_at=ended)
             job = self.get(job_id)
         if wait:
             job = self.wait(job_id, timeout=self.cancel_grace + 10)

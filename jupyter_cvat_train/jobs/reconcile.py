@@ -8,14 +8,24 @@ server (or the CLI) starts.
   process start time (:func:`jupyter_cvat_train.jobs.jobdir.process_start_time`), so a
   reused pid does not fool it — becomes ``failed`` with message "interrupted"
   (or ``cancelled`` if a cancel was requested); its status.json says so too.
-- One still running is watched again; queued ones start in order on the next poll.
+- One still running is watched again; queued ones start in order on the next poll, if
+  the scheduler itself queued them (see :mod:`.manager`); the others are failed there.
+
+Every entry of the runs root is untrusted: symlinks, names the API cannot address and
+folders without a job.json are skipped (logged); a folder whose job.json or status.json
+cannot be read is indexed as a ``failed`` job whose message says what is wrong; bad rows
+of the index are dropped and their folders indexed again. One bad entry never stops the
+others.
 """
 from __future__ import annotations
 
+import os
+import re
 from typing import TYPE_CHECKING
 
-from .jobdir import FINAL_STATES, JobDir
+from .jobdir import FINAL_STATES, JobDir, JobError, now_iso, valid_text
 from .launcher import job_process, read_launch
+from .store import JOB_ID_RE
 
 if TYPE_CHECKING:
     from .manager import JobManager
@@ -23,40 +33,88 @@ if TYPE_CHECKING:
 
 def reconcile(manager: "JobManager") -> dict:
     """Settle the jobs of ``manager``'s runs root. Returns counts ``{"indexed",
-    "dropped", "interrupted", "running", "queued"}``."""
+    "dropped", "interrupted", "running", "queued", "skipped", "bad"}`` (skipped: entries
+    that are not job folders; bad: job folders indexed as failed for an unreadable record,
+    plus bad index rows dropped)."""
+    from .manager import INTERRUPTED
+
     store = manager.store
-    report = {"indexed": 0, "dropped": 0, "interrupted": 0, "running": 0, "queued": 0}
+    report = {"indexed": 0, "dropped": 0, "interrupted": 0, "running": 0, "queued": 0, "skipped": 0, "bad": 0}
+    for bad_id in store.remove_bad_rows():
+        manager.report(bad_id, "a bad row of the job index was dropped; the job is indexed again from its folder")
+        report["bad"] += 1
     known = set(store.ids())
     found = []
-    for path in manager.runs_root.iterdir():
+    for path in sorted(manager.runs_root.iterdir()):
+        name = path.name
+        if name in known or store.is_forgotten(name):
+            continue
         jd = JobDir(path)
-        if path.name in known or not jd.spec_path.is_file() or store.is_forgotten(path.name):
+        if not os.path.lexists(jd.spec_path) or not jd.is_real_dir():
+            if jd.is_real_dir() or path.is_symlink():
+                report["skipped"] += 1
+                if path.is_symlink():
+                    manager.log.warning("cvat-train: %s in %s is a symlink, not a job folder: skipped",
+                                        name[:80], manager.runs_root)
+            continue
+        if not JOB_ID_RE.fullmatch(name):
+            manager.log.warning("cvat-train: job folder %r in %s has a name the API cannot address: skipped",
+                                name[:80], manager.runs_root)
+            report["skipped"] += 1
             continue
         try:
-            spec = jd.read_spec()
-        except Exception:  # noqa: BLE001 - an unreadable spec is not a job we can index
+            found.append(_index_entry(jd))
+        except Exception:  # noqa: BLE001 - one bad folder never stops the others
+            manager.log.exception("cvat-train: job folder %s could not be indexed: skipped", name)
+            report["skipped"] += 1
+    for created_at, job_id, fields, problem in sorted(found, key=lambda f: (f[0], f[1])):
+        try:
+            store.add(job_id, **fields)
+        except Exception:  # noqa: BLE001
+            manager.log.exception("cvat-train: job folder %s could not be indexed: skipped", job_id)
+            report["skipped"] += 1
             continue
-        status = jd.read_status()
-        found.append((status.get("created_at") or "", path.name, spec, status, jd))
-    for created_at, job_id, spec, status, jd in sorted(found, key=lambda f: (f[0], f[1])):
-        pid, start_time = job_process(jd)
-        state = status.get("state", "queued")
-        if state == "queued" and pid:
-            state = "running"
-        store.add(job_id, str(spec.get("kind", "unknown")), state, created_at=created_at or None,
-                  started_at=status.get("started_at") or read_launch(jd).get("launched_at"),
-                  pid=pid, pid_start_time=start_time)
+        if problem:
+            manager.report(job_id, problem)
+            report["bad"] += 1
         report["indexed"] += 1
     for row in store.list():
-        if not (manager.runs_root / row["id"]).is_dir():
+        if not JobDir(manager.runs_root / row["id"]).is_real_dir():
             store.forget(row["id"])
             report["dropped"] += 1
+    manager.schedule_refusals()
     for row in store.list(("queued", "running")):
-        new = manager._refresh(row)
+        new = manager._refresh_safely(row)
         if new is None:
             report["dropped"] += 1
-        elif new["state"] == "failed" and new.get("message") == "interrupted":
+        elif new["state"] == "failed" and new.get("message", "").startswith(INTERRUPTED):
             report["interrupted"] += 1
         elif new["state"] not in FINAL_STATES:
             report[new["state"]] += 1
     return report
+
+
+def _index_entry(jd: JobDir) -> tuple[str, str, dict, str | None]:
+    """(created_at, id, store fields, problem) for a job folder found on disk: its
+    checked records, or a failed job naming what could not be read."""
+    status, problem = jd.load_status()
+    try:
+        spec = jd.read_spec()
+    except JobError as e:
+        message = valid_text(f"its job.json cannot be used: {e}")
+        return (status.get("created_at") or "", jd.id,
+                {"kind": "unknown", "state": "failed", "message": message, "created_at": status.get("created_at"),
+                 "ended_at": now_iso()}, message)
+    kind = spec.get("kind")
+    kind = kind if isinstance(kind, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", kind) else "unknown"
+    pid, start_time = job_process(jd)
+    state = status.get("state", "queued")
+    if state == "queued" and pid:
+        state = "running"
+    fields = {"kind": kind, "state": state, "created_at": status.get("created_at"),
+              "started_at": status.get("started_at") or read_launch(jd).get("launched_at"),
+              "pid": pid, "pid_start_time": start_time}
+    for key in ("message", "progress", "outputs", "ended_at"):
+        if status.get(key) is not None:
+            fields[key] = status[key]
+    return status.get("created_at") or "", jd.id, fields, problem
