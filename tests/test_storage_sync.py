@@ -70,6 +70,7 @@ class Target:
             self.uri = f"s3://{self.bucket}/data/set"
         else:
             self.root = tmp_path / "object-store"
+            self.root.mkdir()  # a storage folder must exist, as a bucket must
             self.uri = f"file://{self.root}"
 
     def options(self, direction, workspace, **kw):

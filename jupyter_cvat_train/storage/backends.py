@@ -1,5 +1,7 @@
 """Object storage locations: the interface the sync engine uses, ``file://`` storage,
-and :func:`open_storage` that picks the implementation from a URI.
+and :func:`open_storage` that picks the implementation from a parsed location
+(:mod:`.location` parses and checks URIs; the errors live in :mod:`.errors` and are
+re-exported here).
 
 URIs:
 
@@ -17,27 +19,13 @@ import hashlib
 import os
 import shutil
 from typing import Callable, Iterator
-from urllib.parse import unquote, urlsplit
 
-from ..jobs.jobdir import JobError
-from .local import Entry, ensure_parent, local_path, temp_path_for, walk
+from .errors import SourceChanged, StorageError, TransferError  # noqa: F401 - re-exported
+from .local import Entry, ensure_parent, local_path, temp_path_for, unchanged, walk
+from .location import StorageLocation, parse_storage_uri
 
 ProgressFn = Callable[[int], None]
 """Called with a number of bytes just transferred (from any thread)."""
-
-
-class StorageError(JobError):
-    """A storage problem the user can act on (bad URI, unreachable endpoint, refused
-    credentials, missing bucket, another sync running). Its message is meant to be shown
-    as is, without a traceback, and never contains credentials. ``summary`` holds the
-    sync summary so far when the error stopped a sync midway."""
-
-    summary: dict | None = None
-
-
-class TransferError(Exception):
-    """One object or file could not be transferred; the message says why (the sync
-    records it and goes on with the others)."""
 
 
 class Storage:
@@ -53,11 +41,14 @@ class Storage:
     """Seconds by which mtimes may differ and still count as equal (S3's LastModified
     has one-second resolution)."""
 
-    def list(self, on_skip: Callable[[str, str], None] | None = None) -> Iterator[Entry]:
+    def list(self, on_skip: Callable[[str, str], None] | None = None,
+             unreadable: list[str] | None = None) -> Iterator[Entry]:
         """Every object under the location, as :class:`Entry` (size in bytes, mtime in
         epoch seconds, ETag if any). Keys are returned as stored: the caller checks them
-        with :func:`.local.check_key` before writing anything locally. Raises
-        StorageError when the location cannot be read."""
+        with :func:`.local.check_key` before writing anything locally. Keys of parts
+        that could not be read (so the listing is incomplete) are appended to
+        ``unreadable``. Raises StorageError when the location does not exist or cannot
+        be read at all."""
         raise NotImplementedError
 
     def get(self, obj: Entry, dest: str, on_bytes: ProgressFn) -> None:
@@ -68,7 +59,10 @@ class Storage:
 
     def put(self, src: Entry, key: str, on_bytes: ProgressFn) -> None:
         """Store local file ``src.path`` as ``key`` atomically: readers see the old
-        object or the whole new one, never a part."""
+        object or the whole new one, never a part. ``src.size``/``src.mtime`` are the
+        file's stat taken before reading; when the file no longer has them after it was
+        read, nothing is stored (an object already completed is removed again) and
+        :class:`.errors.SourceChanged` is raised. The stored object records ``src.mtime``."""
         raise NotImplementedError
 
     def delete(self, keys: list[str]) -> dict[str, str]:
@@ -101,27 +95,34 @@ def file_digest(path: str, algorithm: str = "md5") -> str:
 class FileStorage(Storage):
     """``file:///path``: a local folder acting as object storage.
 
-    put copies to a temporary file in the destination folder, sets the source's mtime,
-    and renames it into place; so a stored file's mtime equals its source's and the
-    size + mtime comparison is exact (``mtime_tolerance`` 0).
+    The folder must exist (as a bucket must). put copies to a temporary file in the
+    destination folder, checks that the source did not change meanwhile, sets the
+    source's mtime, and renames it into place; so a stored file's mtime equals its
+    source's and the size + mtime comparison is exact (``mtime_tolerance`` 0).
     """
 
     mtime_tolerance = 0.0
 
-    def __init__(self, uri: str, root: str):
-        self.uri = uri
-        self.root = os.path.abspath(root)
+    def __init__(self, location: StorageLocation):
+        self.location = location
+        self.uri = location.uri
+        self.root = str(location.path)
         self._temp_files: list[str] = []
 
-    def list(self, on_skip=None):
-        if os.path.exists(self.root) and not os.path.isdir(self.root):
-            raise StorageError(f"storage {self.uri} is not a folder")
+    def list(self, on_skip=None, unreadable=None):
+        if not os.path.isdir(self.root):
+            if os.path.exists(self.root):
+                raise StorageError(f"storage {self.uri} is not a folder")
+            raise StorageError(f"storage folder {self.uri} does not exist: create it first (as a bucket must be), "
+                               "or check the URI for a typo")
         self._temp_files = []
-        return walk(self.root, on_skip=on_skip, temp_files=self._temp_files)
+        return walk(self.root, on_skip=on_skip, temp_files=self._temp_files, unreadable=unreadable)
 
     def get(self, obj, dest, on_bytes):
         src = local_path(self.root, obj.key)
         shutil.copyfile(src, dest)
+        if not unchanged(Entry(obj.key, obj.size, obj.mtime, path=src)):
+            raise SourceChanged("the stored file changed while it was being read; sync again")
         on_bytes(os.path.getsize(dest))
 
     def put(self, src, key, on_bytes):
@@ -130,6 +131,8 @@ class FileStorage(Storage):
         tmp = temp_path_for(final)
         try:
             shutil.copyfile(src.path, tmp)
+            if not unchanged(src):
+                raise SourceChanged("changed while it was being copied")
             os.utime(tmp, ns=(int(src.mtime * 1e9), int(src.mtime * 1e9)))
             os.replace(tmp, final)
         except BaseException:
@@ -145,7 +148,7 @@ class FileStorage(Storage):
             except FileNotFoundError:
                 pass
             except (OSError, ValueError) as e:
-                failed[key] = str(e)
+                failed[key] = e.strerror if isinstance(e, OSError) and e.strerror else str(e)
         return failed
 
     def same_content(self, obj, local):
@@ -164,29 +167,15 @@ def _remove_quietly(path: str) -> None:
         pass
 
 
-def open_storage(uri: str, *, endpoint_url: str | None = None, **s3_options) -> Storage:
-    """The :class:`Storage` for ``uri`` (``s3://bucket[/prefix]`` or
-    ``file:///abs/path``). ``endpoint_url`` and ``s3_options`` (see
-    :class:`.s3.S3Storage`) apply to ``s3://`` only. Raises StorageError for a URI
-    that is malformed, has another scheme, or embeds credentials."""
-    if not isinstance(uri, str) or "://" not in uri:
-        raise StorageError("storage URI must look like s3://bucket/prefix or file:///absolute/path")
-    parts = urlsplit(uri)
-    scheme = parts.scheme.lower()
-    if "@" in parts.netloc:
-        raise StorageError("storage URI must not contain credentials (user@ / user:secret@): "
-                           "use environment variables, a profile or an instance role")
-    if scheme == "file":
-        if parts.netloc not in ("", "localhost"):
-            raise StorageError(f"file URI must be file:///absolute/path (three slashes), not {uri}")
-        path = unquote(parts.path)
-        if not path.startswith("/"):
-            raise StorageError(f"file URI must hold an absolute path: {uri}")
-        return FileStorage(uri, path)
-    if scheme == "s3":
-        from .s3 import S3Storage
+def open_storage(location: StorageLocation | str, *, endpoint_url: str | None = None, **s3_options) -> Storage:
+    """The :class:`Storage` for ``location`` (a parsed :class:`.location.StorageLocation`,
+    or a URI string that is parsed with :func:`.location.parse_storage_uri`).
+    ``endpoint_url`` and ``s3_options`` (see :class:`.s3.S3Storage`) apply to s3 only.
+    Raises StorageError (a LocationError) for a URI that is malformed, has another
+    scheme, or embeds credentials."""
+    location = parse_storage_uri(location)
+    if location.scheme == "file":
+        return FileStorage(location)
+    from .s3 import S3Storage
 
-        if not parts.netloc:
-            raise StorageError(f"S3 URI needs a bucket: s3://bucket/prefix, not {uri}")
-        return S3Storage(uri, parts.netloc, parts.path.lstrip("/"), endpoint_url=endpoint_url, **s3_options)
-    raise StorageError(f"unsupported storage URI scheme {scheme!r}: use s3://bucket/prefix or file:///absolute/path")
+    return S3Storage(location, endpoint_url=endpoint_url, **s3_options)

@@ -12,9 +12,13 @@ Progress events: ``{"type": "progress", "done": bytes, "total": bytes, "unit": "
 ``output/summary.json``): the summary of :func:`.sync.sync`. The job fails when a file
 failed (message names the count and the first error), or on a fatal storage error
 (one clear message, no traceback); it is cancelled on SIGTERM after transfers in
-flight complete.
+flight complete. The job also fails when deletes were asked for but refused because a
+listing was incomplete (the transfers are done). The workspace must not contain the
+job's own folder.
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 from ..jobs.jobdir import JobCancelled, JobContext, JobError, write_json_atomic
 from .backends import StorageError
@@ -60,7 +64,7 @@ def options_from_spec(spec: dict) -> SyncOptions:
 
 def sync_job(ctx: JobContext) -> dict:
     """Run the sync described by ``ctx.spec``; return its summary (see module doc)."""
-    options = options_from_spec(ctx.spec)
+    options = replace(options_from_spec(ctx.spec), protected=(str(ctx.dir.path),))
 
     def progress(p: dict) -> None:
         ctx.progress(p["bytes_done"], p["bytes_total"], "bytes", files_done=p["files_done"],
@@ -81,6 +85,8 @@ def sync_job(ctx: JobContext) -> dict:
         err = JobCancelled("cancelled by request: transfers in flight completed, the rest not started")
         err.outputs = summary
         raise err
+    if summary["delete_refused"] and not summary["failed"]:
+        raise JobError(summary["delete_refused"] + "; the other changes were synced.")
     if summary["failed"]:
         first = summary["errors"][0] if summary["errors"] else ""
         raise JobError(f"{summary['failed']} file(s) failed (first: {first}); the others were synced. "

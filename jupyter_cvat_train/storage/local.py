@@ -10,9 +10,12 @@ Safety rules enforced here (issue 6):
   written through, a link to ``/etc``).
 - Keys that would land outside the root (``..`` parts, absolute paths, backslashes,
   NUL) are refused by :func:`check_key`.
-- Files being written are named ``.<name>.<pid>.<random>.cvat-sync-tmp``; walks ignore
-  them, and :func:`remove_stale_temp_files` deletes those whose writer process is gone
-  (so an interrupted sync leaves nothing behind after the next run).
+- Files being written are named ``.<pid>.<random>.cvat-sync-tmp`` in the destination
+  folder (short whatever the final name, so a 255-byte name still gets a temp file);
+  walks ignore them, and :func:`remove_stale_temp_files` deletes those whose writer
+  process is gone (so an interrupted sync leaves nothing behind after the next run).
+- A walk reports what it could not read (``unreadable``), so that a sync never deletes
+  on the strength of an incomplete listing.
 """
 from __future__ import annotations
 
@@ -71,10 +74,20 @@ def is_temp_name(name: str) -> bool:
 
 
 def temp_path_for(final: str | os.PathLike) -> str:
-    """A fresh temporary path in the same folder as ``final``, for write-then-rename."""
-    final = os.fspath(final)
-    folder, name = os.path.split(final)
-    return os.path.join(folder, f".{name}.{os.getpid()}.{secrets.token_hex(4)}{TEMP_MARK}")
+    """A fresh temporary path in the same folder as ``final``, for write-then-rename.
+    Its name has a fixed short length (about 35 bytes), not derived from ``final``'s."""
+    folder = os.path.dirname(os.fspath(final))
+    return os.path.join(folder, f".{os.getpid()}.{secrets.token_hex(8)}{TEMP_MARK}")
+
+
+def unchanged(entry: Entry) -> bool:
+    """Whether file ``entry.path`` still has ``entry.size`` and ``entry.mtime`` (False
+    also when it is gone)."""
+    try:
+        st = os.stat(entry.path)
+    except OSError:
+        return False
+    return st.st_size == entry.size and st.st_mtime_ns / 1e9 == entry.mtime
 
 
 def _writer_alive(name: str) -> bool:
@@ -113,15 +126,25 @@ def _inside(path: str, root: str) -> bool:
 
 
 def walk(root: str | os.PathLike, *, on_skip: Callable[[str, str], None] | None = None,
-         temp_files: list[str] | None = None) -> Iterator[Entry]:
+         temp_files: list[str] | None = None, unreadable: list[str] | None = None) -> Iterator[Entry]:
     """Yield an :class:`Entry` for each regular file under ``root`` (recursively, with
     ``os.scandir``; order unspecified).
 
     Symlinks whose resolved target is inside ``root`` are followed (each real folder is
     visited once, so link cycles end); others, and special files, are passed to
-    ``on_skip(key, reason)`` and skipped. Our temporary files are not yielded; their
-    paths are appended to ``temp_files`` when given. A missing root yields nothing.
+    ``on_skip(key, reason)`` and skipped. Folders that cannot be listed and entries that
+    cannot be stat'ed (permission denied, a dangling or looping link, an entry that
+    vanished) go to ``on_skip`` too, and their keys (``"."`` for the root) are appended
+    to ``unreadable``: the listing is then incomplete. Our temporary files are not
+    yielded; their paths are appended to ``temp_files`` when given. A missing root
+    yields nothing.
     """
+    def cannot_read(key: str, reason: str) -> None:
+        if unreadable is not None:
+            unreadable.append(key)
+        if on_skip:
+            on_skip(key, reason)
+
     root = os.path.abspath(os.fspath(root))
     real_root = os.path.realpath(root)
     seen_dirs = {real_root}
@@ -131,10 +154,11 @@ def walk(root: str | os.PathLike, *, on_skip: Callable[[str, str], None] | None 
         try:
             it = os.scandir(folder)
         except FileNotFoundError:
+            if prefix:  # a folder seen in its parent's listing is gone
+                cannot_read(prefix.rstrip("/"), "folder vanished while being listed")
             continue
         except OSError as e:
-            if on_skip:
-                on_skip(prefix.rstrip("/") or ".", f"cannot read folder: {e.strerror}")
+            cannot_read(prefix.rstrip("/") or ".", f"cannot read folder: {e.strerror}")
             continue
         with it:
             for de in it:
@@ -164,8 +188,7 @@ def walk(root: str | os.PathLike, *, on_skip: Callable[[str, str], None] | None 
                     else:
                         st = de.stat(follow_symlinks=False)
                 except OSError as e:
-                    if on_skip:
-                        on_skip(key, f"cannot read: {e.strerror}")
+                    cannot_read(key, f"cannot read: {e.strerror}")
                     continue
                 if not de.is_file():
                     if on_skip:

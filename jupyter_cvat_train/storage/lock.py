@@ -1,5 +1,10 @@
 """One sync at a time per (workspace folder, storage location) pair.
 
+The pair is keyed by the workspace's real path and the storage's canonical URI
+(:attr:`.location.StorageLocation.uri`, plus the normalized endpoint), so other
+spellings of the same place (letter case of the scheme, a trailing slash, a symlink)
+take the same lock.
+
 A lock file per pair lives in ``$CVAT_TRAIN_CACHE/sync-locks`` (default
 ``~/.cache/cvat-train/sync-locks``) and is held with ``fcntl.flock``: the kernel
 releases it when the holder exits, however it exits, so a crash never leaves a stale

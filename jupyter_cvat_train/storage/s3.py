@@ -30,6 +30,7 @@ import hashlib
 import math
 import os
 import random
+import re
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -45,8 +46,10 @@ from botocore.httpsession import URLLib3Session, get_cert_path
 from botocore.loaders import Loader
 from botocore.utils import get_environ_proxies
 
-from .backends import Storage, StorageError, TransferError, file_digest
-from .local import Entry
+from .backends import Storage, file_digest
+from .errors import SourceChanged, StorageError, TransferError
+from .local import Entry, unchanged
+from .location import StorageLocation
 
 MiB = 1 << 20
 
@@ -63,8 +66,9 @@ def describe_error(exc: BaseException, where: str) -> tuple[str, bool]:
 
     ``fatal`` is True when no further request can succeed (endpoint unreachable,
     credentials missing or refused, bucket missing or access denied): the sync stops
-    with this one message. Messages never hold credentials: botocore error texts name
-    the access key id at most, and those are not copied here.
+    with this one message. Messages never hold credentials, nor the remote's own error
+    text: an S3 error is summarized as its error code (cut to 64 characters of
+    ``[A-Za-z0-9._-]``) and HTTP status.
     """
     if isinstance(exc, (bexc.EndpointConnectionError, bexc.ConnectTimeoutError, bexc.ConnectionClosedError,
                         bexc.ProxyConnectionError)):
@@ -77,7 +81,9 @@ def describe_error(exc: BaseException, where: str) -> tuple[str, bool]:
         return f"TLS error talking to the storage endpoint for {where}: check the endpoint URL and certificates.", True
     if isinstance(exc, bexc.ClientError):
         err = exc.response.get("Error", {})
-        code = str(err.get("Code", "")) or str(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?"))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        code = error_code(err.get("Code")) or str(status or "?")
+        http = f"HTTP {status}" if status else ""
         if code in _CREDENTIAL_CODES:
             return (f"the storage refused the credentials for {where} ({code}): check AWS_ACCESS_KEY_ID / "
                     "AWS_SECRET_ACCESS_KEY or the profile, and --endpoint-url."), True
@@ -86,13 +92,19 @@ def describe_error(exc: BaseException, where: str) -> tuple[str, bool]:
         if code in ("AccessDenied", "403", "AllAccessDisabled"):
             return f"access denied to {where} ({code}): the credentials lack permission for this bucket/prefix.", True
         if code in _FATAL_CODES:
-            return f"{where}: {code}: {err.get('Message', '')}".strip(), True
-        return f"{code}: {err.get('Message', '') or exc.operation_name}", False
+            return f"{where}: {code}" + (f" ({http})" if http else ""), True
+        return f"{code}" + (f" ({http}, {exc.operation_name})" if http else f" ({exc.operation_name})"), False
     if isinstance(exc, bexc.ReadTimeoutError):
         return "read timeout from the storage endpoint", False
-    if isinstance(exc, bexc.BotoCoreError):
-        return f"{type(exc).__name__}: {exc}", False
-    return f"{type(exc).__name__}: {exc}", False
+    if isinstance(exc, bexc.ResponseParserError):
+        return "the endpoint's answer could not be parsed as S3's", False
+    return f"{type(exc).__name__}: {str(exc)[:200]}", False
+
+
+def error_code(code: object) -> str:
+    """An S3 error code from a remote answer, reduced to ``[A-Za-z0-9._-]``, at most 64
+    characters (the remote chooses it: it is never shown verbatim)."""
+    return re.sub(r"[^A-Za-z0-9._-]", "", str(code or ""))[:64]
 
 
 def _s3_error(exc: BaseException, where: str) -> Exception:
@@ -206,8 +218,8 @@ class S3Storage(Storage):
     """``s3://bucket/prefix`` through one thread-safe boto3 client.
 
     Args:
-        uri: the location, for messages.
-        bucket, prefix: where objects live; keys are relative to ``prefix``.
+        location: the parsed location (:class:`.location.StorageLocation`, scheme s3);
+            keys are relative to its prefix.
         endpoint_url: S3-compatible endpoint, or None for AWS.
         concurrency: parallel requests the caller will make; sizes the connection pool
             and the transfer manager.
@@ -223,18 +235,19 @@ class S3Storage(Storage):
 
     mtime_tolerance = 1.0  # LastModified has one-second resolution
 
-    def __init__(self, uri: str, bucket: str, prefix: str, *, endpoint_url: str | None = None,
+    def __init__(self, location: StorageLocation, *, endpoint_url: str | None = None,
                  concurrency: int = 16, multipart_threshold: int = 16 * MiB, multipart_chunksize: int = 8 * MiB,
                  download_chunksize: int = 64 * MiB,
                  retry_mode: str = "standard", max_attempts: int = 5, checksum: bool = False,
                  region_name: str | None = None, connect_timeout: float = 5.0, read_timeout: float = 60.0):
-        self.uri = uri
-        self.bucket = bucket
-        self.prefix = prefix.rstrip("/") + "/" if prefix.strip("/") else ""
+        self.location = location
+        self.uri = location.uri
+        self.bucket = location.bucket
+        self.prefix = location.prefix + "/" if location.prefix else ""
         self.endpoint_url = endpoint_url or None
         self.multipart_threshold = multipart_threshold
         self.checksum = checksum
-        self._where = uri + (f" at {self.endpoint_url}" if self.endpoint_url else "")
+        self._where = self.uri + (f" at {self.endpoint_url}" if self.endpoint_url else "")
         config = Config(
             max_pool_connections=2 * concurrency + 4, signature_version="s3v4",
             retries={"mode": retry_mode, "max_attempts": max_attempts},
@@ -276,7 +289,7 @@ class S3Storage(Storage):
                 self._manager = TransferManager(self.client, config)
             return self._manager
 
-    def list(self, on_skip=None):
+    def list(self, on_skip=None, unreadable=None):
         n = len(self.prefix)
         params = {"Bucket": self.bucket, "Prefix": self.prefix, "EncodingType": "url", "MaxKeys": 1000}
         try:
@@ -303,7 +316,8 @@ class S3Storage(Storage):
                     message = describe_error(e2, self._where)[0]
             raise StorageError(f"cannot list {self._where}: {message}" if not fatal else message) from None
         except ET.ParseError as e:
-            raise StorageError(f"the endpoint for {self._where} did not answer like S3 ({e}): check --endpoint-url") from None
+            raise StorageError(f"the endpoint for {self._where} did not answer like S3 (no listing XML): "
+                               "check --endpoint-url") from None
 
     def get(self, obj, dest, on_bytes):
         try:
@@ -378,6 +392,8 @@ class S3Storage(Storage):
             if src.size < self.multipart_threshold:
                 with open(src.path, "rb") as f:
                     data = f.read()
+                if len(data) != src.size or not unchanged(src):
+                    raise SourceChanged("changed while it was being read")
                 md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
                 self._raw.send("put_object", {"Bucket": self.bucket, "Key": self._key(key), "ContentMD5": md5,
                                               "Metadata": meta}, "PUT", body=data,
@@ -388,6 +404,9 @@ class S3Storage(Storage):
                     meta["sha256"] = file_digest(src.path, "sha256")
                 self.manager.upload(src.path, self.bucket, self._key(key), extra_args={"Metadata": meta},
                                     subscribers=[_Progress(on_bytes)]).result()
+                if not unchanged(src):  # the parts may mix two versions: never keep that object
+                    self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
+                    raise SourceChanged("changed while it was being uploaded (the stored copy was removed)")
         except (bexc.BotoCoreError, bexc.ClientError) as e:
             raise _s3_error(e, self._where) from None
 
@@ -406,7 +425,7 @@ class S3Storage(Storage):
                 continue
             n = len(self.prefix)
             for err in resp.get("Errors", ()):
-                failed[err["Key"][n:]] = f"{err.get('Code')}: {err.get('Message', '')}"
+                failed[err["Key"][n:]] = error_code(err.get("Code")) or "refused by the storage"
         return failed
 
     def same_content(self, obj, local):

@@ -3,13 +3,20 @@
 ``sync(SyncOptions(...))`` is the one code path behind ``cvat-train sync`` and the
 ``sync`` job kind. Order of work:
 
-1. take the folder-pair lock (:mod:`.lock`; not for a dry run);
-2. list the storage (one paginated listing) and walk the workspace (``os.scandir``);
-3. plan (:mod:`.plan`); a dry run reports the plan and stops;
+0. parse the storage URI once (:mod:`.location`) and refuse a workspace that overlaps
+   a ``file://`` storage or contains a protected folder (the job's own);
+1. take the folder-pair lock (:mod:`.lock`, keyed by the canonical location; not for a
+   dry run);
+2. list the storage (one paginated listing; a missing bucket or folder is an error) and
+   walk the workspace (``os.scandir``);
+3. plan (:mod:`.plan`); deletes are planned only when both listings are complete (no
+   folder or entry that could not be read); a dry run reports the plan and stops;
 4. remove leftovers of interrupted runs (temp files of dead processes, incomplete
    multipart uploads of keys about to be written);
 5. transfer (largest first) in ``concurrency`` threads; downloads go to a temp file in
-   the destination folder, get the object's mtime, and are renamed into place;
+   the destination folder, get the object's mtime, and are renamed into place; an
+   upload whose source changed while it was read is not kept and is retried
+   (:data:`CHANGED_RETRIES` times) with a fresh stat;
 6. delete (``delete=True``), only when every transfer succeeded.
 
 A fatal storage error (unreachable endpoint, refused credentials, missing bucket)
@@ -24,15 +31,19 @@ import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from .backends import StorageError, TransferError, open_storage
+from .backends import open_storage
+from .errors import SourceChanged, StorageError, TransferError
 from .local import Entry, UnsafeKeyError, ensure_parent, local_path, remove_stale_temp_files, temp_path_for, walk
+from .location import StorageLocation, is_within, normalize_endpoint_url, parse_storage_uri
 from .lock import SyncLock
 from .plan import Action, Filters, Plan, make_plan
 
 MAX_ERRORS_KEPT = 50
+CHANGED_RETRIES = 2
+"""Extra upload attempts for a file that changed while it was read."""
 
 
 @dataclass
@@ -40,7 +51,8 @@ class SyncOptions:
     """What to sync and how.
 
     direction: ``up`` (workspace -> storage) or ``down`` (storage -> workspace).
-    workspace: local folder. storage: ``s3://bucket/prefix`` or ``file:///path``.
+    workspace: local folder. storage: ``s3://bucket/prefix`` or ``file:///path`` (a
+    string, parsed once, or a :class:`.location.StorageLocation`).
     delete: delete destination files absent from the source (only selected ones).
     dry_run: plan only; change nothing. include/exclude: globs (see :mod:`.plan`).
     checksum: compare content hashes instead of size + mtime.
@@ -52,11 +64,13 @@ class SyncOptions:
     and downloaded as ranged GETs of ``download_chunksize``.
     on_transfer: called after each completed copy/update with its :class:`Action`
     (from a worker thread); a hook for embedding code and tests.
+    protected: folders the workspace must not contain (the job's own folder, the runs
+    root): a sync there would copy, or with delete remove, the job's own files.
     """
 
     direction: str
     workspace: str
-    storage: str
+    storage: str | StorageLocation
     delete: bool = False
     dry_run: bool = False
     include: list[str] = field(default_factory=list)
@@ -71,9 +85,14 @@ class SyncOptions:
     multipart_chunksize: int = 8 << 20
     download_chunksize: int = 64 << 20
     on_transfer: Callable[[Action], None] | None = None
+    protected: tuple[str, ...] = ()
 
-    def validate(self) -> None:
-        """Raise StorageError for options that cannot work (before touching anything)."""
+    def validate(self) -> StorageLocation:
+        """Check the options before touching anything; return the parsed storage
+        location. Raises StorageError for options that cannot work: a bad direction or
+        storage URI, a missing upload source, a workspace that overlaps a ``file://``
+        storage (either contains the other) or contains a protected folder."""
+        location = parse_storage_uri(self.storage)
         if self.direction not in ("up", "down"):
             raise StorageError(f"direction must be 'up' or 'down', not {self.direction!r}")
         if not self.workspace:
@@ -88,6 +107,15 @@ class SyncOptions:
             raise StorageError("download_chunksize must be at least 1 byte")
         if self.retry_mode not in ("standard", "adaptive", "legacy"):
             raise StorageError("retry_mode must be 'standard' or 'adaptive'")
+        if location.overlaps(self.workspace):
+            raise StorageError(f"workspace {self.workspace} and storage {location.uri} overlap (one contains the "
+                               "other): a sync would copy the storage into itself; choose separate folders")
+        for folder in self.protected:
+            if is_within(folder, self.workspace):
+                raise StorageError(f"workspace {self.workspace} contains {folder}, the job folders of "
+                                   "cvat-train: a sync would copy or delete the jobs' own files; "
+                                   "choose a folder that does not contain it")
+        return location
 
 
 class _Counters:
@@ -136,8 +164,9 @@ def sync(options: SyncOptions, *, progress: Callable[[dict], None] | None = None
 
     Summary keys: direction, workspace, storage, dry_run, copied, updated, deleted,
     skipped, failed, refused (counts), bytes (transferred), seconds, errors (up to 50
-    ``"key: message"`` strings), cancelled (bool), and for a dry run ``plan`` (list of
-    ``{op, key, bytes}``).
+    ``"key: message"`` strings), cancelled (bool), delete_refused (None, or why the
+    deletes asked for were not done: a listing was incomplete), and for a dry run
+    ``plan`` (list of ``{op, key, bytes}``).
 
     ``progress(snapshot)`` gets ``files_done, files_total, bytes_done, bytes_total,
     rate`` (bytes/s), ``seconds`` at most every 0.2 s and at the end. ``log`` gets
@@ -149,20 +178,21 @@ def sync(options: SyncOptions, *, progress: Callable[[dict], None] | None = None
     ``failed`` and ``errors``.
     """
     t0 = time.monotonic()
-    options.validate()
+    location = options.validate()
     warn = warn or (lambda m: log(f"WARNING: {m}"))
     workspace = os.path.abspath(options.workspace)
-    storage = open_storage(options.storage, endpoint_url=options.endpoint_url,
-                           **({} if not options.storage.lower().startswith("s3:") else dict(
+    storage = open_storage(location, endpoint_url=options.endpoint_url,
+                           **({} if location.scheme != "s3" else dict(
                                concurrency=options.concurrency, max_attempts=options.max_attempts,
                                retry_mode=options.retry_mode, checksum=options.checksum,
                                multipart_threshold=options.multipart_threshold,
                                multipart_chunksize=options.multipart_chunksize,
                                download_chunksize=options.download_chunksize)))
-    summary = {"direction": options.direction, "workspace": workspace, "storage": options.storage,
+    summary = {"direction": options.direction, "workspace": workspace, "storage": location.uri,
                "dry_run": bool(options.dry_run), "copied": 0, "updated": 0, "deleted": 0, "skipped": 0,
-               "failed": 0, "refused": 0, "bytes": 0, "seconds": 0.0, "errors": [], "cancelled": False}
-    storage_id = options.storage + ("\0" + options.endpoint_url if options.endpoint_url else "")
+               "failed": 0, "refused": 0, "bytes": 0, "seconds": 0.0, "errors": [], "cancelled": False,
+               "delete_refused": None}
+    storage_id = location.uri + ("\0" + _endpoint_id(options.endpoint_url) if options.endpoint_url else "")
     lock = SyncLock(workspace, storage_id, timeout=options.lock_timeout, direction=options.direction) \
         if not options.dry_run else None
     try:
@@ -184,6 +214,13 @@ def sync(options: SyncOptions, *, progress: Callable[[dict], None] | None = None
     return summary
 
 
+def _endpoint_id(url: str) -> str:
+    try:
+        return normalize_endpoint_url(url)
+    except StorageError:
+        return url
+
+
 def format_summary(s: dict) -> str:
     """One line, e.g. ``copied 3, updated 1, deleted 0, skipped 996, failed 0; 3.2 MB in 0.41 s``;
     a dry run says ``dry run: would copy 3, update 1, delete 0; skip 996; 3.2 MB``."""
@@ -200,13 +237,24 @@ def _run(options, storage, workspace, summary, progress, log, warn, cancelled) -
     up = options.direction == "up"
     on_skip = lambda key, reason: warn(f"{key}: {reason}")  # noqa: E731
     local_temps: list[str] = []
-    remote, local = _list_both(storage, workspace, on_skip, local_temps)
+    remote_unreadable: list[str] = []
+    local_unreadable: list[str] = []
+    remote, local = _list_both(storage, workspace, on_skip, local_temps, remote_unreadable, local_unreadable)
     src, dst = (local, remote) if up else (remote, local)
+    delete = options.delete
+    if delete and (remote_unreadable or local_unreadable):
+        delete = False
+        side, keys = ("workspace", local_unreadable) if local_unreadable else ("storage", remote_unreadable)
+        more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
+        summary["delete_refused"] = (
+            f"nothing deleted: the {side} could not be read completely ({keys[0]!r}{more} could not be read), so "
+            "files there would look absent. Fix the permissions (or remove the broken link) and sync again")
+        warn(summary["delete_refused"])
     if up:
         same = lambda s, d: storage.same_content(d, s)  # noqa: E731
     else:
         same = lambda s, d: storage.same_content(s, d)  # noqa: E731
-    plan = make_plan(src, dst, filters=Filters(options.include, options.exclude), delete=options.delete,
+    plan = make_plan(src, dst, filters=Filters(options.include, options.exclude), delete=delete,
                      checksum=options.checksum, mtime_tolerance=storage.mtime_tolerance, same_content=same,
                      download=not up, threads=options.concurrency)
     summary["skipped"] = plan.skipped
@@ -229,21 +277,24 @@ def _run(options, storage, workspace, summary, progress, log, warn, cancelled) -
     _execute(plan, options, storage, workspace, summary, progress, warn, cancelled)
 
 
-def _list_both(storage, workspace: str, on_skip, local_temps: list[str]) -> tuple[list[Entry], list[Entry]]:
+def _list_both(storage, workspace: str, on_skip, local_temps: list[str], remote_unreadable: list[str],
+               local_unreadable: list[str]) -> tuple[list[Entry], list[Entry]]:
     """List the storage (in a helper thread: mostly waiting for the server) while
-    walking the workspace; return ``(remote, local)``. A storage error is raised after
-    the walk ends (the walk only reads metadata)."""
+    walking the workspace; return ``(remote, local)``; keys that could not be read are
+    appended to the ``*_unreadable`` lists. A storage error is raised after the walk
+    ends (the walk only reads metadata)."""
     result: dict = {}
 
     def list_storage() -> None:
         try:
-            result["entries"] = list(storage.list(on_skip=on_skip))
+            result["entries"] = list(storage.list(on_skip=on_skip, unreadable=remote_unreadable))
         except BaseException as e:  # noqa: BLE001 - re-raised in the calling thread
             result["error"] = e
 
     lister = threading.Thread(target=list_storage, name="sync-list", daemon=True)
     lister.start()
-    local = list(walk(workspace, on_skip=on_skip, temp_files=local_temps))  # on error the daemon lister is left
+    local = list(walk(workspace, on_skip=on_skip, temp_files=local_temps,  # on error the daemon lister is left
+                      unreadable=local_unreadable))
     lister.join()
     if "error" in result:
         raise result["error"]
@@ -265,6 +316,32 @@ def _download(storage, workspace: str, action: Action, on_bytes) -> None:
         except OSError:
             pass
         raise
+
+
+def _upload(storage, action: Action, on_bytes) -> None:
+    """Store ``action.src``; when the file changes while it is read, retry with a fresh
+    stat (:data:`CHANGED_RETRIES` times), taking back the bytes counted for the failed
+    attempt. Raises SourceChanged when it never stayed still."""
+    src = action.src
+    for attempt in range(CHANGED_RETRIES + 1):
+        sent = [0]
+
+        def counted(n: int) -> None:
+            sent[0] += n
+            on_bytes(n)
+
+        try:
+            storage.put(src, action.key, counted)
+            return
+        except SourceChanged:
+            on_bytes(-sent[0])
+            try:
+                st = os.stat(src.path)
+            except OSError as e:
+                raise TransferError(f"vanished while being uploaded ({e.strerror})") from None
+            src = replace(src, size=st.st_size, mtime=st.st_mtime_ns / 1e9)
+    raise SourceChanged(f"changed while being uploaded, {CHANGED_RETRIES + 1} times: nothing partial was kept; "
+                        "sync again once the file is no longer being written")
 
 
 def _execute(plan: Plan, options, storage, workspace, summary, progress, warn, cancelled) -> None:
@@ -294,7 +371,7 @@ def _execute(plan: Plan, options, storage, workspace, summary, progress, warn, c
 
         try:
             if up:
-                storage.put(action.src, action.key, on_bytes)
+                _upload(storage, action, on_bytes)
             else:
                 _download(storage, workspace, action, on_bytes)
         except StorageError as e:
