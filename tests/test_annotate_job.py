@@ -243,6 +243,6 @@ def test_cli_foreground(tmp_path, model_dir):
     root = ET.fromstring(zipfile.ZipFile(out).read("annotations.xml"))
     assert len(root.findall("image")) == 2 and len(root.findall("image/box")) == 6
     assert {b.get("label") for b in root.findall("image/box")} <= {"RBC", "Platelets"}
-    r = subprocess.run(exe + ["annotate", str(folder), "--model-dir", str(model_dir), "-o", str(out), "--map",
-                              "Neutrophil=RBC"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(exe + ["annotate", str(folder), "--model-dir", str(model_dir), "-o", str(tmp_path / "cli2.zip"),
+                              "--map", "Neutrophil=RBC"], capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "Traceback" not in r.stderr and "no label 'Neutrophil'" in r.stderr

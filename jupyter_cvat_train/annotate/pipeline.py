@@ -30,10 +30,11 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets.model import Annotation
-from ..jobs.jobdir import JobCancelled, JobContext, JobError, write_json_atomic
+from ..jobs.jobdir import JobCancelled, JobContext, JobError
 from .engine import Detections
 from .inputs import ImageSource, InputError, open_input
 from .mapping import LabelMapping, MappingError, build_mapping, parse_map_pairs
+from .outputs import OutputError, OutputPlan, plan_outputs, write_json
 from .polygons import DEFAULT_TOLERANCE, mask_to_polygons
 from .preview import preview_name, render_preview
 from .writers import FORMATS, AnnotatedImage, write_annotations
@@ -50,7 +51,8 @@ class AnnotateOptions:
     keep_existing: keep an export's annotations (else they are replaced). preview:
     number of preview PNGs. engine: torch | onnx. device: auto | cpu | cuda[:N].
     batch_size: images per inference call. workers: decode threads (0 = automatic).
-    tolerance: polygon simplification, pixels (see polygons.py).
+    tolerance: polygon simplification, pixels (see polygons.py). overwrite: replace
+    existing output files (never the input; see :mod:`.outputs`).
     """
 
     images: str
@@ -67,10 +69,12 @@ class AnnotateOptions:
     batch_size: int = 0
     workers: int = 0
     tolerance: float = DEFAULT_TOLERANCE
+    overwrite: bool = False
 
     @classmethod
     def from_spec(cls, spec: dict) -> "AnnotateOptions":
-        """Build from a job spec; raises JobError naming a missing or bad field."""
+        """Build from a job spec; raises JobError naming a missing field, or a field of the
+        wrong type or out of range (so a client's mistake is told before anything runs)."""
         known = set(cls.__dataclass_fields__)
         kwargs = {k: v for k, v in spec.items() if k in known and v is not None}
         if not kwargs.get("model_dir") and spec.get("model"):  # the jobs registry's path field name
@@ -78,16 +82,39 @@ class AnnotateOptions:
         for required in ("images", "model_dir"):
             if not kwargs.get(required):
                 raise JobError(f"the annotate job spec needs '{required}'")
+        for name, (types, low, high) in _FIELD_TYPES.items():
+            if name not in kwargs:
+                continue
+            v = kwargs[name]
+            if isinstance(v, bool) and bool not in types or not isinstance(v, types):
+                expected = " or ".join(_TYPE_NAMES[t] for t in types)
+                raise JobError(f"{name}: expected {expected}, got {type(v).__name__}")
+            if low is not None and not low <= v <= high:
+                raise JobError(f"{name}: {v} is outside [{low}, {high}]")
+        mapping = kwargs.get("mapping")
+        if mapping is not None and not (
+                isinstance(mapping, dict) and all(isinstance(k, str) and isinstance(t, (str, type(None)))
+                                                  for k, t in mapping.items())
+                or isinstance(mapping, list) and all(isinstance(p, str) for p in mapping)):
+            raise JobError("mapping: expected {model label: target label} (texts) or a list of MODEL=TARGET texts")
         opts = cls(**kwargs)
         if opts.format not in FORMATS:
             raise JobError(f"unknown format {opts.format!r}: choose one of {', '.join(FORMATS)}")
-        if not 0.0 <= float(opts.threshold) <= 1.0:
-            raise JobError(f"threshold {opts.threshold} is outside [0, 1]")
-        if int(opts.max_detections) < 1:
-            raise JobError(f"max_detections must be at least 1, got {opts.max_detections}")
         if opts.engine not in ("torch", "onnx"):
             raise JobError(f"unknown engine {opts.engine!r}: choose torch or onnx")
         return opts
+
+
+_TYPE_NAMES = {str: "a text", int: "a whole number", float: "a number", bool: "true or false"}
+# spec field -> (accepted types, lowest, highest value or None)
+_FIELD_TYPES = {
+    "images": ((str,), None, None), "model_dir": ((str,), None, None), "output": ((str,), None, None),
+    "format": ((str,), None, None), "engine": ((str,), None, None), "device": ((str,), None, None),
+    "threshold": ((int, float), 0.0, 1.0), "max_detections": ((int,), 1, 100_000),
+    "keep_existing": ((bool,), None, None), "overwrite": ((bool,), None, None),
+    "preview": ((int,), 0, 1_000_000), "batch_size": ((int,), 0, 1024), "workers": ((int,), 0, 256),
+    "tolerance": ((int, float), 0.0, 1e6),
+}
 
 
 def resolve_device(device: str) -> str:
@@ -213,6 +240,7 @@ def run_annotate(ctx: JobContext) -> dict:
         source = open_input(opts.images, keep_existing=opts.keep_existing)
     except (MappingError, InputError) as e:
         raise JobError(str(e)) from None
+    plan = plan_run_outputs(ctx, opts, source.path)
     # The ONNX Runtime engine runs on the CPU: "auto" means the CPU for it, even beside a GPU.
     device = "cpu" if opts.engine == "onnx" and opts.device in (None, "", "auto") else resolve_device(opts.device)
     model_dir = Path(opts.model_dir)
@@ -221,7 +249,6 @@ def run_annotate(ctx: JobContext) -> dict:
         mapping = build_mapping(model_labels, source.labels, explicit)
     except MappingError as e:
         raise JobError(str(e)) from None
-    output = Path(opts.output) if opts.output else ctx.output_dir / "annotations.zip"
     ctx.log(f"annotating {len(source.images)} images from {source.path} ({source.kind}) with {model_dir} "
             f"({task}, {len(model_labels)} labels) on {device}, engine {opts.engine}")
     if mapping.dropped:
@@ -231,7 +258,21 @@ def run_annotate(ctx: JobContext) -> dict:
 
     limit_postprocess(model, opts.threshold, opts.max_detections)
     engine = make_engine(opts, model, model_dir, device)
-    return Pipeline(ctx, opts, source.images, mapping, engine, output, device, source_kind=source.kind).run()
+    return Pipeline(ctx, opts, source.images, mapping, engine, plan, device, source_kind=source.kind).run()
+
+
+def plan_run_outputs(ctx: JobContext, opts: AnnotateOptions, images: Path) -> OutputPlan:
+    """The checked outputs of this run (:func:`.outputs.plan_outputs`): ``opts.output``,
+    or ``<job>/output/annotations.zip``; never over ``images`` or the model folder, never
+    into the job's own folder outside output/, an existing file only with ``overwrite``.
+    Raises JobError naming the path and the fix."""
+    output = Path(opts.output) if opts.output else ctx.output_dir / "annotations.zip"
+    try:
+        return plan_outputs(output, inputs=[("images", images), ("model folder", opts.model_dir)],
+                            overwrite=opts.overwrite, previews=opts.preview > 0,
+                            protected=[ctx.dir.path], allowed=[ctx.output_dir])
+    except OutputError as e:
+        raise JobError(str(e)) from None
 
 
 class Pipeline:
@@ -243,16 +284,15 @@ class Pipeline:
     """
 
     def __init__(self, ctx: JobContext, opts: AnnotateOptions, images: list[ImageSource], mapping: LabelMapping,
-                 engine, output: Path, device: str, source_kind: str = "folder"):
+                 engine, plan: OutputPlan, device: str, source_kind: str = "folder"):
         self.ctx, self.opts, self.images, self.mapping, self.engine = ctx, opts, images, mapping, engine
-        self.output, self.device, self.source_kind = Path(output), device, source_kind
+        self.plan, self.device, self.source_kind = plan, device, source_kind
         self.lookup = mapping.lookup()
         self.results: dict[int, AnnotatedImage] = {}
         self.failed: list[dict] = []
         self.counts = {n: 0 for n in mapping.target_labels}
         self.empty_masks = 0
         self.previews: list[str] = []
-        self.preview_dir = self.output.with_name(self.output.stem + "_previews")
         cuda = device.startswith("cuda")
         self.batch_size = opts.batch_size or (8 if cuda else 1)
         self.workers = opts.workers or _default_workers()
@@ -301,7 +341,7 @@ class Pipeline:
 
                     with source.open() as f, Image.open(f) as im:
                         p = render_preview(im, existing + anns, self.mapping.target_labels,
-                                           self.preview_dir / preview_name(len(self.previews), source.name))
+                                           self.plan.previews / preview_name(len(self.previews), source.name))
                     self.previews.append(str(p))
             except Exception as e:  # noqa: BLE001 - one image's post-processing must not stop the run
                 self._fail(source, "post-processing", e)
@@ -388,12 +428,16 @@ class Pipeline:
         opts = self.opts
         done_images = [self.results[i] for i in sorted(self.results)]
         total = len(self.images)
-        output = self.output
-        description = "auto-annotation"
+        plan = self.plan
+        output, summary_path, description = plan.output, plan.summary, "auto-annotation"
         if cancelled:
-            output = self.output.with_name(self.output.stem + ".partial" + self.output.suffix)
+            output, summary_path = plan.partial, plan.partial_summary
             description = f"PARTIAL auto-annotation: {len(done_images)} of {total} images (cancelled)"
-        write_annotations(opts.format, output, done_images, self.mapping.target_labels, description=description)
+        try:
+            write_annotations(opts.format, output, done_images, self.mapping.target_labels, description=description,
+                              overwrite=plan.overwrite)
+        except OutputError as e:
+            raise JobError(str(e)) from None
         summary = {
             "output": str(output), "format": opts.format, "partial": cancelled,
             "images_total": total, "images_done": len(done_images), "images_failed": len(self.failed),
@@ -406,8 +450,10 @@ class Pipeline:
             "images_per_s": round(len(done_images) / seconds, 3) if seconds > 0 else None,
             "previews": self.previews,
         }
-        summary_path = output.with_name(output.stem + ".summary.json")
-        write_json_atomic(summary_path, summary)
+        try:
+            write_json(summary_path, summary, overwrite=plan.overwrite)
+        except OutputError as e:
+            raise JobError(str(e)) from None
         summary["summary_path"] = str(summary_path)
         self.ctx.event("summary", **{k: v for k, v in summary.items() if k != "failed"})
         self.ctx.log(f"wrote {summary['annotations']} annotations on {len(done_images)} images to {output}"

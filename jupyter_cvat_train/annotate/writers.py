@@ -1,8 +1,9 @@
 """Writers of CVAT-importable annotation zips (annotations only, no images).
 
 Each writer takes the annotated images and the label list and writes one zip,
-atomically: to a temp file in the output's folder, then ``os.replace``. Layouts follow
-what CVAT itself exports (and imports) for each format:
+atomically: to a temp file in the output's folder, then published (:func:`.outputs.publish`:
+replaced only with ``overwrite``). Layouts follow what CVAT itself exports (and imports)
+for each format:
 
 - ``coco``: COCO 1.0, ``annotations/instances_default.json``
   (https://cocodataset.org/#format-data). bbox is xywh pixels; each predicted
@@ -19,13 +20,13 @@ what CVAT itself exports (and imports) for each format:
 from __future__ import annotations
 
 import json
-import os
 import xml.etree.ElementTree as ET
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..datasets.model import Annotation
+from .outputs import publish, temp_path
 from .polygons import polygon_area
 
 FORMATS = ("coco", "cvat", "yolo")
@@ -42,15 +43,17 @@ class AnnotatedImage:
     subset: str = "default"
 
 
-def _atomic_zip(output: Path, files: dict[str, bytes]) -> Path:
+def _atomic_zip(output: Path, files: dict[str, bytes], overwrite: bool = True) -> Path:
+    """Write ``files`` {member name: bytes} as a zip to ``output``: to a temp file in the
+    same (existing) folder, then published with :func:`.outputs.publish` (which, without
+    ``overwrite``, never replaces a file that exists by then)."""
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmp = output.with_name(f".{output.name}.{os.getpid()}.tmp")
+    tmp = temp_path(output)
     try:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
-            for name, data in files.items():
-                zf.writestr(name, data)
-        os.replace(tmp, output)
+        with open(tmp, "xb") as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for member, data in files.items():
+                zf.writestr(member, data)
+        publish(tmp, output, overwrite=overwrite)
     finally:
         if tmp.exists():
             tmp.unlink()
@@ -89,10 +92,11 @@ def coco_json(images: list[AnnotatedImage], labels: list[str], *, description: s
             "images": out_images, "annotations": out_anns}
 
 
-def write_coco(output: Path, images: list[AnnotatedImage], labels: list[str], *, description: str = "") -> Path:
+def write_coco(output: Path, images: list[AnnotatedImage], labels: list[str], *, description: str = "",
+               overwrite: bool = True) -> Path:
     """Write a COCO 1.0 zip (``annotations/instances_default.json``) to ``output``."""
     data = json.dumps(coco_json(images, labels, description=description), separators=(",", ":")).encode()
-    return _atomic_zip(output, {"annotations/instances_default.json": data})
+    return _atomic_zip(output, {"annotations/instances_default.json": data}, overwrite)
 
 
 def cvat_xml(images: list[AnnotatedImage], labels: list[str], *, description: str = "") -> bytes:
@@ -126,12 +130,14 @@ def cvat_xml(images: list[AnnotatedImage], labels: list[str], *, description: st
     return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="utf-8")
 
 
-def write_cvat(output: Path, images: list[AnnotatedImage], labels: list[str], *, description: str = "") -> Path:
+def write_cvat(output: Path, images: list[AnnotatedImage], labels: list[str], *, description: str = "",
+               overwrite: bool = True) -> Path:
     """Write a CVAT for images 1.1 zip (``annotations.xml``) to ``output``."""
-    return _atomic_zip(output, {"annotations.xml": cvat_xml(images, labels, description=description)})
+    return _atomic_zip(output, {"annotations.xml": cvat_xml(images, labels, description=description)}, overwrite)
 
 
-def write_yolo(output: Path, images: list[AnnotatedImage], labels: list[str], *, description: str = "") -> Path:
+def write_yolo(output: Path, images: list[AnnotatedImage], labels: list[str], *, description: str = "",
+               overwrite: bool = True) -> Path:
     """Write a YOLO 1.1 zip to ``output`` (boxes only; polygons are written as their bbox)."""
     cls = {name: i for i, name in enumerate(labels)}
     files: dict[str, bytes] = {
@@ -151,18 +157,19 @@ def write_yolo(output: Path, images: list[AnnotatedImage], labels: list[str], *,
         files[f"obj_train_data/{rel.with_suffix('.txt')}"] = "".join(lines).encode()
     files["train.txt"] = "".join(train).encode()
     files["images.meta"] = "".join(meta).encode()
-    return _atomic_zip(output, files)
+    return _atomic_zip(output, files, overwrite)
 
 
 WRITERS = {"coco": write_coco, "cvat": write_cvat, "yolo": write_yolo}
 
 
 def write_annotations(fmt: str, output: Path, images: list[AnnotatedImage], labels: list[str], *,
-                      description: str = "") -> Path:
-    """Write ``images`` in format ``fmt`` (one of :data:`FORMATS`) to the zip ``output``.
-    Raises ValueError for an unknown format."""
+                      description: str = "", overwrite: bool = True) -> Path:
+    """Write ``images`` in format ``fmt`` (one of :data:`FORMATS`) to the zip ``output``
+    (its folder must exist). Without ``overwrite`` an existing ``output`` is left alone
+    (OutputError). Raises ValueError for an unknown format."""
     try:
         writer = WRITERS[fmt]
     except KeyError:
         raise ValueError(f"unknown output format {fmt!r}: choose one of {', '.join(FORMATS)}") from None
-    return writer(Path(output), images, labels, description=description)
+    return writer(Path(output), images, labels, description=description, overwrite=overwrite)

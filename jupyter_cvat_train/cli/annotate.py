@@ -30,6 +30,8 @@ from .foreground import ProgressBar, exit_if_cancelled, run_in_foreground
               help="For a CVAT export as input: keep its annotations and add the predictions (default: replace them).")
 @click.option("--preview", default=0, show_default=True, type=click.IntRange(0),
               help="Render this many images with their predictions to PNGs beside the output.")
+@click.option("--overwrite", is_flag=True,
+              help="Replace the output (and its summary) if it exists. The input is never overwritten.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
 @click.option("--engine", default="torch", show_default=True, type=click.Choice(["torch", "onnx"]),
               help="torch, or onnx = ONNX Runtime (exported once, cached in the model folder).")
@@ -38,8 +40,8 @@ from .foreground import ProgressBar, exit_if_cancelled, run_in_foreground
 @click.option("--job-dir", default=None, type=click.Path(file_okay=False, path_type=str),
               help="Keep the job folder (job.json, status.json, events.jsonl) here.")
 @click.option("--no-progress", is_flag=True, help="No progress bar.")
-def annotate(images, model_dir, output, fmt, threshold, max_detections, mapping, keep_existing, preview, device,
-             engine, batch_size, workers, job_dir, no_progress) -> None:
+def annotate(images, model_dir, output, fmt, threshold, max_detections, mapping, keep_existing, preview, overwrite,
+             device, engine, batch_size, workers, job_dir, no_progress) -> None:
     """Auto-annotate IMAGES (a folder, a zip of images, or a CVAT export) with a trained
     model and write annotations CVAT imports.
 
@@ -47,6 +49,9 @@ def annotate(images, model_dir, output, fmt, threshold, max_detections, mapping,
     them by name (case-insensitive) unless --map says otherwise; model labels without a
     target are dropped and listed. A summary (counts per label, failed images) is
     written beside the output as <output stem>.summary.json.
+
+    An existing output is refused unless --overwrite is given; an output that is the
+    input, or lies inside the input or model folder, is always refused.
     """
     from ..annotate.mapping import MappingError, parse_map_pairs
 
@@ -56,7 +61,7 @@ def annotate(images, model_dir, output, fmt, threshold, max_detections, mapping,
         raise click.ClickException(str(e)) from None
     spec = {"kind": "annotate", "images": images, "model_dir": model_dir, "output": output, "format": fmt,
             "threshold": threshold, "max_detections": max_detections, "mapping": pairs,
-            "keep_existing": keep_existing, "preview": preview, "device": device, "engine": engine,
+            "keep_existing": keep_existing, "preview": preview, "overwrite": overwrite, "device": device, "engine": engine,
             "batch_size": batch_size, "workers": workers}
     from ..annotate.pipeline import run_annotate
 

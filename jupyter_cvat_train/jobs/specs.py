@@ -27,32 +27,63 @@ class SpecError(ValueError):
         self.details = details
 
 
+PATH_MAX = 4096  # bytes of an encoded path (Linux PATH_MAX)
+NAME_MAX = 255  # bytes of one path component (Linux NAME_MAX)
+SHOWN_CHARS = 100  # at most this much of a client's value is echoed in a message
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` cut to about ``limit`` characters, for echoing a client's value in
+    a message without sending a huge input back."""
+    text = repr(value) if not isinstance(value, (str, bytes)) or len(value) <= 4 * limit else repr(value[: 4 * limit])
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def resolve_inside(root: Path | str, path: Any, field: str = "path", must_exist: bool = True) -> Path:
     """Resolve client path ``path`` (relative to ``root``, or absolute inside it) to an
-    absolute real path inside ``root``. Raises SpecError: 400 if not a string, 403 if it
-    uses ``..`` or resolves (through symlinks) outside ``root``, 404 if ``must_exist``
-    and it does not exist."""
+    absolute real path inside ``root``. Raises SpecError: 400 if not a string, empty, with
+    a NUL byte, longer than PATH_MAX (4096) bytes encoded or with a component longer than
+    NAME_MAX (255) bytes; 403 if it uses ``..`` or resolves (through symlinks) outside
+    ``root``; 404 if ``must_exist`` and it does not exist. Messages echo at most
+    SHOWN_CHARS characters of the input. The size checks run before any resolution, so
+    the work is bounded and linear in the input's length."""
     if not isinstance(path, str) or not path.strip():
-        raise SpecError(f"{field}: expected a path (a non-empty string), got {path!r}", 400)
-    root_real = Path(os.path.realpath(root))
-    raw = Path(path.strip())
-    if ".." in raw.parts:
-        raise SpecError(f"{field}: '..' is not allowed in paths ({path!r}); give a path inside the server root", 403)
-    candidate = raw if raw.is_absolute() else root_real / raw
-    real = Path(os.path.realpath(candidate))
-    if real != root_real and root_real not in real.parents:
-        raise SpecError(f"{field}: {path!r} is outside the server root folder; only files under it can be used", 403)
-    if must_exist and not real.exists():
-        raise SpecError(f"{field}: {path!r} does not exist under the server root folder", 404)
-    return real
+        raise SpecError(f"{field}: expected a path (a non-empty string), got {shown(path)}", 400)
+    if "\0" in path:
+        raise SpecError(f"{field}: a path cannot contain a NUL byte ({shown(path)})", 400)
+    try:
+        encoded = os.fsencode(path.strip())
+    except UnicodeError:
+        raise SpecError(f"{field}: {shown(path)} is not a valid file name (unpaired surrogate)", 400) from None
+    if len(encoded) > PATH_MAX:
+        raise SpecError(f"{field}: the path is {len(encoded)} bytes long, more than the {PATH_MAX} bytes a path "
+                        f"can have ({shown(path)})", 400)
+    if any(len(part) > NAME_MAX for part in encoded.split(b"/")):
+        raise SpecError(f"{field}: a folder or file name in {shown(path)} is longer than {NAME_MAX} bytes", 400)
+    root_real = os.path.realpath(root)
+    raw = path.strip()
+    if ".." in raw.split("/"):
+        raise SpecError(f"{field}: '..' is not allowed in paths ({shown(path)}); give a path inside the server root",
+                        403)
+    real = os.path.realpath(os.path.join(root_real, raw))  # an absolute ``raw`` replaces root_real
+    if real != root_real and not real.startswith(root_real.rstrip("/") + "/"):
+        raise SpecError(f"{field}: {shown(path)} is outside the server root folder; only files under it can be used",
+                        403)
+    if must_exist and not os.path.exists(real):
+        raise SpecError(f"{field}: {shown(path)} does not exist under the server root folder", 404)
+    return Path(real)
 
 
-def validate_dataset(root: Path | str, path: Any, field: str = "dataset", format: str | None = None):
+def validate_dataset(root: Path | str, path: Any, field: str = "dataset", format: Any = None):
     """Resolve ``path`` inside ``root`` and validate the CVAT export there with
     :func:`jupyter_cvat_train.datasets.validate_export`. Returns (real path,
-    ValidationReport). Raises SpecError for a path outside ``root`` or missing."""
+    ValidationReport). Raises SpecError for a path outside ``root`` or missing, and 400
+    for a ``format`` that is not a string or null. Heavy (reads the whole export): the
+    server runs it in its validation pool, never on the event loop."""
     from ..datasets import validate_export
 
+    if format is not None and not isinstance(format, str):
+        raise SpecError(f"format: expected a format name (a string) or null, got {shown(format)}", 400)
     real = resolve_inside(root, path, field)
     return real, validate_export(real, format=format or None)
 
@@ -117,12 +148,32 @@ def _check_sync(spec: dict, root: Path) -> dict:
 
 
 def _check_annotate(spec: dict, root: Path) -> dict:
+    """Images and model exist inside ``root``; every field has its type and range
+    (:meth:`AnnotateOptions.from_spec`, 400); the output, if given, is a new file in an
+    existing folder inside ``root`` that touches no input (:func:`plan_outputs`: 404 for a
+    missing folder, 409 for an existing file without ``overwrite: true``, or for an
+    overlap with the images or the model folder even with it)."""
+    from ..annotate.outputs import OutputError, plan_outputs
+    from ..annotate.pipeline import AnnotateOptions
+    from .jobdir import JobError
+
     model = spec.get("model") if spec.get("model") not in (None, "") else spec.get("model_dir")
     out = {**spec, "images": str(resolve_inside(root, spec.get("images"), "images")),
            "model": str(resolve_inside(root, model, "model"))}
     out.pop("model_dir", None)
+    try:
+        opts = AnnotateOptions.from_spec(out)
+    except JobError as e:
+        raise SpecError(str(e), 400) from None
+    out["overwrite"] = opts.overwrite
     if spec.get("output") not in (None, ""):
-        out["output"] = str(resolve_inside(root, spec["output"], "output", must_exist=False))
+        output = resolve_inside(root, spec["output"], "output", must_exist=False)
+        try:
+            plan_outputs(output, inputs=[("images", out["images"]), ("model folder", out["model"])],
+                         overwrite=opts.overwrite, previews=opts.preview > 0)
+        except OutputError as e:
+            raise SpecError(str(e), e.status) from None
+        out["output"] = str(output)
     return out
 
 
