@@ -314,6 +314,8 @@ class S3Storage(Storage):
                     self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.prefix, MaxKeys=1)
                 except (bexc.BotoCoreError, bexc.ClientError) as e2:
                     message = describe_error(e2, self._where)[0]
+                except Exception:  # noqa: BLE001 - botocore itself can choke on a hostile answer
+                    pass
             raise StorageError(f"cannot list {self._where}: {message}" if not fatal else message) from None
         except ET.ParseError as e:
             raise StorageError(f"the endpoint for {self._where} did not answer like S3 (no listing XML): "
