@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from .kinds import get_kind
 
@@ -133,17 +133,55 @@ def _check_train(spec: dict, root: Path) -> dict:
     return out
 
 
-def _check_sync(spec: dict, root: Path) -> dict:
+def _check_sync(spec: dict, root: Path, runs_root: Path | str | None = None,
+                allowed_endpoint_urls: Iterable[str] = ()) -> dict:
+    """Direction; workspace inside ``root`` (existing for an upload); the storage URI
+    parsed once (:func:`~jupyter_cvat_train.storage.location.parse_storage_uri`: 400
+    malformed, 403 ``..``) and, for ``file://``, an existing folder inside ``root`` (403
+    outside, 404 missing); workspace and storage apart (neither contains the other) and
+    the workspace not containing ``runs_root`` (default ``root/cvat-train-runs``): 400;
+    the other options well typed (400); ``endpoint_url`` null, or in
+    ``allowed_endpoint_urls`` or the user's configured endpoint (403 otherwise). The
+    spec keeps the canonical storage URI and normalized endpoint that were checked."""
+    from dataclasses import replace
+
+    from ..storage.errors import StorageError
+    from ..storage.job import options_from_spec
+    from ..storage.location import configured_endpoint_urls, normalize_endpoint_url, parse_storage_uri
+    from .jobdir import JobError
+
     direction = spec.get("direction")
     if direction not in ("up", "down"):
         raise SpecError("direction: expected \"up\" (workspace to storage) or \"down\"", 400)
-    out = {**spec, "workspace": str(resolve_inside(root, spec.get("workspace"), "workspace",
-                                                   must_exist=direction == "up"))}
-    storage = spec.get("storage")
-    if not isinstance(storage, str) or not storage:
-        raise SpecError("storage: expected s3://bucket/prefix or file:///path", 400)
-    if storage.startswith("file://"):  # a local storage folder is a path like any other
-        out["storage"] = "file://" + str(resolve_inside(root, storage[len("file://"):], "storage", must_exist=False))
+    workspace = resolve_inside(root, spec.get("workspace"), "workspace", must_exist=direction == "up")
+    try:
+        location = parse_storage_uri(spec.get("storage"))
+        endpoint = spec.get("endpoint_url")
+        endpoint = normalize_endpoint_url(endpoint) if endpoint not in (None, "") else None
+    except StorageError as e:
+        raise SpecError(str(e), getattr(e, "status", 400)) from None
+    if location.scheme == "file":
+        resolve_inside(root, str(location.path), "storage", must_exist=False)
+        if not location.path.is_dir():
+            raise SpecError(f"storage: the folder {location.uri} does not exist (or is not a folder): create it "
+                            "first, as a bucket must be, or check the URI for a typo", 404)
+    if endpoint is not None:
+        allowed = set(configured_endpoint_urls())
+        for url in allowed_endpoint_urls:
+            try:
+                allowed.add(normalize_endpoint_url(url))
+            except StorageError:
+                continue
+        if endpoint not in allowed:
+            raise SpecError(f"endpoint_url: {endpoint[:200]} is not an endpoint this server may send requests to; "
+                            "the server's administrator can allow it with "
+                            "c.CvatTrainApp.allowed_endpoint_urls = [...] (or as the user's AWS_ENDPOINT_URL)", 403)
+    out = {**spec, "workspace": str(workspace), "storage": location.uri, "endpoint_url": endpoint}
+    runs = Path(runs_root) if runs_root else root / "cvat-train-runs"
+    try:
+        replace(options_from_spec(out), protected=(str(runs),)).validate()
+    except (StorageError, JobError) as e:
+        raise SpecError(str(e).removeprefix("job.json: "), getattr(e, "status", 400)) from None
     return out
 
 
@@ -177,11 +215,14 @@ def _check_annotate(spec: dict, root: Path) -> dict:
     return out
 
 
-def check_spec(spec: Any, root: Path | str) -> dict:
+def check_spec(spec: Any, root: Path | str, *, runs_root: Path | str | None = None,
+               allowed_endpoint_urls: Iterable[str] = ()) -> dict:
     """The spec to write to job.json for client spec ``spec``; paths resolved inside
     ``root``. For ``train``: template exists, parameters parse, dataset validates with no
-    errors, checkpoint exists. For ``sync``: the workspace (and a file:// storage) inside
-    ``root``. For ``annotate``: images and model exist, output inside ``root``. For other kinds: the kind's path fields exist. Raises
+    errors, checkpoint exists. For ``sync`` (:func:`_check_sync`): the workspace and a
+    file:// storage inside ``root`` and apart, the workspace not containing
+    ``runs_root``, an ``endpoint_url`` only from ``allowed_endpoint_urls`` or the user's
+    configured one. For ``annotate``: images and model exist, output inside ``root``. For other kinds: the kind's path fields exist. Raises
     SpecError."""
     if not isinstance(spec, dict):
         raise SpecError("expected a JSON object {kind, ...}", 400)
@@ -193,7 +234,7 @@ def check_spec(spec: Any, root: Path | str) -> dict:
     if kind.name == "train":
         return _check_train(spec, root)
     if kind.name == "sync":
-        return _check_sync(spec, root)
+        return _check_sync(spec, root, runs_root, allowed_endpoint_urls)
     if kind.name == "annotate":
         return _check_annotate(spec, root)
     out = dict(spec)

@@ -8,7 +8,7 @@ import os
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Bool, Float, Int, Unicode
+from traitlets import Bool, Float, Int, List, Unicode
 
 from .handlers import api_routes
 
@@ -29,6 +29,11 @@ class CvatTrainApp(ExtensionApp):
                                             "responsive (0 = same priority as the server).")
     poll_interval = Float(0.2, config=True, help="Seconds between polls of running jobs.")
     tensorboard_enabled = Bool(True, config=True, help="Allow starting TensorBoard for jobs.")
+    allowed_endpoint_urls = List(Unicode(), config=True,
+                                 help="S3-compatible endpoints (http(s)://host[:port]) a client's sync job may name "
+                                      "as endpoint_url; the server signs requests to them with its credentials. "
+                                      "The user's own endpoint (AWS_ENDPOINT_URL[_S3], or endpoint_url in the AWS "
+                                      "config) is always allowed; any other is refused (403).")
 
     def initialize_settings(self):
         from ..jobs.manager import JobManager
@@ -42,7 +47,8 @@ class CvatTrainApp(ExtensionApp):
         self.service = JobService(root_dir, manager, poll_interval=self.poll_interval,
                                   tensorboard_enabled=self.tensorboard_enabled, log=self.log)
         self.service.start()
-        self.settings.update({"cvat_train": self.service})
+        self.settings.update({"cvat_train": self.service, "cvat_train_spec_options": {
+            "runs_root": manager.runs_root, "allowed_endpoint_urls": list(self.allowed_endpoint_urls)}})
 
     def initialize_handlers(self):
         base = url_path_join("/cvat-train", "api")

@@ -173,7 +173,7 @@ class JobsHandler(ApiHandler):
         svc = self.service
 
         def create():
-            return svc.manager.create(check_spec(body, svc.root_dir))
+            return svc.manager.create(check_spec(body, svc.root_dir, **self.settings.get("cvat_train_spec_options", {})))
 
         try:
             job = await svc.run(create)
