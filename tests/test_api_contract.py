@@ -199,6 +199,8 @@ def test_the_contract_rejects_what_the_server_never_sends():
     assert not schema("Error").is_valid({"message": "x", "code": 200, "details": None})
     assert not schema("StreamMessage").is_valid({"type": "log", "offset": 0, "text": "x"})
     assert not schema("StreamMessage").is_valid({"type": "shout", "job": job})
+    assert not schema("BoxStats").is_valid({"min": 1.0, "max": 2.0})  # all six percentiles or none
+    assert schema("BoxStats").is_valid({}) and schema("BoxSize").is_valid({})
 
 
 # -- the real server's replies --------------------------------------------------------------
