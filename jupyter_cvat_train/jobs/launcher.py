@@ -168,20 +168,23 @@ def is_job_process(job_dir: JobDir, pid, start_time) -> bool:
             and cmdline[-2] in modules)
 
 
-def signal_job(job_dir: JobDir, sig: int = signal.SIGTERM) -> bool:
-    """Send ``sig`` to the process group of the job process of ``job_dir``, found by its
-    launch record (launch.json: pid and start time) and verified with
-    :func:`is_job_process`. Returns True if sent; False (nothing signalled) when there is
-    no valid record or the live process is not this job's."""
-    info = read_launch(job_dir)
-    pid, start_time = info.get("pid"), info.get("pid_start_time")
-    if not is_job_process(job_dir, pid, start_time):
-        return False
-    try:
-        os.killpg(pid, sig)
-        return True
-    except (ProcessLookupError, PermissionError):
-        return False
+def signal_job(job_dir: JobDir, sig: int = signal.SIGTERM, also: tuple = ()) -> bool:
+    """Send ``sig`` to the process group of the job process of ``job_dir``. Candidates:
+    the launch record (launch.json: pid and start time), then status.json's, then the
+    (pid, start time) pairs in ``also``; the first one that :func:`is_job_process`
+    verifies is signalled. Returns True if sent; False (nothing signalled) when no
+    candidate is this job's live process."""
+    info, status = read_launch(job_dir), job_dir.read_status()
+    candidates = [(info.get("pid"), info.get("pid_start_time")), (status.get("pid"), status.get("pid_start_time")),
+                  *also]
+    for pid, start_time in dict.fromkeys(candidates):
+        if is_job_process(job_dir, pid, start_time):
+            try:
+                os.killpg(pid, sig)
+                return True
+            except (ProcessLookupError, PermissionError):
+                return False
+    return False
 
 
 def job_process(job_dir: JobDir) -> tuple[int | None, float | None]:

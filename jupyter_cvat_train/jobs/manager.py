@@ -295,12 +295,13 @@ class JobManager:
         return start_time is not None and process_alive(pid, start_time)
 
     def _signal(self, job_id: str, sig: int) -> bool:
-        """Signal the process group of the job: our own child, or the process of its
-        launch record verified by :func:`.launcher.signal_job`. True if sent."""
+        """Signal the process group of the job: our own child, or a process of its
+        records verified as its job process by :func:`.launcher.signal_job`. True if sent."""
         proc = self._procs.get(job_id)
         if proc is not None and proc.poll() is None and signal_group(proc.pid, process_start_time(proc.pid), sig):
             return True
-        return signal_job(self.job_dir(job_id), sig)
+        row = self.store.get(job_id) or {}
+        return signal_job(self.job_dir(job_id), sig, also=((row.get("pid"), row.get("pid_start_time")),))
 
     def _refresh(self, row: dict) -> dict | None:
         """Bring a non-final store row up to date with its folder and process; None (and
@@ -325,6 +326,9 @@ class JobManager:
                 if row.get("cancel_requested_at") or status.get("state") == "cancelled":
                     status = self._write_status(job_id, state="cancelled", message="cancelled before it started",
                                                 ended_at=now_iso())
+                elif "running" in (row["state"], status.get("state")):  # no process to watch: it would hold a slot
+                    status = self._write_status(job_id, **self._death_fields(
+                        job_id, row, problem or "its status says running but names no process"))
             elif self._alive(job_id, pid, start_time):
                 now = time.time()
                 if row.get("cancel_requested_at") and now - row["cancel_requested_at"] > self.cancel_grace:

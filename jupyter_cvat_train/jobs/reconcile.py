@@ -77,6 +77,8 @@ def reconcile(manager: "JobManager") -> dict:
         if problem:
             manager.report(job_id, problem)
             report["bad"] += 1
+            if fields["kind"] == "unknown" and fields["state"] == "failed":  # its folder says so too
+                manager._write_status(job_id, state="failed", message=fields["message"], ended_at=fields["ended_at"])
         report["indexed"] += 1
     for row in store.list():
         if not JobDir(manager.runs_root / row["id"]).is_real_dir():
