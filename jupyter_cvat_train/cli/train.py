@@ -32,7 +32,7 @@ class _TrainBar(ProgressBar):
 @click.command(name="train")
 @click.argument("path", type=click.Path(path_type=str))
 @click.option("--model", "template", default="ssdlite320-mobilenet-v3", show_default=True,
-              help="Model template (see 'cvat-train models').")
+              help="Model template (see 'cvat-train models'; yours go into ./cvat-train-templates).")
 @click.option("--output", "output", required=True, type=click.Path(path_type=Path),
               help="Job folder: job.json, status.json, events.jsonl, output/ (model, checkpoints, tensorboard, metrics).")
 @click.option("--hp", "hp", multiple=True,
@@ -49,12 +49,15 @@ class _TrainBar(ProgressBar):
 def train(path, template, output, hp, epochs, format_, checkpoint, resume, device, gpus):
     """Train a model on the CVAT export at PATH (zip or folder), in the foreground."""
     from ..jobs.jobdir import JobDir, run_job, write_json_atomic
-    from ..models import HyperparameterError, TemplateNotFound, get_template, parse_hyperparameters
+    from ..models import (HyperparameterError, TemplateNotFound, TemplateUnavailable, check_template,
+                          configure_search_path, get_template, parse_hyperparameters)
 
+    configure_search_path(root_dir=Path.cwd())
     try:
-        get_template(template)
-        parse_hyperparameters(list(hp), template)
-    except (TemplateNotFound, HyperparameterError) as e:
+        t = get_template(template)
+        check_template(t)
+        parse_hyperparameters(list(hp), t)
+    except (TemplateNotFound, TemplateUnavailable, HyperparameterError) as e:
         raise click.ClickException(str(e)) from None
     if epochs is not None and epochs < 1:
         raise click.BadParameter("must be >= 1", param_hint="--epochs")

@@ -1,4 +1,4 @@
-"""Models: the template catalog, hyperparameter parsing, builders and model folders.
+"""Models: the template catalog, the family registry, hyperparameters, builders and model folders.
 
 Names are imported lazily so that the catalog and hyperparameter parsing (used by the
 CLI and the server) do not import torch.
@@ -9,7 +9,12 @@ import importlib
 
 _EXPORTS = {
     "Template": "catalog", "TemplateNotFound": "catalog", "list_templates": "catalog", "get_template": "catalog",
-    "DEFAULT_TEMPLATE": "catalog",
+    "DEFAULT_TEMPLATE": "catalog", "TemplateError": "catalog", "TemplateUnavailable": "catalog",
+    "check_template": "catalog", "load_catalog": "catalog", "configure_search_path": "catalog",
+    "search_path": "catalog", "user_template_dirs": "catalog",
+    "ModelFamily": "registry", "Framework": "registry", "register_family": "registry", "get_family": "registry",
+    "list_families": "registry", "register_builder": "registry", "get_builder": "registry",
+    "register_framework": "registry", "get_framework": "registry",
     "HyperparameterError": "hyperparameters", "parse_hyperparameters": "hyperparameters",
     "valid_keys": "hyperparameters", "key_schema": "hyperparameters",
     "build_model": "builders", "load_pretrained_weights": "builders", "PretrainedWeightsUnavailable": "builders",

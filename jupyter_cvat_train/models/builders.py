@@ -1,10 +1,13 @@
-"""Build torchvision detection models from a template and its hyperparameters.
+"""Build models from a template and its hyperparameters; the torchvision families.
 
-``build_model`` never downloads anything: it builds the architecture with random
-weights. ``load_pretrained_weights`` then fills it from torchvision's weights in the
-torch hub cache (``torch.hub.get_dir()/checkpoints``), downloading when online.
-The same (template, num_classes, params) always gives the same architecture, so a
-saved state_dict loads back (model.pt keeps all three).
+``build_model`` dispatches on the template's family (:mod:`.registry`): the torchvision
+families' build functions below call the template's ``builder`` (torchvision's
+``get_model`` name or a registered builder) with random weights, so nothing is
+downloaded. ``load_pretrained_weights`` then fills the model from the template's
+``weights`` / ``weights_backbone`` in the torch hub cache
+(``torch.hub.get_dir()/checkpoints``), downloading when online. The same (template,
+num_classes, params) always gives the same architecture, so a saved state_dict loads
+back (model.pt keeps all three).
 
 Sources: torchvision.models.detection builders and their weights (COCO_V1 / IMAGENET1K_V2),
 torchvision's detection reference scripts (fine-tuning by replacing the class heads).
@@ -16,15 +19,13 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torchvision.models.detection import (
-    fasterrcnn_mobilenet_v3_large_fpn, fasterrcnn_resnet50_fpn_v2, fcos_resnet50_fpn,
-    maskrcnn_resnet50_fpn_v2, retinanet_resnet50_fpn_v2, ssd300_vgg16, ssdlite320_mobilenet_v3_large)
 from torchvision.models.detection.backbone_utils import resnet_fpn_backbone
 from torchvision.models.detection.faster_rcnn import FasterRCNN
 from torchvision.models.detection.transform import GeneralizedRCNNTransform
 from torchvision.ops.misc import FrozenBatchNorm2d
 
-from .catalog import Template, get_template
+from . import registry
+from .catalog import Template, check_template, get_template
 from .hyperparameters import parse_hyperparameters
 
 
@@ -33,31 +34,13 @@ class PretrainedWeightsUnavailable(RuntimeError):
     The message names the file, the folder to put it in, and suggests ``pretrained: false``."""
 
 
-# template name -> (weights enum path in torchvision.models, part of the model it fills)
-PRETRAINED = {
-    "ssdlite320-mobilenet-v3": ("detection.SSDLite320_MobileNet_V3_Large_Weights.COCO_V1", "model"),
-    "ssd300-vgg16": ("detection.SSD300_VGG16_Weights.COCO_V1", "model"),
-    "fasterrcnn-mobilenet-v3-fpn": ("detection.FasterRCNN_MobileNet_V3_Large_FPN_Weights.COCO_V1", "model"),
-    "fasterrcnn-resnet50-fpn-v2": ("detection.FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1", "model"),
-    "fasterrcnn-resnet101-fpn": ("ResNet101_Weights.IMAGENET1K_V2", "backbone.body"),
-    "fasterrcnn-resnet101-fpn-lowproposals": ("ResNet101_Weights.IMAGENET1K_V2", "backbone.body"),
-    "retinanet-resnet50-fpn-v2": ("detection.RetinaNet_ResNet50_FPN_V2_Weights.COCO_V1", "model"),
-    "fcos-resnet50-fpn": ("detection.FCOS_ResNet50_FPN_Weights.COCO_V1", "model"),
-    "maskrcnn-resnet50-fpn-v2": ("detection.MaskRCNN_ResNet50_FPN_V2_Weights.COCO_V1", "model"),
-}
-# Templates whose torchvision weights were trained with frozen batch norm in the backbone.
-_FROZEN_BN_WHEN_PRETRAINED = {"fasterrcnn-mobilenet-v3-fpn", "fasterrcnn-resnet101-fpn",
-                              "fasterrcnn-resnet101-fpn-lowproposals", "fcos-resnet50-fpn"}
-# state_dict key prefixes whose shapes depend on the number of classes (rebuilt on fine-tune).
-CLASS_HEAD_PREFIXES = {
-    "ssdlite": ("head.classification_head.",),
-    "ssd": ("head.classification_head.",),
-    "fasterrcnn": ("roi_heads.box_predictor.",),
-    "maskrcnn": ("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits."),
-    "retinanet": ("head.classification_head.cls_logits.",),
-    "fcos": ("head.classification_head.cls_logits.",),
-}
 _RESNET_STAGES = ("layer4", "layer3", "layer2", "layer1", "conv1")
+
+
+def __getattr__(name: str):
+    if name == "CLASS_HEAD_PREFIXES":  # the families' head prefixes, for older callers
+        return {f.name: f.head_prefixes for f in registry.list_families()}
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _freeze_batchnorm(module: nn.Module) -> nn.Module:
@@ -94,84 +77,133 @@ def set_trainable_backbone_layers(model: nn.Module, trainable: int | None) -> No
 
 
 def build_model(template_name: "str | Template", num_classes: int, params: dict | None = None) -> nn.Module:
-    """Build the torchvision model of ``template_name`` with random weights.
+    """Build the model of ``template_name`` with random weights, through its family
+    (:class:`.registry.ModelFamily`): ``family.build(template, num_classes, params)``.
 
     num_classes: labels + 1 (class 0 is background), >= 2.
     params: hyperparameters (any subset; parsed with :func:`parse_hyperparameters`, so
-        the template's defaults fill the rest). Used: image_size, pretrained (choice of
-        frozen batch norm, as torchvision's pretrained weights expect),
-        trainable_backbone_layers, max_proposals, detections_per_img.
+        the template's defaults fill the rest).
 
-    Returns an ``nn.Module`` in train mode: called as ``model(images, targets)`` (list of
-    CHW float tensors in [0, 1], targets with ``boxes`` xyxy pixels and ``labels`` int64)
-    it returns a dict of losses; in eval mode ``model(images)`` returns per-image dicts
-    with ``boxes`` (xyxy pixels of the input image), ``labels``, ``scores`` (and ``masks``,
-    N x 1 x H x W probabilities, for Mask R-CNN).
-    Raises TemplateNotFound, HyperparameterError, ValueError (num_classes < 2).
+    Returns the model; for the torchvision families an ``nn.Module`` in train mode:
+    called as ``model(images, targets)`` (list of CHW float tensors in [0, 1], targets
+    with ``boxes`` xyxy pixels and ``labels`` int64) it returns a dict of losses; in eval
+    mode ``model(images)`` returns per-image dicts with ``boxes`` (xyxy pixels of the
+    input image), ``labels``, ``scores`` (and ``masks``, N x 1 x H x W probabilities,
+    for Mask R-CNN).
+    Raises TemplateNotFound, TemplateUnavailable (framework or family missing here),
+    HyperparameterError, ValueError (num_classes < 2).
     """
     t = get_template(template_name)
+    family = check_template(t)
     if num_classes < 2:
         raise ValueError(f"num_classes must count the background and at least one label, got {num_classes}")
-    p = parse_hyperparameters(params or {}, t)
+    return family.builder()(t, num_classes, parse_hyperparameters(params or {}, t))
+
+
+# ---- the torchvision families (registered in .registry) -------------------------------------
+def _torchvision_builder(t: Template):
+    if not t.builder:
+        raise ValueError(f"{t.where} names no builder: add 'builder:' with a torchvision get_model name "
+                         f"(e.g. fasterrcnn_resnet50_fpn_v2) or a registered builder")
+    return registry.get_builder(t.builder)
+
+
+def _rcnn_size(p: dict) -> dict:
     size = int(p["image_size"])
-    rcnn_kw = {"min_size": size, "max_size": max(size, round(size * 1333 / 800))}
-    if t.family == "ssdlite":
-        model = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes)
-    elif t.family == "ssd":
-        model = ssd300_vgg16(weights=None, weights_backbone=None, num_classes=num_classes)
-    elif t.family in ("fasterrcnn", "maskrcnn"):
-        rcnn_kw.update(box_detections_per_img=p["detections_per_img"],
-                       rpn_post_nms_top_n_test=p["max_proposals"],
-                       rpn_pre_nms_top_n_test=max(1000, p["max_proposals"]))
-        if t.family == "maskrcnn":
-            model = maskrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=num_classes, **rcnn_kw)
-        elif "resnet101" in t.name:
-            backbone = resnet_fpn_backbone(backbone_name="resnet101", weights=None, norm_layer=nn.BatchNorm2d,
-                                           trainable_layers=5)
-            model = FasterRCNN(backbone, num_classes=num_classes, **rcnn_kw)
-        elif "mobilenet" in t.name:
-            model = fasterrcnn_mobilenet_v3_large_fpn(weights=None, weights_backbone=None, num_classes=num_classes,
-                                                      **rcnn_kw)
-        else:
-            model = fasterrcnn_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=num_classes, **rcnn_kw)
-    elif t.family == "retinanet":
-        model = retinanet_resnet50_fpn_v2(weights=None, weights_backbone=None, num_classes=num_classes,
-                                          detections_per_img=p["detections_per_img"], **rcnn_kw)
-    elif t.family == "fcos":
-        model = fcos_resnet50_fpn(weights=None, weights_backbone=None, num_classes=num_classes,
-                                  detections_per_img=p["detections_per_img"], **rcnn_kw)
-    else:  # pragma: no cover - catalog validation forbids it
-        raise ValueError(f"unknown model family {t.family!r}")
-    if t.family in ("ssd", "ssdlite"):
-        old = model.transform
-        model.transform = GeneralizedRCNNTransform(size, size, old.image_mean, old.image_std,
-                                                   size_divisible=1, fixed_size=(size, size))
-        model.detections_per_img = p["detections_per_img"]
-    if p["pretrained"] and t.name in _FROZEN_BN_WHEN_PRETRAINED:
+    return {"min_size": size, "max_size": max(size, round(size * 1333 / 800))}
+
+
+def finish_torchvision_model(model: nn.Module, t: Template, p: dict) -> nn.Module:
+    """The steps every torchvision family takes after building: frozen batch norm in the
+    backbone when the template's pretrained weights expect it, and the trainable
+    backbone stages (``trainable_backbone_layers``; 3 when pretrained, else all)."""
+    if p["pretrained"] and t.frozen_batchnorm_when_pretrained:
         _freeze_batchnorm(model.backbone.body)
-    if p["pretrained"]:
-        default_trainable = 3
-    else:
-        default_trainable = None
     tbl = p.get("trainable_backbone_layers")
-    set_trainable_backbone_layers(model, default_trainable if tbl is None else tbl)
+    set_trainable_backbone_layers(model, (3 if p["pretrained"] else None) if tbl is None else tbl)
     return model
 
 
-def _weights_enum(spec: str):
-    import torchvision.models as tvm
+def build_ssd(t: Template, num_classes: int, p: dict) -> nn.Module:
+    """SSD / SSDlite: the builder's model with a fixed square input of ``image_size``."""
+    model = _torchvision_builder(t)(weights=None, weights_backbone=None, num_classes=num_classes)
+    size = int(p["image_size"])
+    old = model.transform
+    model.transform = GeneralizedRCNNTransform(size, size, old.image_mean, old.image_std,
+                                               size_divisible=1, fixed_size=(size, size))
+    model.detections_per_img = p["detections_per_img"]
+    return finish_torchvision_model(model, t, p)
 
-    obj = tvm
-    for part in spec.split("."):
-        obj = getattr(obj, part)
-    return obj
+
+def build_rcnn(t: Template, num_classes: int, p: dict) -> nn.Module:
+    """Faster / Mask R-CNN: short side ``image_size``, ``max_proposals`` kept at test time."""
+    model = _torchvision_builder(t)(weights=None, weights_backbone=None, num_classes=num_classes, **_rcnn_size(p),
+                                    box_detections_per_img=p["detections_per_img"],
+                                    rpn_post_nms_top_n_test=p["max_proposals"],
+                                    rpn_pre_nms_top_n_test=max(1000, p["max_proposals"]))
+    return finish_torchvision_model(model, t, p)
+
+
+def build_dense(t: Template, num_classes: int, p: dict) -> nn.Module:
+    """RetinaNet / FCOS: short side ``image_size``, ``detections_per_img``."""
+    model = _torchvision_builder(t)(weights=None, weights_backbone=None, num_classes=num_classes, **_rcnn_size(p),
+                                    detections_per_img=p["detections_per_img"])
+    return finish_torchvision_model(model, t, p)
+
+
+def fasterrcnn_resnet101_fpn(*, weights=None, weights_backbone=None, num_classes: int = 91, **kwargs) -> nn.Module:
+    """Faster R-CNN on a ResNet-101 FPN backbone (torchvision has no builder for it), with
+    torchvision's builder signature. Builds with random weights only: the template's
+    ``weights_backbone`` is loaded afterwards by :func:`load_pretrained_weights`."""
+    if weights is not None or weights_backbone is not None:
+        raise ValueError("fasterrcnn_resnet101_fpn builds with random weights; load_pretrained_weights fills them")
+    backbone = resnet_fpn_backbone(backbone_name="resnet101", weights=None, norm_layer=nn.BatchNorm2d,
+                                   trainable_layers=5)
+    return FasterRCNN(backbone, num_classes=num_classes, **kwargs)
+
+
+def check_torchvision_template(t: Template) -> None:
+    """Plan-time check of a torchvision template: its builder and weights resolve.
+    Raises ValueError naming the template and the field to fix."""
+    try:
+        _torchvision_builder(t)
+    except registry.UnknownBuilder as e:
+        raise ValueError(f"{t.where}: {e}") from None
+    for key in ("weights", "weights_backbone"):
+        name = getattr(t, key)
+        if name:
+            try:
+                _weights_enum(name)
+            except ValueError:
+                raise ValueError(f"{t.where}: {key} {name!r} is not a torchvision weights name (e.g. "
+                                 f"FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1, ResNet101_Weights.IMAGENET1K_V2)") from None
+
+
+# ---- pretrained weights -----------------------------------------------------------------------
+def _weights_enum(name: str):
+    """torchvision's weights called ``name`` (``Enum_Class.VALUE``). Raises ValueError."""
+    from torchvision.models import get_weight
+
+    try:
+        return get_weight(name)
+    except (ValueError, KeyError, AttributeError, IndexError):
+        raise ValueError(f"unknown torchvision weights {name!r}") from None
+
+
+def _pretrained(t: Template) -> tuple[str, str]:
+    """(weights name, part of the model it fills: "model" or "backbone.body")."""
+    if t.weights:
+        return t.weights, "model"
+    if t.weights_backbone:
+        return t.weights_backbone, "backbone.body"
+    raise PretrainedWeightsUnavailable(f"{t.where} names no pretrained weights: train from scratch with the "
+                                       f"hyperparameter 'pretrained: false', or add 'weights:' to the template")
 
 
 def pretrained_weights_file(template_name: "str | Template") -> Path:
     """Where torchvision keeps the template's pretrained weights:
     ``torch.hub.get_dir()/checkpoints/<file name of the weights URL>``."""
-    t = get_template(template_name)
-    weights = _weights_enum(PRETRAINED[t.name][0])
+    weights = _weights_enum(_pretrained(get_template(template_name))[0])
     return Path(torch.hub.get_dir()) / "checkpoints" / weights.url.rsplit("/", 1)[-1]
 
 
@@ -197,7 +229,8 @@ def load_matching_state_dict(module: nn.Module, state_dict: dict, skip_prefixes:
 
 def load_pretrained_weights(model: nn.Module, template_name: "str | Template") -> str:
     """Fill ``model`` (from :func:`build_model`) with torchvision's pretrained weights of
-    the template (COCO detection weights; ImageNet backbone weights for ResNet-101),
+    the template (``weights``: the whole model, e.g. COCO detection weights;
+    ``weights_backbone``: ``backbone.body``, e.g. ImageNet ResNet-101),
     from the torch hub cache, downloading them when online. The class heads are left
     initialized when the number of classes differs from COCO's.
 
@@ -205,7 +238,7 @@ def load_pretrained_weights(model: nn.Module, template_name: "str | Template") -
     naming the file and folder when the weights can be neither found nor downloaded.
     """
     t = get_template(template_name)
-    spec, part = PRETRAINED[t.name]
+    spec, part = _pretrained(t)
     weights = _weights_enum(spec)
     path = pretrained_weights_file(t)
     if not path.is_file() and not _online():

@@ -178,8 +178,8 @@ class Trainer:
         torch.manual_seed(seed)
 
     def _build(self):
-        from ..models import build_model, load_pretrained_weights
-        from ..models.builders import CLASS_HEAD_PREFIXES, load_matching_state_dict
+        from ..models import build_model, get_family, load_pretrained_weights
+        from ..models.builders import load_matching_state_dict
 
         plan, p = self.plan, self.plan.params
         model = build_model(plan.template, len(plan.labels) + 1, p)
@@ -188,7 +188,7 @@ class Trainer:
         elif plan.finetune is not None:
             src = plan.finetune
             same = src.labels == plan.labels
-            skip = () if same else CLASS_HEAD_PREFIXES[plan.family]
+            skip = () if same else get_family(plan.family).head_prefixes
             loaded, skipped = load_matching_state_dict(model, src.state_dict, skip)
             if same:
                 self.ctx.log(f"fine-tuning from {src.path}: {len(loaded)} tensors loaded")

@@ -1,8 +1,9 @@
 """The train job: ``python -m jupyter_cvat_train.training JOB_DIR`` and ``cvat-train train``.
 
 :func:`train_job` is the job function given to :func:`jupyter_cvat_train.jobs.jobdir.run_job`:
-it checks the run (:func:`.plan.make_plan`), then trains in this process, or, with more
-than one GPU, under torchrun (:mod:`.distributed`).
+it checks the run (:func:`.plan.make_plan`), then hands the plan to the framework of the
+template's family (``models.get_framework``). The pytorch framework (:func:`train_pytorch`)
+trains in this process, or, with more than one GPU, under torchrun (:mod:`.distributed`).
 """
 from __future__ import annotations
 
@@ -14,9 +15,16 @@ def train_job(ctx: JobContext) -> dict:
     write the output contract into ``ctx.output_dir``. Returns the job outputs
     (model_dir, map, map_50, best_epoch, epochs, message). Raises JobError for bad input
     (before training), JobCancelled after a SIGTERM (last.pt saved)."""
+    from ..models import get_framework
     from .plan import make_plan
 
     plan = make_plan(ctx.spec, ctx.output_dir, log=ctx.log, warn=ctx.warn)
+    return get_framework(plan.framework).trainer()(plan, ctx)
+
+
+def train_pytorch(plan, ctx: JobContext) -> dict:
+    """The pytorch framework's train function: a checked plan trained in this process,
+    or under torchrun with more than one GPU."""
     if plan.gpus > 1:
         from .distributed import run_torchrun
 

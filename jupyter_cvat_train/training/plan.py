@@ -37,6 +37,7 @@ class Plan:
     template: str
     family: str
     task: str
+    framework: str
     params: dict
     labels: list[str]
     train_items: list[Item]
@@ -114,7 +115,8 @@ def make_plan(spec: dict, output_dir: Path, log: Callable[[str], None] = print,
     warn = warn or log
     try:
         template = models.get_template(spec.get("template") or models.DEFAULT_TEMPLATE)
-    except KeyError as e:
+        family = models.check_template(template, deep=True)
+    except (KeyError, models.TemplateUnavailable) as e:
         raise JobError(str(e)) from None
     user = _user_parameters(spec)
     resume_ck, resume_path = None, None
@@ -143,6 +145,9 @@ def make_plan(spec: dict, output_dir: Path, log: Callable[[str], None] = print,
         params = models.parse_hyperparameters(user, template)
     except ValueError as e:
         raise JobError(f"hyperparameters: {e}") from None
+    if params["pretrained"] and not (template.weights or template.weights_backbone):
+        raise JobError(f"{template.where} names no pretrained weights: set the hyperparameter 'pretrained: false' "
+                       f"(train from scratch), or add 'weights:' to the template")
     device = _resolve_device(spec.get("device"))
     gpus = int(spec.get("gpus") or params.get("num_gpus") or 1)
     params["num_gpus"] = gpus
@@ -175,6 +180,9 @@ def make_plan(spec: dict, output_dir: Path, log: Callable[[str], None] = print,
     labels = list(ds.labels)
     if not labels:
         raise JobError(f"the export {dataset} declares no labels: add labels in CVAT and export again")
+    if family.max_labels is not None and len(labels) > family.max_labels:
+        raise JobError(f"{template.where} takes at most {family.max_labels} labels, but the export {dataset} has "
+                       f"{len(labels)}: choose another template or merge labels in CVAT")
     items = [it for it in ds.items if it.image_path is not None and Path(it.image_path).is_file()]
     missing = len(ds.items) - len(items)
     items, dropped = clean_annotations(items, labels)
@@ -205,7 +213,7 @@ def make_plan(spec: dict, output_dir: Path, log: Callable[[str], None] = print,
     notes = []
     stages: list[tuple[int, int, int]] = []
     stage_epochs = [int(params.get(f"stage_{k}_epochs") or 0) for k in (1, 2, 3)]
-    if template.family == "maskrcnn" and any(stage_epochs):
+    if any(stage_epochs):  # only families that list the stage_*_epochs keys accept them
         start = 0
         for k, n in enumerate(stage_epochs, start=1):
             if n:
@@ -239,7 +247,8 @@ def make_plan(spec: dict, output_dir: Path, log: Callable[[str], None] = print,
         notes.append(f"resuming from {resume_path} after epoch {done} of {epochs}")
     for n in notes:
         log(n)
-    return Plan(template=template.name, family=template.family, task=template.task, params=params, labels=labels,
+    return Plan(template=template.name, family=family.name, task=template.task, framework=family.framework,
+                params=params, labels=labels,
                 train_items=train_items, val_items=val_items, epochs=epochs, steps_per_epoch=steps_per_epoch,
                 device=device, gpus=gpus, dataset_path=str(dataset), dataset_fingerprint=_fingerprint(labels, items),
                 dropped=dropped, stages=stages, finetune=finetune, resume=resume_ck, resume_path=resume_path,
