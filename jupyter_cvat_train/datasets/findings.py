@@ -46,6 +46,16 @@ CODES: dict[str, tuple[str, str]] = {
                           "dataset, 'Save images' on) or the folder it extracts to."),
     "unsafe-archive-entry": ("error", "The zip holds an entry with an absolute path, '..' or a symlink; it was not "
                              "extracted. Re-export from CVAT or re-zip the folder without it."),
+    "unsafe-reference": ("error", "The export names a file outside itself (an absolute path, '..', a drive letter, "
+                         "or a symbolic link leading out); it was not read. Export again from CVAT, or fix the "
+                         "path so that it stays inside the export."),
+    "special-file": ("error", "The export holds a FIFO, device file or socket; exports hold only regular files "
+                     "and folders. Remove it (or the link to it) from the export folder."),
+    "annotation-file-too-large": ("error", "The annotation file is over the size limit; set "
+                                  "CVAT_TRAIN_MAX_ANNOTATION_BYTES (bytes) higher if the file is genuine."),
+    "image-too-large": ("error", "The image header declares more pixels than training can decode (a decompression "
+                        "bomb, or a scan that needs tiling). Replace it with a smaller image, or raise "
+                        "CVAT_TRAIN_MAX_IMAGE_PIXELS if it is genuine."),
     "missing-image": ("error", "Export again from CVAT with 'Save images' on, or put the image file at the "
                       "path the annotation file names."),
     "unreadable-image": ("error", "The file is not a readable image (truncated or another format). Replace it "

@@ -14,6 +14,11 @@ from pathlib import Path
 
 import imagesize
 
+from .references import open_regular
+
+# Pillow refuses to decode above 2 x Image.MAX_IMAGE_PIXELS (a decompression bomb); the same
+# default here, so validation flags what training could not decode.
+MAX_IMAGE_PIXELS = int(os.environ.get("CVAT_TRAIN_MAX_IMAGE_PIXELS", 2 * 89_478_485))
 IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".jfif"}
 
 
@@ -25,11 +30,11 @@ _HEADER_MAX = 1 << 20  # give up on a JPEG whose frame header is not in its firs
 
 
 def _jpeg_or_png_size(path: str) -> tuple[int, int] | None:
-    """(width, height) from a JPEG SOF or PNG IHDR header, read with 3 system calls
-    (open, read, close; one more read to skip each large EXIF/ICC segment), or None when the file is neither or its header is unusual (the caller
+    """(width, height) from a JPEG SOF or PNG IHDR header, read with 4 system calls
+    (open, fstat to require a regular file, read, close; one more read to skip each large EXIF/ICC segment), or None when the file is neither or its header is unusual (the caller
     then asks imagesize / Pillow). Formats: ITU-T T.81 B.1.1 (JPEG markers and segment
     lengths), PNG specification 11.2.2 (IHDR is the first chunk: width, height big-endian)."""
-    fd = os.open(path, os.O_RDONLY)
+    fd = open_regular(path)
     try:
         data = os.read(fd, _HEADER_READ)
         if data[:8] == _PNG_SIGNATURE and data[12:16] == b"IHDR" and len(data) >= 24:

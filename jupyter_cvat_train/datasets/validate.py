@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from .findings import ExportError, Finding, finding
-from .imagefiles import image_sizes
+from .imagefiles import MAX_IMAGE_PIXELS, image_sizes
+from .references import UnsafeExport
 from .model import Dataset, Item
 
 FEW_ANNOTATIONS = 100  # Onepanel warned below this many annotations in total
@@ -115,7 +116,7 @@ def _polygon_problem(poly) -> str | None:
 def check_dataset(ds: Dataset, threads: int = 8) -> tuple[list[Finding], dict]:
     """The checks shared by all formats. Returns (findings, box size statistics).
 
-    Finds: empty-export, no-labels, missing-image, unreadable-image, image-size-mismatch,
+    Finds: empty-export, no-labels, missing-image, unreadable-image, image-too-large, image-size-mismatch,
     undeclared-label, degenerate-box, box-out-of-bounds, duplicate-annotation,
     image-without-annotations, label-without-annotations, few-annotations, invalid-polygon.
     Image sizes are read from file headers by ``threads`` threads.
@@ -144,6 +145,10 @@ def check_dataset(ds: Dataset, threads: int = 8) -> tuple[list[Finding], dict]:
             w, h = it.width, it.height
         else:
             w, h = size
+            if w * h > MAX_IMAGE_PIXELS:
+                out.append(finding("image-too-large", f"{item_ref(it, root)} declares {w}x{h} pixels in its header, "
+                                   f"over the limit of {MAX_IMAGE_PIXELS} pixels that training decodes",
+                                   item_ref(it, root)))
             if it.width is not None and it.height is not None and (it.width, it.height) != (w, h):
                 out.append(finding("image-size-mismatch", f"{item_ref(it, root)} is {w}x{h} pixels but the "
                                    f"annotation file says {it.width}x{it.height}", item_ref(it, root)))
@@ -245,6 +250,9 @@ def validate_export(path: str | os.PathLike, format: str | None = None, *, threa
     format: a format id (see :mod:`.formats`) or None to detect it from the layout.
     Never raises for bad input: an input that is no readable export gives a report with
     ``readable=False``, ``dataset=None`` and one ``unreadable-export`` error saying why.
+    A folder holding links that lead outside it or special files gives ``dataset=None``
+    and one ``unsafe-reference`` / ``special-file`` / ``annotation-file-too-large`` error
+    per entry; nothing in it was read.
     """
     with gc_paused():
         return _validate(path, format, threads)
@@ -262,6 +270,9 @@ def _validate(path, format, threads) -> ValidationReport:
         report.format = fmt
         ds, load_findings = formats.reader(fmt)(root)
         report.findings.extend(load_findings)
+    except UnsafeExport as e:  # readable, but not to be read: the findings say what to remove
+        report.findings.extend(e.findings)
+        return report
     except ExportError as e:
         report.readable = False
         report.findings.append(finding("unreadable-export", str(e), str(path)))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from ..findings import ExportError, Finding, finding
 from ..model import Annotation, Dataset, Item
+from ..references import ExportRoot, read_annotation_file, unsafe_reference
 
 try:  # orjson (a Datumaro dependency) parses 2-3x faster than the standard library
     import orjson as _json
@@ -48,11 +49,11 @@ def subset_name(path: Path) -> str:
 
 def read_json(path: Path) -> dict:
     """The JSON object in ``path``. Raises ExportError (with line and column) when it does
-    not parse or is not an object."""
+    not parse or is not an object, and when it is larger than the annotation file cap
+    (:func:`..references.read_annotation_file`)."""
+    data = read_annotation_file(path)
     try:
-        data = _loads(path.read_bytes())
-    except OSError as e:
-        raise ExportError(f"{path} cannot be read: {e}") from None
+        data = _loads(data)
     except ValueError as e:
         raise ExportError(f"{path} is not valid JSON ({e}). Expected a COCO annotation file as CVAT "
                           "exports it; the file may be truncated: export again.") from None
@@ -60,14 +61,6 @@ def read_json(path: Path) -> dict:
         raise ExportError(f"{path} holds a JSON {type(data).__name__}, expected a COCO object with "
                           "'images', 'annotations' and 'categories'")
     return data
-
-
-def _listing(folder: Path) -> set[str]:
-    try:
-        with os.scandir(folder) as it:
-            return {e.name for e in it}
-    except OSError:
-        return set()
 
 
 def rle_to_polygons(segm: dict, height: int, width: int) -> list[list[float]]:
@@ -87,7 +80,8 @@ def load(root: Path) -> tuple[Dataset, list[Finding]]:
     """Read a COCO 1.0 export in folder ``root``.
 
     Returns the dataset and the findings met while reading (``undeclared-label``,
-    ``unknown-image``, ``invalid-annotation``). Raises ExportError when there is no
+    ``unknown-image``, ``invalid-annotation``, ``unsafe-reference`` for a ``file_name``
+    that does not resolve inside the export: that image and its annotations are left out). Raises ExportError when there is no
     annotation file or one does not parse.
     """
     files = annotation_files(root)
@@ -96,6 +90,7 @@ def load(root: Path) -> tuple[Dataset, list[Finding]]:
     findings: list[Finding] = []
     labels: list[str] = []
     items: list[Item] = []
+    export = ExportRoot(root)
     for path in files:
         subset = subset_name(path)
         rel = f"annotations/{path.name}"
@@ -115,23 +110,27 @@ def load(root: Path) -> tuple[Dataset, list[Finding]]:
             if name not in labels:
                 labels.append(name)
 
-        subset_dir, image_dir = root / "images" / subset, root / "images"
-        in_subset, in_images = _listing(subset_dir), _listing(image_dir)
         by_id: dict = {}
-        for im in images:
+        unsafe_ids: set = set()
+        for n, im in enumerate(images):
             try:
-                file_name = str(im["file_name"])
+                file_name = im["file_name"]
                 image_id = im["id"]
             except (TypeError, KeyError):
                 findings.append(finding("invalid-annotation", f"{rel}: image entry {str(im)[:80]} lacks 'id' or "
                                         "'file_name'", rel))
                 continue
-            if file_name in in_subset:
-                image_path = subset_dir / file_name
-            elif file_name in in_images:
-                image_path = image_dir / file_name
-            else:
-                image_path = next((p for p in (subset_dir / file_name, image_dir / file_name) if p.is_file()), None)
+            # images/<subset>/<file_name> (current CVAT), else images/<file_name> (older CVAT)
+            image_path = export.resolve(file_name, f"images/{subset}")
+            if image_path is None:
+                findings.append(unsafe_reference(rel, f"images[{n}].file_name", file_name))
+                unsafe_ids.add(_hashable(image_id))
+                continue
+            if export.kind(image_path) != "file":
+                fallback = export.resolve(file_name, "images")
+                if fallback is not None and export.kind(fallback) == "file":
+                    image_path = fallback
+            file_name = str(file_name)
             w, h = im.get("width"), im.get("height")
             item = Item(id=os.path.splitext(file_name)[0], image_path=image_path,
                         width=int(w) if isinstance(w, (int, float)) else None,
@@ -151,6 +150,8 @@ def load(root: Path) -> tuple[Dataset, list[Finding]]:
                                         "'image_id', 'category_id' and 'bbox' [x, y, w, h]", rel))
                 continue
             if item is None:
+                if _hashable(a["image_id"]) in unsafe_ids:
+                    continue  # its image was refused and reported
                 findings.append(finding("unknown-image", f"{rel}: annotation id {_aid(a)} refers to image_id "
                                         f"{a['image_id']!r}, which is not in 'images'", rel))
                 continue
@@ -178,6 +179,10 @@ def load(root: Path) -> tuple[Dataset, list[Finding]]:
                 attributes = {**attributes, "iscrowd": 1}
             item.annotations.append(Annotation(label, bbox, polygons, attributes, a.get("score"), a.get("track_id")))
     return Dataset(format="coco", root=root, labels=labels, items=items), findings
+
+
+def _hashable(value):
+    return value if isinstance(value, (str, int, float, bool, type(None))) else repr(value)
 
 
 def _aid(a) -> str:

@@ -19,46 +19,68 @@ from pathlib import Path
 from ..findings import ExportError, Finding, finding
 from ..imagefiles import IMAGE_EXTENSIONS, image_sizes
 from ..model import Annotation, Dataset, Item
+from ..references import ExportRoot, read_annotation_file, unsafe_reference
+
+
+def _text(path: Path, rel: str) -> str:
+    return read_annotation_file(path, rel).decode("utf-8", errors="replace")
 
 
 def _read_obj_data(root: Path) -> dict[str, str]:
     out: dict[str, str] = {}
     path = root / "obj.data"
     if path.is_file():
-        for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        for line in _text(path, "obj.data").splitlines():
             key, sep, value = line.partition("=")
             if sep:
                 out[key.strip()] = value.strip()
     return out
 
 
-def _local(root: Path, ref: str) -> Path:
-    """A path from obj.data / a subset list (``data/...`` in darknet) inside ``root``."""
+def _local(export: ExportRoot, ref: str) -> Path | None:
+    """A path from obj.data / a subset list (``data/...`` in darknet), checked to resolve
+    inside the export; None when it does not."""
     ref = ref.replace("\\", "/")
     if ref.startswith("data/"):
         ref = ref[5:]
-    return root / ref
+    return export.resolve(ref)
 
 
 def load(root: Path) -> tuple[Dataset, list[Finding]]:
-    """Read a YOLO 1.1 export in folder ``root``. Raises ExportError without obj.names."""
+    """Read a YOLO 1.1 export in folder ``root``. Raises ExportError without obj.names.
+    A path in obj.data or a subset list that does not resolve inside the export is an
+    ``unsafe-reference`` finding, and is not read."""
+    export = ExportRoot(root)
+    findings: list[Finding] = []
     meta = _read_obj_data(root)
-    names_path = _local(root, meta.get("names", "obj.names"))
-    if not names_path.is_file():
+    names_path = _local(export, meta.get("names", "obj.names"))
+    if names_path is None:
+        findings.append(unsafe_reference("obj.data", "names", meta.get("names")))
+    if names_path is None or export.kind(names_path) != "file":
         names_path = root / "obj.names"
     if not names_path.is_file():
         raise ExportError(f"{root} has no obj.names: not a YOLO 1.1 export (expected obj.data, obj.names, "
                           "train.txt and obj_train_data/)")
-    labels = [ln.strip() for ln in names_path.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
-    findings: list[Finding] = []
+    labels = [ln.strip() for ln in _text(names_path, export.relative(names_path)).splitlines() if ln.strip()]
     subsets: dict[str, list[Path]] = {}
     for key in ("train", "valid", "test"):
         if key in meta:
-            lst = _local(root, meta[key])
-            subset = lst.stem
-            if lst.is_file():
-                subsets[subset] = [_local(root, ln.strip()) for ln in lst.read_text(encoding="utf-8").splitlines()
-                                   if ln.strip()]
+            lst = _local(export, meta[key])
+            if lst is None:
+                findings.append(unsafe_reference("obj.data", key, meta[key]))
+                continue
+            if export.kind(lst) == "file":
+                lst_rel = export.relative(lst)
+                paths = []
+                for n, line in enumerate(_text(lst, lst_rel).splitlines(), 1):
+                    if not line.strip():
+                        continue
+                    path = _local(export, line.strip())
+                    if path is None:
+                        findings.append(unsafe_reference(f"{lst_rel} line {n}", "image path", line.strip()))
+                    else:
+                        paths.append(path)
+                subsets[lst.stem] = paths
             else:
                 findings.append(finding("invalid-annotation", f"obj.data names {meta[key]} as the {key} list, but "
                                         "it is not in the export", "obj.data"))
@@ -67,20 +89,21 @@ def load(root: Path) -> tuple[Dataset, list[Finding]]:
             subsets[folder.name[4:-5]] = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
     items: list[Item] = []
     for subset, paths in subsets.items():
-        sizes = image_sizes([p if p.is_file() else None for p in paths])
-        for path, size in zip(paths, sizes):
-            rel = path.relative_to(root).as_posix() if path.is_relative_to(root) else str(path)
-            item = Item(id=path.stem, image_path=path if path.is_file() else None, width=None, height=None,
-                        subset=subset)
+        present = [export.kind(p) == "file" for p in paths]
+        sizes = image_sizes([p if ok else None for p, ok in zip(paths, present)])
+        for path, ok, size in zip(paths, present, sizes):
+            rel = export.relative(path)
+            item = Item(id=path.stem, image_path=path if ok else None, width=None, height=None, subset=subset)
             items.append(item)
-            txt = path.with_suffix(".txt")
-            if not txt.is_file():
+            txt = export.contains(path.with_suffix(".txt"))
+            if txt is None or export.kind(txt) != "file":
                 continue  # no label file: an image without objects
-            for n, line in enumerate(txt.read_text(encoding="utf-8", errors="replace").splitlines(), 1):
+            txt_rel = export.relative(txt)
+            for n, line in enumerate(_text(txt, txt_rel).splitlines(), 1):
                 parts = line.split()
                 if not parts:
                     continue
-                where = f"{txt.relative_to(root).as_posix()} line {n}"
+                where = f"{txt_rel} line {n}"
                 try:
                     cls = int(parts[0])
                     xc, yc, w, h = (float(v) for v in parts[1:5])
