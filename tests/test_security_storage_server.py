@@ -3,6 +3,7 @@ storage URIs in many spellings, overlapping folders, the runs root, missing stor
 endpoints the server must not sign requests for."""
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -132,3 +133,16 @@ async def test_endpoints_come_from_the_servers_configuration(jp_fetch, ws, monke
 
 def job_spec_endpoint(job: dict, ws: Path) -> str:
     return json.loads((ws.parent / job["dir"] / "job.json").read_text())["endpoint_url"]
+
+
+async def test_an_allowed_endpoint_passes_the_check_again_when_the_job_starts(jp_fetch, ws):
+    code, job = await api(jp_fetch, "jobs", method="POST", body={
+        "kind": "sync", "direction": "up", "workspace": "ws", "storage": "s3://bkt/x", "dry_run": True,
+        "endpoint_url": ALLOWED})
+    assert code == 201
+    for _ in range(300):
+        code, now = await api(jp_fetch, "jobs", job["id"])
+        if now["state"] not in ("queued", "running"):
+            break
+        await asyncio.sleep(0.1)
+    assert "not started" not in now["message"], now

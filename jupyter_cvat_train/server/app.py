@@ -42,13 +42,15 @@ class CvatTrainApp(ExtensionApp):
 
         root_dir = self.serverapp.root_dir
         runs_root = os.path.expanduser(self.runs_root) if self.runs_root else os.path.join(root_dir, "cvat-train-runs")
+        spec_options = {"runs_root": os.path.realpath(runs_root),  # check_spec's, for POST jobs and each start
+                        "allowed_endpoint_urls": list(self.allowed_endpoint_urls)}
         manager = JobManager(runs_root, limits=Limits(self.max_accelerator_jobs, self.max_io_jobs),
-                             cancel_grace=self.cancel_grace_seconds, niceness=self.job_niceness)
+                             cancel_grace=self.cancel_grace_seconds, niceness=self.job_niceness,
+                             spec_options=spec_options)
         self.service = JobService(root_dir, manager, poll_interval=self.poll_interval,
                                   tensorboard_enabled=self.tensorboard_enabled, log=self.log)
         self.service.start()
-        self.settings.update({"cvat_train": self.service, "cvat_train_spec_options": {
-            "runs_root": manager.runs_root, "allowed_endpoint_urls": list(self.allowed_endpoint_urls)}})
+        self.settings.update({"cvat_train": self.service, "cvat_train_spec_options": spec_options})
 
     def initialize_handlers(self):
         base = url_path_join("/cvat-train", "api")
