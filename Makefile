@@ -2,7 +2,7 @@
 #   make demo            set up, generate a sample CVAT export, validate it, train the default model
 #                        on it (CPU, about a minute), auto-annotate a new batch with the trained model
 #   make demo DATA=x.zip the same on any CVAT export (its own images are annotated)
-#   make test            set up, then every test (pytest + ui-tests)
+#   make test            set up, then every test (pytest + ui-tests + TypeScript checks)
 #   make lab             JupyterLab with the extension
 #   make clean           remove what set-up and tests made (.venv, node_modules, builds, outputs)
 # Set-up is incremental: each step leaves a stamp file and runs again only when its inputs change.
@@ -23,14 +23,14 @@ CHROMIUM ?= /usr/bin/chromium
 PYTEST_ARGS ?=
 
 LABEXT := jupyter_cvat_train/labextension
-TS_SOURCES := $(wildcard src/*.ts src/*.tsx) $(wildcard style/*.css style/*.js style/icons/*.svg)
+TS_SOURCES := $(shell find src -name '*.ts' -o -name '*.tsx') $(wildcard style/*.css style/*.js style/icons/*.svg)
 PY_STAMP := $(VENV)/.installed
 LABEXT_STAMP := $(VENV)/.labextension-linked
 LABEXT_LINK := $(VENV)/share/jupyter/labextensions/jupyter-cvat-train
 NODE_STAMP := node_modules/.installed
 UI_NODE_STAMP := ui-tests/node_modules/.installed
 
-.PHONY: setup python-deps node-deps build chromium ui-deps demo test pytest ui-test lab clean
+.PHONY: setup python-deps node-deps build chromium ui-deps demo test pytest ui-test ts-check lab clean
 
 setup: python-deps build chromium ui-deps
 
@@ -116,11 +116,19 @@ pytest: setup
 ui-test: setup
 	cd ui-tests && CHROMIUM=$(CHROMIUM) npx playwright test
 
-# Both suites run even when the first fails; the exit status is non-zero if either failed.
+# TypeScript: prettier and eslint checks, jest, and src/api/schema.ts generated from the
+# API contract (jupyter_cvat_train/server/api-schema.json) is current.
+ts-check: node-deps
+	jlpm lint:check
+	jlpm test
+	jlpm check:api
+
+# Every suite runs even when an earlier one fails; the exit status is non-zero if any failed.
 test: setup
 	@status=0; \
 	$(MAKE) --no-print-directory pytest || status=1; \
 	$(MAKE) --no-print-directory ui-test || status=1; \
+	$(MAKE) --no-print-directory ts-check || status=1; \
 	if [ $$status -ne 0 ]; then echo "make test: FAILED (see above)"; fi; \
 	exit $$status
 

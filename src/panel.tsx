@@ -39,7 +39,9 @@ function ServerVersion(): JSX.Element {
 
   switch (state.kind) {
     case 'loading':
-      return <p className="jp-CvatTrainPanel-version">Contacting the server…</p>;
+      return (
+        <p className="jp-CvatTrainPanel-version">Contacting the server…</p>
+      );
     case 'ok':
       return (
         <p className="jp-CvatTrainPanel-version" data-version={state.version}>
@@ -49,8 +51,8 @@ function ServerVersion(): JSX.Element {
     case 'error':
       return (
         <p className="jp-CvatTrainPanel-version jp-CvatTrainPanel-error">
-          The server extension did not answer: {state.message}. Is jupyter_cvat_train
-          enabled (`jupyter server extension list`)?
+          The server extension did not answer: {state.message}. Is
+          jupyter_cvat_train enabled (`jupyter server extension list`)?
         </p>
       );
   }

@@ -6,9 +6,10 @@ their request bodies, every documented status with its JSON body (errors are
 (``x-websocket``). The panel's TypeScript types are generated from it (src/api/schema.ts).
 
 Checked here: the documented routes and methods are exactly the server's handlers; the
-enums follow the core (job states and kinds, template families); and a real Jupyter server
-(pytest-jupyter) answers every route, on success and on error, with a documented status and
-a body valid for that status, and streams messages valid for the stream's schema.
+enums follow the core (job states, kinds, template tasks); src/api/schema.ts is current; and
+a real Jupyter server (pytest-jupyter) answers every route, on success and on error, with a
+documented status and a body valid for that status, and streams messages valid for the
+stream's schema.
 """
 from __future__ import annotations
 
@@ -16,6 +17,8 @@ import asyncio
 import json
 import os
 import re
+import shutil
+import subprocess
 import time
 from pathlib import Path
 from urllib.parse import quote
@@ -34,6 +37,7 @@ from test_jobs_manager import unblock
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
+REPO_ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_PATH = Path(jupyter_cvat_train.__file__).parent / "server" / "api-schema.json"
 DOC = json.loads(SCHEMA_PATH.read_text(encoding="utf-8"))
 BASE_URI = "urn:jupyter-cvat-train:api-schema"
@@ -201,6 +205,16 @@ def test_the_contract_rejects_what_the_server_never_sends():
     assert not schema("StreamMessage").is_valid({"type": "shout", "job": job})
     assert not schema("BoxStats").is_valid({"min": 1.0, "max": 2.0})  # all six percentiles or none
     assert schema("BoxStats").is_valid({}) and schema("BoxSize").is_valid({})
+
+
+def test_the_generated_typescript_types_are_current():
+    """src/api/schema.ts is what scripts/generate-api.js makes of the contract now."""
+    node = shutil.which("node")
+    if node is None or not (REPO_ROOT / "node_modules" / "json-schema-to-typescript").is_dir():
+        pytest.skip("node and the project's node_modules are needed (make setup, or jlpm install)")
+    run = subprocess.run([node, "scripts/generate-api.js", "--check"], cwd=REPO_ROOT, capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 0, run.stdout + run.stderr
 
 
 # -- the real server's replies --------------------------------------------------------------

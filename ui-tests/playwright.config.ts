@@ -27,11 +27,17 @@ env.CVAT_UI_HOME ??= mkdtempSync(path.join(tmpdir(), 'cvat-train-ui-'));
 
 const repoRoot = path.resolve(__dirname, '..');
 const venvJupyter = path.join(repoRoot, '.venv', 'bin', 'jupyter');
-const jupyter = env.JUPYTER ?? (existsSync(venvJupyter) ? venvJupyter : 'jupyter');
+const jupyter =
+  env.JUPYTER ?? (existsSync(venvJupyter) ? venvJupyter : 'jupyter');
 const home = env.CVAT_UI_HOME;
 
 // User settings of the test server: no "official Jupyter news?" toast over the page.
-const notificationSettings = path.join(home, 'settings', '@jupyterlab', 'apputils-extension');
+const notificationSettings = path.join(
+  home,
+  'settings',
+  '@jupyterlab',
+  'apputils-extension'
+);
 mkdirSync(notificationSettings, { recursive: true });
 writeFileSync(
   path.join(notificationSettings, 'notification.jupyterlab-settings'),

@@ -13,7 +13,9 @@ const expectedVersion: string = JSON.parse(
   readFileSync(path.resolve(__dirname, '..', '..', 'package.json'), 'utf-8')
 ).version;
 
-test('the CVAT Train sidebar panel shows the server version', async ({ page }, testInfo) => {
+test('the CVAT Train sidebar panel shows the server version', async ({
+  page
+}, testInfo) => {
   const pageErrors: string[] = [];
   page.on('pageerror', error => pageErrors.push(error.message));
 
@@ -29,7 +31,9 @@ test('the CVAT Train sidebar panel shows the server version', async ({ page }, t
   await expect(tab).toHaveClass(/lm-mod-current/);
   const panel = page.locator(`#${PANEL_ID}`);
   await expect(panel).toBeVisible();
-  await expect(panel.getByRole('heading', { name: 'CVAT Train' })).toBeVisible();
+  await expect(
+    panel.getByRole('heading', { name: 'CVAT Train' })
+  ).toBeVisible();
   await expect(panel.locator('.jp-CvatTrainPanel-version')).toHaveText(
     `Server extension jupyter_cvat_train ${expectedVersion}`
   );

@@ -1,0 +1,428 @@
+/**
+ * The request, reply and websocket message shapes of {base_url}cvat-train/api/.
+ *
+ * GENERATED from jupyter_cvat_train/server/api-schema.json by scripts/generate-api.js:
+ * do not edit; change the schema, then run `jlpm generate:api`.
+ */
+
+export type JobKind = 'train' | 'annotate' | 'sync' | 'validate';
+export type JobState =
+  'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
+/**
+ * ISO 8601, as the job runtime writes it (UTC, milliseconds, Z).
+ */
+export type Timestamp = string;
+/**
+ * The body of POST jobs, by kind; paths are relative to the server root.
+ */
+export type JobSpec = TrainSpec | AnnotateSpec | SyncSpec | ValidateSpec;
+/**
+ * A text frame of WS jobs/{job_id}/stream (JSON).
+ */
+export type StreamMessage =
+  | StreamStateMessage
+  | StreamLogMessage
+  | StreamEventMessage
+  | StreamEndMessage
+  | StreamErrorMessage;
+
+/**
+ * The JSON body of every 4xx/5xx answer of the REST routes.
+ */
+export interface ApiError {
+  /**
+   * What went wrong and how to fix it, for a person.
+   */
+  message: string;
+  /**
+   * The HTTP status, repeated.
+   */
+  code: number;
+  /**
+   * Extra JSON for the client or null: the dataset's validation report for a 422 of POST jobs, {error} for a template or parameter mistake.
+   */
+  details: {
+    [k: string]: unknown | undefined;
+  } | null;
+}
+export interface VersionReply {
+  /**
+   * The Python package version, e.g. "0.1.0".
+   */
+  version: string;
+}
+/**
+ * One form field of a template, in Onepanel's parameter schema.
+ */
+export interface TemplateParameter {
+  name: string;
+  /**
+   * The default, as text (YAML for textarea.textarea).
+   */
+  value?: string | null;
+  displayName?: string;
+  type?:
+    | 'input.text'
+    | 'input.number'
+    | 'input.radio'
+    | 'select.select'
+    | 'textarea.textarea';
+  visibility?: 'public' | 'protected' | 'internal' | 'private';
+  required?: boolean;
+  hint?: string;
+  options?: {
+    [k: string]: unknown | undefined;
+  }[];
+  [k: string]: unknown | undefined;
+}
+/**
+ * One valid key of the hyperparameters text.
+ */
+export interface HyperparameterKey {
+  type: 'int' | 'float' | 'str' | 'bool';
+  /**
+   * The template's default (null: none, derived from the data).
+   */
+  default: number | string | boolean | null;
+  help: string;
+  choices?: string[];
+  min?: number;
+  max?: number;
+}
+/**
+ * A model template: its YAML document as written (Onepanel's schema), plus the parsed defaults and the valid hyperparameter keys.
+ */
+export interface Template {
+  name: string;
+  displayName?: string;
+  /**
+   * e.g. pytorch.
+   */
+  framework?: string;
+  /**
+   * A registered model family, e.g. ssdlite, fasterrcnn.
+   */
+  family: string;
+  task?: 'detection' | 'instance-segmentation';
+  description?: string;
+  parameters: TemplateParameter[];
+  /**
+   * Hyperparameter name -> default value; epochs null when derived from the data.
+   */
+  defaults: {
+    [k: string]: unknown | undefined;
+  };
+  hyperparameter_keys: {
+    [k: string]: HyperparameterKey;
+  };
+  [k: string]: unknown | undefined;
+}
+export interface TemplateList {
+  /**
+   * The recommended default first, then by name.
+   */
+  templates: Template[];
+}
+export interface ValidateRequest {
+  /**
+   * A CVAT export (zip or folder) relative to the server root (or absolute inside it).
+   */
+  path: string;
+  /**
+   * Force a format id; null or absent: detect it.
+   */
+  format?: string | null;
+}
+/**
+ * One problem found in an export.
+ */
+export interface Finding {
+  /**
+   * A stable id, e.g. missing-image, degenerate-box.
+   */
+  code: string;
+  severity: 'error' | 'warning';
+  message: string;
+  /**
+   * The file or image it is about; null for the export.
+   */
+  item: string | null;
+  /**
+   * What to do about it.
+   */
+  hint: string;
+}
+/**
+ * Percentiles of a box measure in pixels; empty when the export has no valid box.
+ */
+export interface BoxStats {
+  min?: number;
+  p5?: number;
+  median?: number;
+  mean?: number;
+  p95?: number;
+  max?: number;
+}
+/**
+ * Box width, height and area statistics; empty when the export could not be read.
+ */
+export interface BoxSize {
+  width?: BoxStats;
+  height?: BoxStats;
+  area?: BoxStats;
+}
+/**
+ * The validation report of a CVAT export (also `cvat-train validate --json`).
+ */
+export interface ValidationReport {
+  /**
+   * The export as the server resolved it.
+   */
+  path: string;
+  /**
+   * The format id; null when unreadable.
+   */
+  format: string | null;
+  images: number;
+  annotations: number;
+  /**
+   * Label name -> annotations.
+   */
+  labels: {
+    [k: string]: number | undefined;
+  };
+  /**
+   * Subset name -> images.
+   */
+  subsets: {
+    [k: string]: number | undefined;
+  };
+  errors: Finding[];
+  warnings: Finding[];
+  box_size: BoxSize;
+  /**
+   * True when there is no error: the export can be trained on.
+   */
+  ok: boolean;
+}
+export interface JobProgress {
+  done: number;
+  total: number | null;
+  /**
+   * e.g. images, steps, bytes.
+   */
+  unit: string | null;
+}
+/**
+ * A job as the server lists it.
+ */
+export interface Job {
+  id: string;
+  kind: JobKind;
+  state: JobState;
+  /**
+   * Why it failed or was cancelled, or the kind's final message.
+   */
+  message: string;
+  progress: JobProgress;
+  created_at: Timestamp | null;
+  started_at: Timestamp | null;
+  ended_at: Timestamp | null;
+  /**
+   * The job folder, relative to the server root (posix) when inside it, else absolute.
+   */
+  dir: string;
+  /**
+   * What the job returned when it ended (per kind: e.g. a validation summary, the model folder).
+   */
+  outputs: {
+    [k: string]: unknown | undefined;
+  };
+}
+export interface JobList {
+  /**
+   * In creation order.
+   */
+  jobs: Job[];
+}
+/**
+ * POST jobs for a training job. Other keys are kept in job.json as given.
+ */
+export interface TrainSpec {
+  kind: 'train';
+  /**
+   * A template name (GET templates).
+   */
+  template: string;
+  /**
+   * A CVAT export inside the server root.
+   */
+  dataset: string;
+  format?: string | null;
+  /**
+   * The template's form values {name: value}, or hyperparameter text(s).
+   */
+  parameters?:
+    | {
+        [k: string]: unknown | undefined;
+      }
+    | string
+    | unknown[]
+    | null;
+  /**
+   * Fine-tune from (or with resume, continue) this model/checkpoint path.
+   */
+  checkpoint?: string | null;
+  resume?: boolean;
+  /**
+   * auto, cpu, cuda or cuda:N.
+   */
+  device?: string | null;
+  epochs?: number | string | null;
+  [k: string]: unknown | undefined;
+}
+/**
+ * POST jobs for an auto-annotation job.
+ */
+export interface AnnotateSpec {
+  kind: 'annotate';
+  /**
+   * A folder, zip of images or CVAT export.
+   */
+  images: string;
+  /**
+   * A trained model folder (model.pt, classes.csv, model.json).
+   */
+  model: string;
+  /**
+   * An older name of model (the server takes either).
+   */
+  model_dir?: string;
+  /**
+   * The zip to write (a new file unless overwrite).
+   */
+  output?: string | null;
+  format?: 'coco' | 'cvat' | 'yolo';
+  threshold?: number;
+  max_detections?: number;
+  mapping?:
+    | {
+        [k: string]: (string | null) | undefined;
+      }
+    | string[];
+  keep_existing?: boolean;
+  overwrite?: boolean;
+  preview?: number;
+  engine?: 'torch' | 'onnx';
+  device?: string;
+  batch_size?: number;
+  workers?: number;
+  tolerance?: number;
+  [k: string]: unknown | undefined;
+}
+/**
+ * POST jobs for a sync between a workspace folder and object storage.
+ */
+export interface SyncSpec {
+  kind: 'sync';
+  direction: 'up' | 'down';
+  /**
+   * A folder inside the server root.
+   */
+  workspace: string;
+  /**
+   * s3://bucket/prefix or file:///path.
+   */
+  storage: string;
+  delete?: boolean;
+  dry_run?: boolean;
+  checksum?: boolean;
+  include?: string | string[];
+  exclude?: string | string[];
+  endpoint_url?: string | null;
+  [k: string]: unknown | undefined;
+}
+/**
+ * POST jobs for a validation job (the report becomes the job's outputs).
+ */
+export interface ValidateSpec {
+  kind: 'validate';
+  dataset: string;
+  format?: string | null;
+  [k: string]: unknown | undefined;
+}
+/**
+ * A piece of job.log: bytes [offset, next_offset), at most 1 MiB, whole lines while the job runs.
+ */
+export interface JobLog {
+  offset: number;
+  /**
+   * Ask for this offset next.
+   */
+  next_offset: number;
+  /**
+   * UTF-8 decoded (bad bytes replaced).
+   */
+  text: string;
+  state: JobState;
+}
+export interface TensorBoardReply {
+  /**
+   * {base_url}proxy/<port>/
+   */
+  url: string;
+  port: number;
+}
+/**
+ * One line of the job's events.jsonl. The job runtime writes {type, time, ...}: state {state, message?}, progress {done, total, unit, ...}, warning {message}, and per kind plan, stage, metrics, summary. A line that is not JSON comes as {type: "unparsed", text}.
+ */
+export interface JobEvent {
+  type: string;
+  time?: Timestamp;
+  state?: JobState;
+  message?: string;
+  done?: number;
+  total?: number | null;
+  unit?: string | null;
+  text?: string;
+  [k: string]: unknown | undefined;
+}
+/**
+ * The job as it is: first on connect, then whenever its state or message changes.
+ */
+export interface StreamStateMessage {
+  type: 'state';
+  job: Job;
+}
+/**
+ * New bytes of job.log [offset, next_offset), whole lines until the job ends.
+ */
+export interface StreamLogMessage {
+  type: 'log';
+  offset: number;
+  next_offset: number;
+  text: string;
+}
+/**
+ * One event, at bytes [offset, next_offset) of events.jsonl.
+ */
+export interface StreamEventMessage {
+  type: 'event';
+  offset: number;
+  next_offset: number;
+  event: JobEvent;
+}
+/**
+ * The job ended (final state); the server then closes the socket (1000).
+ */
+export interface StreamEndMessage {
+  type: 'end';
+  job: Job;
+}
+/**
+ * The job was deleted (close 1000) or following it failed (close 1011).
+ */
+export interface StreamErrorMessage {
+  type: 'error';
+  message: string;
+}
