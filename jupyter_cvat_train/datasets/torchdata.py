@@ -96,6 +96,17 @@ def build_transforms(params: dict, train: bool) -> v2.Compose:
     return v2.Compose(steps)
 
 
+class UnreadableSample:
+    """What :class:`DetectionDataset` gives instead of a sample whose image cannot be
+    decoded, and :func:`collate` instead of a batch holding one. It crosses from a
+    DataLoader worker as a value (an exception would arrive wrapped in the worker's
+    traceback); the training process raises a JobError with ``message`` (one line,
+    naming the file)."""
+
+    def __init__(self, message: str):
+        self.message = message
+
+
 class DetectionDataset(torch.utils.data.Dataset):
     """Items as (image, target) samples for torchvision detection models (module docstring).
 
@@ -119,10 +130,9 @@ class DetectionDataset(torch.utils.data.Dataset):
         try:
             image = read_rgb(it.image_path)
         except Exception as e:  # noqa: BLE001 - any decoder failure: name the file and the fix
-            from ..jobs.jobdir import JobError
-
-            raise JobError(f"image {it.image_path} (item {it.subset}/{it.id}) cannot be decoded ({type(e).__name__}: "
-                           f"{e}); re-export the task from CVAT, or delete the image from it, then train again") from None
+            return UnreadableSample(f"image {it.image_path} (item {it.subset}/{it.id}) cannot be decoded "
+                                    f"({type(e).__name__}: {e}); re-export the task from CVAT, or delete the image "
+                                    "from it, then train again")
         h, w = int(image.shape[-2]), int(image.shape[-1])
         anns = it.annotations
         boxes = torch.tensor([a.bbox for a in anns], dtype=torch.float32).reshape(-1, 4)
@@ -144,11 +154,19 @@ class DetectionDataset(torch.utils.data.Dataset):
 
 
 def read_rgb(path) -> torch.Tensor:
-    """The image at ``path`` as a uint8 tensor 3 x H x W (RGB), decoded with Pillow."""
+    """The image at ``path`` as a uint8 tensor 3 x H x W (RGB), decoded with Pillow.
+    Raises ValueError, before decoding, for an image of more than
+    :data:`.imagefiles.MAX_IMAGE_PIXELS` pixels (a decompression bomb)."""
     import numpy as np
     from PIL import Image
 
+    from .imagefiles import MAX_IMAGE_PIXELS
+
+    Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # Pillow itself refuses at twice this
     with Image.open(path) as im:
+        if im.width * im.height > MAX_IMAGE_PIXELS:
+            raise ValueError(f"its header declares {im.width}x{im.height} pixels, over the limit of "
+                             f"{MAX_IMAGE_PIXELS} (CVAT_TRAIN_MAX_IMAGE_PIXELS)")
         arr = np.asarray(im.convert("RGB"))
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
@@ -161,5 +179,7 @@ def _box_mask(bbox, h: int, w: int) -> torch.Tensor:
 
 
 def collate(batch):
-    """Detection collate: a list of (image, target) -> (tuple of images, tuple of targets)."""
-    return tuple(zip(*batch))
+    """Detection collate: a list of (image, target) -> (tuple of images, tuple of targets);
+    the first :class:`UnreadableSample` in the list instead, if there is one."""
+    bad = next((s for s in batch if isinstance(s, UnreadableSample)), None)
+    return bad if bad is not None else tuple(zip(*batch))

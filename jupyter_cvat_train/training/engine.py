@@ -120,30 +120,95 @@ def _ignore_stop_signals(_worker_id: int) -> None:
 
 
 class SignalSafeLoader:
-    """A DataLoader whose worker processes are started with SIGTERM/SIGINT blocked.
+    """A DataLoader whose worker processes are started with SIGTERM/SIGINT blocked, that
+    turns a bad sample into a one-line JobError, and that never leaves workers behind.
 
-    Without it, a cancel (SIGTERM to the process group) that lands between a worker's
-    fork and its ``worker_init_fn`` kills the worker, and the training process fails with
-    "DataLoader worker exited unexpectedly" instead of ending ``cancelled``. In this
-    process the blocked signal stays pending and is handled right after the fork.
+    Without the signal mask, a cancel (SIGTERM to the process group) that lands between a
+    worker's fork and its ``worker_init_fn`` kills the worker, and the training process
+    fails with "DataLoader worker exited unexpectedly" instead of ending ``cancelled``. In
+    this process the blocked signal stays pending and is handled right after the fork.
+
+    An :class:`~..datasets.torchdata.UnreadableSample` batch raises JobError with its
+    message; any other failure of the loader (a worker's exception, which arrives with
+    its traceback in the message) raises JobError with the first and last lines. Either
+    way the workers are shut down first (:meth:`close`), and :meth:`close` also runs at
+    interpreter exit: the workers ignore SIGTERM, so multiprocessing's own exit handler,
+    which terminates and then joins them, would otherwise wait forever.
     """
 
     def __init__(self, loader: torch.utils.data.DataLoader):
         self.loader = loader
+        self._iterator = None
+        self._atexit = False
 
     def __len__(self) -> int:
         return len(self.loader)
 
     def __iter__(self):
+        import atexit
         import signal
 
         if not self.loader.num_workers:
-            return iter(self.loader)
+            return self._checked(iter(self.loader))
+        if not self._atexit:  # runs before multiprocessing's exit handler (registered earlier)
+            atexit.register(self.close)
+            self._atexit = True
         old = signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
         try:
-            return iter(self.loader)
+            self._iterator = iter(self.loader)
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, old)
+        return self._checked(self._iterator)
+
+    def _checked(self, iterator):
+        from ..datasets.torchdata import UnreadableSample
+
+        try:
+            for batch in iterator:
+                if isinstance(batch, UnreadableSample):
+                    raise JobError(batch.message)
+                yield batch
+        except JobError as e:
+            self.close()
+            raise JobError(_one_line(str(e))) from None
+        except Exception as e:  # noqa: BLE001 - a worker's failure, reported in one line
+            self.close()
+            raise JobError(f"loading training data failed: {_one_line(str(e) or type(e).__name__)}") from None
+
+    def close(self, timeout: float = 10.0) -> None:
+        """Shut the worker processes down: torch's shutdown (a stop message, then join),
+        then SIGKILL for any worker still alive after ``timeout`` seconds (they ignore
+        SIGTERM). Safe to call more than once."""
+        import os
+        import signal
+
+        it, self._iterator = self._iterator, None
+        if it is None:
+            return
+        workers = list(getattr(it, "_workers", ()))
+        try:
+            it._shutdown_workers()
+        except Exception:  # noqa: BLE001 - the kill below still ends the workers
+            pass
+        for w in workers:
+            w.join(timeout)
+            if w.is_alive():
+                try:
+                    os.kill(w.pid, signal.SIGKILL)
+                except OSError:
+                    pass
+                w.join(timeout)
+        if getattr(self.loader, "_iterator", None) is it:
+            self.loader._iterator = None
+
+
+def _one_line(message: str) -> str:
+    """A worker's exception text (torch: "Caught X in DataLoader worker process N.",
+    the traceback, then "module.X: message") cut to its first and last lines."""
+    lines = [ln.strip() for ln in message.strip().splitlines() if ln.strip()]
+    if len(lines) <= 1:
+        return lines[0] if lines else message
+    return f"{lines[0]} {lines[-1]}"
 
 
 class Trainer:
