@@ -98,7 +98,8 @@ def parse_hyperparameters(text_or_dict: "str | dict | Iterable[str | dict] | Non
         for k, v in raw.items():
             nk = normalize_key(k)
             if nk not in specs:
-                hint = f" (it applies to other templates than {t.name})" if nk in KEYS else ""
+                known = nk in KEYS or any(nk in f.extra_keys for f in registry.list_families())
+                hint = f" (it applies to other templates than {t.name})" if known else ""
                 raise HyperparameterError(f"unknown hyperparameter {str(k)[:100]!r}{hint} for template {t.name}", keys)
             user[nk] = coerce(nk, v, specs[nk], keys)
     family = registry.find_family(t.family)
