@@ -15,13 +15,23 @@ import time
 from pathlib import Path
 
 import pytest
+from test_storage_sync import (  # noqa: F401
+    CuttableProxy,
+    make_workspace,
+    moto_endpoint,
+    new_bucket,
+    s3_client,
+    tree_hashes,
+)
 
 from jupyter_cvat_train.storage import StorageError, SyncOptions, open_storage, sync
 from jupyter_cvat_train.storage.local import TEMP_MARK, temp_path_for
-from jupyter_cvat_train.storage.location import LocationError, normalize_endpoint_url, parse_storage_uri
+from jupyter_cvat_train.storage.location import (
+    LocationError,
+    normalize_endpoint_url,
+    parse_storage_uri,
+)
 from jupyter_cvat_train.storage.lock import SyncLock
-
-from test_storage_sync import CuttableProxy, make_workspace, moto_endpoint, new_bucket, s3_client, tree_hashes  # noqa: F401
 
 REPO = Path(__file__).resolve().parents[1]
 MiB = 1 << 20

@@ -9,10 +9,9 @@ import os
 from pathlib import Path
 
 import pytest
-from traitlets.config import Config
-
 from test_security_storage import escaping_spellings
 from test_server_jobs import api
+from traitlets.config import Config
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 

@@ -30,18 +30,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
+from ..jobs.specs import shown
 from .errors import LocationError
 
 MAX_URI_CHARS = 4096
 EXPECTED = "expected s3://bucket/prefix or file:///absolute/path"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _BUCKET = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,254}")
-
-
-def shown(text: str, limit: int = 120) -> str:
-    """``text`` for a message: repr-quoted and cut to ``limit`` characters."""
-    text = str(text)
-    return repr(text if len(text) <= limit else text[:limit] + "...")
 
 
 @dataclass(frozen=True)

@@ -317,7 +317,7 @@ class S3Storage(Storage):
                 except Exception:  # noqa: BLE001 - botocore itself can choke on a hostile answer
                     pass
             raise StorageError(f"cannot list {self._where}: {message}" if not fatal else message) from None
-        except ET.ParseError as e:
+        except ET.ParseError:
             raise StorageError(f"the endpoint for {self._where} did not answer like S3 (no listing XML): "
                                "check --endpoint-url") from None
 

@@ -323,10 +323,10 @@ def _upload(storage, action: Action, on_bytes) -> None:
     stat (:data:`CHANGED_RETRIES` times), taking back the bytes counted for the failed
     attempt. Raises SourceChanged when it never stayed still."""
     src = action.src
-    for attempt in range(CHANGED_RETRIES + 1):
+    for _ in range(CHANGED_RETRIES + 1):
         sent = [0]
 
-        def counted(n: int) -> None:
+        def counted(n: int, sent: list[int] = sent) -> None:
             sent[0] += n
             on_bytes(n)
 
