@@ -25,6 +25,7 @@ from urllib.parse import quote
 
 import pytest
 from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 from tornado.httpclient import HTTPClientError
@@ -56,7 +57,7 @@ def validator(*pointer: str) -> Draft202012Validator:
 
 
 def assert_valid(v: Draft202012Validator, instance, what: str) -> None:
-    errors = sorted(v.iter_errors(instance), key=lambda e: list(e.absolute_path))
+    errors = [best_match([e]) for e in sorted(v.iter_errors(instance), key=lambda e: list(e.absolute_path))]
     assert not errors, f"{what} breaks the contract:\n" + "\n".join(
         f"  at /{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}" for e in errors[:10])
 
@@ -182,9 +183,10 @@ def test_the_contract_enums_follow_the_core():
 
     s = DOC["components"]["schemas"]
     assert s["JobState"]["enum"] == list(STATES)
-    assert sorted(s["JobKind"]["enum"]) == sorted(k.name for k in list_kinds())
+    built_in = [k.name for k in list_kinds() if k.module.startswith("jupyter_cvat_train.")]  # tests add kinds
+    assert sorted(s["JobKind"]["enum"]) == sorted(built_in)
     assert {ref["$ref"].rsplit("/", 1)[1] for ref in s["JobSpec"]["oneOf"]} == {
-        f"{k.name.capitalize()}Spec" for k in list_kinds()}
+        f"{name.capitalize()}Spec" for name in built_in}
     assert s["Template"]["properties"]["task"]["enum"] == list(TASKS)
     for name in s:
         Draft202012Validator.check_schema(s[name])
@@ -313,3 +315,16 @@ async def test_tensorboard_reply_matches_the_contract(jp_fetch, jp_serverapp, jp
         assert code == 200 and tb["url"] == f"{jp_base_url}proxy/{tb['port']}/"
     finally:
         await app.service.tensorboards.stop_all()
+
+
+@pytest.mark.xfail(strict=True, reason="jobs/tail.py relays a line of events.jsonl that is JSON but not an object "
+                                       "with a string 'type' as it is; it should send it as {type: 'unparsed', text}")
+async def test_planted_event_lines_still_stream_as_contract_events(jp_fetch, jp_ws_fetch, jp_root_dir, sample):
+    """events.jsonl lies in the runs root, which Contents API users can write: whatever a
+    line holds, the stream's event messages keep the contract's shape."""
+    code, job = await call(jp_fetch, "post", "/jobs", body={"kind": "validate", "dataset": "data/sample.zip"})
+    assert (await stream(jp_ws_fetch, job["id"]))[-1]["type"] == "end"
+    with open(jp_root_dir / job["dir"] / "events.jsonl", "a", encoding="utf-8") as f:
+        f.write('not json\n5\n[1]\n{"no": "type"}\n{"type": 7}\n')
+    events = [m["event"] for m in await stream(jp_ws_fetch, job["id"]) if m["type"] == "event"]
+    assert [e["type"] for e in events[-5:]] == ["unparsed"] * 5
