@@ -240,10 +240,14 @@ def open_regular(path: str | os.PathLike) -> int:
     return fd
 
 
+def _bytes(n: int) -> str:
+    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n} bytes"
+
+
 def _too_large(rel: str, size: int, limit: int) -> ExportError:
-    return ExportError(f"{rel} is {size / 1e6:.0f} MB, over the {limit / 1e6:.0f} MB limit on annotation files "
-                       "(parsing takes some 30x that in memory); set CVAT_TRAIN_MAX_ANNOTATION_BYTES to a larger "
-                       "number of bytes to read it")
+    return ExportError(f"{rel} is {_bytes(size)}, over the {_bytes(limit)} limit on annotation files (parsing "
+                       "takes some 30x that in memory); set CVAT_TRAIN_MAX_ANNOTATION_BYTES to a larger number of "
+                       "bytes to read it")
 
 
 def check_annotation_size(path: str | os.PathLike, rel: str | None = None, limit: int | None = None) -> None:

@@ -22,6 +22,7 @@ The embedded images are written once to the cache (``<cache>/tfrecord/<sha256>/<
 """
 from __future__ import annotations
 
+import os
 import re
 import struct
 from pathlib import Path
@@ -30,6 +31,7 @@ from typing import Iterator
 from ..archive import cache_root, file_digest
 from ..findings import ExportError, Finding, finding
 from ..model import Annotation, Dataset, Item
+from ..references import read_annotation_file
 
 
 class WireError(ValueError):
@@ -121,8 +123,10 @@ def parse_example(buf: bytes) -> dict[str, list]:
 
 
 def read_records(path: Path) -> Iterator[bytes]:
-    """The records of a TFRecord file. Raises WireError at a truncated record."""
+    """The records of a TFRecord file. Raises WireError at a truncated record (or one
+    whose length header claims more bytes than the file has left)."""
     with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
         while True:
             head = f.read(12)
             if not head:
@@ -130,6 +134,8 @@ def read_records(path: Path) -> Iterator[bytes]:
             if len(head) < 12:
                 raise WireError("truncated record header")
             (length,) = struct.unpack("<Q", head[:8])
+            if length > size - f.tell():  # never allocate what the header claims beyond the file
+                raise WireError(f"truncated record (expected {length} bytes)")
             data = f.read(length)
             if len(data) < length or len(f.read(4)) < 4:
                 raise WireError(f"truncated record (expected {length} bytes)")
@@ -138,7 +144,7 @@ def read_records(path: Path) -> Iterator[bytes]:
 
 def read_label_map(path: Path) -> dict[int, str]:
     """{id: name} from a ``label_map.pbtxt`` (protobuf text format, ``item { id name }``)."""
-    text = path.read_text(encoding="utf-8", errors="replace")
+    text = read_annotation_file(path, path.name).decode("utf-8", errors="replace")
     out: dict[int, str] = {}
     for block in re.findall(r"item\s*\{(.*?)\}", text, flags=re.S):
         m_id = re.search(r"\bid\s*:\s*(-?\d+)", block)
