@@ -35,3 +35,36 @@ def test_follower_reads_log_and_events_from_offsets(tmp_path):
     assert not f.finished()
     jd.update_status(state="succeeded")
     assert f.finished()
+
+
+def test_messages_are_labelled_with_the_offset_really_read_from(tmp_path):
+    jd = JobDir(tmp_path / "job").create({"kind": "validate"})
+    jd.log_path.write_bytes(b"first line\nsecond\n")
+    for n in range(3):
+        jd.append_event({"type": "progress", "done": n})
+    events = jd.events_path.read_bytes()
+    starts = [0] + [i + 1 for i, b in enumerate(events) if b == ord("\n")][:-1]
+
+    # beyond the end of both files (they were rewritten since): everything again, labelled from 0
+    (log, *evs) = JobFollower(jd, log_offset=10**9, events_offset=10**9).read()
+    assert (log["offset"], log["next_offset"], log["text"]) == (0, 18, "first line\nsecond\n")
+    assert [m["offset"] for m in evs] == starts and [m["event"]["done"] for m in evs] == [0, 1, 2]
+
+    # in the middle of a line: the log is sent from there (its label says so); events skip to
+    # the next whole line, so each event message is one parsed JSON line with its own offsets
+    (log, *evs) = JobFollower(jd, log_offset=3, events_offset=starts[1] + 5).read()
+    assert (log["offset"], log["text"]) == (3, "st line\nsecond\n")
+    assert [(m["offset"], m["event"]["done"]) for m in evs] == [(starts[2], 2)]
+    assert all(m["next_offset"] == m["offset"] + len(events[m["offset"]:].split(b"\n")[0]) + 1 for m in evs)
+
+    # inside an unfinished last line: nothing until it ends, then only the lines after it
+    with open(jd.events_path, "ab") as f:
+        f.write(b'{"type": "progress", "do')
+    f2 = JobFollower(jd, events_offset=len(events) + 3)
+    assert f2.read() == [{"type": "log", "offset": 0, "next_offset": 18, "text": "first line\nsecond\n"}]
+    with open(jd.events_path, "ab") as f:
+        f.write(b'ne": 3}\n')
+    assert f2.read() == []
+    jd.append_event({"type": "progress", "done": 4})
+    (ev,) = f2.read()
+    assert ev["event"]["done"] == 4 and ev["offset"] == len(events) + len(b'{"type": "progress", "done": 3}\n')

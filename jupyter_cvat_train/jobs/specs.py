@@ -199,19 +199,21 @@ def _check_annotate(spec: dict, root: Path) -> dict:
     out = {**spec, "images": str(resolve_inside(root, spec.get("images"), "images")),
            "model": str(resolve_inside(root, model, "model"))}
     out.pop("model_dir", None)
+    output = None
+    if spec.get("output") not in (None, ""):
+        output = resolve_inside(root, spec["output"], "output", must_exist=False)
+        out["output"] = str(output)
     try:
         opts = AnnotateOptions.from_spec(out)
     except JobError as e:
         raise SpecError(str(e), 400) from None
     out["overwrite"] = opts.overwrite
-    if spec.get("output") not in (None, ""):
-        output = resolve_inside(root, spec["output"], "output", must_exist=False)
+    if output is not None:
         try:
             plan_outputs(output, inputs=[("images", out["images"]), ("model folder", out["model"])],
                          overwrite=opts.overwrite, previews=opts.preview > 0)
         except OutputError as e:
             raise SpecError(str(e), e.status) from None
-        out["output"] = str(output)
     return out
 
 

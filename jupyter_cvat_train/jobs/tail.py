@@ -2,7 +2,10 @@
 
 Offsets are byte positions in the files, so a client that lost its connection resumes
 exactly where it stopped. Only whole lines are returned (a line still being written
-waits for its newline) unless the job is finished.
+waits for its newline) unless the job is finished. Every message is labelled with the
+offset it was really read from: an offset past the end of a file (the file was
+rewritten) restarts at 0, and an events offset in the middle of a line skips to the
+next line, so each event message is one whole JSON line.
 """
 from __future__ import annotations
 
@@ -59,20 +62,43 @@ class JobFollower:
         out = []
         data, nxt = read_from(self.job_dir.log_path, self.log_offset, whole_lines=not final)
         if data:
-            out.append({"type": "log", "offset": self.log_offset, "next_offset": nxt,
+            out.append({"type": "log", "offset": nxt - len(data), "next_offset": nxt,
                         "text": data.decode("utf-8", errors="replace")})
         self.log_offset = nxt
-        data, nxt = read_from(self.job_dir.events_path, self.events_offset)
-        pos = self.events_offset
+        data, nxt = read_from(self.job_dir.events_path, self._events_line_start())
+        pos = nxt - len(data)
         for line in data.splitlines(keepends=True):
             try:
                 event = json.loads(line)
-            except ValueError:
-                event = {"type": "unparsed", "text": line.decode("utf-8", errors="replace")}
+            except (ValueError, RecursionError):
+                event = {"type": "unparsed", "text": line.decode("utf-8", errors="replace")[:1000]}
             out.append({"type": "event", "offset": pos, "next_offset": pos + len(line), "event": event})
             pos += len(line)
         self.events_offset = nxt
         return out
+
+    def _events_line_start(self) -> int:
+        """``events_offset``, moved to the start of the next line when it points inside
+        one (a client's offset); stays put while that line is still being written."""
+        offset = self.events_offset
+        if offset == 0:
+            return 0
+        try:
+            with open(self.job_dir.events_path, "rb") as f:
+                size = f.seek(0, 2)
+                if offset > size:
+                    return offset  # read_from restarts a rewritten file at 0
+                f.seek(offset - 1)
+                while True:
+                    chunk = f.read(MAX_CHUNK)
+                    cut = chunk.find(b"\n")
+                    if cut >= 0:
+                        self.events_offset = f.tell() - len(chunk) + cut + 1
+                        return self.events_offset
+                    if len(chunk) < MAX_CHUNK:
+                        return size  # inside the last, unfinished line: nothing to send yet
+        except FileNotFoundError:
+            return offset
 
     def finished(self) -> bool:
         """True when status.json holds a final state."""

@@ -34,6 +34,10 @@ class CvatTrainApp(ExtensionApp):
                                       "as endpoint_url; the server signs requests to them with its credentials. "
                                       "The user's own endpoint (AWS_ENDPOINT_URL[_S3], or endpoint_url in the AWS "
                                       "config) is always allowed; any other is refused (403).")
+    validation_workers = Int(2, config=True, help="Dataset validations at once, in threads of their own (not the "
+                                                  "ones log and stream requests use).")
+    validation_queue = Int(4, config=True, help="Dataset validations that may wait for a thread; more are "
+                                                "answered 503 with Retry-After.")
 
     def initialize_settings(self):
         from ..jobs.manager import JobManager
@@ -48,7 +52,8 @@ class CvatTrainApp(ExtensionApp):
                              cancel_grace=self.cancel_grace_seconds, niceness=self.job_niceness,
                              spec_options=spec_options)
         self.service = JobService(root_dir, manager, poll_interval=self.poll_interval,
-                                  tensorboard_enabled=self.tensorboard_enabled, log=self.log)
+                                  tensorboard_enabled=self.tensorboard_enabled, log=self.log,
+                                  validation_workers=self.validation_workers, validation_queue=self.validation_queue)
         self.service.start()
         self.settings.update({"cvat_train": self.service, "cvat_train_spec_options": spec_options})
 
@@ -58,4 +63,4 @@ class CvatTrainApp(ExtensionApp):
             self.handlers.append((url_path_join(base, pattern), handler))
 
     async def stop_extension(self):
-        self.service.stop()
+        await self.service.stop()

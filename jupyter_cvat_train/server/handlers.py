@@ -4,7 +4,10 @@ Thin: each verb checks its input, hands the work to the core (in the thread pool
 it may block) and answers JSON. Every handler is authenticated and authorized with
 jupyter_server's decorators (``auth_resource = "cvat_train"``; the websocket with
 ``ws_authenticated`` plus an explicit authorizer check). Errors are JSON
-``{"message", "code", "details"}``: 4xx for the client's mistakes, 5xx for ours.
+``{"message", "code", "details"}``: 4xx for the client's mistakes, 5xx for ours; a
+message never holds a traceback (an unexpected error is logged, and answered 500 with
+its type only) nor more than a short excerpt of what the client sent. Dataset
+validation runs in the service's validation pool (503 with ``Retry-After`` when full).
 
 Routes (relative to ``{base_url}cvat-train/api/``)::
 
@@ -30,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import traceback
 
 from jupyter_core.utils import ensure_async
 from jupyter_server.auth.decorator import authorized, ws_authenticated
@@ -42,22 +44,26 @@ from tornado import web, websocket
 from .._version import __version__
 from ..jobs.jobdir import FINAL_STATES
 from ..jobs.manager import JobNotFound
-from ..jobs.specs import SpecError, resolve_inside
+from ..jobs.specs import SpecError, shown, validate_dataset
 from ..jobs.tail import JobFollower, read_from
+from .service import PoolFull
 from .tensorboard import TensorBoardError
 
 AUTH_RESOURCE = "cvat_train"
 STREAM_INTERVAL = 0.1  # seconds between reads of a followed job's files
 JOB_ID = r"(?P<job_id>[A-Za-z0-9][A-Za-z0-9._-]*)"
+MAX_MESSAGE = 2000  # characters of an error message sent to a client
 
 
 class ApiError(web.HTTPError):
-    """An HTTP error whose JSON body carries ``details``."""
+    """An HTTP error whose JSON body carries ``details``; ``headers`` are added to the
+    error response (e.g. ``Retry-After``)."""
 
-    def __init__(self, status: int, message: str, details=None):
+    def __init__(self, status: int, message: str, details=None, headers: dict | None = None):
         super().__init__(status, message.replace("%", "%%"))
         self.message = message
         self.details = details
+        self.headers = headers or {}
 
 
 class ApiHandler(APIHandler):
@@ -70,6 +76,8 @@ class ApiHandler(APIHandler):
         return self.settings["cvat_train"]
 
     def write_error(self, status_code, **kwargs):
+        """``{"message", "code", "details"}``, never a traceback: an exception that is not
+        an HTTP error is our bug, logged by tornado and answered with its type only."""
         self.set_header("Content-Type", "application/json")
         reason = self._reason
         details = None
@@ -77,24 +85,36 @@ class ApiHandler(APIHandler):
         if exc_info:
             e = exc_info[1]
             if isinstance(e, ApiError):
-                reason = e.message
+                reason, details = e.message, e.details
+                for name, value in e.headers.items():
+                    self.set_header(name, value)
             elif isinstance(e, web.HTTPError) and e.log_message:
                 reason = e.log_message % e.args if e.args else e.log_message
             elif not isinstance(e, web.HTTPError):
-                reason = f"internal error: {type(e).__name__}: {e}"
-                details = {"traceback": "".join(traceback.format_exception(*exc_info))[-4000:]}
-            details = getattr(e, "details", details)
+                reason = f"internal error ({type(e).__name__}); the server log has the details"
+        if len(reason) > MAX_MESSAGE:
+            reason = reason[: MAX_MESSAGE - 3] + "..."
         self.finish(json.dumps({"message": reason, "code": status_code, "details": details}))
 
     def json_body(self) -> dict:
-        """The request body as a JSON object, or a 400."""
+        """The request body as a JSON object, or a 400 (not JSON, not UTF-8, nested too
+        deeply, or not an object)."""
         try:
             body = json.loads(self.request.body or b"{}")
-        except ValueError as e:
-            raise ApiError(400, f"the request body is not valid JSON: {e}") from None
+        except RecursionError:
+            raise ApiError(400, "the request body is nested too deeply to be a request") from None
+        except ValueError as e:  # JSONDecodeError and UnicodeDecodeError
+            raise ApiError(400, f"the request body is not valid JSON: {shown(str(e), 200)}") from None
         if not isinstance(body, dict):
-            raise ApiError(400, "the request body must be a JSON object")
+            raise ApiError(400, "the request body must be a JSON object {...}")
         return body
+
+    async def heavy(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)`` in the validation pool; 503 with Retry-After when it is full."""
+        try:
+            return await self.service.run_heavy(fn, *args, **kwargs)
+        except PoolFull as e:
+            raise ApiError(503, str(e), headers={"Retry-After": str(e.retry_after)}) from None
 
     async def job(self, job_id: str) -> dict:
         """The job dict (from the watcher's snapshot, else the store), or a 404."""
@@ -104,7 +124,7 @@ class ApiHandler(APIHandler):
         try:
             return await self.service.run(self.service.manager.get, job_id)
         except JobNotFound:
-            raise ApiError(404, f"no job {job_id!r} in {self.service.manager.runs_root}") from None
+            raise ApiError(404, f"no job {shown(job_id)} in {self.service.manager.runs_root}") from None
 
 
 def spec_error(e: SpecError) -> ApiError:
@@ -143,13 +163,10 @@ class ValidateDatasetHandler(ApiHandler):
         body = self.json_body()
 
         def validate():
-            from ..datasets import validate_export
-
-            path = resolve_inside(self.service.root_dir, body.get("path"), "path")
-            return validate_export(path, format=body.get("format") or None).to_dict()
+            return validate_dataset(self.service.root_dir, body.get("path"), "path", body.get("format"))[1].to_dict()
 
         try:
-            report = await self.service.run(validate)
+            report = await self.heavy(validate)
         except SpecError as e:
             raise spec_error(e) from None
         self.finish(json.dumps(report, default=str))
@@ -171,14 +188,12 @@ class JobsHandler(ApiHandler):
 
         body = self.json_body()
         svc = self.service
-
-        def create():
-            return svc.manager.create(check_spec(body, svc.root_dir, **self.settings.get("cvat_train_spec_options", {})))
-
-        try:
-            job = await svc.run(create)
+        try:  # a train spec validates its dataset: heavy
+            check = self.heavy if body.get("kind") == "train" else svc.run
+            spec = await check(check_spec, body, svc.root_dir, **self.settings.get("cvat_train_spec_options", {}))
         except SpecError as e:
             raise spec_error(e) from None
+        job = await svc.run(svc.manager.create, spec)
         self.set_status(201)
         self.finish(json.dumps(svc.public(job)))
 
@@ -199,12 +214,12 @@ class JobHandler(ApiHandler):
         try:
             job = await svc.run(svc.manager.delete, job_id, remove)
         except JobNotFound:
-            raise ApiError(404, f"no job {job_id!r}") from None
+            raise ApiError(404, f"no job {shown(job_id)}") from None
         if job is not None:
             self.set_status(202)
             self.finish(json.dumps(svc.public(job)))
             return
-        svc.tensorboards.stop(job_id)
+        await svc.tensorboards.stop(job_id)
         self.set_status(204)
         self.finish()
 
@@ -267,7 +282,7 @@ class JobStreamHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHandle
         try:
             self._job = await self.service.run(self.service.manager.get, job_id)
         except JobNotFound:
-            raise web.HTTPError(404, f"no job {job_id!r}") from None
+            raise web.HTTPError(404, f"no job {shown(job_id)}") from None
         try:
             self._offsets = (max(0, int(self.get_query_argument("log_offset", self.get_query_argument("offset", "0")))),
                              max(0, int(self.get_query_argument("events_offset", "0"))))
@@ -325,11 +340,11 @@ class JobStreamHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHandle
                     return
                 await asyncio.sleep(STREAM_INTERVAL)
         except JobNotFound:
-            self._send({"type": "error", "message": f"job {job_id!r} was deleted"})
+            self._send({"type": "error", "message": f"job {shown(job_id)} was deleted"})
             self.close(1000)
         except Exception as e:  # noqa: BLE001 - report to the client, then close
             self.log.exception("cvat-train: streaming job %s failed", job_id)
-            self._send({"type": "error", "message": f"{type(e).__name__}: {e}"})
+            self._send({"type": "error", "message": f"internal error ({type(e).__name__}); the server log has the details"})
             self.close(1011)
 
 

@@ -1,9 +1,18 @@
 """The server side of jobs: one :class:`JobService` per server, shared by the handlers.
 
 It owns the :class:`~jupyter_cvat_train.jobs.manager.JobManager` of the runs root, a
-thread pool for blocking work (validation, file and sqlite access, launching), a
-watcher thread that polls the jobs (:meth:`JobManager.poll`, which also starts queued
+thread pool for short blocking work (file and sqlite access, log reads, launching), a
+separate bounded pool for heavy work (dataset validation: extraction, hashing, parsing),
+a watcher thread that polls the jobs (:meth:`JobManager.poll`, which also starts queued
 jobs and enforces cancel grace periods), and the TensorBoard processes.
+
+Why a pool of its own rather than a job process per validation: a validation answers the
+request that asked for it (the report is the response of ``POST datasets/validate`` and
+of a refused ``POST jobs``), usually in well under a second on a warm extraction cache,
+where a process would add its start and imports to every call. What must not happen is
+that validations hold the threads log and stream requests need: so they get their own
+``validation_workers`` threads, and at most ``validation_queue`` more wait; beyond that a
+request is answered 503 with ``Retry-After`` instead of piling up.
 """
 from __future__ import annotations
 
@@ -19,18 +28,58 @@ from ..jobs.manager import JobManager
 from .tensorboard import TensorBoards
 
 
+class PoolFull(RuntimeError):
+    """The bounded pool has no free place; ``retry_after``: seconds to suggest to the client."""
+
+    def __init__(self, message: str, retry_after: int = 5):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BoundedPool:
+    """A thread pool that takes at most ``workers`` running plus ``queue`` waiting calls.
+
+    :meth:`run` raises :class:`PoolFull` at once when that many are already in it (a call
+    leaves the pool when its function returns, even if its client has gone)."""
+
+    def __init__(self, workers: int, queue: int, name: str):
+        self.workers, self.queue = max(1, workers), max(0, queue)
+        self.executor = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix=name)
+        self._lock = threading.Lock()
+        self.in_flight = 0  # calls running or waiting
+
+    async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """``fn(*args, **kwargs)`` in the pool; PoolFull when it is full."""
+        with self._lock:
+            if self.in_flight >= self.workers + self.queue:
+                raise PoolFull(f"the server is busy with {self.in_flight} dataset validations; try again shortly")
+            self.in_flight += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, partial(fn, *args, **kwargs))
+        finally:
+            with self._lock:
+                self.in_flight -= 1
+
+    def shutdown(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
 class JobService:
     """root_dir: the server's root folder (client paths resolve inside it);
-    manager: the jobs of the runs root; poll_interval: seconds between watcher polls."""
+    manager: the jobs of the runs root; poll_interval: seconds between watcher polls;
+    workers: threads for short blocking work; validation_workers / validation_queue:
+    threads for dataset validation and how many more validations may wait for one."""
 
     def __init__(self, root_dir: Path | str, manager: JobManager, *, poll_interval: float = 0.2,
-                 tensorboard_enabled: bool = True, workers: int = 4, log=None):
+                 tensorboard_enabled: bool = True, workers: int = 4, validation_workers: int = 2,
+                 validation_queue: int = 4, log=None):
         self.root_dir = Path(os.path.realpath(root_dir))
         self.manager = manager
         self.poll_interval = poll_interval
         self.tensorboard_enabled = tensorboard_enabled
         self.tensorboards = TensorBoards()
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cvat-train")
+        self.validation_pool = BoundedPool(validation_workers, validation_queue, "cvat-train-validate")
         self.log = log
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -44,13 +93,15 @@ class JobService:
         self._thread = threading.Thread(target=self._watch, name="cvat-train-jobs", daemon=True)
         self._thread.start()
 
-    def stop(self) -> None:
-        """Stop the watcher and every TensorBoard; job processes keep running."""
+    async def stop(self) -> None:
+        """Stop the watcher and every TensorBoard; job processes keep running. Waits
+        without blocking the event loop."""
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(5)
-        self.tensorboards.stop_all()
+            await asyncio.to_thread(self._thread.join, 5)
+        await self.tensorboards.stop_all()
         self.executor.shutdown(wait=False, cancel_futures=True)
+        self.validation_pool.shutdown()
         self.manager.close()
 
     def _watch(self) -> None:
@@ -64,8 +115,12 @@ class JobService:
 
     # -- helpers for handlers -----------------------------------------------------------
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run blocking ``fn(*args, **kwargs)`` in the thread pool."""
+        """Run short blocking ``fn(*args, **kwargs)`` in the thread pool."""
         return await asyncio.get_running_loop().run_in_executor(self.executor, partial(fn, *args, **kwargs))
+
+    async def run_heavy(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Run heavy ``fn`` (a dataset validation) in the validation pool. Raises PoolFull."""
+        return await self.validation_pool.run(fn, *args, **kwargs)
 
     def public(self, job: dict) -> dict:
         """The job dict for clients: ``dir`` relative to root_dir (posix) when inside it."""
