@@ -14,7 +14,7 @@ from jupyter_cvat_train.datasets import generate_sample
 from jupyter_cvat_train.jobs.manager import JobManager
 from jupyter_cvat_train.jobs.specs import check_spec
 
-from test_jobs_manager import unblock
+from test_jobs_manager import _blocking_spec
 
 
 def _cli(*args):
@@ -44,11 +44,9 @@ def test_list_show_logs_of_a_finished_job(tmp_path):
     assert r.exit_code == 1 and "no runs root" in r.output
 
 
-def test_cancel_and_follow_a_running_job(tmp_path, request):
-    os.mkfifo(tmp_path / "blocked.zip")  # the validate job blocks in open() until killed
-    request.addfinalizer(lambda: unblock(tmp_path / "blocked.zip"))
+def test_cancel_and_follow_a_running_job(tmp_path):
     m = JobManager(tmp_path / "runs")
-    job = m.create(check_spec({"kind": "validate", "dataset": "blocked.zip"}, tmp_path))
+    job = m.create(_blocking_spec(tmp_path))  # runs until killed
     runs = str(tmp_path / "runs")
     follower = subprocess.Popen([sys.executable, "-m", "jupyter_cvat_train", "jobs", "--runs-root", runs,
                                  "logs", "-f", job["id"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)

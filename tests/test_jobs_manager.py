@@ -19,6 +19,8 @@ from jupyter_cvat_train.jobs.manager import JobManager, JobNotFound
 from jupyter_cvat_train.jobs.queue import Limits, jobs_to_start
 from jupyter_cvat_train.jobs.specs import SpecError, check_spec, resolve_inside
 
+import test_security_jobs_blocker  # noqa: F401 - registers the test-block kind
+
 
 @pytest.fixture
 def root(tmp_path):
@@ -41,12 +43,9 @@ def _validate_spec(root: Path, dataset: str = "sample.zip") -> dict:
 
 
 def _blocking_spec(root: Path) -> dict:
-    """A validate job that blocks in open() on a FIFO nobody writes to: a real job
-    process that runs until it is killed (it ignores SIGTERM while blocked)."""
-    fifo = root / "blocked.zip"
-    if not fifo.exists():
-        os.mkfifo(fifo)
-    return _validate_spec(root, "blocked.zip")
+    """A real job process that runs until it is killed (it ignores SIGTERM): the
+    ``test-block`` kind of tests/test_security_jobs_blocker.py."""
+    return check_spec({"kind": "test-block"}, root)
 
 
 def _wait_for(cond, timeout=30.0, interval=0.05):
@@ -148,7 +147,7 @@ def test_delete_of_a_running_job_cancels_it(root):
 def _launch_and_exit(runs: Path, spec: dict) -> str:
     """Create a job from another Python process that exits at once, as a server that
     stopped: the job process is left to itself. Returns the job id."""
-    code = ("import json,sys; from jupyter_cvat_train.jobs.manager import JobManager; "
+    code = ("import json,sys; import test_security_jobs_blocker; from jupyter_cvat_train.jobs.manager import JobManager; "
             "print(JobManager(sys.argv[1]).create(json.loads(sys.argv[2]))['id'])")
     out = subprocess.run([sys.executable, "-c", code, str(runs), json.dumps(spec)], capture_output=True,
                          text=True, check=True, timeout=60)

@@ -140,6 +140,8 @@ def test_a_good_job_still_runs(root, key_file):
     job = m.wait(m.create(check_spec({"kind": "validate", "dataset": "sample.zip"}, root))["id"], timeout=60)
     assert job["state"] == "succeeded", job
     # a restarted manager (same key) does not start it again, even with its status unreadable
+    launched = json.loads((root / "runs" / job["id"] / "launch.json").read_text())
+    assert _wait_for(lambda: not process_alive(launched["pid"], None))  # it exits after its final state
     (root / "runs" / job["id"] / "status.json").write_text("{not json")
     m.close()
     for name in ("jobs.sqlite", "jobs.sqlite-wal", "jobs.sqlite-shm"):

@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .jobdir import (JobDir, RecordError, clean_record, now_iso, process_start_time, read_json_record, valid_number,
                      valid_pid, valid_text, valid_time, write_json_atomic)
-from .kinds import JobKind, list_kinds
+from .kinds import JobKind
 
 LAUNCH_NAME = "launch.json"
 
@@ -154,7 +154,8 @@ def signal_group(pid: int, start_time: float | None, sig: int = signal.SIGTERM) 
 def is_job_process(job_dir: JobDir, pid, start_time) -> bool:
     """True if ``pid`` (started at ``start_time``) is the job process of ``job_dir``: it
     passes the checks of :func:`signal_group` and its command line ends with ``-m
-    <a job kind's module> <this job folder>``, as :func:`job_command` makes it."""
+    <module> <this job folder>``, as :func:`job_command` makes it (any kind's module: a
+    kind registered only in another process still counts)."""
     if not _signallable(pid, start_time):
         return False
     try:
@@ -163,9 +164,7 @@ def is_job_process(job_dir: JobDir, pid, start_time) -> bool:
         cmdline = psutil.Process(pid).cmdline()
     except Exception:  # noqa: BLE001 - gone, access denied: not a process we may signal
         return False
-    modules = {k.module for k in list_kinds()}
-    return (len(cmdline) >= 4 and cmdline[-1] == str(job_dir.path.resolve()) and cmdline[-3] == "-m"
-            and cmdline[-2] in modules)
+    return len(cmdline) >= 4 and cmdline[-1] == str(job_dir.path.resolve()) and cmdline[-3] == "-m"
 
 
 def signal_job(job_dir: JobDir, sig: int = signal.SIGTERM, also: tuple = ()) -> bool:

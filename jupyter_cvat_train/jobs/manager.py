@@ -34,7 +34,7 @@ from pathlib import Path
 from .jobdir import (FINAL_STATES, JobDir, RecordError, json_bytes, now_iso, process_start_time, read_record,
                      spec_sha256, valid_text)
 from .kinds import get_kind
-from .launcher import LAUNCH_NAME, job_process, launch, process_alive, signal_group, signal_job
+from .launcher import LAUNCH_NAME, is_job_process, launch, process_alive, read_launch, signal_group, signal_job
 from .provenance import load_key, sign, verify
 from .queue import Limits, jobs_to_start
 from .store import JOB_ID_RE, JobStore
@@ -101,6 +101,8 @@ class JobManager:
         self.key = load_key(key_file)
         self.spec_options = dict(spec_options or {})
         self._reported: set[tuple[str, str]] = set()
+        self._foreign: set[str] = set()  # jobs whose live process is not verifiably their job process
+        self._verified: dict[tuple, bool] = {}  # (pid, start time) -> is it a job process of its folder
         self.store = JobStore(self.runs_root)
         self.limits = limits or Limits()
         self.cancel_grace = cancel_grace
@@ -191,7 +193,9 @@ class JobManager:
         with self._lock:
             waiting = self.schedule_refusals()
             rows = self.store.list(("queued", "running"))
-            active = [r for r in rows if r["pid"] or r["state"] == "running"]
+            # a live process that is not verifiably a job process of its folder (a planted
+            # record, a foreground CLI run) takes no slot: it must not block the queue
+            active = [r for r in rows if (r["pid"] or r["state"] == "running") and r["id"] not in self._foreign]
             started = []
             for row in jobs_to_start(waiting, active, self.limits, _resource_of):
                 started.append(self._launch(row))
@@ -242,7 +246,11 @@ class JobManager:
         ended = now_iso()
         self.report(job_id, message)
         self._write_status(job_id, state="failed", message=message, ended_at=ended)
-        self.store.update(job_id, state="failed", message=message, ended_at=ended)
+        with self._lock:
+            self.store.update(job_id, state="failed", message=message, ended_at=ended)
+            row = self.store.get(job_id)
+            if row is not None:
+                self._remember(row)  # watchers (the API's snapshot) see it at once
 
     def _write_status(self, job_id: str, **fields) -> dict:
         """Merge ``fields`` into the job's status.json; when that cannot be written (a
@@ -294,6 +302,30 @@ class JobManager:
             return proc.poll() is None
         return start_time is not None and process_alive(pid, start_time)
 
+    def _process_of(self, job_id: str, row: dict) -> tuple[int | None, float | None, bool]:
+        """(pid, start time, verified) of the job's process: our own child; else the
+        first record (launch.json, status.json, the store row) that is verifiably this
+        job's process (:func:`.launcher.is_job_process`); else the first live one
+        (verified False: shown, never signalled); else the first recorded pid."""
+        proc = self._procs.get(job_id)
+        if proc is not None:
+            return proc.pid, process_start_time(proc.pid) or row.get("pid_start_time"), True
+        jd = self.job_dir(job_id)
+        launch_info, status = read_launch(jd), jd.read_status()
+        candidates = [c for c in dict.fromkeys([
+            (launch_info.get("pid"), launch_info.get("pid_start_time")),
+            (status.get("pid"), status.get("pid_start_time")),
+            (row.get("pid"), row.get("pid_start_time"))]) if c[0]]
+        live = [c for c in candidates if self._alive(job_id, *c)]
+        for c in live:
+            if self._verified.get(c) is None:
+                self._verified[c] = is_job_process(jd, *c)
+            if self._verified[c]:
+                return (*c, True)
+        if live:
+            return (*live[0], False)
+        return (*(candidates[0] if candidates else (None, None)), False)
+
     def _signal(self, job_id: str, sig: int) -> bool:
         """Signal the process group of the job: our own child, or a process of its
         records verified as its job process by :func:`.launcher.signal_job`. True if sent."""
@@ -316,10 +348,7 @@ class JobManager:
         status, problem = jd.load_status()
         if problem:
             self.report(job_id, problem)
-        pid, start_time = job_process(jd)
-        if not pid:
-            pid, start_time = row.get("pid"), row.get("pid_start_time")
-        start_time = start_time if start_time is not None else row.get("pid_start_time")
+        pid, start_time, verified = self._process_of(job_id, row)
         fields: dict = {}
         if status.get("state") not in FINAL_STATES:
             if not pid:  # never launched
@@ -330,8 +359,18 @@ class JobManager:
                     status = self._write_status(job_id, **self._death_fields(
                         job_id, row, problem or "its status says running but names no process"))
             elif self._alive(job_id, pid, start_time):
+                if verified:
+                    self._foreign.discard(job_id)
+                elif job_id not in self._foreign:
+                    self._foreign.add(job_id)
+                    self.report(job_id, f"its process {pid} is not a cvat-train job process of this folder: "
+                                        "it is shown but never signalled, and takes no queue slot")
                 now = time.time()
-                if row.get("cancel_requested_at") and now - row["cancel_requested_at"] > self.cancel_grace:
+                if row.get("cancel_requested_at") and not verified:
+                    status = self._write_status(job_id, state="cancelled", ended_at=now_iso(), message=(
+                        f"cancelled; process {pid} was not signalled: it is not this job's process "
+                        "(its records do not match)"))
+                elif row.get("cancel_requested_at") and now - row["cancel_requested_at"] > self.cancel_grace:
                     self._signal(job_id, signal.SIGKILL)
                 fields["state"] = "running"
             else:
@@ -412,18 +451,7 @@ class JobManager:
             if job["state"] in FINAL_STATES:
                 return job
             self.store.update(job_id, cancel_requested_at=time.time())
-            row = self.store.get(job_id) or {}
-            pid, start_time = job_process(self.job_dir(job_id))
-            if not pid:
-                pid, start_time = row.get("pid"), row.get("pid_start_time")
-            if pid and not self._signal(job_id, signal.SIGTERM) and self._alive(job_id, pid, start_time):
-                # a live process that is not verifiably this job's (a planted record): never signalled
-                message = (f"cancelled; process {pid} was not signalled: it is not this job's process "
-                           f"(its launch record does not match)")
-                ended = now_iso()
-                self.report(job_id, message)
-                self._write_status(job_id, state="cancelled", message=message, ended_at=ended)
-                self.store.update(job_id, state="cancelled", message=message, ended_at=ended)
+            self._signal(job_id, signal.SIGTERM)  # only a verified job process; the refresh settles the rest
             job = self.get(job_id)
         if wait:
             job = self.wait(job_id, timeout=self.cancel_grace + 10)
