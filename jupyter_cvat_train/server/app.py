@@ -48,9 +48,9 @@ class CvatTrainApp(ExtensionApp):
         runs_root = os.path.expanduser(self.runs_root) if self.runs_root else os.path.join(root_dir, "cvat-train-runs")
         spec_options = {"runs_root": os.path.realpath(runs_root),  # check_spec's, for POST jobs and each start
                         "allowed_endpoint_urls": list(self.allowed_endpoint_urls)}
-        manager = JobManager(runs_root, limits=Limits(self.max_accelerator_jobs, self.max_io_jobs),
+        manager = JobManager(runs_root, root_dir=root_dir, limits=Limits(self.max_accelerator_jobs, self.max_io_jobs),
                              cancel_grace=self.cancel_grace_seconds, niceness=self.job_niceness,
-                             spec_options=spec_options)
+                             spec_options=spec_options, log=self.log)
         self.service = JobService(root_dir, manager, poll_interval=self.poll_interval,
                                   tensorboard_enabled=self.tensorboard_enabled, log=self.log,
                                   validation_workers=self.validation_workers, validation_queue=self.validation_queue)
