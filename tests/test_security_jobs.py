@@ -6,11 +6,9 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -57,7 +55,8 @@ def plant(runs: Path, job_id: str, spec, status, **files) -> JobDir:
     for name, content in {"job.json": spec, "status.json": status, **files}.items():
         if content is None:
             continue
-        (d / name.replace("_", ".")).write_bytes(content if isinstance(content, bytes) else json.dumps(content).encode())
+        data = content if isinstance(content, bytes) else json.dumps(content).encode()
+        (d / name.replace("_", ".")).write_bytes(data)
     return JobDir(d)
 
 
@@ -286,7 +285,7 @@ def test_cancel_never_signals_a_foreign_process(root, key_file, sleeper, record,
           launch_json=launch if where != "status.json" else None)
     m = JobManager(runs, root_dir=root, key_file=key_file, cancel_grace=0.0)
     m.reconcile()
-    job = m.cancel("victim")
+    m.cancel("victim")
     m.poll()
     m.poll()
     assert m.get("victim")["state"] in ("cancelled", "failed")

@@ -46,8 +46,8 @@ FINAL_STATES = ("succeeded", "failed", "cancelled")
 MAX_RECORD_BYTES = 1 << 20  # job.json, status.json, launch.json: larger ones are refused
 MAX_MESSAGE = 4000  # characters of a job's message kept (longer ones are cut)
 PID_MAX = 1 << 22  # the largest pid Linux hands out
-_ISO_TIME = re.compile(r"\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?"
-                       r"(Z|[+-]\d{2}:?\d{2})?)?)?)?")
+_ISO_TIME = re.compile(r"\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])"  # date, then an optional time
+                       r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?)?)?")
 
 
 class JobError(Exception):
