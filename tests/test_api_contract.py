@@ -196,11 +196,13 @@ def test_the_contract_rejects_what_the_server_never_sends():
     """The schemas are tight enough to catch a changed reply (not all-accepting)."""
     job = {"id": "j1", "kind": "validate", "state": "succeeded", "message": "", "dir": "cvat-train-runs/j1",
            "progress": {"done": 1, "total": 1, "unit": "images"}, "outputs": {},
-           "created_at": "2024-05-01T10:00:00.000Z", "started_at": None, "ended_at": None}
+           "created_at": "2024-05-01T10:00:00.000Z", "started_at": None, "ended_at": None,
+           "spec": {"kind": "validate", "dataset": "data/sample.zip"}}
     assert_valid(schema("Job"), job, "a well-formed job")
     for bad in ({**job, "state": "done"}, {**job, "kind": "bake"}, {k: v for k, v in job.items() if k != "dir"},
                 {**job, "extra": 1}, {**job, "progress": {"done": -1, "total": None, "unit": None}},
-                {**job, "created_at": "yesterday"}):
+                {**job, "created_at": "yesterday"}, {k: v for k, v in job.items() if k != "spec"},
+                {**job, "spec": "x"}):
         assert not schema("Job").is_valid(bad), bad
     assert not schema("Error").is_valid({"message": "x", "code": 200, "details": None})
     assert not schema("StreamMessage").is_valid({"type": "log", "offset": 0, "text": "x"})

@@ -177,9 +177,9 @@ class JobsHandler(ApiHandler):
 
     @web.authenticated
     @authorized
-    def get(self):
+    async def get(self):
         svc = self.service
-        self.finish(json.dumps({"jobs": [svc.public(j) for j in svc.manager.snapshot()]}))
+        self.finish(json.dumps({"jobs": await svc.public_jobs(svc.manager.snapshot())}))
 
     @web.authenticated
     @authorized
@@ -195,7 +195,7 @@ class JobsHandler(ApiHandler):
             raise spec_error(e) from None
         job = await svc.run(svc.manager.create, spec)
         self.set_status(201)
-        self.finish(json.dumps(svc.public(job)))
+        self.finish(json.dumps((await svc.public_jobs([job]))[0]))
 
 
 class JobHandler(ApiHandler):
@@ -204,7 +204,7 @@ class JobHandler(ApiHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id):
-        self.finish(json.dumps(self.service.public(await self.job(job_id))))
+        self.finish(json.dumps((await self.service.public_jobs([await self.job(job_id)]))[0]))
 
     @web.authenticated
     @authorized
@@ -217,8 +217,9 @@ class JobHandler(ApiHandler):
             raise ApiError(404, f"no job {shown(job_id)}") from None
         if job is not None:
             self.set_status(202)
-            self.finish(json.dumps(svc.public(job)))
+            self.finish(json.dumps((await svc.public_jobs([job]))[0]))
             return
+        svc.forget_spec(job_id)
         await svc.tensorboards.stop(job_id)
         self.set_status(204)
         self.finish()
@@ -315,7 +316,7 @@ class JobStreamHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHandle
         svc = self.service
         jd = svc.manager.job_dir(job_id)
         follower = JobFollower(jd, *self._offsets)
-        job = svc.public(self._job)
+        job = (await svc.public_jobs([self._job]))[0]
         self._send({"type": "state", "job": job})
 
         def step():
@@ -332,7 +333,7 @@ class JobStreamHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHandle
                 if final or current is None:  # None: not polled yet, or deleted (raises JobNotFound)
                     current = await svc.run(svc.manager.get, job_id)
                 if current is not None and (current["state"], current["message"]) != (job["state"], job["message"]):
-                    job = svc.public(current)
+                    job = (await svc.public_jobs([current]))[0]
                     self._send({"type": "state", "job": job})
                 if final and current is not None and current["state"] in FINAL_STATES:
                     self._send({"type": "end", "job": job})

@@ -17,6 +17,7 @@ request is answered 503 with ``Retry-After`` instead of piling up.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -24,8 +25,15 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from ..jobs.manager import JobManager
+from ..jobs.jobdir import JobError
+from ..jobs.manager import JobManager, JobNotFound
 from .tensorboard import TensorBoards
+
+
+#: Spec (job.json) fields holding a path: shown relative to the server root when inside it.
+SPEC_PATH_FIELDS = frozenset({"dataset", "checkpoint", "images", "model", "model_dir", "output", "workspace"})
+#: A job.json longer than this (as JSON text) is not sent to clients: ``spec`` is null.
+MAX_SHOWN_SPEC_CHARS = 64 * 1024
 
 
 class PoolFull(RuntimeError):
@@ -81,6 +89,7 @@ class JobService:
         self.executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="cvat-train")
         self.validation_pool = BoundedPool(validation_workers, validation_queue, "cvat-train-validate")
         self.log = log
+        self._specs: dict[str, dict | None] = {}  # job id -> shown spec (job.json never changes)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -122,11 +131,42 @@ class JobService:
         """Run heavy ``fn`` (a dataset validation) in the validation pool. Raises PoolFull."""
         return await self.validation_pool.run(fn, *args, **kwargs)
 
-    def public(self, job: dict) -> dict:
-        """The job dict for clients: ``dir`` relative to root_dir (posix) when inside it."""
-        d = Path(job["dir"])
+    def shown_path(self, path: str) -> str:
+        """``path`` relative to root_dir (posix) when inside it, else as given."""
         try:
-            rel = d.relative_to(self.root_dir).as_posix()
+            return Path(path).relative_to(self.root_dir).as_posix()
         except ValueError:
-            rel = str(d)
-        return {**job, "dir": rel}
+            return str(path)
+
+    def spec_of(self, job_id: str) -> dict | None:
+        """The job's spec (job.json) for clients, read once and cached: path fields
+        (:data:`SPEC_PATH_FIELDS`) relative to root_dir; None when job.json is missing,
+        unreadable or longer than :data:`MAX_SHOWN_SPEC_CHARS`. Reads a file: call it
+        from a worker thread (:meth:`public_jobs`)."""
+        if job_id in self._specs:
+            return self._specs[job_id]
+        try:
+            spec = self.manager.job_dir(job_id).read_spec()
+        except (JobError, JobNotFound, OSError):
+            spec = None
+        if spec is not None:
+            spec = {k: self.shown_path(v) if k in SPEC_PATH_FIELDS and isinstance(v, str) else v
+                    for k, v in spec.items()}
+            if len(json.dumps(spec, default=str)) > MAX_SHOWN_SPEC_CHARS:
+                spec = None
+        self._specs[job_id] = spec
+        return spec
+
+    def forget_spec(self, job_id: str) -> None:
+        """Drop a deleted job's cached spec."""
+        self._specs.pop(job_id, None)
+
+    def public(self, job: dict) -> dict:
+        """The job dict for clients: ``dir`` relative to root_dir (posix) when inside it,
+        and ``spec`` (:meth:`spec_of`; may read job.json: call from a worker thread)."""
+        return {**job, "dir": self.shown_path(job["dir"]), "spec": self.spec_of(job["id"])}
+
+    async def public_jobs(self, jobs: list[dict]) -> list[dict]:
+        """:meth:`public` of each job, in the thread pool (job.json reads stay off the
+        event loop)."""
+        return await self.run(lambda: [self.public(j) for j in jobs])

@@ -238,6 +238,12 @@ export interface Job {
   outputs: {
     [k: string]: unknown | undefined;
   };
+  /**
+   * The job's spec (job.json) as queued: kind, template, dataset, parameters, ...; path fields relative to the server root when inside it. Null when job.json is missing, unreadable or too long to show.
+   */
+  spec: {
+    [k: string]: unknown | undefined;
+  } | null;
 }
 export interface JobList {
   /**
