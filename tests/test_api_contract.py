@@ -34,7 +34,7 @@ from traitlets.config import Config
 import jupyter_cvat_train
 from jupyter_cvat_train.datasets import generate_sample
 
-from test_jobs_manager import unblock
+from test_server_jobs import long_training
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -288,10 +288,8 @@ async def test_rest_replies_match_the_contract(jp_fetch, jp_ws_fetch, jp_root_di
     assert (await call(jp_fetch, "delete", "/jobs/{job_id}", job_id=job["id"]))[0] == 404
 
 
-async def test_cancel_reply_matches_the_contract(jp_fetch, jp_root_dir, request):
-    os.mkfifo(jp_root_dir / "blocked.zip")  # the validate job blocks reading it until killed
-    request.addfinalizer(lambda: unblock(jp_root_dir / "blocked.zip"))
-    code, job = await call(jp_fetch, "post", "/jobs", body={"kind": "validate", "dataset": "blocked.zip"})
+async def test_cancel_reply_matches_the_contract(jp_fetch, sample):
+    code, job = await call(jp_fetch, "post", "/jobs", body=long_training(sample))
     assert code == 201 and job["state"] in ("queued", "running")
     code, cancelling = await call(jp_fetch, "delete", "/jobs/{job_id}", job_id=job["id"])
     assert code == 202 and cancelling["id"] == job["id"]

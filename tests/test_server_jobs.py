@@ -13,8 +13,6 @@ from traitlets.config import Config
 
 from jupyter_cvat_train.datasets import generate_sample
 
-from test_jobs_manager import unblock
-
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 TEMPLATE = "fasterrcnn-mobilenet-v3-fpn"
@@ -31,6 +29,14 @@ def jp_server_config():
 @pytest.fixture
 def sample(jp_root_dir) -> Path:
     return generate_sample(jp_root_dir / "data" / "sample.zip", images=4, width=64, height=48)
+
+
+def long_training(sample: Path) -> dict:
+    """A train job that cannot end by itself while a test runs (100,000 epochs): a real
+    job to cancel, whether the cancel finds it queued or running."""
+    return {"kind": "train", "template": TEMPLATE, "dataset": str(sample),
+            "parameters": {"epochs": 100000, "pretrained": False, "image_size": 64, "batch_size": 2,
+                           "num_workers": 0}}
 
 
 async def api(jp_fetch, *parts, method="GET", body=None, params=None):
@@ -146,10 +152,8 @@ async def test_job_is_streamed_to_its_final_state_and_log_read_by_offset(jp_fetc
     assert code == 404
 
 
-async def test_cancel_and_delete_through_the_api(jp_fetch, jp_root_dir, request):
-    os.mkfifo(jp_root_dir / "blocked.zip")  # the validate job blocks reading it until killed
-    request.addfinalizer(lambda: unblock(jp_root_dir / "blocked.zip"))
-    code, job = await api(jp_fetch, "jobs", method="POST", body={"kind": "validate", "dataset": "blocked.zip"})
+async def test_cancel_and_delete_through_the_api(jp_fetch, jp_root_dir, sample):
+    code, job = await api(jp_fetch, "jobs", method="POST", body=long_training(sample))
     assert code == 201
     code, cancelling = await api(jp_fetch, "jobs", job["id"], method="DELETE")
     assert code == 202 and cancelling["id"] == job["id"]
