@@ -68,3 +68,24 @@ def test_messages_are_labelled_with_the_offset_really_read_from(tmp_path):
     jd.append_event({"type": "progress", "done": 4})
     (ev,) = f2.read()
     assert ev["event"]["done"] == 4 and ev["offset"] == len(events) + len(b'{"type": "progress", "done": 3}\n')
+
+
+def test_planted_links_fifos_and_odd_event_lines_are_not_served(tmp_path):
+    """job.log and events.jsonl can be planted through the Contents API: a link to an
+    outside file or a FIFO reads as empty (never blocks), an odd events line is
+    ``unparsed``."""
+    import os
+
+    secret = tmp_path / "secret.txt"
+    secret.write_text("outside\n")
+    jd = JobDir(tmp_path / "job").create({"kind": "validate"})
+    jd.log_path.symlink_to(secret)
+    os.mkfifo(jd.events_path)
+    assert read_from(jd.log_path, 0) == (b"", 0)
+    assert JobFollower(jd).read() == []
+    jd.log_path.unlink()
+    jd.events_path.unlink()
+    jd.events_path.write_text('5\n[1]\n{"no": "type"}\n{"type": 7}\nnot json\n{"type": "progress"}\n')
+    events = [m["event"] for m in JobFollower(jd).read()]
+    assert [e["type"] for e in events] == ["unparsed"] * 5 + ["progress"]
+    assert events[0]["text"] == "5\n"

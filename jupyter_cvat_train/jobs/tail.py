@@ -6,10 +6,17 @@ waits for its newline) unless the job is finished. Every message is labelled wit
 offset it was really read from: an offset past the end of a file (the file was
 rewritten) restarts at 0, and an events offset in the middle of a line skips to the
 next line, so each event message is one whole JSON line.
+
+job.log and events.jsonl live in the runs root, which clients can write to: they are
+opened without following a symlink and read only when they are regular files (a
+planted link, FIFO or device reads as empty), and an events line that is not a JSON
+object with a string ``type`` is sent as an ``unparsed`` event.
 """
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,21 +25,34 @@ from .jobdir import FINAL_STATES, JobDir
 MAX_CHUNK = 1 << 20  # bytes read per call, so a huge log is sent in pieces
 
 
+def open_regular(path: Path):
+    """``path`` opened for binary reading, or None when it is missing, a symlink, or not
+    a regular file (a FIFO is never opened in blocking mode, so it cannot hang us)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError:
+        return None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        return None
+    return os.fdopen(fd, "rb")
+
+
 def read_from(path: Path, offset: int, *, whole_lines: bool = True, max_bytes: int = MAX_CHUNK) -> tuple[bytes, int]:
     """Bytes of ``path`` from ``offset`` (at most ``max_bytes``) and the next offset.
 
     With ``whole_lines`` the data ends at the last line end (``\n``, or ``\r`` as progress
     bars such as tqdm rewrite their line), nothing if none yet; a missing file reads as empty. An offset past the end (file truncated) restarts at 0.
     """
-    try:
-        with open(path, "rb") as f:
-            size = f.seek(0, 2)
-            if offset > size:
-                offset = 0
-            f.seek(offset)
-            data = f.read(max_bytes)
-    except FileNotFoundError:
+    f = open_regular(path)
+    if f is None:
         return b"", offset
+    with f:
+        size = f.seek(0, 2)
+        if offset > size:
+            offset = 0
+        f.seek(offset)
+        data = f.read(max_bytes)
     if whole_lines and len(data) > 0:
         cut = max(data.rfind(b"\n"), data.rfind(b"\r"))
         if cut < 0:
@@ -71,6 +91,8 @@ class JobFollower:
             try:
                 event = json.loads(line)
             except (ValueError, RecursionError):
+                event = None
+            if not (isinstance(event, dict) and isinstance(event.get("type"), str)):
                 event = {"type": "unparsed", "text": line.decode("utf-8", errors="replace")[:1000]}
             out.append({"type": "event", "offset": pos, "next_offset": pos + len(line), "event": event})
             pos += len(line)
@@ -83,22 +105,22 @@ class JobFollower:
         offset = self.events_offset
         if offset == 0:
             return 0
-        try:
-            with open(self.job_dir.events_path, "rb") as f:
-                size = f.seek(0, 2)
-                if offset > size:
-                    return offset  # read_from restarts a rewritten file at 0
-                f.seek(offset - 1)
-                while True:
-                    chunk = f.read(MAX_CHUNK)
-                    cut = chunk.find(b"\n")
-                    if cut >= 0:
-                        self.events_offset = f.tell() - len(chunk) + cut + 1
-                        return self.events_offset
-                    if len(chunk) < MAX_CHUNK:
-                        return size  # inside the last, unfinished line: nothing to send yet
-        except FileNotFoundError:
+        f = open_regular(self.job_dir.events_path)
+        if f is None:
             return offset
+        with f:
+            size = f.seek(0, 2)
+            if offset > size:
+                return offset  # read_from restarts a rewritten file at 0
+            f.seek(offset - 1)
+            while True:
+                chunk = f.read(MAX_CHUNK)
+                cut = chunk.find(b"\n")
+                if cut >= 0:
+                    self.events_offset = f.tell() - len(chunk) + cut + 1
+                    return self.events_offset
+                if len(chunk) < MAX_CHUNK:
+                    return size  # inside the last, unfinished line: nothing to send yet
 
     def finished(self) -> bool:
         """True when status.json holds a final state."""
