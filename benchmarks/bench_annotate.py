@@ -98,7 +98,7 @@ def ours(model_dir: Path, folder: Path, out: Path, threshold: float, engine: str
          threads: int) -> dict:
     exe = Path(sys.executable).parent / "cvat-train"
     cmd = [str(exe), "annotate", str(folder), "--model-dir", str(model_dir), "--output", str(out), "--format", "cvat",
-           "--threshold", str(threshold), "--engine", engine, "--no-progress", *shlex.split(extra)]
+           "--threshold", str(threshold), "--engine", engine, "--no-progress", "--overwrite", *shlex.split(extra)]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     t = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
