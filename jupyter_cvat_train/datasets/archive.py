@@ -3,10 +3,14 @@
 A zip is extracted once per content into ``$CVAT_TRAIN_CACHE/exports/<sha256>/``
 (default cache: ``~/.cache/jupyter_cvat_train``). Entries with an absolute path, a
 ``..`` component or a symlink mode are refused (an ``unsafe-archive-entry`` finding,
-the entry is not written). Against zip bombs the total uncompressed size is capped
-(:data:`MAX_TOTAL_BYTES`, env ``CVAT_TRAIN_MAX_UNZIPPED_BYTES``) and so is the ratio
-of uncompressed to compressed bytes of the archive (:data:`MAX_RATIO`); the bytes
-actually written are counted, so a header that lies about sizes does not help.
+the entry is not written). A zip whose entries overlap (share data bytes, as in a
+non-recursive zip bomb) or repeat a name is refused whole. Against zip bombs the bytes
+really written while streaming are counted against caps set from the archive file's
+real size on disk (:data:`MAX_RATIO` times it) and :data:`MAX_TOTAL_BYTES` (env
+``CVAT_TRAIN_MAX_UNZIPPED_BYTES``); a size the archive declares can refuse it, never allow it.
+The export path must be a regular file or folder (a FIFO or device is refused without
+being opened), and the folder is scanned for links leading outside it and special files
+before any reader runs (:mod:`.references`).
 Zip format reference: PKWARE APPNOTE.TXT (https://pkware.cachefly.net/webdocs/casestudies/APPNOTE.TXT);
 Unix mode bits sit in the high 16 bits of ``external_attr``.
 """
