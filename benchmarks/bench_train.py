@@ -79,7 +79,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from jupyter_cvat_train.datasets import generate_sample
-    from jupyter_cvat_train.jobs.jobdir import JobDir, run_job
+    from jupyter_cvat_train.jobs.runtime import JobDir, run_job
     from jupyter_cvat_train.models import parse_hyperparameters
     from jupyter_cvat_train.training import train_job
     from jupyter_cvat_train.training.plan import make_plan

@@ -16,7 +16,7 @@ import datumaro as dm
 import pytest
 
 from jupyter_cvat_train.annotate import run_annotate
-from jupyter_cvat_train.jobs.jobdir import JobDir, run_job
+from jupyter_cvat_train.jobs.runtime import JobDir, run_job
 
 BCCD_LABELS = ["RBC", "WBC", "Platelets"]
 N_IMAGES = 6

@@ -177,8 +177,8 @@ def test_the_contract_lists_exactly_the_server_routes_and_methods():
 
 
 def test_the_contract_enums_follow_the_core():
-    from jupyter_cvat_train.jobs.jobdir import STATES
-    from jupyter_cvat_train.jobs.kinds import list_kinds
+    from jupyter_cvat_train.jobs.runtime import STATES
+    from jupyter_cvat_train.jobs.registry import list_kinds
     from jupyter_cvat_train.models.catalog import TASKS
 
     s = DOC["components"]["schemas"]

@@ -11,7 +11,7 @@ from PIL import Image
 
 from jupyter_cvat_train.datasets import detect_format, generate_sample, load_export, validate_export
 from jupyter_cvat_train.datasets.sample import SAMPLE_FORMATS
-from jupyter_cvat_train.jobs.jobdir import JobDir
+from jupyter_cvat_train.jobs.runtime import JobDir
 
 
 def test_coco_sample_has_boxes_polygons_and_real_jpegs(tmp_path):

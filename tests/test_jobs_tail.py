@@ -1,7 +1,7 @@
 """Log tailing by byte offsets: whole lines only while a job runs, resumable, tqdm's \\r."""
 from __future__ import annotations
 
-from jupyter_cvat_train.jobs.jobdir import JobDir
+from jupyter_cvat_train.jobs.runtime import JobDir
 from jupyter_cvat_train.jobs.tail import JobFollower, read_from
 
 

@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from jupyter_cvat_train import models
-from jupyter_cvat_train.jobs.jobdir import JobDir, run_job
+from jupyter_cvat_train.jobs.runtime import JobDir, run_job
 from jupyter_cvat_train.models import catalog
 from jupyter_cvat_train.models.schema import Key
 from jupyter_cvat_train.training import train_job

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from jupyter_cvat_train.jobs.jobdir import JobDir, JobError, process_start_time, run_job
+from jupyter_cvat_train.jobs.runtime import JobDir, JobError, process_start_time, run_job
 
 
 def _job(tmp_path, spec=None):
@@ -78,7 +78,7 @@ def test_sigterm_in_a_real_process_ends_cancelled(tmp_path):
     script = tmp_path / "job.py"
     script.write_text(textwrap.dedent("""
         import sys, time
-        from jupyter_cvat_train.jobs.jobdir import job_main
+        from jupyter_cvat_train.jobs.runtime import job_main
         def fn(ctx):
             i = 0
             while True:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_cvat_train.datasets import generate_sample, validate_export
-from jupyter_cvat_train.jobs.jobdir import JobDir
+from jupyter_cvat_train.jobs.runtime import JobDir
 
 
 def header_only_png(width: int, height: int) -> bytes:

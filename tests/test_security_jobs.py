@@ -16,8 +16,8 @@ from click.testing import CliRunner
 
 from jupyter_cvat_train.cli import main
 from jupyter_cvat_train.datasets import generate_sample
-from jupyter_cvat_train.jobs.jobdir import JobDir, process_start_time, write_json_atomic
-from jupyter_cvat_train.jobs.launcher import process_alive, signal_group
+from jupyter_cvat_train.jobs.runtime import JobDir, process_start_time, write_json_atomic
+from jupyter_cvat_train.jobs.backends.local import process_alive, signal_group
 from jupyter_cvat_train.jobs.manager import JobManager
 from jupyter_cvat_train.jobs.queue import Limits
 from jupyter_cvat_train.jobs.specs import check_spec

@@ -1,7 +1,7 @@
 """A job kind for tests, ``test-block``: a real detached job process that runs until it
 is killed (it ignores the cancel request SIGTERM sets), as a job stuck in a system call
-would. Importing this module registers the kind and puts tests/ on the PYTHONPATH of
-job processes, so ``python -m test_security_jobs_blocker JOB_DIR`` runs it.
+would. Importing this module registers the kind (its run function, :func:`run`) and puts tests/
+on the PYTHONPATH of job processes, so the job process can import it.
 (A FIFO given as a dataset used to serve; exports are now refused unless regular.)"""
 from __future__ import annotations
 
@@ -9,10 +9,9 @@ import os
 import time
 from pathlib import Path
 
-from jupyter_cvat_train.jobs.jobdir import job_main
-from jupyter_cvat_train.jobs.kinds import JobKind, register_kind
+from jupyter_cvat_train.jobs.registry import JobKind, register_kind
 
-KIND = register_kind(JobKind("test-block", "test_security_jobs_blocker", "io"))
+KIND = register_kind(JobKind("test-block", "test_security_jobs_blocker:run", "io"))
 _here = str(Path(__file__).resolve().parent)
 if _here not in os.environ.get("PYTHONPATH", "").split(os.pathsep):
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_here, os.environ.get("PYTHONPATH")) if p)
@@ -22,7 +21,3 @@ def run(ctx) -> dict:
     ctx.progress(0, None, "ticks")
     while True:
         time.sleep(0.05)
-
-
-if __name__ == "__main__":
-    job_main(run)

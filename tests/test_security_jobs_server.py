@@ -14,8 +14,8 @@ import pytest
 from traitlets.config import Config
 
 from jupyter_cvat_train.datasets import generate_sample
-from jupyter_cvat_train.jobs.jobdir import process_start_time
-from jupyter_cvat_train.jobs.launcher import process_alive
+from jupyter_cvat_train.jobs.runtime import process_start_time
+from jupyter_cvat_train.jobs.backends.local import process_alive
 from jupyter_cvat_train.jobs.manager import JobManager
 from jupyter_cvat_train.jobs.specs import check_spec
 

@@ -7,7 +7,7 @@ import json
 import pytest
 from traitlets.config import Config
 
-from jupyter_cvat_train.jobs.launcher import process_alive
+from jupyter_cvat_train.jobs.backends.local import process_alive
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 

@@ -14,8 +14,8 @@ import pytest
 from traitlets.config import Config
 
 from jupyter_cvat_train.datasets import generate_sample
-from jupyter_cvat_train.jobs.jobdir import JobDir
-from jupyter_cvat_train.jobs.launcher import job_process, process_alive, signal_group
+from jupyter_cvat_train.jobs.runtime import JobDir
+from jupyter_cvat_train.jobs.backends.local import job_process, process_alive, signal_group
 from jupyter_cvat_train.jobs.specs import check_spec
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from jupyter_cvat_train.jobs.jobdir import JobDir
+from jupyter_cvat_train.jobs.runtime import JobDir
 from jupyter_cvat_train.storage import StorageError, SyncOptions, sync
 from jupyter_cvat_train.storage.local import TEMP_MARK, check_key, UnsafeKeyError, walk
 from jupyter_cvat_train.storage.lock import SyncLock

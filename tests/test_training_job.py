@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from jupyter_cvat_train import models
-from jupyter_cvat_train.jobs.jobdir import JobDir, run_job
+from jupyter_cvat_train.jobs.runtime import JobDir, run_job
 from jupyter_cvat_train.training import train_job
 
 pytestmark = pytest.mark.slow

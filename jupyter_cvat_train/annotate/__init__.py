@@ -1,7 +1,7 @@
 """Automatic annotation: run a trained model over images and write a CVAT-importable zip.
 
 - :func:`run_annotate` is the job function (``python -m jupyter_cvat_train.annotate JOB_DIR``
-  and ``cvat-train annotate`` both run it through ``jobs.jobdir.run_job``);
+  and ``cvat-train annotate`` both run it through ``jobs.runtime.run_job``);
 - :mod:`.inputs` finds the images (folder, zip, CVAT export), :mod:`.mapping` maps model
   labels to target labels, :mod:`.engine` / :mod:`.onnx_engine` run the model,
   :mod:`.polygons` turns masks into polygons, :mod:`.writers` writes COCO / CVAT / YOLO

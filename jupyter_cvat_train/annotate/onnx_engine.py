@@ -31,7 +31,7 @@ One session per size, with ``intra`` intra-op threads, is called from
 ``parallel_calls`` threads at once (ONNX Runtime's ``run`` is thread-safe), as the torch
 engine splits the cores (see :func:`.engine.cpu_parallelism`); graph optimization level
 "all", float32 (the CPU provider's bfloat16 fast-math option exists for ARM64 only).
-Raises :class:`jupyter_cvat_train.jobs.jobdir.JobError` when onnxruntime is not
+Raises :class:`jupyter_cvat_train.jobs.runtime.JobError` when onnxruntime is not
 installed, the device is not the CPU, or the model does not export faithfully (the
 message says to use ``--engine torch``).
 """
@@ -45,7 +45,7 @@ import warnings
 from collections import OrderedDict
 from pathlib import Path
 
-from ..jobs.jobdir import JobError
+from ..jobs.runtime import JobError
 from .engine import Detections, cpu_parallelism, model_input_size, to_detections
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..datasets.model import Annotation
-from ..jobs.jobdir import JobCancelled, JobContext, JobError
+from ..jobs.runtime import JobCancelled, JobContext, JobError
 from .engine import Detections
 from .inputs import ImageSource, InputError, open_input
 from .mapping import LabelMapping, MappingError, build_mapping, parse_map_pairs
@@ -227,7 +227,7 @@ def make_engine(opts: AnnotateOptions, model, model_dir: Path, device: str):
 
 
 def run_annotate(ctx: JobContext) -> dict:
-    """The annotate job function (for :func:`jupyter_cvat_train.jobs.jobdir.run_job`).
+    """The annotate job function (for :func:`jupyter_cvat_train.jobs.runtime.run_job`).
 
     Reads ``ctx.spec`` (see :class:`AnnotateOptions`), checks everything that can be
     checked before the first image (input, model folder, mapping), then runs the

@@ -1,7 +1,7 @@
 """Running a job function in the foreground: the CLI path of every job kind.
 
 The CLI writes the same job.json a server would, then runs the kind's job function
-through :func:`jupyter_cvat_train.jobs.jobdir.run_job` in this process, so the CLI and
+through :func:`jupyter_cvat_train.jobs.runtime.run_job` in this process, so the CLI and
 the job process share one code path. Progress events drive a tqdm bar.
 """
 from __future__ import annotations
@@ -57,7 +57,7 @@ def run_in_foreground(spec: dict, fn: Callable, *, job_dir: str | None = None,
     ``ERROR: <message>`` (one message, no traceback). Raises click.ClickException when
     ``job_dir`` already holds a job.
     """
-    from ..jobs.jobdir import JobDir, run_job
+    from ..jobs.runtime import JobDir, run_job
 
     folder = job_dir or tempfile.mkdtemp(prefix=f"cvat-train-{spec.get('kind', 'job')}-")
     try:

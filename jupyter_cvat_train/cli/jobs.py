@@ -96,7 +96,7 @@ def logs(ctx, job_id, follow):
     """Print a job's log (stdout + stderr of its process).
 
     With -f, exit status: 0 when the job succeeded, 1 when it failed or was cancelled."""
-    from ..jobs.jobdir import FINAL_STATES
+    from ..jobs.runtime import FINAL_STATES
     from ..jobs.tail import read_from
 
     m = _manager(ctx)

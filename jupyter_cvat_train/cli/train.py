@@ -48,7 +48,7 @@ class _TrainBar(ProgressBar):
                                            "via torchrun (NCCL, one GPU per process; gloo on the CPU).")
 def train(path, template, output, hp, epochs, format_, checkpoint, resume, device, gpus):
     """Train a model on the CVAT export at PATH (zip or folder), in the foreground."""
-    from ..jobs.jobdir import JobDir, run_job, write_json_atomic
+    from ..jobs.runtime import JobDir, run_job, write_json_atomic
     from ..models import (HyperparameterError, TemplateNotFound, TemplateUnavailable, check_template,
                           configure_search_path, get_template, parse_hyperparameters)
 

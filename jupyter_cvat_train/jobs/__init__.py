@@ -1,14 +1,16 @@
-"""Jobs: the job folder contract and the runtime of job processes (:mod:`.jobdir`), the
-kinds registry (:mod:`.kinds`), the detached launcher (:mod:`.launcher`), the sqlite
-store (:mod:`.store`), queueing (:mod:`.queue`), reconciliation (:mod:`.reconcile`),
-log tailing (:mod:`.tail`), client spec checks (:mod:`.specs`) and the service that
-ties them together (:class:`.manager.JobManager`). No Jupyter imports here."""
-from .jobdir import JobCancelled, JobContext, JobDir, JobError, run_job
-from .kinds import JobKind, get_kind, list_kinds, register_kind
-from .manager import JobManager, JobNotFound, job_to_dict
-from .queue import Limits
-from .specs import SpecError, check_spec, resolve_inside
+"""Jobs: everything about running work as a job process, in layers (imports point down):
 
-__all__ = ["JobCancelled", "JobContext", "JobDir", "JobError", "JobKind", "JobManager", "JobNotFound", "Limits",
-           "SpecError", "check_spec", "get_kind", "job_to_dict", "list_kinds", "register_kind", "resolve_inside",
-           "run_job"]
+- :mod:`.runtime` (bottom): the job folder contract, :class:`~.runtime.JobState`,
+  :class:`~.runtime.JobContext`, :func:`~.runtime.run_job`, the errors; what every job
+  process imports;
+- :mod:`.registry`: the job kinds (name, spec check, run function, resource, path fields);
+  :mod:`.run`: the one entry point of job processes (``python -m jupyter_cvat_train.jobs.run JOB_DIR``);
+- :mod:`.backends`: where job processes run (launch, poll, cancel; :mod:`.backends.local`);
+- :mod:`.specs` (client spec checks), :mod:`.queue` (limits), :mod:`.provenance` (signed
+  queued jobs), :mod:`.store` (sqlite index), :mod:`.scheduler` (the one scheduler lease of
+  a runs root), :mod:`.reconcile`, :mod:`.tail` (log tailing);
+- :mod:`.manager`: the service that ties them together (:class:`~.manager.JobManager`).
+
+This file imports nothing, so ``import jupyter_cvat_train.jobs.runtime`` stays light. No
+Jupyter imports anywhere here.
+"""

@@ -11,11 +11,18 @@ When a job process is gone without writing a final state, the manager writes it:
 ``cancelled`` after a cancel request, otherwise ``failed`` ("interrupted" for a process
 found after a restart, or its exit code for one this manager started).
 
+Scheduling: any number of managers (processes) may share a runs root; each may create
+(enqueue) jobs, read them, and cancel them. Only the holder of the runs root's scheduler
+lease (:mod:`.scheduler`, taken when free by :meth:`JobManager.schedule`) starts queued
+jobs and fails those that may never start. Where a job runs is the backend's business
+(:mod:`.backends`; the local one by default): the manager launches, polls and cancels
+through that interface, and keeps the handle in the job folder (launch.json).
+
 The runs root is untrusted (any Contents API user can write it). A queued job starts
 only if this scheduler enqueued it (:mod:`.provenance`: its job.json still carries the
 signature :meth:`JobManager.create` stored), it was never started before, and its spec
 passes :func:`.specs.check_spec` against the server root again; otherwise it is failed
-with a message. Signals go only to a verified job process (:func:`.launcher.signal_job`).
+with a message. A cancel reaches only a process the backend verifies as the job's process.
 A bad record is reported (logged, and on that job) and never stops the others.
 """
 from __future__ import annotations
@@ -26,17 +33,19 @@ import os
 import secrets
 import shutil
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
 
-from .jobdir import (FINAL_STATES, JobDir, RecordError, json_bytes, now_iso, process_start_time, read_record,
-                     spec_sha256, valid_text)
-from .kinds import get_kind
-from .launcher import LAUNCH_NAME, is_job_process, launch, process_alive, read_launch, signal_group, signal_job
+from .backends import HANDLE_NAME, JobBackend, LaunchRequest, Poll, read_handle, write_handle
+from .backends.local import LocalBackend
 from .provenance import load_key, sign, verify
 from .queue import Limits, jobs_to_start
+from .registry import get_kind
+from .run import RUN_ENV
+from .runtime import (ACTIVE_STATES, FINAL_STATES, SPEC_HASH_ENV, JobDir, JobState, RecordError, json_bytes, now_iso,
+                      read_record, spec_sha256, valid_text)
+from .scheduler import SchedulerLease
 from .store import JOB_ID_RE, JobStore
 
 DEFAULT_CANCEL_GRACE = 10.0
@@ -51,6 +60,13 @@ def _resource_of(kind: str) -> str:
         return get_kind(kind).resource
     except KeyError:
         return "accelerator"
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return str(number)
 
 
 class JobNotFound(KeyError):
@@ -83,10 +99,12 @@ class JobManager:
     :func:`.provenance.default_key_file`). limits: concurrent jobs per resource
     (:class:`.queue.Limits`); cancel_grace: seconds between SIGTERM and SIGKILL; python:
     interpreter for job processes (default: this one); env: environment for job
-    processes (default: this process's); niceness: added to job processes' nice value;
-    log: a logging.Logger for bad records (default: this module's); spec_options: keyword
-    arguments of :func:`.specs.check_spec` for that check (the server's, e.g.
-    ``allowed_endpoint_urls``).
+    processes (default: this process's); niceness: added to job processes' nice value
+    (python and niceness configure the default backend); backend: where jobs run
+    (default :class:`.backends.local.LocalBackend`); log: a logging.Logger for bad records
+    (default: this module's); spec_options: keyword arguments of
+    :func:`.specs.check_spec` for that check (the server's, e.g. ``allowed_endpoint_urls``);
+    owner: who this process is, shown to others while it holds the scheduler lease.
     Thread-safe.
     """
 
@@ -94,7 +112,7 @@ class JobManager:
                  key_file: Path | str | None = None, limits: Limits | None = None,
                  cancel_grace: float = DEFAULT_CANCEL_GRACE, python: str | None = None,
                  env: dict[str, str] | None = None, niceness: int = 0, log: logging.Logger | None = None,
-                 spec_options: dict | None = None):
+                 spec_options: dict | None = None, backend: JobBackend | None = None, owner: str = ""):
         self.runs_root = Path(runs_root).resolve()
         self.root_dir = Path(os.path.realpath(root_dir if root_dir is not None else self.runs_root.parent))
         self.log = log or logging.getLogger(__name__)
@@ -102,14 +120,14 @@ class JobManager:
         self.spec_options = dict(spec_options or {})
         self._reported: set[tuple[str, str]] = set()
         self._foreign: set[str] = set()  # jobs whose live process is not verifiably their job process
-        self._verified: dict[tuple, bool] = {}  # (pid, start time) -> is it a job process of its folder
         self.store = JobStore(self.runs_root)
+        self.lease = SchedulerLease(self.runs_root, owner or f"cvat-train (pid {os.getpid()})")
         self.limits = limits or Limits()
         self.cancel_grace = cancel_grace
-        self.python = python
         self.env = env
-        self.niceness = niceness
-        self._procs: dict[str, subprocess.Popen] = {}
+        self.backend = backend or LocalBackend(python=python, niceness=niceness)
+        self.backends: dict[str, JobBackend] = {self.backend.name: self.backend}
+        self._launched: dict[str, dict] = {}  # job id -> the handle this manager launched it with
         self._lock = threading.RLock()
         self._snapshot: dict[str, dict] = {}  # changed under the lock
         self._published: dict[str, dict] = {}  # replaced whole, read without the lock
@@ -181,32 +199,44 @@ class JobManager:
         spec_bytes = json_bytes(spec)
         jd = JobDir(self.runs_root / job_id).create(spec, spec_bytes)
         with self._lock:
-            self.store.add(job_id, kind.name, "queued", created_at=jd.read_status().get("created_at"),
+            self.store.add(job_id, kind.name, JobState.QUEUED, created_at=jd.read_status().get("created_at"),
                            progress={"done": 0, "total": None, "unit": None},
                            token=sign(self.key, job_id, spec_bytes))
             self.schedule()
             return self.get(job_id, refresh=False)
 
+    @property
+    def is_scheduler(self) -> bool:
+        """True if this manager holds the runs root's scheduler lease (as last asked)."""
+        return self.lease.held
+
     def schedule(self) -> list[str]:
-        """Start queued jobs while their resource has free slots, oldest first; fail
-        those that may never start (:meth:`_refusal`). Returns the ids started."""
+        """If this manager holds the scheduler lease (taken now when free): start queued
+        jobs while their resource has free slots, oldest first, and fail those that may
+        never start (:meth:`_refusal`). Returns the ids started (none without the lease)."""
         with self._lock:
+            if not self.lease.acquire():
+                return []
             waiting = self.schedule_refusals()
-            rows = self.store.list(("queued", "running"))
+            rows = self.store.list(ACTIVE_STATES)
             # a live process that is not verifiably a job process of its folder (a planted
             # record, a foreground CLI run) takes no slot: it must not block the queue
-            active = [r for r in rows if (r["pid"] or r["state"] == "running") and r["id"] not in self._foreign]
+            active = [r for r in rows if (r["pid"] or r["state"] == JobState.RUNNING) and r["id"] not in self._foreign]
             started = []
             for row in jobs_to_start(waiting, active, self.limits, _resource_of):
-                started.append(self._launch(row))
+                if self._launch(row):
+                    started.append(row["id"])
             return started
 
     def schedule_refusals(self) -> list[dict]:
-        """Fail every queued job that may never start (:meth:`_refusal`); returns the
-        rows of those still waiting to start, oldest first."""
+        """If this manager holds the scheduler lease (taken now when free): fail every
+        queued job that may never start (:meth:`_refusal`); returns the rows of those
+        still waiting to start, oldest first (none without the lease)."""
         with self._lock:
+            if not self.lease.acquire():
+                return []
             waiting = []
-            for r in self.store.list(("queued",)):
+            for r in self.store.list((JobState.QUEUED,)):
                 if not r["pid"] and not r["cancel_requested_at"]:
                     refusal = self._refusal(r)
                     if refusal is None:
@@ -227,9 +257,9 @@ class JobManager:
         status, problem = jd.load_status()
         if problem:
             return f"not started: {problem}"
-        if status.get("state") != "queued":
+        if status.get("state") != JobState.QUEUED:
             return f"not started: its status.json says {status.get('state') or 'nothing'!r}, not 'queued'"
-        if os.path.lexists(jd.path / LAUNCH_NAME):
+        if os.path.lexists(jd.path / HANDLE_NAME):
             return "not started again: it was started before (launch.json exists); a job never runs twice"
         try:
             spec_bytes = read_record(jd.spec_path)
@@ -245,9 +275,9 @@ class JobManager:
         message = valid_text(message)
         ended = now_iso()
         self.report(job_id, message)
-        self._write_status(job_id, state="failed", message=message, ended_at=ended)
+        self._write_status(job_id, state=JobState.FAILED, message=message, ended_at=ended)
         with self._lock:
-            self.store.update(job_id, state="failed", message=message, ended_at=ended)
+            self.store.update(job_id, state=JobState.FAILED, message=message, ended_at=ended)
             row = self.store.get(job_id)
             if row is not None:
                 self._remember(row)  # watchers (the API's snapshot) see it at once
@@ -263,7 +293,9 @@ class JobManager:
             self.report(job_id, f"cannot write status.json: {e.strerror or e}")
             return {**jd.read_status(), **fields}
 
-    def _launch(self, row: dict) -> str:
+    def _launch(self, row: dict) -> bool:
+        """Check queued job ``row`` again and start it through the backend; a job that
+        fails the check is failed. True if it started."""
         jd = self.job_dir(row["id"])
         kind = get_kind(row["kind"])
         try:  # the same checks as a client's request, against the files as they are now
@@ -276,64 +308,63 @@ class JobManager:
         except SpecError as e:
             self._fail(row["id"], str(e) if str(e).startswith("not started") else
                        f"not started: its spec no longer passes the checks: {e}")
-            return row["id"]
+            return False
         except Exception as e:  # noqa: BLE001 - a bad spec must not stop the queue
             self.log.exception("cvat-train: checking job %s before its start failed", row["id"])
             self._fail(row["id"], f"not started: its spec could not be checked ({type(e).__name__}: {e})")
-            return row["id"]
+            return False
         env = dict(os.environ if self.env is None else self.env)
-        env["CVAT_TRAIN_SPEC_SHA256"] = spec_sha256(spec_bytes)  # the job process reads only this spec
+        env[SPEC_HASH_ENV] = spec_sha256(spec_bytes)  # the job process reads only this spec
+        env[RUN_ENV] = kind.run  # ... and runs this kind's function, as registered here
+        try:  # claim the start: launch.json made exclusively, so a job never starts twice
+            os.close(os.open(jd.path / HANDLE_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
+                             0o644))
+        except FileExistsError:
+            return False  # started by another process already, or planted: settled by the next refresh
+        except OSError as e:
+            self._fail(row["id"], f"could not start the job process: cannot write {HANDLE_NAME}: {e.strerror or e}")
+            return False
         try:
-            proc = launch(jd, kind, python=self.python, gpu=row["gpu"], env=env, niceness=self.niceness)
+            handle = self.backend.launch(LaunchRequest(jd, kind, env, row["gpu"]))
+            write_handle(jd, handle)
         except OSError as e:  # the interpreter could not start: our failure, recorded on the job
             self._fail(row["id"], f"could not start the job process: {e}")
-            return row["id"]
-        self._procs[row["id"]] = proc
-        self.store.update(row["id"], state="running", pid=proc.pid, pid_start_time=process_start_time(proc.pid),
-                          gpu=row["gpu"], started_at=now_iso())
-        return row["id"]
+            return False
+        self._launched[row["id"]] = handle
+        self.store.update(row["id"], state=JobState.RUNNING, pid=handle.get("pid"),
+                          pid_start_time=handle.get("pid_start_time"), gpu=row["gpu"], started_at=now_iso())
+        return True
 
     # -- watching -----------------------------------------------------------------------
-    def _alive(self, job_id: str, pid: int | None, start_time: float | None) -> bool:
-        """Whether the job's process runs: our child's poll(), else a live process with
-        that pid *and* start time (a record without a start time counts as dead)."""
-        proc = self._procs.get(job_id)
-        if proc is not None and proc.pid == pid:
-            return proc.poll() is None
-        return start_time is not None and process_alive(pid, start_time)
-
-    def _process_of(self, job_id: str, row: dict) -> tuple[int | None, float | None, bool]:
-        """(pid, start time, verified) of the job's process: our own child; else the
-        first record (launch.json, status.json, the store row) that is verifiably this
-        job's process (:func:`.launcher.is_job_process`); else the first live one
-        (verified False: shown, never signalled); else the first recorded pid."""
-        proc = self._procs.get(job_id)
-        if proc is not None:
-            return proc.pid, process_start_time(proc.pid) or row.get("pid_start_time"), True
+    def _process_of(self, job_id: str, row: dict) -> tuple[JobBackend, dict, Poll]:
+        """(backend, handle, poll) of the job's process. Candidates: the handle this
+        manager launched it with; the backend's handles from the job folder (launch.json,
+        and what the job process wrote of itself in status.json); the store row's pid.
+        The first one the backend verifies as this job's live process wins; else the
+        first live one (verified False: shown, never signalled); else the first one (not
+        alive; ``{}`` when the job has no process record at all)."""
         jd = self.job_dir(job_id)
-        launch_info, status = read_launch(jd), jd.read_status()
-        candidates = [c for c in dict.fromkeys([
-            (launch_info.get("pid"), launch_info.get("pid_start_time")),
-            (status.get("pid"), status.get("pid_start_time")),
-            (row.get("pid"), row.get("pid_start_time"))]) if c[0]]
-        live = [c for c in candidates if self._alive(job_id, *c)]
-        for c in live:
-            if self._verified.get(c) is None:
-                self._verified[c] = is_job_process(jd, *c)
-            if self._verified[c]:
-                return (*c, True)
-        if live:
-            return (*live[0], False)
-        return (*(candidates[0] if candidates else (None, None)), False)
+        stored = read_handle(jd, self.backends)
+        backend = self.backends.get(stored.get("backend"), self.backend)
+        indexed = backend.check_handle({"pid": row.get("pid"), "pid_start_time": row.get("pid_start_time")})
+        polls = [(h, backend.poll(jd, h))
+                 for h in backend.candidates(jd, [self._launched.get(job_id) or {}, stored, indexed])]
+        for h, p in polls:
+            if p.alive and p.verified:
+                return backend, h, p
+        for h, p in polls:
+            if p.alive:
+                return backend, h, p
+        for h, p in polls:
+            if p.exit_code is not None:
+                return backend, h, p
+        return (backend, *polls[0]) if polls else (backend, {}, Poll(alive=False))
 
-    def _signal(self, job_id: str, sig: int) -> bool:
-        """Signal the process group of the job: our own child, or a process of its
-        records verified as its job process by :func:`.launcher.signal_job`. True if sent."""
-        proc = self._procs.get(job_id)
-        if proc is not None and proc.poll() is None and signal_group(proc.pid, process_start_time(proc.pid), sig):
-            return True
-        row = self.store.get(job_id) or {}
-        return signal_job(self.job_dir(job_id), sig, also=((row.get("pid"), row.get("pid_start_time")),))
+    def _cancel_process(self, job_id: str, grace: float) -> bool:
+        """Ask the job's process to stop (``grace > 0``) or stop it now: only a process
+        the backend verifies as this job's (see :meth:`_process_of`). True if sent."""
+        backend, handle, poll = self._process_of(job_id, self.store.get(job_id) or {})
+        return poll.alive and poll.verified and backend.cancel(self.job_dir(job_id), handle, grace)
 
     def _refresh(self, row: dict) -> dict | None:
         """Bring a non-final store row up to date with its folder and process; None (and
@@ -348,17 +379,18 @@ class JobManager:
         status, problem = jd.load_status()
         if problem:
             self.report(job_id, problem)
-        pid, start_time, verified = self._process_of(job_id, row)
+        backend, handle, poll = self._process_of(job_id, row)
+        pid, verified = handle.get("pid"), poll.verified
         fields: dict = {}
         if status.get("state") not in FINAL_STATES:
-            if not pid:  # never launched
-                if row.get("cancel_requested_at") or status.get("state") == "cancelled":
-                    status = self._write_status(job_id, state="cancelled", message="cancelled before it started",
-                                                ended_at=now_iso())
-                elif "running" in (row["state"], status.get("state")):  # no process to watch: it would hold a slot
+            if not handle:  # never launched
+                if row.get("cancel_requested_at") or status.get("state") == JobState.CANCELLED:
+                    status = self._write_status(job_id, state=JobState.CANCELLED,
+                                                message="cancelled before it started", ended_at=now_iso())
+                elif JobState.RUNNING in (row["state"], status.get("state")):  # no process to watch: it would hold a slot
                     status = self._write_status(job_id, **self._death_fields(
-                        job_id, row, problem or "its status says running but names no process"))
-            elif self._alive(job_id, pid, start_time):
+                        job_id, row, poll, problem or "its status says running but names no process"))
+            elif poll.alive:
                 if verified:
                     self._foreign.discard(job_id)
                 elif job_id not in self._foreign:
@@ -367,25 +399,27 @@ class JobManager:
                                         "it is shown but never signalled, and takes no queue slot")
                 now = time.time()
                 if row.get("cancel_requested_at") and not verified:
-                    status = self._write_status(job_id, state="cancelled", ended_at=now_iso(), message=(
+                    status = self._write_status(job_id, state=JobState.CANCELLED, ended_at=now_iso(), message=(
                         f"cancelled; process {pid} was not signalled: it is not this job's process "
                         "(its records do not match)"))
                 elif row.get("cancel_requested_at") and now - row["cancel_requested_at"] > self.cancel_grace:
-                    self._signal(job_id, signal.SIGKILL)
-                fields["state"] = "running"
+                    backend.cancel(jd, handle, 0)  # the grace period is over: stop it by force
+                fields["state"] = JobState.RUNNING
             else:
                 status, problem = jd.load_status()  # it may have finished between the two reads
                 if status.get("state") not in FINAL_STATES:
-                    status = self._write_status(job_id, **self._death_fields(job_id, row, problem if not status
+                    status = self._write_status(job_id, **self._death_fields(job_id, row, poll, problem if not status
                                                                              else None))
         if status.get("state") in FINAL_STATES:
             fields["state"] = status["state"]
-            self._procs.pop(job_id, None)
+            launched = self._launched.pop(job_id, None)
+            if launched:
+                self.backend.forget(launched)
         for key in ("message", "progress", "outputs", "started_at", "ended_at"):
             if status.get(key) is not None:
                 fields[key] = status[key]
         if pid and not row.get("pid"):
-            fields.update(pid=pid, pid_start_time=start_time)
+            fields.update(pid=pid, pid_start_time=handle.get("pid_start_time"))
         changed = {k: v for k, v in fields.items() if row.get(k) != v}
         if changed:
             self.store.update(job_id, **changed)
@@ -402,18 +436,20 @@ class JobManager:
             self._fail(row["id"], f"its record cannot be read ({type(e).__name__}); see the server log")
             return self.store.get(row["id"])
 
-    def _death_fields(self, job_id: str, row: dict, problem: str | None = None) -> dict:
-        proc = self._procs.get(job_id)
-        code = proc.returncode if proc is not None else None
+    def _death_fields(self, job_id: str, row: dict, poll: Poll, problem: str | None = None) -> dict:
+        """The final status of a job whose process is gone without writing one: cancelled
+        after a cancel request; failed with its exit code when this manager launched it;
+        else failed, "interrupted"."""
+        code = poll.exit_code
         if row.get("cancel_requested_at"):
-            state, message = "cancelled", "cancelled by request"
-        elif proc is not None:
-            state = "failed"
+            state, message = JobState.CANCELLED, "cancelled by request"
+        elif job_id in self._launched:
+            state = JobState.FAILED
             message = (f"the job process ended (exit code {code}) without reporting a result; see job.log"
                        if code is None or code >= 0 else
-                       f"the job process was killed by signal {signal.Signals(-code).name}; see job.log")
+                       f"the job process was killed by signal {_signal_name(-code)}; see job.log")
         else:
-            state, message = "failed", INTERRUPTED
+            state, message = JobState.FAILED, INTERRUPTED
         if problem:  # its record is unreadable: say so rather than guess
             message = f"{message} ({problem})"
         return {"state": state, "message": message, "ended_at": now_iso(), "exit_code": code}
@@ -422,12 +458,12 @@ class JobManager:
         """Refresh every unfinished job, enforce cancel grace periods, start queued jobs.
         Returns a counter that changes whenever a job dict changed (for watchers)."""
         with self._lock:
-            for row in self.store.list(("queued", "running")):
+            for row in self.store.list(ACTIVE_STATES):
                 row = self._refresh_safely(row)
                 if row is not None:
                     self._remember(row)
             if self.schedule():
-                for row in self.store.list(("running",)):
+                for row in self.store.list((JobState.RUNNING,)):
                     self._remember(row)
             return self._version
 
@@ -451,7 +487,7 @@ class JobManager:
             if job["state"] in FINAL_STATES:
                 return job
             self.store.update(job_id, cancel_requested_at=time.time())
-            self._signal(job_id, signal.SIGTERM)  # only a verified job process; the refresh settles the rest
+            self._cancel_process(job_id, self.cancel_grace)  # only a verified job process; the refresh settles the rest
             job = self.get(job_id)
         if wait:
             job = self.wait(job_id, timeout=self.cancel_grace + 10)
@@ -477,13 +513,18 @@ class JobManager:
             self.store.forget(job_id)
             self._snapshot.pop(job_id, None)
             self._changed()
-            self._procs.pop(job_id, None)
+            self._launched.pop(job_id, None)
         if remove_files:
             shutil.rmtree(self.job_dir(job_id).path, ignore_errors=True)
         return None
 
     def close(self) -> None:
-        """Stop tracking child processes (they keep running: they are detached)."""
+        """Give the scheduler lease up and stop tracking job processes (they keep running:
+        they are detached)."""
         with self._lock:
-            self._procs.clear()
+            self.lease.release()
+            self._launched.clear()
+            close = getattr(self.backend, "close", None)
+            if close is not None:
+                close()
             self.store.close()

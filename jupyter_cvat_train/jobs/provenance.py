@@ -19,7 +19,7 @@ import secrets
 import tempfile
 from pathlib import Path
 
-from .jobdir import RecordError, read_record
+from .runtime import RecordError, read_record
 
 KEY_NAME = "cvat_train_jobs.key"
 _KEY_HEX = 64  # 32 random bytes, hex-encoded

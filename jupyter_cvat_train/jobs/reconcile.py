@@ -5,7 +5,7 @@ server (or the CLI) starts.
   unless it was deleted on purpose (the store's ``forgotten`` table).
 - A store row whose folder is gone is dropped.
 - A job recorded as queued/running whose process is gone — checked by pid *and*
-  process start time (:func:`jupyter_cvat_train.jobs.jobdir.process_start_time`), so a
+  process start time (:func:`jupyter_cvat_train.jobs.runtime.process_start_time`), so a
   reused pid does not fool it — becomes ``failed`` with message "interrupted"
   (or ``cancelled`` if a cancel was requested); its status.json says so too.
 - One still running is watched again; queued ones start in order on the next poll, if
@@ -23,8 +23,8 @@ import os
 import re
 from typing import TYPE_CHECKING
 
-from .jobdir import FINAL_STATES, JobDir, JobError, now_iso, valid_text
-from .launcher import job_process, read_launch
+from .backends import read_handle
+from .runtime import ACTIVE_STATES, FINAL_STATES, JobDir, JobError, JobState, now_iso, valid_text
 from .store import JOB_ID_RE
 
 if TYPE_CHECKING:
@@ -63,7 +63,7 @@ def reconcile(manager: "JobManager") -> dict:
             report["skipped"] += 1
             continue
         try:
-            found.append(_index_entry(jd))
+            found.append(_index_entry(jd, manager))
         except Exception:  # noqa: BLE001 - one bad folder never stops the others
             manager.log.exception("cvat-train: job folder %s could not be indexed: skipped", name)
             report["skipped"] += 1
@@ -77,44 +77,47 @@ def reconcile(manager: "JobManager") -> dict:
         if problem:
             manager.report(job_id, problem)
             report["bad"] += 1
-            if fields["kind"] == "unknown" and fields["state"] == "failed":  # its folder says so too
-                manager._write_status(job_id, state="failed", message=fields["message"], ended_at=fields["ended_at"])
+            if fields["kind"] == "unknown" and fields["state"] == JobState.FAILED:  # its folder says so too
+                manager._write_status(job_id, state=JobState.FAILED, message=fields["message"], ended_at=fields["ended_at"])
         report["indexed"] += 1
     for row in store.list():
         if not JobDir(manager.runs_root / row["id"]).is_real_dir():
             store.forget(row["id"])
             report["dropped"] += 1
     manager.schedule_refusals()
-    for row in store.list(("queued", "running")):
+    for row in store.list(ACTIVE_STATES):
         new = manager._refresh_safely(row)
         if new is None:
             report["dropped"] += 1
-        elif new["state"] == "failed" and new.get("message", "").startswith(INTERRUPTED):
+        elif new["state"] == JobState.FAILED and new.get("message", "").startswith(INTERRUPTED):
             report["interrupted"] += 1
         elif new["state"] not in FINAL_STATES:
             report[new["state"]] += 1
     return report
 
 
-def _index_entry(jd: JobDir) -> tuple[str, str, dict, str | None]:
+def _index_entry(jd: JobDir, manager: "JobManager") -> tuple[str, str, dict, str | None]:
     """(created_at, id, store fields, problem) for a job folder found on disk: its
-    checked records, or a failed job naming what could not be read."""
+    checked records (the process: what the job process wrote in status.json, else the
+    backend's handle), or a failed job naming what could not be read."""
     status, problem = jd.load_status()
     try:
         spec = jd.read_spec()
     except JobError as e:
         message = valid_text(f"its job.json cannot be used: {e}")
         return (status.get("created_at") or "", jd.id,
-                {"kind": "unknown", "state": "failed", "message": message, "created_at": status.get("created_at"),
+                {"kind": "unknown", "state": JobState.FAILED, "message": message, "created_at": status.get("created_at"),
                  "ended_at": now_iso()}, message)
     kind = spec.get("kind")
     kind = kind if isinstance(kind, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", kind) else "unknown"
-    pid, start_time = job_process(jd)
-    state = status.get("state", "queued")
-    if state == "queued" and pid:
-        state = "running"
+    handle = read_handle(jd, manager.backends)
+    pid, start_time = (status.get("pid"), status.get("pid_start_time")) if status.get("pid") else \
+        (handle.get("pid"), handle.get("pid_start_time"))
+    state = status.get("state", JobState.QUEUED)
+    if state == JobState.QUEUED and pid:
+        state = JobState.RUNNING
     fields = {"kind": kind, "state": state, "created_at": status.get("created_at"),
-              "started_at": status.get("started_at") or read_launch(jd).get("launched_at"),
+              "started_at": status.get("started_at") or handle.get("launched_at"),
               "pid": pid, "pid_start_time": start_time}
     for key in ("message", "progress", "outputs", "ended_at"):
         if status.get(key) is not None:

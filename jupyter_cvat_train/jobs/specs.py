@@ -10,10 +10,11 @@ leads out.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from .kinds import get_kind
+from .registry import JobKind, get_kind
 
 
 class SpecError(ValueError):
@@ -102,7 +103,19 @@ def form_parameters(parameters: Any, template) -> Any:
     return texts + [flat] if texts else flat
 
 
-def _check_train(spec: dict, root: Path) -> dict:
+@dataclass(frozen=True)
+class SpecOptions:
+    """What a spec check may need beside the spec and the root: runs_root (the runs root,
+    which a sync workspace must not contain; None: ``root/cvat-train-runs``) and
+    allowed_endpoint_urls (S3 endpoints a sync job may name besides the user's own)."""
+
+    runs_root: Path | str | None = None
+    allowed_endpoint_urls: tuple[str, ...] = ()
+
+
+def check_train(spec: dict, root: Path, options: SpecOptions) -> dict:
+    """The ``train`` check: the template exists, the parameters parse, the dataset
+    validates with no errors (422 with the report otherwise), the checkpoint exists."""
     from .. import models
 
     name = spec.get("template")
@@ -133,9 +146,8 @@ def _check_train(spec: dict, root: Path) -> dict:
     return out
 
 
-def _check_sync(spec: dict, root: Path, runs_root: Path | str | None = None,
-                allowed_endpoint_urls: Iterable[str] = ()) -> dict:
-    """Direction; workspace inside ``root`` (existing for an upload); the storage URI
+def check_sync(spec: dict, root: Path, options: SpecOptions) -> dict:
+    """The ``sync`` check. Direction; workspace inside ``root`` (existing for an upload); the storage URI
     parsed once (:func:`~jupyter_cvat_train.storage.location.parse_storage_uri`: 400
     malformed, 403 ``..``) and, for ``file://``, an existing folder inside ``root`` (403
     outside, 404 missing); workspace and storage apart (neither contains the other) and
@@ -148,7 +160,9 @@ def _check_sync(spec: dict, root: Path, runs_root: Path | str | None = None,
     from ..storage.errors import StorageError
     from ..storage.job import options_from_spec
     from ..storage.location import configured_endpoint_urls, normalize_endpoint_url, parse_storage_uri
-    from .jobdir import JobError
+    from .runtime import JobError
+
+    runs_root, allowed_endpoint_urls = options.runs_root, options.allowed_endpoint_urls
 
     direction = spec.get("direction")
     if direction not in ("up", "down"):
@@ -185,15 +199,15 @@ def _check_sync(spec: dict, root: Path, runs_root: Path | str | None = None,
     return out
 
 
-def _check_annotate(spec: dict, root: Path) -> dict:
-    """Images and model exist inside ``root``; every field has its type and range
+def check_annotate(spec: dict, root: Path, options: SpecOptions) -> dict:
+    """The ``annotate`` check. Images and model exist inside ``root``; every field has its type and range
     (:meth:`AnnotateOptions.from_spec`, 400); the output, if given, is a new file in an
     existing folder inside ``root`` that touches no input (:func:`plan_outputs`: 404 for a
     missing folder, 409 for an existing file without ``overwrite: true``, or for an
     overlap with the images or the model folder even with it)."""
     from ..annotate.outputs import OutputError, plan_outputs
     from ..annotate.pipeline import AnnotateOptions
-    from .jobdir import JobError
+    from .runtime import JobError
 
     model = spec.get("model") if spec.get("model") not in (None, "") else spec.get("model_dir")
     out = {**spec, "images": str(resolve_inside(root, spec.get("images"), "images")),
@@ -217,28 +231,10 @@ def _check_annotate(spec: dict, root: Path) -> dict:
     return out
 
 
-def check_spec(spec: Any, root: Path | str, *, runs_root: Path | str | None = None,
-               allowed_endpoint_urls: Iterable[str] = ()) -> dict:
-    """The spec to write to job.json for client spec ``spec``; paths resolved inside
-    ``root``. For ``train``: template exists, parameters parse, dataset validates with no
-    errors, checkpoint exists. For ``sync`` (:func:`_check_sync`): the workspace and a
-    file:// storage inside ``root`` and apart, the workspace not containing
-    ``runs_root``, an ``endpoint_url`` only from ``allowed_endpoint_urls`` or the user's
-    configured one. For ``annotate``: images and model exist, output inside ``root``. For other kinds: the kind's path fields exist. Raises
-    SpecError."""
-    if not isinstance(spec, dict):
-        raise SpecError("expected a JSON object {kind, ...}", 400)
-    try:
-        kind = get_kind(spec.get("kind") if isinstance(spec.get("kind"), str) else "")
-    except KeyError as e:
-        raise SpecError(f"kind: {e.args[0]}", 400) from None
-    root = Path(root)
-    if kind.name == "train":
-        return _check_train(spec, root)
-    if kind.name == "sync":
-        return _check_sync(spec, root, runs_root, allowed_endpoint_urls)
-    if kind.name == "annotate":
-        return _check_annotate(spec, root)
+def check_path_fields(kind: JobKind, spec: dict, root: Path) -> dict:
+    """The check of a kind without a check function of its own: each of its path fields
+    names an existing path inside ``root``, each optional one is null or a path inside
+    it (:func:`resolve_inside`); the spec with those paths absolute."""
     out = dict(spec)
     for key in kind.path_fields:
         out[key] = str(resolve_inside(root, spec.get(key), key))
@@ -246,3 +242,24 @@ def check_spec(spec: Any, root: Path | str, *, runs_root: Path | str | None = No
         if spec.get(key) not in (None, ""):
             out[key] = str(resolve_inside(root, spec[key], key))
     return out
+
+
+def check_spec(spec: Any, root: Path | str, *, runs_root: Path | str | None = None,
+               allowed_endpoint_urls: Iterable[str] = ()) -> dict:
+    """The spec to write to job.json for client spec ``spec``, paths resolved inside
+    ``root``: the check of its kind in the registry (:mod:`.registry`; e.g.
+    :func:`check_train`, :func:`check_sync`, :func:`check_annotate`), or
+    :func:`check_path_fields` for a kind without one. ``runs_root`` and
+    ``allowed_endpoint_urls`` reach the check as :class:`SpecOptions`. Raises SpecError
+    (400 for a spec that is not an object or names an unknown kind)."""
+    if not isinstance(spec, dict):
+        raise SpecError("expected a JSON object {kind, ...}", 400)
+    try:
+        kind = get_kind(spec.get("kind") if isinstance(spec.get("kind"), str) else "")
+    except KeyError as e:
+        raise SpecError(f"kind: {e.args[0]}", 400) from None
+    root = Path(root)
+    check = kind.check_function()
+    if check is None:
+        return check_path_fields(kind, spec, root)
+    return check(spec, root, SpecOptions(runs_root, tuple(allowed_endpoint_urls)))

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from .jobdir import STATES, clean_progress, valid_number, valid_pid, valid_text, valid_time
+from .runtime import JobState, clean_progress, valid_number, valid_pid, valid_state, valid_text, valid_time
 
 STORE_NAME = "jobs.sqlite"
 JOB_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")  # the ids the HTTP API routes accept
@@ -75,12 +75,6 @@ def _kind(v: Any) -> str:
     raise ValueError("expected a job kind name")
 
 
-def _state(v: Any) -> str:
-    if v in STATES:
-        return v
-    raise ValueError(f"expected one of {', '.join(STATES)}")
-
-
 def _json_object(v: Any) -> dict:
     if not isinstance(v, dict):
         raise ValueError("expected a JSON object")
@@ -114,7 +108,7 @@ def _number(v: Any) -> float:
 
 
 _CHECKS: dict[str, Callable[[Any], Any]] = {
-    "seq": _seq, "id": _id, "kind": _kind, "state": _state, "message": valid_text,
+    "seq": _seq, "id": _id, "kind": _kind, "state": valid_state, "message": valid_text,
     "progress": lambda v: clean_progress(_json_object(v)), "outputs": _json_object,
     "created_at": _opt(valid_time), "started_at": _opt(valid_time), "ended_at": _opt(valid_time),
     "pid": _opt(valid_pid), "pid_start_time": _opt(valid_number), "gpu": _opt(_gpu),
@@ -219,7 +213,7 @@ class JobStore:
             log.warning("cvat-train: skipping a bad row of the job index (job %s): %s", str(d.get("id"))[:80], e)
             return None
 
-    def add(self, id: str, kind: str, state: str = "queued", **fields: Any) -> dict:
+    def add(self, id: str, kind: str, state: str = JobState.QUEUED, **fields: Any) -> dict:
         """Insert a job (its seq is the next in order). Raises sqlite3.IntegrityError
         if ``id`` exists."""
         fields = {"id": id, "kind": kind, "state": state, **fields}

@@ -50,7 +50,7 @@ class CvatTrainApp(ExtensionApp):
                         "allowed_endpoint_urls": list(self.allowed_endpoint_urls)}
         manager = JobManager(runs_root, root_dir=root_dir, limits=Limits(self.max_accelerator_jobs, self.max_io_jobs),
                              cancel_grace=self.cancel_grace_seconds, niceness=self.job_niceness,
-                             spec_options=spec_options, log=self.log)
+                             spec_options=spec_options, log=self.log, owner=f"jupyter server (pid {os.getpid()})")
         self.service = JobService(root_dir, manager, poll_interval=self.poll_interval,
                                   tensorboard_enabled=self.tensorboard_enabled, log=self.log,
                                   validation_workers=self.validation_workers, validation_queue=self.validation_queue)

@@ -42,7 +42,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web, websocket
 
 from .._version import __version__
-from ..jobs.jobdir import FINAL_STATES
+from ..jobs.runtime import FINAL_STATES
 from ..jobs.manager import JobNotFound
 from ..jobs.specs import SpecError, shown, validate_dataset
 from ..jobs.tail import JobFollower, read_from

@@ -25,13 +25,12 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Callable
 
-from ..jobs.jobdir import JobError
+from ..jobs.runtime import JobError
 from ..jobs.manager import JobManager, JobNotFound
+from ..jobs.registry import path_fields
 from .tensorboard import TensorBoards
 
 
-#: Spec (job.json) fields holding a path: shown relative to the server root when inside it.
-SPEC_PATH_FIELDS = frozenset({"dataset", "checkpoint", "images", "model", "model_dir", "output", "workspace"})
 #: A job.json longer than this (as JSON text) is not sent to clients: ``spec`` is null.
 MAX_SHOWN_SPEC_CHARS = 64 * 1024
 
@@ -139,8 +138,8 @@ class JobService:
             return str(path)
 
     def spec_of(self, job_id: str) -> dict | None:
-        """The job's spec (job.json) for clients, read once and cached: path fields
-        (:data:`SPEC_PATH_FIELDS`) relative to root_dir; None when job.json is missing,
+        """The job's spec (job.json) for clients, read once and cached: path fields (those
+        of every registered kind, :func:`~..jobs.registry.path_fields`) relative to root_dir; None when job.json is missing,
         unreadable or longer than :data:`MAX_SHOWN_SPEC_CHARS`. Reads a file: call it
         from a worker thread (:meth:`public_jobs`)."""
         if job_id in self._specs:
@@ -150,7 +149,8 @@ class JobService:
         except (JobError, JobNotFound, OSError):
             spec = None
         if spec is not None:
-            spec = {k: self.shown_path(v) if k in SPEC_PATH_FIELDS and isinstance(v, str) else v
+            fields = path_fields()
+            spec = {k: self.shown_path(v) if k in fields and isinstance(v, str) else v
                     for k, v in spec.items()}
             if len(json.dumps(spec, default=str)) > MAX_SHOWN_SPEC_CHARS:
                 spec = None

@@ -1,7 +1,7 @@
 """Errors of the storage layer (shared by the URI parser, the backends and the engine)."""
 from __future__ import annotations
 
-from ..jobs.jobdir import JobError
+from ..jobs.runtime import JobError
 
 
 class StorageError(JobError):

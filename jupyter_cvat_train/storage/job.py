@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from ..jobs.jobdir import JobCancelled, JobContext, JobError, write_json_atomic
+from ..jobs.runtime import JobCancelled, JobContext, JobError, write_json_atomic
 from .backends import StorageError
 from .sync import SyncOptions, sync
 

@@ -40,7 +40,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from ..jobs.jobdir import JobCancelled, JobContext, JobError, write_json_atomic
+from ..jobs.runtime import JobCancelled, JobContext, JobError, write_json_atomic
 from ..jobs.tail import read_from
 
 RUN_DIR_ENV = "CVAT_TRAIN_DDP_DIR"

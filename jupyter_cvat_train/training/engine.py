@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..jobs.jobdir import JobCancelled, JobContext, JobError, write_json_atomic
+from ..jobs.runtime import JobCancelled, JobContext, JobError, write_json_atomic
 from .plan import Plan, drop_last
 
 PROGRESS_INTERVAL_S = 0.5

@@ -1,13 +1,13 @@
 """The train job: ``python -m jupyter_cvat_train.training JOB_DIR`` and ``cvat-train train``.
 
-:func:`train_job` is the job function given to :func:`jupyter_cvat_train.jobs.jobdir.run_job`:
+:func:`train_job` is the job function given to :func:`jupyter_cvat_train.jobs.runtime.run_job`:
 it checks the run (:func:`.plan.make_plan`), then hands the plan to the framework of the
 template's family (``models.get_framework``). The pytorch framework (:func:`train_pytorch`)
 trains in this process, or, with more than one GPU, under torchrun (:mod:`.distributed`).
 """
 from __future__ import annotations
 
-from ..jobs.jobdir import JobContext
+from ..jobs.runtime import JobContext
 
 
 def train_job(ctx: JobContext) -> dict:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..datasets.model import Item
-from ..jobs.jobdir import JobError
+from ..jobs.runtime import JobError
 
 
 @dataclass

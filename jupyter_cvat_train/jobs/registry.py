@@ -1,0 +1,149 @@
+"""The registry of job kinds: what a kind is called, how its spec is checked, what runs it.
+
+Every part that deals with kinds takes them from here: the spec check
+(:func:`.specs.check_spec` dispatches to the kind's ``check``), the queue (the kind's
+``resource``), the job process (:mod:`.run` calls the kind's ``run``), the server (the
+path fields it shows relative to its root) and the CLI.
+
+A kind names its functions as ``"module:function"`` texts, imported only when needed,
+so listing kinds imports no torch. Each kind names the resource it competes for, which
+the queue (:mod:`.queue`) uses to limit how many run at once:
+
+- ``"accelerator"``: heavy jobs that want a GPU (training, inference); one per GPU,
+  or one at a time on a machine without a GPU;
+- ``"io"``: light jobs (sync, validation) with their own, larger limit.
+
+Kinds register with :func:`register_kind`: the built-in ones below, a package's through
+the entry point group ``jupyter_cvat_train.job_kinds`` (the entry point names a JobKind
+or a module that registers its kinds when imported), or at run time (a test, a notebook).
+See docs/jobs.md, "adding a job kind".
+"""
+from __future__ import annotations
+
+import importlib
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+RESOURCES = ("accelerator", "io")
+ENTRY_POINT_GROUP = "jupyter_cvat_train.job_kinds"
+log = logging.getLogger(__name__)
+
+
+def load_target(target: str) -> Callable:
+    """The function named by ``target`` (``"package.module:function"``). Raises
+    ImportError (module missing) or AttributeError (no such function) or ValueError
+    (not of that form)."""
+    module, sep, name = target.partition(":")
+    if not sep or not module or not name:
+        raise ValueError(f"expected 'module:function', not {target[:200]!r}")
+    obj: Any = importlib.import_module(module)
+    for part in name.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """One kind of job.
+
+    name: the spec's ``kind`` value; run: ``"module:function"`` of the job function
+    ``fn(ctx: JobContext) -> dict | None`` (its outputs); resource: one of
+    :data:`RESOURCES`; check: ``"module:function"`` of the spec check
+    ``check(spec: dict, root: Path, options: SpecOptions) -> dict`` (the spec to write,
+    paths absolute; raises SpecError), or None: then each of ``path_fields`` must name an
+    existing path inside the root and each of ``optional_path_fields`` is null or a path
+    inside it. path_fields / optional_path_fields: the spec keys holding paths (shown
+    relative to the server root by the API). description: one line for listings.
+    """
+
+    name: str
+    run: str
+    resource: str = "accelerator"
+    check: str | None = None
+    path_fields: tuple[str, ...] = ()
+    optional_path_fields: tuple[str, ...] = field(default=())
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        if self.resource not in RESOURCES:
+            raise ValueError(f"job kind {self.name!r}: resource must be one of {RESOURCES}, not {self.resource!r}")
+        for what, target in (("run", self.run), ("check", self.check)):
+            if target is not None and (not isinstance(target, str) or ":" not in target):
+                raise ValueError(f"job kind {self.name!r}: {what} must be 'module:function', not {target!r}")
+
+    @property
+    def all_path_fields(self) -> tuple[str, ...]:
+        """The required and the optional path fields."""
+        return self.path_fields + self.optional_path_fields
+
+    def run_function(self) -> Callable:
+        """The job function (imported now). Raises ImportError / AttributeError."""
+        return load_target(self.run)
+
+    def check_function(self) -> Callable | None:
+        """The spec check (imported now), or None for the path-fields check."""
+        return load_target(self.check) if self.check else None
+
+
+_KINDS: dict[str, JobKind] = {}
+_plugins_loaded = False
+
+
+def register_kind(kind: JobKind) -> JobKind:
+    """Add (or replace) a job kind in the registry and return it."""
+    _KINDS[kind.name] = kind
+    return kind
+
+
+def load_plugins() -> None:
+    """Register the kinds of installed packages (entry point group
+    :data:`ENTRY_POINT_GROUP`), once per process. A broken plug-in is logged and skipped."""
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            if isinstance(obj, JobKind):
+                register_kind(obj)
+        except Exception:  # noqa: BLE001 - one broken plug-in must not hide the others
+            log.exception("cvat-train: the job kind plug-in %s could not be loaded: skipped", ep.value)
+
+
+def get_kind(name: str) -> JobKind:
+    """The registered kind called ``name``. Raises KeyError with the known kinds."""
+    load_plugins()
+    try:
+        return _KINDS[name]
+    except (KeyError, TypeError):
+        raise KeyError(f"unknown job kind {str(name)[:64]!r}: expected one of {', '.join(sorted(_KINDS))}") from None
+
+
+def list_kinds() -> list[JobKind]:
+    """All registered kinds, sorted by name."""
+    load_plugins()
+    return [_KINDS[k] for k in sorted(_KINDS)]
+
+
+def path_fields() -> frozenset[str]:
+    """Every spec key that some registered kind holds a path in."""
+    return frozenset(f for kind in list_kinds() for f in kind.all_path_fields)
+
+
+register_kind(JobKind("train", "jupyter_cvat_train.training.job:train_job", "accelerator",
+                      check="jupyter_cvat_train.jobs.specs:check_train",
+                      path_fields=("dataset",), optional_path_fields=("checkpoint",),
+                      description="train a model template on a CVAT export"))
+register_kind(JobKind("annotate", "jupyter_cvat_train.annotate.pipeline:run_annotate", "accelerator",
+                      check="jupyter_cvat_train.jobs.specs:check_annotate",
+                      path_fields=("model", "images"), optional_path_fields=("output", "model_dir"),
+                      description="annotate images with a trained model (a CVAT-importable zip)"))
+register_kind(JobKind("sync", "jupyter_cvat_train.storage.job:sync_job", "io",
+                      check="jupyter_cvat_train.jobs.specs:check_sync", path_fields=("workspace",),
+                      description="sync a workspace folder with object storage"))
+register_kind(JobKind("validate", "jupyter_cvat_train.datasets.job:validate_job", "io", path_fields=("dataset",),
+                      description="validate a CVAT export"))
