@@ -167,3 +167,21 @@ async def test_cancel_and_delete_through_the_api(jp_fetch, jp_root_dir, sample):
     assert code == 204
     assert (await api(jp_fetch, "jobs", job["id"]))[0] == 404
     assert not (jp_root_dir / job["dir"]).exists()
+
+
+async def test_user_templates_of_the_root_are_listed_and_an_unavailable_one_is_refused(jp_fetch, jp_root_dir, sample):
+    """<root_dir>/cvat-train-templates is on the server's catalog search path; a template
+    whose framework has no implementation here is refused at POST jobs (422, the fix named)
+    instead of failing later in the job."""
+    from test_models_registry import template_yaml
+
+    folder = jp_root_dir / "cvat-train-templates"
+    folder.mkdir()
+    (folder / "mine.yaml").write_text(template_yaml("my-ssdlite"))
+    (folder / "tf.yaml").write_text(template_yaml("my-tf-model", framework="tensorflow"))
+    code, reply = await api(jp_fetch, "templates")
+    names = {t["name"] for t in reply["templates"]}
+    assert code == 200 and {"my-ssdlite", "my-tf-model", "ssdlite320-mobilenet-v3"} <= names
+    code, err = await api(jp_fetch, "jobs", method="POST", body={"kind": "train", "template": "my-tf-model",
+                                                                  "dataset": str(sample)})
+    assert code == 422 and "tensorflow" in err["message"] and "pip install" in err["message"], err

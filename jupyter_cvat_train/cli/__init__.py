@@ -32,14 +32,8 @@ class LazyGroup(click.Group):
     def get_command(self, ctx, name):
         if name not in COMMANDS:
             return None
-        module, attr, help_text = COMMANDS[name]
-        try:
-            mod = importlib.import_module(f"{__name__}.{module}")
-        except ModuleNotFoundError as e:
-            if e.name and e.name.startswith(__name__):
-                return _not_available(name, help_text)
-            raise
-        return getattr(mod, attr)
+        module, attr, _help = COMMANDS[name]
+        return getattr(importlib.import_module(f"{__name__}.{module}"), attr)
 
     def format_commands(self, ctx, formatter):
         rows = [(name, COMMANDS[name][2]) for name in self.list_commands(ctx)]
@@ -47,19 +41,15 @@ class LazyGroup(click.Group):
             formatter.write_dl(rows)
 
 
-def _not_available(name: str, help_text: str) -> click.Command:
-    @click.command(name=name, help=help_text, context_settings={"ignore_unknown_options": True})
-    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
-    def cmd(args):
-        raise click.ClickException(f"'cvat-train {name}' is not available in this version yet")
-
-    return cmd
-
-
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="cvat-train")
 def main():
     """Train detection / segmentation models on CVAT exports and auto-annotate new images."""
+    from pathlib import Path
+
+    from ..models import configure_search_path
+
+    configure_search_path(root_dir=Path.cwd())  # user templates in ./cvat-train-templates, as the server's root
 
 
 if __name__ == "__main__":

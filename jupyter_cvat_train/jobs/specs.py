@@ -114,7 +114,8 @@ class SpecOptions:
 
 
 def check_train(spec: dict, root: Path, options: SpecOptions) -> dict:
-    """The ``train`` check: the template exists, the parameters parse, the dataset
+    """The ``train`` check: the template exists and can run here (422 when its framework
+    or family is not available), the parameters parse, the dataset
     validates with no errors (422 with the report otherwise), the checkpoint exists."""
     from .. import models
 
@@ -125,7 +126,11 @@ def check_train(spec: dict, root: Path, options: SpecOptions) -> dict:
         template = models.get_template(name)
     except (KeyError, LookupError, ValueError) as e:
         known = ", ".join(getattr(t, "name", str(t)) for t in models.list_templates())
-        raise SpecError(f"template: unknown template {name!r}; known: {known}", 404, {"error": str(e)}) from None
+        raise SpecError(f"template: unknown template {shown(name)}; known: {known}", 404) from None
+    try:
+        models.check_template(template)
+    except models.TemplateUnavailable as e:
+        raise SpecError(f"template: {e}", 422) from None
     parameters = spec.get("parameters") or {}
     if not isinstance(parameters, (dict, str, list)):
         raise SpecError("parameters: expected an object {name: value}", 400)

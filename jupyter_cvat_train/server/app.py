@@ -42,9 +42,11 @@ class CvatTrainApp(ExtensionApp):
     def initialize_settings(self):
         from ..jobs.manager import JobManager
         from ..jobs.queue import Limits
+        from ..models import configure_search_path
         from .service import JobService
 
         root_dir = self.serverapp.root_dir
+        configure_search_path(root_dir=root_dir)  # user templates: <root_dir>/cvat-train-templates and more
         runs_root = os.path.expanduser(self.runs_root) if self.runs_root else os.path.join(root_dir, "cvat-train-runs")
         spec_options = {"runs_root": os.path.realpath(runs_root),  # check_spec's, for POST jobs and each start
                         "allowed_endpoint_urls": list(self.allowed_endpoint_urls)}
