@@ -122,3 +122,16 @@ def test_missing_pretrained_weights_name_the_file(tmp_path, monkeypatch):
     msg = str(e.value)
     assert "ssdlite320_mobilenet_v3_large_coco-a79551df.pth" in msg and str(tmp_path) in msg
     assert "pretrained: false" in msg
+
+
+@pytest.mark.parametrize("text, key", [("epochs: 1e308", "epochs"), ("batch_size: 1000000000000000000000000000000", "batch_size"),
+                                        ("num_workers: 100000", "num_workers"), ("seed: -1", "seed"),
+                                        ("detections_per_img: 1e9", "detections_per_img")])
+def test_hyperparameters_out_of_range_are_refused_with_a_short_message(text, key):
+    """Absurd values (that would run for ever or allocate without bound) are refused by
+    range, and the message echoes at most a short excerpt of the value."""
+    with pytest.raises(HyperparameterError) as e:
+        models.parse_hyperparameters(text, "ssdlite320-mobilenet-v3")
+    first = str(e.value).split(". Valid keys")[0]
+    assert first.startswith(f"{key} must be") and ("<=" in first or ">=" in first), first
+    assert len(first) < 120, first
