@@ -1,13 +1,20 @@
-"""``cvat-train jobs [--runs-root DIR] list | show ID | logs ID [-f] | cancel ID``.
+"""``cvat-train jobs [--runs-root DIR] list | show ID | logs ID [-f] | cancel ID | submit SPEC | schedule``.
 
 The terminal view of the same job core the Jupyter server uses
 (:class:`jupyter_cvat_train.jobs.manager.JobManager` over a runs root, default
 ``./cvat-train-runs``, or ``$CVAT_TRAIN_RUNS_ROOT``). A job ID may be given by any
 unique part of it (e.g. its last 6 characters). Bad input never gives a traceback.
+
+Queued jobs are started by the one scheduler of the runs root (the holder of its lease,
+:mod:`jupyter_cvat_train.jobs.scheduler`): the Jupyter server when one runs on it. A
+command here schedules only when no other process does: ``list`` and ``show`` settle
+jobs that may never start, ``cancel`` starts queued jobs while it waits, ``submit``
+starts what fits at once, ``schedule`` keeps the queue moving until stopped.
 """
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -17,13 +24,13 @@ import click
 FOLLOW_INTERVAL = 0.2
 
 
-def _manager(ctx: click.Context):
+def _manager(ctx: click.Context, **options):
     from ..jobs.manager import JobManager
 
     root = Path(ctx.obj["runs_root"])
     if not root.is_dir():
         raise click.ClickException(f"no runs root at {root}: give --runs-root (the folder holding job folders)")
-    m = JobManager(root)
+    m = JobManager(root, owner=f"cvat-train jobs {ctx.info_name} (pid {os.getpid()})", **options)
     m.reconcile()
     return m
 
@@ -96,7 +103,7 @@ def logs(ctx, job_id, follow):
     """Print a job's log (stdout + stderr of its process).
 
     With -f, exit status: 0 when the job succeeded, 1 when it failed or was cancelled."""
-    from ..jobs.runtime import FINAL_STATES
+    from ..jobs.runtime import FINAL_STATES, JobState
     from ..jobs.tail import read_from
 
     m = _manager(ctx)
@@ -121,7 +128,7 @@ def logs(ctx, job_id, follow):
         return
     if follow:
         click.echo(f"[job {job_id} {job['state']}{': ' + job['message'] if job['message'] else ''}]", err=True)
-        sys.exit(0 if job["state"] == "succeeded" else 1)
+        sys.exit(0 if job["state"] == JobState.SUCCEEDED else 1)
 
 
 @jobs.command("cancel")
@@ -137,3 +144,69 @@ def cancel(ctx, job_id, no_wait, grace):
     job_id = _resolve(m, job_id)
     job = m.cancel(job_id, wait=not no_wait)
     click.echo(f"{job_id}: {job['state']}{' (' + job['message'] + ')' if job['message'] else ''}")
+
+
+@jobs.command("submit")
+@click.argument("spec_file", type=click.File("rb"))
+@click.option("--root-dir", type=click.Path(file_okay=False, exists=True), default=None,
+              help="The folder the spec's paths are relative to and must stay inside (the server's root_dir); "
+                   "default: the runs root's parent.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
+@click.pass_context
+def submit(ctx, spec_file, root_dir, as_json):
+    """Queue the job of SPEC_FILE (a JSON object {kind, ...} as POST jobs takes; - for
+    stdin). It starts when its resource has a free slot: now, if this command may
+    schedule; else when the runs root's scheduler (the server, or 'cvat-train jobs
+    schedule') gets to it."""
+    from ..jobs.specs import SpecError, check_spec
+
+    root = Path(ctx.obj["runs_root"])
+    root.mkdir(parents=True, exist_ok=True)
+    root_dir = Path(root_dir or root.resolve().parent)
+    try:
+        spec = json.loads(spec_file.read(1 << 20))
+        spec = check_spec(spec, root_dir, runs_root=root.resolve())
+    except (ValueError, RecursionError) as e:
+        raise click.ClickException(f"{spec_file.name}: not a JSON job spec ({str(e)[:100]})") from None
+    except SpecError as e:
+        raise click.ClickException(str(e)) from None
+    m = _manager(ctx, root_dir=root_dir)
+    job = m.create(spec)
+    m.close()
+    click.echo(json.dumps(job, indent=1) if as_json else f"{job['id']}: {job['state']}")
+
+
+@jobs.command("schedule")
+@click.option("--until-idle", is_flag=True, help="Exit once no job is queued or running.")
+@click.option("--interval", type=click.FloatRange(0.05), default=0.5, show_default=True,
+              help="Seconds between looks at the jobs.")
+@click.option("--grace", type=click.FloatRange(0), default=10.0, show_default=True,
+              help="Seconds between SIGTERM and SIGKILL when a job is cancelled.")
+@click.pass_context
+def schedule(ctx, until_idle, interval, grace):
+    """Run the scheduler of the runs root here: start queued jobs as slots free up. Only
+    one process schedules a runs root; while another does (a Jupyter server), this waits
+    and takes over when that one ends. Stop with Ctrl-C (running jobs keep running)."""
+    from ..jobs.runtime import ACTIVE_STATES
+
+    m = _manager(ctx, cancel_grace=grace)
+    waiting_shown = False
+    try:
+        while True:
+            m.poll()
+            if m.is_scheduler:
+                if waiting_shown:
+                    click.echo(f"scheduling the jobs of {m.runs_root}", err=True)
+                    waiting_shown = False
+            elif not waiting_shown:
+                holder = m.lease.holder() or {}
+                click.echo(f"waiting: the jobs of {m.runs_root} are scheduled by "
+                           f"{holder.get('owner') or 'another process'}", err=True)
+                waiting_shown = True
+            if until_idle and m.is_scheduler and not any(j["state"] in ACTIVE_STATES for j in m.snapshot()):
+                break
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        m.close()

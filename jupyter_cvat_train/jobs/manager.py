@@ -458,10 +458,18 @@ class JobManager:
         """Refresh every unfinished job, enforce cancel grace periods, start queued jobs.
         Returns a counter that changes whenever a job dict changed (for watchers)."""
         with self._lock:
+            active = set()
             for row in self.store.list(ACTIVE_STATES):
                 row = self._refresh_safely(row)
                 if row is not None:
+                    active.add(row["id"])
                     self._remember(row)
+            for job_id in [i for i, j in self._snapshot.items() if j["state"] not in FINAL_STATES and i not in active]:
+                row = self.store.get(job_id)  # settled (or forgotten) by another process sharing the runs root
+                if row is not None:
+                    self._remember(row)
+                elif self._snapshot.pop(job_id, None) is not None:
+                    self._changed()
             if self.schedule():
                 for row in self.store.list((JobState.RUNNING,)):
                     self._remember(row)

@@ -143,7 +143,7 @@ class LocalBackend(JobBackend):
         self.python = python
         self.niceness = niceness
         self._children: dict[int, subprocess.Popen] = {}
-        self._verified: dict[tuple, bool] = {}  # (folder, pid, start time) -> is it that folder's job process
+        self._verified: set[tuple] = set()  # (folder, pid, start time) of processes verified as that folder's job
 
     def launch(self, request: LaunchRequest) -> dict:
         """Start ``python -u -m jupyter_cvat_train.jobs.run JOB_DIR`` detached (own
@@ -194,9 +194,9 @@ class LocalBackend(JobBackend):
         if start is None or not process_alive(pid, start):
             return Poll(alive=False)
         key = (str(job_dir.path), pid, start)
-        if self._verified.get(key) is None:
-            self._verified[key] = is_job_process(job_dir, pid, start)
-        return Poll(alive=True, verified=self._verified[key])
+        if key not in self._verified and is_job_process(job_dir, pid, start):
+            self._verified.add(key)  # only a yes is kept: a process between fork and exec is not one yet
+        return Poll(alive=True, verified=key in self._verified)
 
     def cancel(self, job_dir: JobDir, handle: dict, grace: float) -> bool:
         """SIGTERM (``grace > 0``) or SIGKILL to the process group of the handle's

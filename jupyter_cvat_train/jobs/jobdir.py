@@ -1,2 +1,0 @@
-"""Kept only for :mod:`.tail` until its import names :mod:`.runtime`; use :mod:`.runtime`."""
-from .runtime import FINAL_STATES, JobDir  # noqa: F401
