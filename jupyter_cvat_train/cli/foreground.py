@@ -57,7 +57,7 @@ def run_in_foreground(spec: dict, fn: Callable, *, job_dir: str | None = None,
     ``ERROR: <message>`` (one message, no traceback). Raises click.ClickException when
     ``job_dir`` already holds a job.
     """
-    from ..jobs.runtime import JobDir, run_job
+    from ..jobs.runtime import JobDir, JobState, run_job
 
     folder = job_dir or tempfile.mkdtemp(prefix=f"cvat-train-{spec.get('kind', 'job')}-")
     try:
@@ -75,13 +75,15 @@ def run_in_foreground(spec: dict, fn: Callable, *, job_dir: str | None = None,
     finally:
         if job_dir is None:
             shutil.rmtree(folder, ignore_errors=True)
-    if status.get("state") == "failed":
+    if status.get("state") == JobState.FAILED:
         sys.exit(1)
     return status
 
 
 def exit_if_cancelled(status: dict) -> None:
     """Exit with status 130 (as after Ctrl-C) when the job ended ``cancelled``."""
-    if status.get("state") == "cancelled":
+    from ..jobs.runtime import JobState
+
+    if status.get("state") == JobState.CANCELLED:
         click.echo(f"cancelled: {status.get('message', '')}", err=True)
         sys.exit(130)
