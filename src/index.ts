@@ -1,24 +1,380 @@
+/**
+ * The CVAT Train frontend: the sidebar panel (Datasets, Train, Jobs), a main-area tab per
+ * job (restored after a reload), TensorBoard tabs, notifications when jobs end, a
+ * status-bar item and palette commands; all fed by one JobsModel.
+ */
 import {
   ILayoutRestorer,
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
+import {
+  ICommandPalette,
+  MainAreaWidget,
+  Notification,
+  WidgetTracker
+} from '@jupyterlab/apputils';
+import { IDocumentManager } from '@jupyterlab/docmanager';
+import { FileDialog, IDefaultFileBrowser } from '@jupyterlab/filebrowser';
+import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { IStatusBar } from '@jupyterlab/statusbar';
+import { ITranslator, nullTranslator } from '@jupyterlab/translation';
+import { IFrame, ToolbarButton } from '@jupyterlab/ui-components';
 
-import { CvatTrainPanel } from './panel';
+import { startTensorBoard, type Job } from './api';
+import { CommandIDs, PALETTE_CATEGORY } from './commands';
+import { cvatTrainIcon } from './icons';
+import { JobView } from './jobs/JobView';
+import { JobsModel } from './jobs/model';
+import { StatusItem } from './jobs/StatusItem';
+import type { IPanelContext, IPanelSettings } from './panel/context';
+import { CvatTrainPanel, PANEL_ID, ServerStatus } from './panel/Panel';
+import { PanelState } from './panel/state';
 
-/** Adds the CVAT Train panel to the left sidebar. */
+const PLUGIN_ID = 'jupyter-cvat-train:plugin';
+
+interface ISettings extends IPanelSettings {
+  fallbackPollInterval: number;
+  notifyOnJobEnd: 'always' | 'failures' | 'never';
+  logBufferLines: number;
+  showStatusBarItem: boolean;
+}
+
+const DEFAULTS: ISettings = {
+  fallbackPollInterval: 10000,
+  defaultDevice: 'auto',
+  confirmDestructiveActions: true,
+  notifyOnJobEnd: 'always',
+  logBufferLines: 5000,
+  tensorboardOpenIn: 'tab',
+  showStatusBarItem: true
+};
+
+/** TensorBoard's page in a sandboxed iframe (jupyter-server-proxy's sandbox list). */
+const TENSORBOARD_SANDBOX: IFrame.SandboxExceptions[] = [
+  'allow-same-origin',
+  'allow-scripts',
+  'allow-popups',
+  'allow-forms',
+  'allow-downloads',
+  'allow-modals'
+];
+
 const plugin: JupyterFrontEndPlugin<void> = {
-  id: 'jupyter-cvat-train:plugin',
+  id: PLUGIN_ID,
   description:
-    'A sidebar panel to validate CVAT exports, train detectors and auto-annotate images.',
+    'A sidebar panel to validate CVAT exports, train detectors and follow the jobs.',
   autoStart: true,
-  optional: [ILayoutRestorer],
-  activate: (app: JupyterFrontEnd, restorer: ILayoutRestorer | null) => {
-    const panel = new CvatTrainPanel();
+  optional: [
+    ILayoutRestorer,
+    ISettingRegistry,
+    ITranslator,
+    ICommandPalette,
+    IStatusBar,
+    IDefaultFileBrowser,
+    IDocumentManager
+  ],
+  activate: async (
+    app: JupyterFrontEnd,
+    restorer: ILayoutRestorer | null,
+    registry: ISettingRegistry | null,
+    translator: ITranslator | null,
+    palette: ICommandPalette | null,
+    statusBar: IStatusBar | null,
+    browser: IDefaultFileBrowser | null,
+    docManager: IDocumentManager | null
+  ) => {
+    const trans = (translator ?? nullTranslator).load('jupyter_cvat_train');
+    let settings: ISettings = { ...DEFAULTS };
+    const settingsLoaded = registry
+      ? registry
+          .load(PLUGIN_ID)
+          .then(loaded => {
+            const read = () => {
+              settings = {
+                ...DEFAULTS,
+                ...(loaded.composite as Partial<ISettings>)
+              };
+              model.setPollInterval(settings.fallbackPollInterval);
+            };
+            loaded.changed.connect(read);
+            read();
+          })
+          .catch(reason =>
+            console.warn('cvat-train: settings not loaded', reason)
+          )
+      : Promise.resolve();
+
+    const model = new JobsModel({
+      settings: app.serviceManager.serverSettings,
+      pollInterval: DEFAULTS.fallbackPollInterval,
+      maxLogLines: DEFAULTS.logBufferLines
+    });
+    const state = new PanelState();
+    const server = new ServerStatus();
+    const tracker = new WidgetTracker<JobView>({ namespace: 'cvat-train-job' });
+    const tensorboards = new WidgetTracker<MainAreaWidget<IFrame>>({
+      namespace: 'cvat-train-tensorboard'
+    });
+
+    const browserSelection = (): string | null => {
+      if (!browser) {
+        return null;
+      }
+      const first = browser.selectedItems().next();
+      return first && !first.done ? first.value.path : null;
+    };
+
+    const openJob = (jobId: string): JobView => {
+      const existing = tracker.find(w => w.jobId === jobId);
+      if (existing) {
+        app.shell.activateById(existing.id);
+        return existing;
+      }
+      const view = new JobView(jobId, ctx);
+      void tracker.add(view);
+      app.shell.add(view, 'main');
+      app.shell.activateById(view.id);
+      return view;
+    };
+
+    const openTensorBoard = async (jobId: string) => {
+      let url: string;
+      try {
+        url = (await startTensorBoard(jobId, app.serviceManager.serverSettings))
+          .url;
+      } catch (error) {
+        Notification.error(
+          trans.__('TensorBoard did not start: %1', (error as Error).message),
+          {
+            autoClose: false
+          }
+        );
+        return;
+      }
+      if (settings.tensorboardOpenIn === 'browser') {
+        window.open(url, '_blank', 'noopener');
+        return;
+      }
+      const id = `jp-CvatTrain-tensorboard-${jobId}`;
+      const existing = tensorboards.find(w => w.id === id);
+      if (existing) {
+        app.shell.activateById(id);
+        return;
+      }
+      const frame = new IFrame({
+        sandbox: TENSORBOARD_SANDBOX,
+        referrerPolicy: 'same-origin'
+      });
+      frame.url = url;
+      frame.addClass('jp-CvatTrain-tensorboardFrame');
+      const widget = new MainAreaWidget({ content: frame });
+      widget.id = id;
+      widget.title.label = trans.__('TensorBoard: %1', jobId);
+      widget.title.icon = cvatTrainIcon;
+      widget.title.closable = true;
+      widget.toolbar.addItem(
+        'open-in-browser',
+        new ToolbarButton({
+          label: trans.__('Open in a browser tab'),
+          tooltip: trans.__('Open TensorBoard in a new browser tab'),
+          onClick: () => window.open(url, '_blank', 'noopener')
+        })
+      );
+      void tensorboards.add(widget);
+      app.shell.add(widget, 'main');
+      app.shell.activateById(id);
+    };
+
+    const ctx: IPanelContext = {
+      model,
+      state,
+      trans,
+      settings: () => settings,
+      browserSelection,
+      pickPath: docManager
+        ? async () => {
+            const result = await FileDialog.getOpenFiles({
+              manager: docManager,
+              title: trans.__('Choose a CVAT export, model or checkpoint'),
+              translator: translator ?? nullTranslator
+            });
+            const item = result.button.accept ? result.value?.[0] : undefined;
+            return item ? item.path : null;
+          }
+        : undefined,
+      openJob: jobId => void openJob(jobId),
+      showInBrowser: path =>
+        void app.commands.execute('filebrowser:go-to-path', {
+          path: '/' + path,
+          dontShowBrowser: false
+        }),
+      openTensorBoard: jobId => void openTensorBoard(jobId),
+      showTrain: () => {
+        app.shell.activateById(PANEL_ID);
+        panel.expand(panel.train);
+      }
+    };
+
+    const panel = new CvatTrainPanel(ctx, server);
     app.shell.add(panel, 'left', { rank: 900 });
     if (restorer) {
-      restorer.add(panel, panel.id);
+      restorer.add(panel, PANEL_ID);
+      void restorer.restore(tracker, {
+        command: CommandIDs.openJob,
+        args: widget => ({ jobId: widget.jobId }),
+        name: widget => widget.jobId
+      });
     }
+
+    // the server check, again when the server comes back
+    void server.refresh();
+    model.changed.connect(() => {
+      if (server.check.kind === 'unreachable' && model.reachability === 'ok') {
+        void server.refresh();
+      }
+    });
+
+    model.jobEnded.connect((_, job: Job) => {
+      const failed = job.state !== 'succeeded';
+      if (
+        settings.notifyOnJobEnd === 'never' ||
+        (settings.notifyOnJobEnd === 'failures' && !failed)
+      ) {
+        return;
+      }
+      const what = `${job.kind} ${job.id}`;
+      const message =
+        job.state === 'succeeded'
+          ? trans.__('Job %1 succeeded. %2', what, job.message)
+          : job.state === 'failed'
+            ? trans.__('Job %1 failed: %2', what, job.message)
+            : trans.__('Job %1 was cancelled.', what);
+      Notification.emit(
+        message,
+        job.state === 'succeeded'
+          ? 'success'
+          : job.state === 'failed'
+            ? 'error'
+            : 'warning',
+        {
+          autoClose: failed ? false : 10000,
+          actions: [
+            { label: trans.__('Open'), callback: () => void openJob(job.id) }
+          ]
+        }
+      );
+    });
+
+    app.commands.addCommand(CommandIDs.openPanel, {
+      label: trans.__('Open the CVAT Train panel'),
+      execute: () => app.shell.activateById(PANEL_ID)
+    });
+    app.commands.addCommand(CommandIDs.openJob, {
+      label: args =>
+        args.jobId
+          ? trans.__('Open job %1', String(args.jobId))
+          : trans.__('Open a job'),
+      execute: args => {
+        const jobId = String(args.jobId ?? '');
+        return jobId ? openJob(jobId) : undefined;
+      }
+    });
+    const isExport = () => {
+      const path = browserSelection();
+      if (!path || !browser) {
+        return false;
+      }
+      const first = browser.selectedItems().next();
+      return first && !first.done
+        ? first.value.type === 'directory' || /\.zip$/i.test(path)
+        : false;
+    };
+    app.commands.addCommand(CommandIDs.validate, {
+      label: trans.__('Validate CVAT export'),
+      caption: trans.__('Validate the selected zip or folder as a CVAT export'),
+      isVisible: isExport,
+      execute: async () => {
+        const path = browserSelection();
+        if (path) {
+          state.datasetPath = path;
+        }
+        app.shell.activateById(PANEL_ID);
+        panel.expand(panel.datasets);
+        await state.validate();
+      }
+    });
+    app.commands.addCommand(CommandIDs.trainOn, {
+      label: trans.__('Train on this export'),
+      isVisible: isExport,
+      execute: () => {
+        const path = browserSelection();
+        if (path) {
+          state.prefillTrain({ dataset: path }, 'dataset');
+        }
+        ctx.showTrain();
+      }
+    });
+    app.commands.addCommand(CommandIDs.newTraining, {
+      label: trans.__('New training…'),
+      execute: () => ctx.showTrain()
+    });
+    app.commands.addCommand(CommandIDs.refreshJobs, {
+      label: trans.__('Refresh the CVAT Train job list'),
+      execute: () => model.refresh().catch(() => undefined)
+    });
+    const currentJob = () =>
+      tracker.currentWidget
+        ? model.get(tracker.currentWidget.jobId)
+        : undefined;
+    app.commands.addCommand(CommandIDs.cancelJob, {
+      label: trans.__('Cancel the current job'),
+      isEnabled: () => {
+        const job = currentJob();
+        return !!job && (job.state === 'queued' || job.state === 'running');
+      },
+      execute: async () => {
+        const job = currentJob();
+        if (job) {
+          await model.cancel(job.id);
+        }
+      }
+    });
+    app.commands.addCommand(CommandIDs.openTensorBoard, {
+      label: trans.__("Open the current job's TensorBoard"),
+      isEnabled: () => currentJob()?.kind === 'train',
+      execute: () => {
+        const job = currentJob();
+        return job ? openTensorBoard(job.id) : undefined;
+      }
+    });
+    if (palette) {
+      for (const command of [
+        CommandIDs.openPanel,
+        CommandIDs.validate,
+        CommandIDs.newTraining,
+        CommandIDs.refreshJobs,
+        CommandIDs.cancelJob,
+        CommandIDs.openTensorBoard
+      ]) {
+        palette.addItem({ command, category: PALETTE_CATEGORY });
+      }
+    }
+
+    if (statusBar) {
+      const item = new StatusItem(model, trans, () =>
+        app.shell.activateById(PANEL_ID)
+      );
+      statusBar.registerStatusItem('jupyter-cvat-train:status', {
+        item,
+        align: 'left',
+        rank: 5,
+        isActive: () => settings.showStatusBarItem
+      });
+    }
+
+    await settingsLoaded;
+    void model.refresh().catch(() => undefined);
   }
 };
 

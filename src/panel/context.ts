@@ -1,0 +1,31 @@
+/** What the panel's React parts get from the plugin: models, translation and actions. */
+import type { TranslationBundle } from '@jupyterlab/translation';
+
+import type { JobsModel } from '../jobs/model';
+import type { PanelState } from './state';
+
+/** The user's settings (schema/plugin.json) the parts read. */
+export interface IPanelSettings {
+  confirmDestructiveActions: boolean;
+  defaultDevice: string;
+  tensorboardOpenIn: 'tab' | 'browser';
+}
+
+export interface IPanelContext {
+  model: JobsModel;
+  state: PanelState;
+  trans: TranslationBundle;
+  settings: () => IPanelSettings;
+  /** The file browser's selected item (path relative to the server root), or null. */
+  browserSelection: () => string | null;
+  /** Let the user pick a file or folder (a file dialog); null when cancelled. */
+  pickPath?: () => Promise<string | null>;
+  /** Open the job view of a job. */
+  openJob: (jobId: string) => void;
+  /** Show a path (file or folder) in the file browser. */
+  showInBrowser: (path: string) => void;
+  /** Open a job's TensorBoard. */
+  openTensorBoard: (jobId: string) => void;
+  /** Bring the Train section into view. */
+  showTrain: () => void;
+}

@@ -1,0 +1,69 @@
+/**
+ * Helpers of the browser tests: open JupyterLab with the test server's token (the
+ * server keeps its token and XSRF checks on), the panel, screenshots under
+ * ui-tests/screenshots/, the theme, and API calls with the token.
+ */
+import { expect, type APIRequestContext, type Page } from '@playwright/test';
+import * as path from 'path';
+
+export const PANEL_ID = 'jupyter-cvat-train-panel';
+export const TOKEN = process.env.CVAT_UI_TOKEN ?? '';
+export const ROOT = process.env.CVAT_UI_HOME ?? '';
+export const SCREENSHOTS = path.resolve(__dirname, '..', 'screenshots');
+
+/** Load JupyterLab (logging in with the token) and wait for the splash to go. */
+export async function openLab(
+  page: Page,
+  query = `token=${TOKEN}`
+): Promise<void> {
+  await page.goto(`/lab?${query}`);
+  await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
+}
+
+/** Open the CVAT Train sidebar panel; returns its locator. */
+export async function openPanel(page: Page) {
+  const tab = page.locator(`.jp-SideBar.jp-mod-left li[data-id="${PANEL_ID}"]`);
+  await expect(tab).toBeVisible();
+  if (!(await tab.getAttribute('class'))?.includes('lm-mod-current')) {
+    await tab.click();
+  }
+  const panel = page.locator(`#${PANEL_ID}`);
+  await expect(panel).toBeVisible();
+  return panel;
+}
+
+/** A full-page screenshot, ui-tests/screenshots/NAME.png. */
+export async function shot(page: Page, name: string): Promise<void> {
+  await page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`) });
+}
+
+/** Switch JupyterLab's theme from its Settings menu, and wait until it applied. */
+export async function setTheme(
+  page: Page,
+  theme: 'JupyterLab Light' | 'JupyterLab Dark'
+): Promise<void> {
+  await page
+    .locator('.lm-MenuBar-itemLabel', { hasText: /^Settings$/ })
+    .click();
+  await page.locator('.lm-Menu-itemLabel', { hasText: /^Theme$/ }).click();
+  await page
+    .locator('.lm-Menu-itemLabel', { hasText: new RegExp(`^${theme}$`) })
+    .click();
+  await expect(page.locator('body')).toHaveAttribute(
+    'data-jp-theme-name',
+    theme
+  );
+  await page.waitForTimeout(800); // the theme's CSS is in
+}
+
+/** GET {base}cvat-train/api/PATH with the token: the parsed JSON. */
+export async function api(
+  request: APIRequestContext,
+  route: string
+): Promise<Record<string, unknown>> {
+  const reply = await request.get(`/cvat-train/api/${route}`, {
+    headers: { Authorization: `token ${TOKEN}` }
+  });
+  expect(reply.ok()).toBe(true);
+  return reply.json();
+}

@@ -1,0 +1,311 @@
+/**
+ * The train path in a real browser against a real `jupyter lab` (token and XSRF checks
+ * on): validate exports, train the default model for one short epoch from the form,
+ * follow it live, TensorBoard, cancel a second job, reload, dark theme. One screenshot
+ * per step under ui-tests/screenshots/ (checked by eye).
+ */
+import { expect, test, type Page } from '@playwright/test';
+import { execFileSync } from 'child_process';
+import { existsSync } from 'fs';
+import * as path from 'path';
+
+import { api, openLab, openPanel, ROOT, setTheme, shot } from './helpers';
+
+const repoRoot = path.resolve(__dirname, '..', '..');
+const venvPython = path.join(repoRoot, '.venv', 'bin', 'python');
+const python =
+  process.env.PYTHON ?? (existsSync(venvPython) ? venvPython : 'python3');
+
+const HYPERPARAMETERS = [
+  'batch_size: 4',
+  'image_size: 96',
+  'pretrained: false',
+  'num_workers: 0',
+  'precise_bn_batches: 1',
+  'warmup_iters: 1'
+].join('\n');
+
+test.describe.configure({ mode: 'serial' });
+
+let pageErrors: string[] = [];
+let trainedJob = '';
+
+test.beforeAll(() => {
+  execFileSync(python, [
+    path.join(__dirname, '..', 'scripts', 'make_data.py'),
+    ROOT
+  ]);
+});
+
+test.beforeEach(({ page }) => {
+  pageErrors = [];
+  page.on('pageerror', error => pageErrors.push(error.message));
+});
+
+test.afterEach(() => {
+  expect(pageErrors).toEqual([]);
+});
+
+async function validate(page: Page, exportPath: string) {
+  const panel = await openPanel(page);
+  const input = panel.locator('#jp-CvatTrain-datasetPath');
+  await input.fill(exportPath);
+  await panel.locator('.jp-CvatTrain-validate').click();
+  const report = panel.locator('.jp-CvatTrain-report');
+  await expect(report).toBeVisible();
+  return { panel, report };
+}
+
+test('the panel answers, and the server keeps its XSRF check on', async ({
+  page
+}) => {
+  await openLab(page);
+  const panel = await openPanel(page);
+  await expect(panel.locator('.jp-CvatTrain-title')).toHaveText(/CVAT Train/i);
+  await expect(panel.locator('.jp-CvatTrain-banner')).toHaveCount(0); // version matches
+  // a POST without the X-XSRFToken header (raw fetch, cookies only) is refused
+  const status = await page.evaluate(async () => {
+    const reply = await fetch('/cvat-train/api/datasets/validate', {
+      method: 'POST',
+      body: JSON.stringify({ path: 'data/sample.zip' }),
+      credentials: 'same-origin'
+    });
+    return reply.status;
+  });
+  expect(status).toBe(403);
+  await shot(page, '00-panel-light');
+});
+
+test('validating an export with degenerate boxes shows them in the report', async ({
+  page
+}) => {
+  await openLab(page);
+  const { panel, report } = await validate(page, 'data/degenerate');
+  await expect(report).toHaveAttribute('data-ok', 'true');
+  const group = report.locator(
+    '.jp-CvatTrain-findingGroup[data-code="degenerate-box"]'
+  );
+  await expect(group).toBeVisible();
+  await expect(group).toContainText('×3');
+  await expect(group).toContainText('width 0');
+  await expect(report.locator('.jp-CvatTrain-warningNote')).toContainText(
+    'Only 9 annotations'
+  );
+  await expect(panel.locator('.jp-CvatTrain-trainOn')).toBeEnabled();
+  await shot(page, '01-datasets-degenerate-light');
+});
+
+test('validating a broken export lists the errors and disables Train', async ({
+  page
+}) => {
+  await openLab(page);
+  const { panel, report } = await validate(page, 'data/broken');
+  await expect(report).toHaveAttribute('data-ok', 'false');
+  await expect(
+    report.locator('.jp-CvatTrain-findingGroup[data-code="missing-image"]')
+  ).toContainText('Error');
+  const trainOn = panel.locator('.jp-CvatTrain-trainOn');
+  await expect(trainOn).toBeDisabled();
+  await expect(trainOn).toHaveAttribute('title', /1 error/);
+  await expect(panel.locator('.jp-CvatTrain-blocked')).toContainText('1 error');
+  // a path outside the server root: a clear message at the field
+  await panel.locator('#jp-CvatTrain-datasetPath').fill('../../etc/passwd');
+  await panel.locator('.jp-CvatTrain-validate').click();
+  await expect(panel.locator('#jp-CvatTrain-datasetPath-error')).toContainText(
+    /outside|'\.\.'/
+  );
+  await shot(page, '02-datasets-broken-light');
+});
+
+test('training the default model from the form: live log, chart, success, notification', async ({
+  page
+}) => {
+  test.setTimeout(300_000);
+  await openLab(page);
+  const { panel } = await validate(page, 'data/sample.zip');
+  await panel.locator('.jp-CvatTrain-trainOn').click();
+  const form = panel.locator('.jp-CvatTrain-form');
+  await expect(form).toBeVisible();
+  await expect(panel.locator('#jp-CvatTrain-trainDataset')).toHaveValue(
+    'data/sample.zip'
+  );
+  // the default template is chosen and its form has the template's fields
+  await expect(
+    panel.locator('.jp-CvatTrain-template.jp-mod-selected')
+  ).toContainText('SSDlite');
+  // a wrong hyperparameter: the server's 400 at the field, the valid keys named
+  const textarea = form.locator('textarea');
+  await textarea.fill('no_such_key: 1');
+  await panel.locator('.jp-CvatTrain-start').click();
+  await expect(
+    form
+      .locator('.error-detail, .jp-FormGroup-errorMessage, .text-danger')
+      .first()
+  ).toContainText('no_such_key');
+  await shot(page, '03-train-form-error-light');
+
+  await textarea.fill(HYPERPARAMETERS);
+  await form.locator('input[id$="epochs"]').fill('1');
+  await panel.locator('.jp-CvatTrain-start').click();
+  const view = page.locator('.jp-CvatTrain-jobView[data-job-id]');
+  await expect(view).toBeVisible();
+  trainedJob = (await view.getAttribute('data-job-id')) ?? '';
+  expect(trainedJob).toMatch(/train/);
+
+  // log lines appear while the job still runs
+  await expect
+    .poll(
+      async () =>
+        page.evaluate(() => {
+          const v = document.querySelector(
+            '.jp-CvatTrain-jobView[data-job-id]'
+          );
+          const lines =
+            v?.querySelectorAll('.jp-CvatTrain-logLine').length ?? 0;
+          return lines > 0 ? v?.getAttribute('data-state') : 'no-lines';
+        }),
+      { timeout: 120_000, intervals: [100] }
+    )
+    .toMatch(/running|queued|succeeded/);
+  const firstSeen = await view.getAttribute('data-state');
+  await shot(page, '04-job-running-light');
+  await expect(view).toHaveAttribute('data-state', 'succeeded', {
+    timeout: 240_000
+  });
+  expect(firstSeen).not.toBe('succeeded'); // (best effort: the log showed before the end)
+  // the chart has a point; the AP table of the best epoch is there
+  await expect(view.locator('.jp-CvatTrain-chart .u-over')).toBeVisible();
+  await expect(
+    view.locator('.jp-CvatTrain-chart .jp-CvatTrain-empty')
+  ).toHaveCount(0);
+  await expect(view.locator('.jp-CvatTrain-ap')).toContainText(
+    'best epoch (1)'
+  );
+  // a notification says it ended, with Open
+  const toast = page.locator('.Toastify__toast', { hasText: 'succeeded' });
+  await expect(toast).toBeVisible();
+  await expect(toast.getByRole('button', { name: 'Open' })).toBeVisible();
+  await shot(page, '05-job-succeeded-light');
+});
+
+test('TensorBoard opens in a tab and its page loads', async ({ page }) => {
+  test.setTimeout(180_000);
+  expect(trainedJob).not.toBe('');
+  await openLab(page);
+  const view = page.locator(
+    `.jp-CvatTrain-jobView[data-job-id="${trainedJob}"]`
+  );
+  await expect(view).toBeVisible(); // restored from the last session
+  await view.locator('.jp-CvatTrain-tensorboard').click();
+  const frame = page.frameLocator('.jp-CvatTrain-tensorboardFrame iframe');
+  await expect(frame.locator('body')).toContainText(
+    /TensorBoard|Scalars|SCALARS|No dashboards/i,
+    {
+      timeout: 120_000
+    }
+  );
+  await shot(page, '06-tensorboard-light');
+});
+
+test('a second job is cancelled from its view', async ({ page }) => {
+  test.setTimeout(180_000);
+  await openLab(page);
+  let view = page.locator(`.jp-CvatTrain-jobView[data-job-id="${trainedJob}"]`);
+  await page
+    .locator('.lm-TabBar-tab', { hasText: /^train:/ })
+    .first()
+    .click();
+  await expect(view).toBeVisible();
+  await view.locator('.jp-CvatTrain-rerun').click();
+  const panel = await openPanel(page);
+  await expect(panel.locator('#jp-CvatTrain-trainDataset')).toHaveValue(
+    'data/sample.zip'
+  );
+  await expect(panel.locator('.jp-CvatTrain-form textarea')).toHaveValue(
+    HYPERPARAMETERS
+  );
+  const hp = panel.locator('.jp-CvatTrain-form textarea');
+  await hp.fill(
+    HYPERPARAMETERS.replace(
+      'warmup_iters: 1',
+      'warmup_iters: 1\nnum_steps: 100000'
+    )
+  );
+  await panel.locator('.jp-CvatTrain-form input[id$="epochs"]').fill('50');
+  await panel.locator('.jp-CvatTrain-start').click();
+  view = page.locator('.jp-CvatTrain-jobView[data-job-id]:visible');
+  await expect(view).toHaveAttribute('data-job-id', /train/);
+  expect(await view.getAttribute('data-job-id')).not.toBe(trainedJob);
+  await expect(view).toHaveAttribute('data-state', /queued|running/);
+  await view.locator('.jp-CvatTrain-cancel').click();
+  await expect(view).toHaveAttribute('data-state', 'cancelled', {
+    timeout: 120_000
+  });
+  await expect(view.locator('.jp-CvatTrain-cancel')).toBeDisabled();
+  await expect(view.locator('.jp-CvatTrain-cancel')).toHaveAttribute(
+    'title',
+    'The job has ended'
+  );
+  await shot(page, '07-job-cancelled-light');
+});
+
+test('after a reload the panel and the job tab come back, the log without a repeated line', async ({
+  page,
+  request
+}) => {
+  await openLab(page);
+  await page.reload();
+  await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
+  await expect(page.locator(`#jupyter-cvat-train-panel`)).toBeVisible();
+  await page
+    .locator('.lm-TabBar-tab', { hasText: /^train:/ })
+    .first()
+    .click();
+  const view = page.locator(
+    `.jp-CvatTrain-jobView[data-job-id="${trainedJob}"]`
+  );
+  await expect(view).toBeVisible();
+  await expect(view).toHaveAttribute('data-state', 'succeeded');
+  const log = await api(request, `jobs/${trainedJob}/log`);
+  const expected = (log.text as string)
+    .split('\n')
+    .filter((l: string, i: number, all: string[]) => i < all.length - 1 || l);
+  await expect(view.locator('.jp-CvatTrain-logBar')).toContainText(
+    `${expected.length} lines`
+  );
+  const shown = await view.locator('.jp-CvatTrain-logLine').allTextContents();
+  // every line shown is the file's line of the same number (none twice, none lost)
+  const numbers = await view
+    .locator('.jp-CvatTrain-logLine')
+    .evaluateAll(nodes => nodes.map(n => Number(n.getAttribute('data-line'))));
+  expect(new Set(numbers).size).toBe(numbers.length);
+  shown.forEach((line, i) =>
+    expect(line).toBe(
+      expected[numbers[i] - 1].replace(/\r$/, '').split('\r').pop()
+    )
+  );
+  // the jobs list has both jobs, newest first
+  const panel = await openPanel(page);
+  const rows = panel.locator('.jp-CvatTrain-job');
+  await expect(rows).toHaveCount(2);
+  await expect(rows.nth(0)).toHaveAttribute('data-state', 'cancelled');
+  await expect(rows.nth(1)).toHaveAttribute('data-state', 'succeeded');
+  await shot(page, '08-restored-light');
+});
+
+test('dark theme: panel, report, form and job view', async ({ page }) => {
+  await openLab(page);
+  await setTheme(page, 'JupyterLab Dark');
+  await page
+    .locator('.lm-TabBar-tab', { hasText: /^train:/ })
+    .first()
+    .click();
+  await shot(page, '09-job-dark');
+  await validate(page, 'data/degenerate');
+  await shot(page, '10-datasets-dark');
+  const panel = await openPanel(page);
+  await panel.locator('.jp-CvatTrain-trainOn').click();
+  await expect(panel.locator('.jp-CvatTrain-form')).toBeVisible();
+  await shot(page, '11-train-form-dark');
+  await setTheme(page, 'JupyterLab Light');
+});
