@@ -41,6 +41,7 @@ from .backends import HANDLE_NAME, JobBackend, LaunchRequest, Poll, read_handle,
 from .backends.local import LocalBackend
 from .provenance import load_key, sign, verify
 from .queue import Limits, jobs_to_start
+from .reconcile import INTERRUPTED, reconcile
 from .registry import get_kind
 from .run import RUN_ENV
 from .runtime import (ACTIVE_STATES, FINAL_STATES, SPEC_HASH_ENV, JobDir, JobState, RecordError, json_bytes, now_iso,
@@ -49,7 +50,6 @@ from .scheduler import SchedulerLease
 from .store import JOB_ID_RE, JobStore
 
 DEFAULT_CANCEL_GRACE = 10.0
-INTERRUPTED = "interrupted"
 NOT_ENQUEUED = ("not started: this job was not queued through cvat-train (the API, the panel or the CLI), or its "
                 "job.json was changed after it was queued; job folders written by hand are never run. Submit the "
                 "job again")
@@ -154,7 +154,7 @@ class JobManager:
             if row is None:
                 raise JobNotFound(job_id)
             if refresh and row["state"] not in FINAL_STATES:
-                row = self._refresh_safely(row)
+                row = self.refresh(row)
                 if row is None:
                     raise JobNotFound(job_id)
             return self._remember(row)
@@ -164,7 +164,7 @@ class JobManager:
         with self._lock:
             rows = self.store.list()
             if refresh:
-                rows = [r2 for r in rows if (r2 := self._refresh_safely(r) if r["state"] not in FINAL_STATES else r)]
+                rows = [r2 for r in rows if (r2 := self.refresh(r) if r["state"] not in FINAL_STATES else r)]
             self._snapshot = {r["id"]: job_to_dict(r, self.runs_root) for r in rows}
             self._changed()
             return list(self._snapshot.values())
@@ -275,14 +275,14 @@ class JobManager:
         message = valid_text(message)
         ended = now_iso()
         self.report(job_id, message)
-        self._write_status(job_id, state=JobState.FAILED, message=message, ended_at=ended)
+        self.write_status(job_id, state=JobState.FAILED, message=message, ended_at=ended)
         with self._lock:
             self.store.update(job_id, state=JobState.FAILED, message=message, ended_at=ended)
             row = self.store.get(job_id)
             if row is not None:
                 self._remember(row)  # watchers (the API's snapshot) see it at once
 
-    def _write_status(self, job_id: str, **fields) -> dict:
+    def write_status(self, job_id: str, **fields) -> dict:
         """Merge ``fields`` into the job's status.json; when that cannot be written (a
         folder or an unwritable file in its place) the failure is reported and the
         merged fields are returned all the same."""
@@ -385,10 +385,10 @@ class JobManager:
         if status.get("state") not in FINAL_STATES:
             if not handle:  # never launched
                 if row.get("cancel_requested_at") or status.get("state") == JobState.CANCELLED:
-                    status = self._write_status(job_id, state=JobState.CANCELLED,
+                    status = self.write_status(job_id, state=JobState.CANCELLED,
                                                 message="cancelled before it started", ended_at=now_iso())
                 elif JobState.RUNNING in (row["state"], status.get("state")):  # no process to watch: it would hold a slot
-                    status = self._write_status(job_id, **self._death_fields(
+                    status = self.write_status(job_id, **self._death_fields(
                         job_id, row, poll, problem or "its status says running but names no process"))
             elif poll.alive:
                 if verified:
@@ -399,7 +399,7 @@ class JobManager:
                                         "it is shown but never signalled, and takes no queue slot")
                 now = time.time()
                 if row.get("cancel_requested_at") and not verified:
-                    status = self._write_status(job_id, state=JobState.CANCELLED, ended_at=now_iso(), message=(
+                    status = self.write_status(job_id, state=JobState.CANCELLED, ended_at=now_iso(), message=(
                         f"cancelled; process {pid} was not signalled: it is not this job's process "
                         "(its records do not match)"))
                 elif row.get("cancel_requested_at") and now - row["cancel_requested_at"] > self.cancel_grace:
@@ -408,7 +408,7 @@ class JobManager:
             else:
                 status, problem = jd.load_status()  # it may have finished between the two reads
                 if status.get("state") not in FINAL_STATES:
-                    status = self._write_status(job_id, **self._death_fields(job_id, row, poll, problem if not status
+                    status = self.write_status(job_id, **self._death_fields(job_id, row, poll, problem if not status
                                                                              else None))
         if status.get("state") in FINAL_STATES:
             fields["state"] = status["state"]
@@ -426,9 +426,11 @@ class JobManager:
             row = {**row, **changed}
         return row
 
-    def _refresh_safely(self, row: dict) -> dict | None:
-        """:meth:`_refresh`, with an unexpected error reported and the job failed, so one
-        bad job folder never stops the others."""
+    def refresh(self, row: dict) -> dict | None:
+        """Bring store row ``row`` (of an unfinished job) up to date with its folder and
+        its process, settling a job whose process is gone; the new row, or None when its
+        folder was removed. An unexpected error is reported and the job failed, so one bad
+        job folder never stops the others."""
         try:
             return self._refresh(row)
         except Exception as e:  # noqa: BLE001
@@ -460,7 +462,7 @@ class JobManager:
         with self._lock:
             active = set()
             for row in self.store.list(ACTIVE_STATES):
-                row = self._refresh_safely(row)
+                row = self.refresh(row)
                 if row is not None:
                     active.add(row["id"])
                     self._remember(row)
@@ -478,8 +480,6 @@ class JobManager:
     def reconcile(self) -> dict:
         """Index job folders not yet in the store and settle every unfinished job (see
         :func:`.reconcile.reconcile`). Call once at start."""
-        from .reconcile import reconcile
-
         with self._lock:
             report = reconcile(self)
             self.list_jobs(refresh=False)

@@ -30,14 +30,14 @@ from .store import JOB_ID_RE
 if TYPE_CHECKING:
     from .manager import JobManager
 
+INTERRUPTED = "interrupted"  # the message of a job whose process is gone without a final state
+
 
 def reconcile(manager: "JobManager") -> dict:
     """Settle the jobs of ``manager``'s runs root. Returns counts ``{"indexed",
     "dropped", "interrupted", "running", "queued", "skipped", "bad"}`` (skipped: entries
     that are not job folders; bad: job folders indexed as failed for an unreadable record,
     plus bad index rows dropped)."""
-    from .manager import INTERRUPTED
-
     store = manager.store
     report = {"indexed": 0, "dropped": 0, "interrupted": 0, "running": 0, "queued": 0, "skipped": 0, "bad": 0}
     for bad_id in store.remove_bad_rows():
@@ -78,7 +78,7 @@ def reconcile(manager: "JobManager") -> dict:
             manager.report(job_id, problem)
             report["bad"] += 1
             if fields["kind"] == "unknown" and fields["state"] == JobState.FAILED:  # its folder says so too
-                manager._write_status(job_id, state=JobState.FAILED, message=fields["message"], ended_at=fields["ended_at"])
+                manager.write_status(job_id, state=JobState.FAILED, message=fields["message"], ended_at=fields["ended_at"])
         report["indexed"] += 1
     for row in store.list():
         if not JobDir(manager.runs_root / row["id"]).is_real_dir():
@@ -86,7 +86,7 @@ def reconcile(manager: "JobManager") -> dict:
             report["dropped"] += 1
     manager.schedule_refusals()
     for row in store.list(ACTIVE_STATES):
-        new = manager._refresh_safely(row)
+        new = manager.refresh(row)
         if new is None:
             report["dropped"] += 1
         elif new["state"] == JobState.FAILED and new.get("message", "").startswith(INTERRUPTED):

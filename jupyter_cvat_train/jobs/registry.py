@@ -54,7 +54,9 @@ class JobKind:
     paths absolute; raises SpecError), or None: then each of ``path_fields`` must name an
     existing path inside the root and each of ``optional_path_fields`` is null or a path
     inside it. path_fields / optional_path_fields: the spec keys holding paths (shown
-    relative to the server root by the API). description: one line for listings.
+    relative to the server root by the API). heavy_check: the check reads much (train
+    validates its dataset), so the server runs it in its bounded validation pool.
+    description: one line for listings.
     """
 
     name: str
@@ -63,6 +65,7 @@ class JobKind:
     check: str | None = None
     path_fields: tuple[str, ...] = ()
     optional_path_fields: tuple[str, ...] = field(default=())
+    heavy_check: bool = False
     description: str = ""
 
     def __post_init__(self) -> None:
@@ -136,7 +139,7 @@ def path_fields() -> frozenset[str]:
 
 register_kind(JobKind("train", "jupyter_cvat_train.training.job:train_job", "accelerator",
                       check="jupyter_cvat_train.jobs.specs:check_train",
-                      path_fields=("dataset",), optional_path_fields=("checkpoint",),
+                      path_fields=("dataset",), optional_path_fields=("checkpoint",), heavy_check=True,
                       description="train a model template on a CVAT export"))
 register_kind(JobKind("annotate", "jupyter_cvat_train.annotate.pipeline:run_annotate", "accelerator",
                       check="jupyter_cvat_train.jobs.specs:check_annotate",
