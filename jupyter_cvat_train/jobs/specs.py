@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from .registry import JobKind, get_kind
+from .runtime.messages import shown
 
 
 class SpecError(ValueError):
@@ -30,14 +31,6 @@ class SpecError(ValueError):
 
 PATH_MAX = 4096  # bytes of an encoded path (Linux PATH_MAX)
 NAME_MAX = 255  # bytes of one path component (Linux NAME_MAX)
-SHOWN_CHARS = 100  # at most this much of a client's value is echoed in a message
-
-
-def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
-    """``repr(value)`` cut to about ``limit`` characters, for echoing a client's value in
-    a message without sending a huge input back."""
-    text = repr(value) if not isinstance(value, (str, bytes)) or len(value) <= 4 * limit else repr(value[: 4 * limit])
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def resolve_inside(root: Path | str, path: Any, field: str = "path", must_exist: bool = True) -> Path:

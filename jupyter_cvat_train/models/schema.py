@@ -11,6 +11,8 @@ from typing import Any, Iterable
 
 import yaml
 
+from ..jobs.runtime.messages import shown
+
 
 class HyperparameterError(ValueError):
     """An unknown key or a value of the wrong type; the message lists the valid keys.
@@ -96,12 +98,6 @@ def normalize_key(key: str) -> str:
     return ALIASES.get(k, k)
 
 
-def _shown(value: Any, limit: int = 40) -> str:
-    """``repr(value)`` cut to ``limit`` characters, for messages that echo a user's value."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
 def coerce(key: str, value: Any, spec: Key, keys: list[str]) -> Any:
     """``value`` as ``spec``'s type, range-checked (``keys`` go into the error message).
     Raises HyperparameterError."""
@@ -120,7 +116,7 @@ def coerce(key: str, value: Any, spec: Key, keys: list[str]) -> Any:
             value = float(value)
         except ValueError:
             pass
-    bad = HyperparameterError(f"{key} must be {'an integer' if spec.type is int else 'a number' if spec.type is float else 'true or false' if spec.type is bool else 'text'}, got {_shown(value)}", keys)
+    bad = HyperparameterError(f"{key} must be {'an integer' if spec.type is int else 'a number' if spec.type is float else 'true or false' if spec.type is bool else 'text'}, got {shown(value, 40)}", keys)
     if spec.type is bool:
         if isinstance(value, bool):
             out: Any = value
@@ -141,9 +137,9 @@ def coerce(key: str, value: Any, spec: Key, keys: list[str]) -> Any:
     else:
         out = str(value).strip().lower()
         if spec.choices and out not in spec.choices:
-            raise HyperparameterError(f"{key} must be one of {', '.join(spec.choices)}, got {_shown(value)}", keys)
+            raise HyperparameterError(f"{key} must be one of {', '.join(spec.choices)}, got {shown(value, 40)}", keys)
     if spec.min is not None and out < spec.min or spec.max is not None and out > spec.max:
         lo = "" if spec.min is None else f">= {spec.min}"
         hi = "" if spec.max is None else f"<= {spec.max}"
-        raise HyperparameterError(f"{key} must be {' and '.join(x for x in (lo, hi) if x)}, got {_shown(out)}", keys)
+        raise HyperparameterError(f"{key} must be {' and '.join(x for x in (lo, hi) if x)}, got {shown(out, 40)}", keys)
     return out

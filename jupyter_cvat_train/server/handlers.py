@@ -44,7 +44,8 @@ from tornado import web, websocket
 from .._version import __version__
 from ..jobs.runtime import FINAL_STATES
 from ..jobs.manager import JobNotFound
-from ..jobs.specs import SpecError, shown, validate_dataset
+from ..jobs.runtime.messages import shown
+from ..jobs.specs import SpecError, validate_dataset
 from ..jobs.tail import JobFollower, read_from
 from .service import PoolFull
 from .tensorboard import TensorBoardError

@@ -13,7 +13,8 @@ key safety, temp files), :mod:`.lock` (one sync per folder pair), :mod:`.job` (t
 """
 from __future__ import annotations
 
-from .backends import Storage, StorageError, open_storage
+from .backends import Storage, StorageError
+from .opener import open_storage
 from .sync import SyncOptions, format_summary, sync
 
 __all__ = ["Storage", "StorageError", "SyncOptions", "format_summary", "open_storage", "sync"]

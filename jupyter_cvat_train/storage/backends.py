@@ -1,6 +1,6 @@
-"""Object storage locations: the interface the sync engine uses, ``file://`` storage,
-and :func:`open_storage` that picks the implementation from a parsed location
-(:mod:`.location` parses and checks URIs; the errors live in :mod:`.errors` and are
+"""Object storage locations: the interface the sync engine uses and ``file://`` storage
+(:func:`.opener.open_storage` picks the implementation from a parsed location;
+:mod:`.location` parses and checks URIs; the errors live in :mod:`.errors` and are
 re-exported here).
 
 URIs:
@@ -22,7 +22,7 @@ from typing import Callable, Iterator
 
 from .errors import SourceChanged, StorageError, TransferError  # noqa: F401 - re-exported
 from .local import Entry, ensure_parent, local_path, temp_path_for, unchanged, walk
-from .location import StorageLocation, parse_storage_uri
+from .location import StorageLocation
 
 ProgressFn = Callable[[int], None]
 """Called with a number of bytes just transferred (from any thread)."""
@@ -165,17 +165,3 @@ def _remove_quietly(path: str) -> None:
         os.remove(path)
     except OSError:
         pass
-
-
-def open_storage(location: StorageLocation | str, *, endpoint_url: str | None = None, **s3_options) -> Storage:
-    """The :class:`Storage` for ``location`` (a parsed :class:`.location.StorageLocation`,
-    or a URI string that is parsed with :func:`.location.parse_storage_uri`).
-    ``endpoint_url`` and ``s3_options`` (see :class:`.s3.S3Storage`) apply to s3 only.
-    Raises StorageError (a LocationError) for a URI that is malformed, has another
-    scheme, or embeds credentials."""
-    location = parse_storage_uri(location)
-    if location.scheme == "file":
-        return FileStorage(location)
-    from .s3 import S3Storage
-
-    return S3Storage(location, endpoint_url=endpoint_url, **s3_options)

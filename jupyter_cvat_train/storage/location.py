@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import quote, unquote, urlsplit
 
-from ..jobs.specs import shown
+from ..jobs.runtime.messages import shown
 from .errors import LocationError
 
 MAX_URI_CHARS = 4096

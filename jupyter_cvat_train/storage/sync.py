@@ -34,11 +34,11 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Callable
 
-from .backends import open_storage
 from .errors import SourceChanged, StorageError, TransferError
 from .local import Entry, UnsafeKeyError, ensure_parent, local_path, remove_stale_temp_files, temp_path_for, walk
 from .location import StorageLocation, is_within, normalize_endpoint_url, parse_storage_uri
 from .lock import SyncLock
+from .opener import open_storage
 from .plan import Action, Filters, Plan, make_plan
 
 MAX_ERRORS_KEPT = 50

@@ -41,7 +41,7 @@ import time
 from pathlib import Path
 
 from ..jobs.runtime import JobCancelled, JobContext, JobError, write_json_atomic
-from ..jobs.tail import read_from
+from ..jobs.runtime.logread import read_from
 
 RUN_DIR_ENV = "CVAT_TRAIN_DDP_DIR"
 TIMEOUT_ENV = "CVAT_TRAIN_DDP_TIMEOUT_S"
