@@ -45,6 +45,7 @@ import warnings
 from collections import OrderedDict
 from pathlib import Path
 
+from ..fileio import atomic_write_with
 from ..jobs.runtime import JobError
 from .engine import Detections, cpu_parallelism, model_input_size, to_detections
 
@@ -290,9 +291,9 @@ class OnnxEngine:
         import onnx
 
         torch = self.torch
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
         names = [f"out{i}" for i in range(n_outputs)]
-        try:
+
+        def write(tmp: Path) -> None:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
                 torch.onnx.export(module, (x,), str(tmp), opset_version=17, input_names=["images"],
@@ -302,13 +303,12 @@ class OnnxEngine:
                 proto = onnx.load(str(tmp))
                 onnx.helper.set_model_props(proto, {_META_KEY: json.dumps(meta)})
                 onnx.save(proto, str(tmp))
-            os.replace(tmp, path)
+
+        try:
+            atomic_write_with(path, write)
         except Exception as e:  # noqa: BLE001 - any exporter failure means: use the torch engine
             raise JobError(f"--engine onnx: this model does not export to ONNX ({type(e).__name__}: "
                            f"{str(e)[:300]}); use --engine torch") from None
-        finally:
-            if tmp.exists():
-                tmp.unlink()
 
     # --- inference ----------------------------------------------------------------------
 

@@ -26,12 +26,14 @@ Paths are compared after resolving symlinks, so a link to the input is the input
 from __future__ import annotations
 
 import errno
+import functools
 import json
 import os
-import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
+
+from ..fileio import atomic_write
 
 
 class OutputError(ValueError):
@@ -126,17 +128,15 @@ def plan_outputs(output: Path | str, *, inputs: Iterable[tuple[str, Path | str]]
     return OutputPlan(out, files[1], files[2], files[3], previews_dir(out) if previews else None, overwrite)
 
 
-def temp_path(dest: Path) -> Path:
-    """A new hidden temp file name beside ``dest``, short whatever ``dest``'s name (a
-    255-byte name stays valid)."""
-    return Path(dest).parent / f".annotations-{os.getpid()}-{secrets.token_hex(6)}.tmp"
-
-
 def publish(tmp: Path, dest: Path, *, overwrite: bool) -> None:
     """Move the finished temp file ``tmp`` to ``dest`` (same folder). With ``overwrite``
     an existing ``dest`` is replaced atomically; without, ``dest`` is created only if it
     does not exist at that moment (a hard link, then ``tmp`` is removed), so a file that
-    appeared during the run is never replaced. Raises OutputError (409) in that case."""
+    appeared during the run is never replaced. Raises OutputError (409) in that case.
+
+    The ``publish`` step of every annotate output's :func:`..fileio.atomic_write`. It is
+    not ``os.link`` alone: it names the output in an OutputError, and on a file system
+    without hard links it falls back to check-then-rename instead of failing the run."""
     if overwrite:
         os.replace(tmp, dest)
         return
@@ -157,12 +157,5 @@ def publish(tmp: Path, dest: Path, *, overwrite: bool) -> None:
 
 def write_json(path: Path, data, *, overwrite: bool) -> None:
     """Write ``data`` as indented JSON to ``path`` through a temp file and :func:`publish`."""
-    path = Path(path)
-    tmp = temp_path(path)
-    try:
-        with open(tmp, "x", encoding="utf-8") as f:
-            json.dump(data, f, indent=1, default=str)
-        publish(tmp, path, overwrite=overwrite)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, json.dumps(data, indent=1, default=str),
+                 publish=functools.partial(publish, overwrite=overwrite))

@@ -19,6 +19,7 @@ for each format:
 """
 from __future__ import annotations
 
+import functools
 import json
 import xml.etree.ElementTree as ET
 import zipfile
@@ -26,7 +27,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from ..datasets.model import Annotation
-from .outputs import publish, temp_path
+from ..fileio import atomic_write_with
+from .outputs import publish
 from .polygons import polygon_area
 
 FORMATS = ("coco", "cvat", "yolo")
@@ -47,17 +49,13 @@ def _atomic_zip(output: Path, files: dict[str, bytes], overwrite: bool = True) -
     """Write ``files`` {member name: bytes} as a zip to ``output``: to a temp file in the
     same (existing) folder, then published with :func:`.outputs.publish` (which, without
     ``overwrite``, never replaces a file that exists by then)."""
-    output = Path(output)
-    tmp = temp_path(output)
-    try:
-        with open(tmp, "xb") as f, zipfile.ZipFile(f, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
             for member, data in files.items():
                 zf.writestr(member, data)
-        publish(tmp, output, overwrite=overwrite)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return output
+
+    return atomic_write_with(output, write, publish=functools.partial(publish, overwrite=overwrite))
 
 
 def _round(v: float) -> float:

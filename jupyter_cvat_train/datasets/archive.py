@@ -27,6 +27,7 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
+from ..fileio import atomic_write
 from .findings import ExportError, Finding, finding
 from .references import UnsafeExport, check_regular, scan_export
 
@@ -59,7 +60,7 @@ def file_digest(path: Path) -> str:
     digest = h.hexdigest()
     try:
         index_dir.mkdir(parents=True, exist_ok=True)
-        memo.write_text(digest)
+        atomic_write(memo, digest)  # a reader never sees a partial digest
     except OSError:
         pass
     return digest

@@ -25,6 +25,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..fileio import atomic_write_with
+
 LABELS = ["circle", "square", "triangle"]
 COLORS = {"circle": (215, 40, 40), "square": (40, 70, 215), "triangle": (40, 185, 60)}
 SAMPLE_FORMATS = ("coco", "cvat", "voc", "yolo", "labelme", "mot")
@@ -166,16 +168,17 @@ def _convert(coco_dir: Path, out_dir: Path, format: str) -> None:
 
 
 def _zip_folder(folder: Path, out: Path) -> None:
-    tmp = out.with_name(f".{out.name}.tmp")
-    with zipfile.ZipFile(tmp, "w") as zf:
-        zf.comment = _ZIP_COMMENT
-        for p in sorted(folder.rglob("*")):
-            if p.is_file() and p.name != _MARKER:
-                info = zipfile.ZipInfo(p.relative_to(folder).as_posix(), _ZIP_TIME)
-                info.compress_type = zipfile.ZIP_STORED if p.suffix.lower() in (".jpg", ".png") else zipfile.ZIP_DEFLATED
-                info.external_attr = 0o644 << 16
-                zf.writestr(info, p.read_bytes())
-    tmp.replace(out)
+    def write(tmp: Path) -> None:
+        with zipfile.ZipFile(tmp, "w") as zf:
+            zf.comment = _ZIP_COMMENT
+            for p in sorted(folder.rglob("*")):
+                if p.is_file() and p.name != _MARKER:
+                    info = zipfile.ZipInfo(p.relative_to(folder).as_posix(), _ZIP_TIME)
+                    info.compress_type = zipfile.ZIP_STORED if p.suffix.lower() in (".jpg", ".png") else zipfile.ZIP_DEFLATED
+                    info.external_attr = 0o644 << 16
+                    zf.writestr(info, p.read_bytes())
+
+    atomic_write_with(out, write)
 
 
 def _check_free(out: Path) -> None:

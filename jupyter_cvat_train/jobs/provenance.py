@@ -16,9 +16,9 @@ import hmac
 import logging
 import os
 import secrets
-import tempfile
 from pathlib import Path
 
+from ..fileio import atomic_write
 from .runtime import RecordError, read_record
 
 KEY_NAME = "cvat_train_jobs.key"
@@ -65,20 +65,10 @@ def load_key(path: Path | str | None = None) -> bytes:
 
 
 def _write_key(path: Path, replace: bool) -> None:
+    """A new random key in ``path`` (mode 0600); without ``replace`` only if ``path``
+    does not exist (FileExistsError when another process won the race)."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # mode 0600
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(secrets.token_hex(32).encode())
-            f.flush()
-            os.fsync(f.fileno())
-        if replace:
-            os.replace(tmp, path)
-        else:
-            os.link(tmp, path)  # FileExistsError when another process won the race
-    finally:
-        if os.path.lexists(tmp):
-            os.unlink(tmp)
+    atomic_write(path, secrets.token_hex(32), mode=0o600, fsync=True, publish=os.replace if replace else os.link)
 
 
 def sign(key: bytes, job_id: str, spec_bytes: bytes) -> str:

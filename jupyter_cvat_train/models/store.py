@@ -14,13 +14,13 @@ the weights under "model" plus the training state (see training.checkpoints).
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from ..fileio import atomic_write, atomic_write_with
 from .builders import build_model
 from .catalog import get_template
 from .classes import ClassesError, read_classes_csv, write_classes_csv
@@ -72,12 +72,6 @@ class WeightsSource:
     checkpoint: dict | None = None
 
 
-def _atomic_torch_save(obj, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
-
-
 def unwrap(model: nn.Module) -> nn.Module:
     """The bare model inside DistributedDataParallel (or the model itself)."""
     return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
@@ -98,13 +92,11 @@ def save_model_dir(model_dir: Path | str, model: nn.Module, template: str, label
     info = {"format_version": FORMAT_VERSION, "template": t.name, "task": t.task, "labels": list(labels),
             "num_classes": len(labels) + 1, "image_size": params.get("image_size"), "parameters": params,
             **(meta or {})}
-    tmp = model_dir / ".model.json.tmp"
-    tmp.write_text(json.dumps(info, indent=1, default=str), encoding="utf-8")
-    os.replace(tmp, model_dir / "model.json")
+    atomic_write(model_dir / "model.json", json.dumps(info, indent=1, default=str))
     state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
-    _atomic_torch_save({"format_version": FORMAT_VERSION, "template": t.name, "task": t.task,
-                        "num_classes": len(labels) + 1, "labels": list(labels), "params": params,
-                        "state_dict": state}, model_dir / "model.pt")
+    weights = {"format_version": FORMAT_VERSION, "template": t.name, "task": t.task,
+               "num_classes": len(labels) + 1, "labels": list(labels), "params": params, "state_dict": state}
+    atomic_write_with(model_dir / "model.pt", lambda tmp: torch.save(weights, tmp))
     return model_dir
 
 

@@ -12,13 +12,13 @@ inference) like a model.pt.
 """
 from __future__ import annotations
 
-import os
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from ..fileio import atomic_write_with
 from ..models.store import FORMAT_VERSION, unwrap
 
 
@@ -63,10 +63,7 @@ def save_checkpoint(path: Path, *, model, optimizer, scheduler, scaler, epoch: i
              "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
              "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
              "epoch": epoch, "step": step, "rng": rng_state(), **extra}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_with(path, lambda tmp: torch.save(state, tmp))
 
 
 def load_checkpoint(path: Path) -> dict:

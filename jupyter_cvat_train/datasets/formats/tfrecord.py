@@ -28,6 +28,7 @@ import struct
 from pathlib import Path
 from typing import Iterator
 
+from ...fileio import atomic_write
 from ..archive import cache_root, file_digest
 from ..findings import ExportError, Finding, finding
 from ..model import Annotation, Dataset, Item
@@ -205,9 +206,7 @@ def _item(feats: dict, index: int, subset: str, image_dir: Path, label_map: dict
     if encoded:
         image_path = image_dir / filename
         if not image_path.exists() or image_path.stat().st_size != len(encoded):
-            tmp = image_path.with_name(f".{filename}.tmp")
-            tmp.write_bytes(encoded)
-            tmp.replace(image_path)
+            atomic_write(image_path, encoded)
     item = Item(id=Path(filename).stem, image_path=image_path, width=width, height=height, subset=subset)
     cols = [feats.get(f"image/object/bbox/{k}", []) for k in ("xmin", "ymin", "xmax", "ymax")]
     texts = feats.get("image/object/class/text", [])

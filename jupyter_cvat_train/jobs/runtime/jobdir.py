@@ -28,12 +28,12 @@ import math
 import os
 import re
 import stat
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from ...fileio import atomic_write
 from .state import STATES, JobError, JobState
 
 MAX_RECORD_BYTES = 1 << 20  # job.json, status.json, launch.json: larger ones are refused
@@ -50,25 +50,11 @@ def now_iso() -> str:
 
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` via a new temp file in the same folder (random name,
-    created exclusively, so a planted file or symlink is never written through) and
-    ``os.replace``, so readers see the old or the new file, never a partial one.
+    """Write ``data`` to ``path`` (mode 0644) through :func:`...fileio.atomic_write`,
+    flushed to disk before the rename: readers see the old or the new file, never a
+    partial one, and a planted file or symlink is never written through.
     Raises OSError (e.g. when ``path`` is a directory)."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:40]}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), 0o644)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    atomic_write(path, data, mode=0o644, fsync=True)
 
 
 SPEC_HASH_ENV = "CVAT_TRAIN_SPEC_SHA256"
