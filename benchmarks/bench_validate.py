@@ -25,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from jupyter_cvat_train.datasets.archive import cache_root  # noqa: E402
+from jupyter_cvat_train.fileio import cache_root  # noqa: E402
 
 SIZES = [(96, 64), (80, 80), (112, 64), (64, 96)]  # small images, several sizes
 

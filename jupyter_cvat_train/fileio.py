@@ -20,7 +20,7 @@ import errno
 import os
 import secrets
 from pathlib import Path
-from typing import Callable
+from collections.abc import Callable
 
 TEMP_PREFIX = ".cvat-train-"
 TEMP_SUFFIX = ".tmp"

@@ -23,8 +23,8 @@ pipeline feeds images already resized to the model's input size, so one size per
 aspect ratio) and a dynamic batch. Each size is exported lazily on first use with the
 TorchScript-based exporter (opset 17), checked against torch on a random input
 (mismatch: the file is deleted and JobError raised), and cached as
-``<model_dir>/onnx/<family>-<H>x<W>-<key>.onnx`` (``boxhead-<key>.onnx``) (or under ``$CVAT_TRAIN_CACHE``/
-``~/.cache/cvat-train`` when the model folder is read-only); ``key`` hashes model.pt's
+``<model_dir>/onnx/<family>-<H>x<W>-<key>.onnx`` (``boxhead-<key>.onnx``) (or under the cache folder,
+:func:`jupyter_cvat_train.fileio.cache_root`, when the model folder is read-only); ``key`` hashes model.pt's
 bytes and the torch / torchvision / onnxruntime versions. Later runs reuse the file.
 
 One session per size, with ``intra`` intra-op threads, is called from
@@ -45,16 +45,12 @@ import warnings
 from collections import OrderedDict
 from pathlib import Path
 
-from ..fileio import atomic_write_with
+from ..fileio import atomic_write_with, cache_root
 from ..jobs.runtime import JobError
 from .engine import Detections, cpu_parallelism, model_input_size, to_detections
 
 
 _META_KEY = "cvat_train"  # metadata_props entry: JSON {"keys": [...], "feature_shapes": [[h, w], ...]}
-
-
-def _cache_root() -> Path:
-    return Path(os.environ.get("CVAT_TRAIN_CACHE") or Path.home() / ".cache" / "cvat-train")
 
 
 def _family(model) -> str:
@@ -190,7 +186,7 @@ class OnnxEngine:
             probe.touch()
             probe.unlink()
         except OSError:
-            folder = _cache_root() / "onnx" / hashlib.sha1(str(self.model_dir.resolve()).encode()).hexdigest()[:12]
+            folder = cache_root() / "onnx" / hashlib.sha1(str(self.model_dir.resolve()).encode()).hexdigest()[:12]
             folder.mkdir(parents=True, exist_ok=True)
         return folder
 

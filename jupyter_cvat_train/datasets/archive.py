@@ -27,19 +27,13 @@ import tempfile
 import zipfile
 from pathlib import Path, PurePosixPath
 
-from ..fileio import atomic_write
+from ..fileio import atomic_write, cache_root
 from .findings import ExportError, Finding, finding
 from .references import UnsafeExport, check_regular, scan_export
 
 MAX_TOTAL_BYTES = int(os.environ.get("CVAT_TRAIN_MAX_UNZIPPED_BYTES", 64 * 1024**3))
 MAX_RATIO = 200.0  # uncompressed / compressed, for the archive as a whole
 _CHUNK = 1 << 20
-
-
-def cache_root() -> Path:
-    """The cache folder: ``$CVAT_TRAIN_CACHE`` or ``~/.cache/jupyter_cvat_train``."""
-    env = os.environ.get("CVAT_TRAIN_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "jupyter_cvat_train"
 
 
 def file_digest(path: Path) -> str:

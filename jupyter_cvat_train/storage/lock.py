@@ -5,8 +5,8 @@ The pair is keyed by the workspace's real path and the storage's canonical URI
 spellings of the same place (letter case of the scheme, a trailing slash, a symlink)
 take the same lock.
 
-A lock file per pair lives in ``$CVAT_TRAIN_CACHE/sync-locks`` (default
-``~/.cache/cvat-train/sync-locks``) and is held with ``fcntl.flock``: the kernel
+A lock file per pair lives in ``sync-locks`` in the cache folder
+(:func:`jupyter_cvat_train.fileio.cache_root`) and is held with ``fcntl.flock``: the kernel
 releases it when the holder exits, however it exits, so a crash never leaves a stale
 lock. The holder writes its pid, start time and direction into the file so that a
 second sync can say who holds it. The second sync waits up to ``timeout`` seconds,
@@ -21,6 +21,7 @@ import os
 import time
 from pathlib import Path
 
+from ..fileio import cache_root
 from .backends import StorageError
 
 try:
@@ -31,8 +32,7 @@ except ImportError:  # pragma: no cover - Windows
 
 def lock_dir() -> Path:
     """Folder of the lock files (created on demand)."""
-    base = os.environ.get("CVAT_TRAIN_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "cvat-train")
-    return Path(base) / "sync-locks"
+    return cache_root() / "sync-locks"
 
 
 class SyncLock:

@@ -28,8 +28,8 @@ import struct
 from pathlib import Path
 from typing import Iterator
 
-from ...fileio import atomic_write
-from ..archive import cache_root, file_digest
+from ...fileio import atomic_write, cache_root
+from ..archive import file_digest
 from ..findings import ExportError, Finding, finding
 from ..model import Annotation, Dataset, Item
 from ..references import read_annotation_file
