@@ -134,9 +134,10 @@ def publish(tmp: Path, dest: Path, *, overwrite: bool) -> None:
     does not exist at that moment (a hard link, then ``tmp`` is removed), so a file that
     appeared during the run is never replaced. Raises OutputError (409) in that case.
 
-    The ``publish`` step of every annotate output's :func:`..fileio.atomic_write`. It is
-    not ``os.link`` alone: it names the output in an OutputError, and on a file system
-    without hard links it falls back to check-then-rename instead of failing the run."""
+    The ``publish`` step of every annotate output's
+    :func:`jupyter_cvat_train.fileio.atomic_write`. It is not ``os.link`` alone: it names
+    the output in an OutputError, and on a file system without hard links it falls back
+    to check-then-rename instead of failing the run."""
     if overwrite:
         os.replace(tmp, dest)
         return
