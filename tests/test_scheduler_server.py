@@ -2,18 +2,21 @@
 CLI processes on its runs root: the server holds the lease; a ``jobs schedule`` process
 waits for it; another CLI process enqueues (``jobs submit``) and cancels (``jobs
 cancel``) beside the API. The queue limit (max_io_jobs = 2) holds, every job starts
-exactly once, and the server starts them all."""
+exactly once, and the server starts them all. And a server that finds a CLI scheduling
+only enqueues, until that CLI is killed: then it takes over."""
 from __future__ import annotations
 
 import asyncio
 import json
 import os
+import signal
 import time
 
 import pytest
 from traitlets.config import Config
 
 from jupyter_cvat_train.jobs.backends.local import read_launch
+from jupyter_cvat_train.jobs.runtime import JobDir
 from jupyter_cvat_train.jobs.scheduler import SchedulerLease
 
 import test_security_jobs_blocker  # noqa: F401 - registers the test-block kind
@@ -100,3 +103,44 @@ async def test_server_and_two_cli_processes_share_one_queue(jp_fetch, jp_root_di
         scheduler.kill()
         scheduler.communicate(timeout=30)
         kill_jobs(runs)
+
+
+@pytest.fixture
+def cli_scheduler(jp_environ, jp_root_dir, tmp_path):
+    """A ``cvat-train jobs schedule`` process holding the lease of the server's runs root
+    before the server starts (same Jupyter runtime dir, so the same signing key)."""
+    runs = jp_root_dir / "cvat-train-runs"
+    runs.mkdir()
+    proc = cli(runs, "schedule", "--interval", "0.1", "--grace", "0.3")
+    deadline = time.monotonic() + 60
+    while (SchedulerLease(runs).holder() or {}).get("pid") != proc.pid:
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    yield proc
+    proc.kill()
+    proc.communicate(timeout=30)
+    kill_jobs(runs)
+
+
+async def test_the_server_enqueues_while_a_cli_schedules_and_takes_over_when_it_is_killed(
+        cli_scheduler, jp_fetch, jp_root_dir):
+    runs = jp_root_dir / "cvat-train-runs"
+    ids = []
+    for _ in range(3):
+        code, job = await api(jp_fetch, "jobs", method="POST", body={"kind": "test-block"})
+        assert code == 201 and job["state"] == "queued", job  # the server only enqueues
+        ids.append(job["id"])
+    assert await until(lambda: len(started_jobs(runs)) == 2 and len(live_jobs(runs)) == 2)
+    assert {read_launch(jd).get("launcher_pid") for jd in job_dirs(runs) if read_launch(jd)} == {cli_scheduler.pid}
+    cli_scheduler.send_signal(signal.SIGKILL)
+    cli_scheduler.wait(30)
+    assert await until(lambda: (SchedulerLease(runs).holder() or {}).get("pid") == os.getpid())
+    victim = sorted(started_jobs(runs))[0]
+    assert (await api(jp_fetch, "jobs", victim, method="DELETE"))[0] == 202
+    assert await until(lambda: len(started_jobs(runs)) == 2 and all(read_launch(jd) for jd in job_dirs(runs)))
+    assert read_launch(JobDir(runs / ids[2]))["launcher_pid"] == os.getpid()  # the server took over
+    for victim in live_jobs(runs):
+        assert (await api(jp_fetch, "jobs", victim, method="DELETE"))[0] == 202
+    assert await until(lambda: not live_jobs(runs))
+    for jd in job_dirs(runs):
+        assert starts(jd) == 1, (jd.id, jd.read_events())

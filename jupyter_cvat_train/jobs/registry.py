@@ -76,6 +76,11 @@ class JobKind:
                 raise ValueError(f"job kind {self.name!r}: {what} must be 'module:function', not {target!r}")
 
     @property
+    def module(self) -> str:
+        """The module of the run function (built-in kinds: under ``jupyter_cvat_train.``)."""
+        return self.run.partition(":")[0]
+
+    @property
     def all_path_fields(self) -> tuple[str, ...]:
         """The required and the optional path fields."""
         return self.path_fields + self.optional_path_fields

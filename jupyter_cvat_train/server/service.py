@@ -3,8 +3,9 @@
 It owns the :class:`~jupyter_cvat_train.jobs.manager.JobManager` of the runs root, a
 thread pool for short blocking work (file and sqlite access, log reads, launching), a
 separate bounded pool for heavy work (dataset validation: extraction, hashing, parsing),
-a watcher thread that polls the jobs (:meth:`JobManager.poll`, which also starts queued
-jobs and enforces cancel grace periods), and the TensorBoard processes.
+a watcher thread that polls the jobs (:meth:`JobManager.poll`, which also enforces cancel
+grace periods and, while this server holds the runs root's scheduler lease, starts queued
+jobs: see :mod:`jupyter_cvat_train.jobs.scheduler`), and the TensorBoard processes.
 
 Why a pool of its own rather than a job process per validation: a validation answers the
 request that asked for it (the report is the response of ``POST datasets/validate`` and
@@ -113,13 +114,27 @@ class JobService:
         self.manager.close()
 
     def _watch(self) -> None:
+        scheduling = None
         while not self._stop.is_set():
             try:
-                self.manager.poll()
+                self.manager.poll()  # refreshes the jobs; starts queued ones while we hold the lease
+                if self.manager.is_scheduler != scheduling:
+                    scheduling = self.manager.is_scheduler
+                    self._log_scheduler(scheduling)
             except Exception:  # noqa: BLE001 - the watcher must survive a bad job folder
                 if self.log:
                     self.log.exception("cvat-train: polling jobs failed")
             self._stop.wait(self.poll_interval)
+
+    def _log_scheduler(self, scheduling: bool) -> None:
+        if not self.log:
+            return
+        if scheduling:
+            self.log.info("cvat-train: this server schedules the jobs of %s", self.manager.runs_root)
+        else:
+            holder = self.manager.lease.holder() or {}
+            self.log.warning("cvat-train: the jobs of %s are scheduled by %s; this server starts none until "
+                             "that process ends", self.manager.runs_root, holder.get("owner") or "another process")
 
     # -- helpers for handlers -----------------------------------------------------------
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
