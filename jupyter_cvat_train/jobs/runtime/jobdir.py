@@ -51,8 +51,9 @@ def now_iso() -> str:
 
 def write_bytes_atomic(path: Path, data: bytes) -> None:
     """Write ``data`` to ``path`` (mode 0644) through
-    :func:`jupyter_cvat_train.fileio.atomic_write`, flushed to disk before the rename: readers see the old or the new file, never a
-    partial one, and a planted file or symlink is never written through.
+    :func:`jupyter_cvat_train.fileio.atomic_write`, flushed to disk before the rename:
+    readers see the old or the new file, never a partial one, and a planted file or
+    symlink is never written through.
     Raises OSError (e.g. when ``path`` is a directory)."""
     atomic_write(path, data, mode=0o644, fsync=True)
 
