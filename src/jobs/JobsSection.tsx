@@ -16,7 +16,7 @@ import {
 } from '../components/JobBits';
 import type { IPanelContext } from '../panel/context';
 import { isFinal } from './model';
-import { formatDuration, formatTime, jobDuration } from './time';
+import { formatDuration, formatTimeShort, jobDuration } from './time';
 
 const STATES: JobState[] = [
   'queued',
@@ -73,13 +73,15 @@ function JobRow(props: {
       ) : null}
       <div className="jp-CvatTrain-jobMeta">
         <span title={trans.__('Started')}>
-          {formatTime(job.started_at ?? job.created_at)}
+          {formatTimeShort(job.started_at ?? job.created_at, now)}
         </span>
-        <span title={trans.__('Ended')}>
-          {job.ended_at ? '→ ' + formatTime(job.ended_at) : ''}
-        </span>
+        {job.ended_at ? (
+          <span title={trans.__('Ended')}>
+            → {formatTimeShort(job.ended_at, now)}
+          </span>
+        ) : null}
         <span title={trans.__('Duration')}>
-          {formatDuration(jobDuration(job, now))}
+          · {formatDuration(jobDuration(job, now))}
         </span>
       </div>
       {job.message && final ? (

@@ -80,3 +80,28 @@ export function jobEta(job: Job, now = Date.now()): number | null {
   }
   return (elapsed * (1 - fraction)) / fraction;
 }
+
+/** A timestamp for a list row: the time alone when it is today, else day and time. */
+export function formatTimeShort(
+  value: string | null | undefined,
+  now = Date.now()
+): string {
+  const ms = parseTime(value);
+  if (ms === null) {
+    return '—';
+  }
+  const date = new Date(ms);
+  const today = new Date(now).toDateString() === date.toDateString();
+  return today
+    ? date.toLocaleTimeString(undefined, {
+        hour: '2-digit',
+        minute: '2-digit',
+        second: '2-digit'
+      })
+    : date.toLocaleString(undefined, {
+        month: 'short',
+        day: 'numeric',
+        hour: '2-digit',
+        minute: '2-digit'
+      });
+}

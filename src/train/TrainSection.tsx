@@ -387,7 +387,11 @@ function Train(props: { ctx: IPanelContext }): JSX.Element {
               />
             ) : null}
             {errors.checkpoint ? (
-              <div className="jp-CvatTrain-fieldError" role="alert">
+              <div
+                id="jp-CvatTrain-checkpoint-error"
+                className="jp-CvatTrain-fieldError"
+                role="alert"
+              >
                 {errors.checkpoint}
               </div>
             ) : null}

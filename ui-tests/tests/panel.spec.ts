@@ -146,6 +146,16 @@ test('training the default model from the form: live log, chart, success, notifi
 
   await textarea.fill(HYPERPARAMETERS);
   await form.locator('input[id$="epochs"]').fill('1');
+  // a checkpoint that does not exist: the 404 at the checkpoint field
+  await panel
+    .locator('#jp-CvatTrain-checkpointChoice')
+    .selectOption('__path__');
+  await panel.locator('#jp-CvatTrain-checkpoint').fill('runs/missing.pt');
+  await panel.locator('.jp-CvatTrain-start').click();
+  await expect(panel.locator('#jp-CvatTrain-checkpoint-error')).toContainText(
+    'missing.pt'
+  );
+  await panel.locator('#jp-CvatTrain-checkpointChoice').selectOption('');
   await panel.locator('.jp-CvatTrain-start').click();
   const view = page.locator('.jp-CvatTrain-jobView[data-job-id]');
   await expect(view).toBeVisible();
@@ -233,9 +243,11 @@ test('a second job is cancelled from its view', async ({ page }) => {
   );
   await panel.locator('.jp-CvatTrain-form input[id$="epochs"]').fill('50');
   await panel.locator('.jp-CvatTrain-start').click();
-  view = page.locator('.jp-CvatTrain-jobView[data-job-id]:visible');
+  // the new job's view opens at once (a job id other than the first one's)
+  view = page.locator(
+    `.jp-CvatTrain-jobView[data-job-id]:visible:not([data-job-id="${trainedJob}"])`
+  );
   await expect(view).toHaveAttribute('data-job-id', /train/);
-  expect(await view.getAttribute('data-job-id')).not.toBe(trainedJob);
   await expect(view).toHaveAttribute('data-state', /queued|running/);
   await view.locator('.jp-CvatTrain-cancel').click();
   await expect(view).toHaveAttribute('data-state', 'cancelled', {
@@ -293,6 +305,38 @@ test('after a reload the panel and the job tab come back, the log without a repe
   await shot(page, '08-restored-light');
 });
 
+test('a job deleted elsewhere leaves the list, and its open view says so', async ({
+  page,
+  request
+}) => {
+  await openLab(page);
+  const panel = await openPanel(page);
+  const rows = panel.locator('.jp-CvatTrain-job');
+  await expect(rows).toHaveCount(2);
+  const cancelled = (await rows.nth(0).getAttribute('data-job-id')) ?? '';
+  await page
+    .locator('.lm-TabBar-tab', { hasText: /^train:/ })
+    .nth(1)
+    .click();
+  const view = page.locator(
+    `.jp-CvatTrain-jobViewBody:visible .jp-CvatTrain-jobView`
+  );
+  await expect(view).toHaveAttribute('data-job-id', cancelled);
+  const reply = await request.delete(`/cvat-train/api/jobs/${cancelled}`, {
+    headers: { Authorization: `token ${process.env.CVAT_UI_TOKEN}` }
+  });
+  expect(reply.status()).toBe(204);
+  await panel.locator('.jp-CvatTrain-filters button').click(); // or wait for the poll
+  await expect(rows).toHaveCount(1);
+  await expect(
+    page.locator('.jp-CvatTrain-jobViewBody:visible .jp-mod-missing')
+  ).toContainText('removed');
+  await shot(page, '09-deleted-elsewhere-light');
+  await page
+    .locator('.lm-TabBar-tab.lm-mod-current .lm-TabBar-tabCloseIcon')
+    .click();
+});
+
 test('dark theme: panel, report, form and job view', async ({ page }) => {
   await openLab(page);
   await setTheme(page, 'JupyterLab Dark');
@@ -300,12 +344,15 @@ test('dark theme: panel, report, form and job view', async ({ page }) => {
     .locator('.lm-TabBar-tab', { hasText: /^train:/ })
     .first()
     .click();
-  await shot(page, '09-job-dark');
+  await shot(page, '10-job-dark');
   await validate(page, 'data/degenerate');
-  await shot(page, '10-datasets-dark');
+  await shot(page, '11-datasets-dark');
   const panel = await openPanel(page);
   await panel.locator('.jp-CvatTrain-trainOn').click();
   await expect(panel.locator('.jp-CvatTrain-form')).toBeVisible();
-  await shot(page, '11-train-form-dark');
+  await panel.locator('.jp-CvatTrain-form').scrollIntoViewIfNeeded();
+  await shot(page, '12-train-form-dark');
+  await panel.locator('.jp-CvatTrain-jobList').scrollIntoViewIfNeeded();
+  await shot(page, '13-jobs-dark');
   await setTheme(page, 'JupyterLab Light');
 });
