@@ -12,15 +12,14 @@ import subprocess
 import sys
 
 import pytest
+import test_security_jobs_blocker  # noqa: F401 - registers the test-block kind
+from test_jobs_manager import _wait_for
 
 from jupyter_cvat_train.jobs.backends import LaunchRequest, Poll, read_handle, was_launched, write_handle
 from jupyter_cvat_train.jobs.backends.local import LocalBackend, process_alive
 from jupyter_cvat_train.jobs.registry import get_kind
 from jupyter_cvat_train.jobs.run import RUN_ENV
 from jupyter_cvat_train.jobs.runtime import SPEC_HASH_ENV, JobDir, json_bytes, process_start_time, spec_sha256
-
-import test_security_jobs_blocker  # noqa: F401 - registers the test-block kind
-from test_jobs_manager import _wait_for
 
 
 def _launch(backend: LocalBackend, jd: JobDir) -> dict:

@@ -2,19 +2,17 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
 
 from click.testing import CliRunner
+from test_jobs_manager import _blocking_spec
 
 from jupyter_cvat_train.cli import main
 from jupyter_cvat_train.datasets import generate_sample
 from jupyter_cvat_train.jobs.manager import JobManager
 from jupyter_cvat_train.jobs.specs import check_spec
-
-from test_jobs_manager import _blocking_spec
 
 
 def _cli(*args):

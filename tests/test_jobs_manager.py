@@ -11,15 +11,14 @@ import time
 from pathlib import Path
 
 import pytest
+import test_security_jobs_blocker  # noqa: F401 - registers the test-block kind
 
 from jupyter_cvat_train.datasets import generate_sample
-from jupyter_cvat_train.jobs.runtime import FINAL_STATES, JobDir, process_start_time
 from jupyter_cvat_train.jobs.backends.local import process_alive, read_launch
 from jupyter_cvat_train.jobs.manager import JobManager, JobNotFound
 from jupyter_cvat_train.jobs.queue import Limits, jobs_to_start
+from jupyter_cvat_train.jobs.runtime import FINAL_STATES, JobDir, process_start_time
 from jupyter_cvat_train.jobs.specs import SpecError, check_spec, resolve_inside
-
-import test_security_jobs_blocker  # noqa: F401 - registers the test-block kind
 
 
 @pytest.fixture

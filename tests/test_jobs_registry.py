@@ -13,13 +13,12 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import test_security_jobs_blocker  # noqa: F401 - puts tests/ on the PYTHONPATH of job processes
 
 from jupyter_cvat_train.jobs.manager import JobManager
 from jupyter_cvat_train.jobs.registry import JobKind, get_kind, list_kinds, path_fields, register_kind
 from jupyter_cvat_train.jobs.runtime import FINAL_STATES, STATES, JobContext, JobDir, JobError, JobState
 from jupyter_cvat_train.jobs.specs import SpecError, check_spec, resolve_inside
-
-import test_security_jobs_blocker  # noqa: F401 - puts tests/ on the PYTHONPATH of job processes
 
 
 # -- the worked example: a kind that counts the lines of a text file ----------------------

@@ -10,19 +10,17 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+import test_security_jobs_blocker  # noqa: F401 - registers the test-block kind (and puts tests/ on PYTHONPATH)
+from test_jobs_manager import _wait_for
 
 from jupyter_cvat_train.jobs.backends.local import is_job_process, process_alive, read_launch
 from jupyter_cvat_train.jobs.manager import JobManager
 from jupyter_cvat_train.jobs.queue import Limits
 from jupyter_cvat_train.jobs.runtime import JobDir
 from jupyter_cvat_train.jobs.scheduler import LEASE_NAME, SchedulerLease
-
-import test_security_jobs_blocker  # noqa: F401 - registers the test-block kind (and puts tests/ on PYTHONPATH)
-from test_jobs_manager import _wait_for
 
 #: ``cvat-train`` with the test-block kind registered, as a real process
 CLI = [sys.executable, "-c", "import test_security_jobs_blocker; from jupyter_cvat_train.cli import main; main()"]

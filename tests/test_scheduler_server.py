@@ -13,15 +13,14 @@ import signal
 import time
 
 import pytest
+import test_security_jobs_blocker  # noqa: F401 - registers the test-block kind
+from test_scheduler import cli, job_dirs, kill_jobs, live_jobs, run_cli, started_jobs, starts
+from test_server_jobs import api
 from traitlets.config import Config
 
 from jupyter_cvat_train.jobs.backends.local import read_launch
 from jupyter_cvat_train.jobs.runtime import JobDir
 from jupyter_cvat_train.jobs.scheduler import SchedulerLease
-
-import test_security_jobs_blocker  # noqa: F401 - registers the test-block kind
-from test_scheduler import cli, job_dirs, kill_jobs, live_jobs, run_cli, started_jobs, starts
-from test_server_jobs import api
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -82,7 +81,7 @@ async def test_server_and_two_cli_processes_share_one_queue(jp_fetch, jp_root_di
             else:
                 r = await asyncio.to_thread(run_cli, runs, "cancel", "--grace", "0.3", victim)
                 assert r.returncode == 0 and f"{victim}: cancelled" in r.stdout, r.stderr
-            assert await until(lambda: running(2, launched)), (live_jobs(runs), launched)
+            assert await until(lambda n=launched: running(2, n)), (live_jobs(runs), launched)
         for victim in live_jobs(runs):
             assert (await api(jp_fetch, "jobs", victim, method="DELETE"))[0] == 202
         assert await until(lambda: running(0, 6))

@@ -13,16 +13,15 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_jobs_manager import _blocking_spec, _wait_for, unblock
 
 from jupyter_cvat_train.cli import main
 from jupyter_cvat_train.datasets import generate_sample
-from jupyter_cvat_train.jobs.runtime import JobDir, process_start_time, write_json_atomic
 from jupyter_cvat_train.jobs.backends.local import process_alive, signal_group
 from jupyter_cvat_train.jobs.manager import JobManager
 from jupyter_cvat_train.jobs.queue import Limits
+from jupyter_cvat_train.jobs.runtime import JobDir, process_start_time, write_json_atomic
 from jupyter_cvat_train.jobs.specs import check_spec
-
-from test_jobs_manager import _blocking_spec, _wait_for, unblock
 
 
 @pytest.fixture
@@ -204,7 +203,7 @@ def test_every_status_field_of_the_wrong_type_is_dropped(root, key_file):
     jobs = {j["id"]: j for j in m2.list_jobs()}
     assert jobs[good["id"]] == good
     assert report["bad"] == sum(len(v) for v in BAD_FIELDS.values())  # each one reported
-    for job_id, job in jobs.items():
+    for job in jobs.values():
         json.dumps(job, allow_nan=False)  # every value is plain JSON
         assert isinstance(job["message"], str) and len(job["message"]) <= 4000
         assert isinstance(job["progress"]["done"], (int, float)) and job["state"] in (

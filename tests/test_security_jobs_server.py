@@ -11,18 +11,17 @@ import sys
 import time
 
 import pytest
-from traitlets.config import Config
-
-from jupyter_cvat_train.datasets import generate_sample
-from jupyter_cvat_train.jobs.runtime import process_start_time
-from jupyter_cvat_train.jobs.backends.local import process_alive
-from jupyter_cvat_train.jobs.manager import JobManager
-from jupyter_cvat_train.jobs.specs import check_spec
-
 import test_security_jobs_blocker  # noqa: F401 - registers the test-block kind
 from test_jobs_manager import _wait_for
 from test_security_jobs import plant
 from test_server_jobs import api, follow
+from traitlets.config import Config
+
+from jupyter_cvat_train.datasets import generate_sample
+from jupyter_cvat_train.jobs.backends.local import process_alive
+from jupyter_cvat_train.jobs.manager import JobManager
+from jupyter_cvat_train.jobs.runtime import process_start_time
+from jupyter_cvat_train.jobs.specs import check_spec
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 

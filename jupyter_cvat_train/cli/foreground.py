@@ -9,7 +9,7 @@ from __future__ import annotations
 import shutil
 import sys
 import tempfile
-from typing import Callable
+from collections.abc import Callable
 
 import click
 

@@ -81,9 +81,9 @@ def list_jobs(ctx, as_json):
         return
     rows = [(j["id"], j["kind"], j["state"], _progress(j), j["message"][:60]) for j in items]
     widths = [max(len(r[i]) for r in rows + [("ID", "KIND", "STATE", "PROGRESS", "")]) for i in range(4)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(("ID", "KIND", "STATE", "PROGRESS"), widths)) + "  MESSAGE")
+    click.echo("  ".join(h.ljust(w) for h, w in zip(("ID", "KIND", "STATE", "PROGRESS"), widths, strict=True)) + "  MESSAGE")
     for r in rows:
-        click.echo("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
+        click.echo("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])
 
 
 @jobs.command("show")

@@ -44,8 +44,19 @@ from .queue import Limits, jobs_to_start
 from .reconcile import INTERRUPTED, reconcile
 from .registry import get_kind
 from .run import RUN_ENV
-from .runtime import (ACTIVE_STATES, FINAL_STATES, SPEC_HASH_ENV, JobDir, JobState, RecordError, json_bytes, now_iso,
-                      read_record, spec_sha256, valid_text)
+from .runtime import (
+    ACTIVE_STATES,
+    FINAL_STATES,
+    SPEC_HASH_ENV,
+    JobDir,
+    JobState,
+    RecordError,
+    json_bytes,
+    now_iso,
+    read_record,
+    spec_sha256,
+    valid_text,
+)
 from .scheduler import SchedulerLease
 from .store import JOB_ID_RE, JobStore
 
@@ -326,9 +337,14 @@ class JobManager:
             return False
         try:
             handle = self.backend.launch(LaunchRequest(jd, kind, env, row["gpu"]))
-            write_handle(jd, handle)
         except OSError as e:  # the interpreter could not start: our failure, recorded on the job
             self._fail(row["id"], f"could not start the job process: {e}")
+            return False
+        try:
+            write_handle(jd, handle)
+        except OSError as e:  # something took launch.json's place: no job runs unrecorded
+            self.backend.cancel(jd, handle, 0)
+            self._fail(row["id"], f"stopped at its start: cannot write {HANDLE_NAME} ({e.strerror or e})")
             return False
         self._launched[row["id"]] = handle
         self.store.update(row["id"], state=JobState.RUNNING, pid=handle.get("pid"),

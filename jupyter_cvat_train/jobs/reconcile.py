@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 INTERRUPTED = "interrupted"  # the message of a job whose process is gone without a final state
 
 
-def reconcile(manager: "JobManager") -> dict:
+def reconcile(manager: JobManager) -> dict:
     """Settle the jobs of ``manager``'s runs root. Returns counts ``{"indexed",
     "dropped", "interrupted", "running", "queued", "skipped", "bad"}`` (skipped: entries
     that are not job folders; bad: job folders indexed as failed for an unreadable record,
@@ -67,7 +67,7 @@ def reconcile(manager: "JobManager") -> dict:
         except Exception:  # noqa: BLE001 - one bad folder never stops the others
             manager.log.exception("cvat-train: job folder %s could not be indexed: skipped", name)
             report["skipped"] += 1
-    for created_at, job_id, fields, problem in sorted(found, key=lambda f: (f[0], f[1])):
+    for _created_at, job_id, fields, problem in sorted(found, key=lambda f: (f[0], f[1])):
         try:
             store.add(job_id, **fields)
         except Exception:  # noqa: BLE001
@@ -96,7 +96,7 @@ def reconcile(manager: "JobManager") -> dict:
     return report
 
 
-def _index_entry(jd: JobDir, manager: "JobManager") -> tuple[str, str, dict, str | None]:
+def _index_entry(jd: JobDir, manager: JobManager) -> tuple[str, str, dict, str | None]:
     """(created_at, id, store fields, problem) for a job folder found on disk: its
     checked records (the process: what the job process wrote in status.json, else the
     backend's handle), or a failed job naming what could not be read."""

@@ -22,8 +22,9 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 RESOURCES = ("accelerator", "io")
 ENTRY_POINT_GROUP = "jupyter_cvat_train.job_kinds"

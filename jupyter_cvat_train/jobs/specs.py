@@ -10,9 +10,10 @@ leads out.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from .registry import JobKind, get_kind
 from .runtime.messages import shown
@@ -117,7 +118,7 @@ def check_train(spec: dict, root: Path, options: SpecOptions) -> dict:
         raise SpecError("template: give the name of a model template (see GET templates)", 400)
     try:
         template = models.get_template(name)
-    except (KeyError, LookupError, ValueError) as e:
+    except (KeyError, LookupError, ValueError):
         known = ", ".join(getattr(t, "name", str(t)) for t in models.list_templates())
         raise SpecError(f"template: unknown template {shown(name)}; known: {known}", 404) from None
     try:

@@ -24,8 +24,9 @@ import re
 import sqlite3
 import threading
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from .runtime import JobState, clean_progress, valid_number, valid_pid, valid_state, valid_text, valid_time
 
@@ -190,7 +191,7 @@ class JobStore:
         def __exit__(self, exc_type, exc, tb):
             self.conn.execute("COMMIT" if exc_type is None else "ROLLBACK")
 
-    def _tx(self) -> "_Tx":
+    def _tx(self) -> _Tx:
         return self._Tx(self._conn())
 
     @staticmethod

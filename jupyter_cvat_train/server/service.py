@@ -21,16 +21,16 @@ import asyncio
 import json
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..jobs.runtime import JobError
 from ..jobs.manager import JobManager, JobNotFound
 from ..jobs.registry import path_fields
+from ..jobs.runtime import JobError
 from .tensorboard import TensorBoards
-
 
 #: A job.json longer than this (as JSON text) is not sent to clients: ``spec`` is null.
 MAX_SHOWN_SPEC_CHARS = 64 * 1024

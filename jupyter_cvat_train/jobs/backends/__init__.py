@@ -36,7 +36,7 @@ class LaunchRequest:
     accelerator job, the GPU id it may use (None: no GPU given)."""
 
     job_dir: JobDir
-    kind: "JobKind"
+    kind: JobKind
     env: dict[str, str] = field(default_factory=dict)
     gpu: str | None = None
 
@@ -92,7 +92,7 @@ class JobBackend(ABC):
                 out.append(h)
         return out
 
-    def forget(self, handle: dict) -> None:
+    def forget(self, handle: dict) -> None:  # noqa: B027 - an optional hook: nothing to drop by default
         """Drop what this process keeps about ``handle`` (its job is settled)."""
 
 

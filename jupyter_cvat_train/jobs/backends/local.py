@@ -25,7 +25,7 @@ import sys
 import psutil
 
 from ..runtime import JobDir, clean_record, now_iso, process_start_time, valid_number, valid_pid, valid_text, valid_time
-from . import HANDLE_NAME, JobBackend, LaunchRequest, Poll, read_handle
+from . import JobBackend, LaunchRequest, Poll, read_handle
 
 #: the module every job process runs (:mod:`jupyter_cvat_train.jobs.run`)
 RUN_MODULE = "jupyter_cvat_train.jobs.run"

@@ -13,8 +13,9 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any, Callable, Iterable
+from typing import Any
 
 from .jobdir import SPEC_HASH_ENV, JobDir, now_iso, process_start_time
 from .state import JobCancelled, JobError, JobState

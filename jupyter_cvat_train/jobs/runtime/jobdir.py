@@ -29,9 +29,10 @@ import os
 import re
 import stat
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ...fileio import atomic_write
 from .state import STATES, JobError, JobState
@@ -287,7 +288,7 @@ class JobDir:
         except OSError:
             return False
 
-    def create(self, spec: dict, spec_bytes: bytes | None = None) -> "JobDir":
+    def create(self, spec: dict, spec_bytes: bytes | None = None) -> JobDir:
         """Create the folder with ``job.json`` = spec (``spec_bytes`` when given, which
         must be :func:`json_bytes` of it) and a ``queued`` status.
         Raises FileExistsError if the folder already holds a job.json."""

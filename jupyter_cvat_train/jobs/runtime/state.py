@@ -6,17 +6,24 @@ status.json and the API.
 """
 from __future__ import annotations
 
-from enum import StrEnum
+from enum import Enum
 
 
-class JobState(StrEnum):
-    """The state of a job, as status.json, the job store and the API write it."""
+class JobState(str, Enum):
+    """The state of a job, as status.json, the job store and the API write it. ``str()``
+    and f-strings give the plain value (as ``enum.StrEnum`` does, on Python 3.10 too)."""
 
     QUEUED = "queued"
     RUNNING = "running"
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
 
     @property
     def final(self) -> bool:
