@@ -55,3 +55,26 @@ def test_cancel_and_follow_a_running_job(tmp_path):
     out, err = follower.communicate(timeout=30)
     assert follower.returncode == 1 and "cancelled" in err
     assert m.get(job["id"])["state"] == "cancelled"
+
+
+def test_submit_checks_the_spec_and_never_shows_a_traceback(tmp_path, monkeypatch):
+    monkeypatch.setenv("JUPYTER_RUNTIME_DIR", str(tmp_path / "runtime"))
+    generate_sample(tmp_path / "sample.zip", images=3, width=32, height=32)
+    runs = tmp_path / "runs"
+    base = ["jobs", "--runs-root", str(runs), "submit"]
+    runner = CliRunner()
+    for text, expected in [("{not json", "not a JSON job spec"), ("[1, 2]", "expected a JSON object"),
+                           ('{"kind": "bake"}', "unknown job kind 'bake'"),
+                           ('{"kind": "validate", "dataset": "../x.zip"}', "'..' is not allowed"),
+                           ('{"kind": "validate", "dataset": "missing.zip"}', "does not exist"),
+                           ("x" * (2 << 20), "larger than 1 MiB")]:
+        r = runner.invoke(main, [*base, "-"], input=text)
+        assert r.exit_code == 1 and expected in r.output and "Traceback" not in r.output, (text[:40], r.output)
+        assert len(r.output) < 1000
+    r = runner.invoke(main, [*base, "--json", "-"], input='{"kind": "validate", "dataset": "sample.zip"}')
+    assert r.exit_code == 0, r.output
+    job = json.loads(r.output)
+    m = JobManager(runs)
+    assert m.wait(job["id"], timeout=60)["state"] == "succeeded"
+    assert json.loads((runs / job["id"] / "job.json").read_text())["dataset"] == str(tmp_path / "sample.zip")
+    m.close()

@@ -22,6 +22,7 @@ from pathlib import Path
 import click
 
 FOLLOW_INTERVAL = 0.2
+MAX_SPEC_BYTES = 1 << 20  # a job spec file larger than this is refused
 
 
 def _manager(ctx: click.Context, **options):
@@ -62,7 +63,7 @@ def _progress(job: dict) -> str:
               envvar="CVAT_TRAIN_RUNS_ROOT", help="Folder of job folders (the server's <root_dir>/cvat-train-runs).")
 @click.pass_context
 def jobs(ctx, runs_root):
-    """List, show, follow and cancel jobs."""
+    """List, show, follow, cancel, submit and schedule jobs."""
     ctx.ensure_object(dict)
     ctx.obj["runs_root"] = runs_root
 
@@ -163,13 +164,16 @@ def submit(ctx, spec_file, root_dir, as_json):
     root = Path(ctx.obj["runs_root"])
     root.mkdir(parents=True, exist_ok=True)
     root_dir = Path(root_dir or root.resolve().parent)
+    name = getattr(spec_file, "name", "-")
+    data = spec_file.read(MAX_SPEC_BYTES + 1)
+    if len(data) > MAX_SPEC_BYTES:
+        raise click.ClickException(f"{name}: larger than {MAX_SPEC_BYTES >> 20} MiB; a job spec is a small JSON object")
     try:
-        spec = json.loads(spec_file.read(1 << 20))
-        spec = check_spec(spec, root_dir, runs_root=root.resolve())
+        spec = check_spec(json.loads(data), root_dir, runs_root=root.resolve())
     except (ValueError, RecursionError) as e:
-        raise click.ClickException(f"{spec_file.name}: not a JSON job spec ({str(e)[:100]})") from None
-    except SpecError as e:
-        raise click.ClickException(str(e)) from None
+        if isinstance(e, SpecError):
+            raise click.ClickException(str(e)) from None
+        raise click.ClickException(f"{name}: not a JSON job spec ({str(e)[:100]})") from None
     m = _manager(ctx, root_dir=root_dir)
     job = m.create(spec)
     m.close()
