@@ -1,4 +1,5 @@
-"""Benchmark: the job API under load while a real training job runs (issue 5).
+"""Benchmark: the job API under load while a real training job runs (the API must stay
+responsive while a job trains on the same machine).
 
 A real Jupyter server (a subprocess, with the extension) serves a temporary root folder.
 A tiny real training job is launched through the API. While it trains on the same

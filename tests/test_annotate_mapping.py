@@ -1,4 +1,4 @@
-"""Label mapping rules of the annotate job (issue 4)."""
+"""Label mapping rules of the annotate job (jupyter_cvat_train.annotate.mapping)."""
 import numpy as np
 import pytest
 

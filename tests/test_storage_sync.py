@@ -1,5 +1,7 @@
 """Storage sync against a real S3 HTTP endpoint (moto's ThreadedMotoServer on
-127.0.0.1) and against file:// storage: every behaviour of issue 6."""
+127.0.0.1) and against file:// storage: copies both ways, change detection, deletes,
+filters, dry runs, symlinks, the lock, interrupted runs, multipart and ranged transfers,
+unsafe keys and error messages."""
 from __future__ import annotations
 
 import hashlib

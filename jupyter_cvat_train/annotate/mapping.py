@@ -1,6 +1,6 @@
 """Mapping of a model's labels to the target label set of the annotations written.
 
-Rules (issue 4):
+Rules:
 
 - by default a model label maps to the target label of the same name, compared
   case-insensitively;

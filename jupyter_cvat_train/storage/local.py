@@ -3,7 +3,7 @@
 A *key* is a path relative to a sync root, with ``/`` as separator on every platform
 (the S3 convention). Walking a folder yields one :class:`Entry` per regular file.
 
-Safety rules enforced here (issue 6):
+Safety rules enforced here:
 
 - Symlinks are followed only when their target lies inside the root; others are
   reported through ``on_skip`` and not followed (a workspace must not leak, or be
