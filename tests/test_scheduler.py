@@ -248,3 +248,23 @@ def test_cancel_waits_without_starting_jobs_when_another_process_schedules(runs)
     assert not (runs / second["id"] / "launch.json").exists()
     assert m.get(second["id"])["state"] == "queued"
     m.close()
+
+
+def test_following_a_log_never_keeps_the_lease(runs):
+    """``jobs logs -f`` (and list, show) settle the queue when nobody else schedules, then
+    give the lease up: a server started meanwhile is not kept from scheduling."""
+    runs, spec, procs = runs
+    m = JobManager(runs)
+    job = m.create({"kind": "test-block"})
+    m.close()
+    follower = cli(runs, "logs", "-f", job["id"])
+    procs.append(follower)
+    assert _wait_for(lambda: JobDir(runs / job["id"]).read_status().get("state") == "running")
+    lease = SchedulerLease(runs)
+    assert _wait_for(lease.acquire, timeout=60)
+    assert follower.poll() is None  # still following, without the lease
+    lease.release()
+    r = run_cli(runs, "cancel", "--grace", "0.3", job["id"])
+    assert r.returncode == 0 and "cancelled" in r.stdout, r.stderr
+    out, err = follower.communicate(timeout=60)
+    assert follower.returncode == 1 and "cancelled" in err

@@ -25,7 +25,11 @@ FOLLOW_INTERVAL = 0.2
 MAX_SPEC_BYTES = 1 << 20  # a job spec file larger than this is refused
 
 
-def _manager(ctx: click.Context, **options):
+def _manager(ctx: click.Context, schedules: bool = False, **options):
+    """The JobManager of the runs root, reconciled (which, when no other process
+    schedules, settles jobs that may never start). A command that does not advance the
+    queue (``schedules`` False) then gives the scheduler lease up at once, so following
+    a log for hours never keeps a server from scheduling."""
     from ..jobs.manager import JobManager
 
     root = Path(ctx.obj["runs_root"])
@@ -33,6 +37,8 @@ def _manager(ctx: click.Context, **options):
         raise click.ClickException(f"no runs root at {root}: give --runs-root (the folder holding job folders)")
     m = JobManager(root, owner=f"cvat-train jobs {ctx.info_name} (pid {os.getpid()})", **options)
     m.reconcile()
+    if not schedules:
+        m.lease.release()
     return m
 
 
@@ -140,7 +146,7 @@ def logs(ctx, job_id, follow):
 @click.pass_context
 def cancel(ctx, job_id, no_wait, grace):
     """Cancel a queued or running job (SIGTERM, SIGKILL after the grace period)."""
-    m = _manager(ctx)
+    m = _manager(ctx, schedules=True)
     m.cancel_grace = grace
     job_id = _resolve(m, job_id)
     job = m.cancel(job_id, wait=not no_wait)
@@ -174,7 +180,7 @@ def submit(ctx, spec_file, root_dir, as_json):
         if isinstance(e, SpecError):
             raise click.ClickException(str(e)) from None
         raise click.ClickException(f"{name}: not a JSON job spec ({str(e)[:100]})") from None
-    m = _manager(ctx, root_dir=root_dir)
+    m = _manager(ctx, schedules=True, root_dir=root_dir)
     job = m.create(spec)
     m.close()
     click.echo(json.dumps(job, indent=1) if as_json else f"{job['id']}: {job['state']}")
@@ -193,7 +199,7 @@ def schedule(ctx, until_idle, interval, grace):
     and takes over when that one ends. Stop with Ctrl-C (running jobs keep running)."""
     from ..jobs.runtime import ACTIVE_STATES
 
-    m = _manager(ctx, cancel_grace=grace)
+    m = _manager(ctx, schedules=True, cancel_grace=grace)
     waiting_shown = False
     try:
         while True:
