@@ -14,6 +14,7 @@ import copy
 import math
 import random
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -56,7 +57,7 @@ def set_stage(model: torch.nn.Module, stage: int) -> str:
     Returns a description for the log."""
     body = model.backbone.body
     trainable = {1: (), 2: ("layer3", "layer4"), 3: None}[stage]
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         p.requires_grad_(True)
     for name, p in body.named_parameters():
         p.requires_grad_(trainable is None or name.split(".")[0] in trainable)
@@ -90,15 +91,13 @@ def recompute_batchnorm_stats(model: torch.nn.Module, loader, device: torch.devi
     model.train()
     used = 0
     for images, targets in loader:
-        images = [im.to(device, non_blocking=True) for im in images]
-        targets = [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
-                   for t in targets]
+        images, targets = _to_device(images, targets, device)
         with torch.autocast(device.type, enabled=use_amp):
             model(images, targets)
         used += 1
         if used >= max_batches or (cancelled is not None and cancelled.is_set()):
             break
-    for m, momentum in zip(bns, momenta):
+    for m, momentum in zip(bns, momenta, strict=True):
         m.momentum = momentum
     model.train(was_training)
     return used
@@ -202,6 +201,39 @@ class SignalSafeLoader:
             self.loader._iterator = None
 
 
+def _to_device(images: list, targets: list[dict], device: torch.device) -> tuple[list, list[dict]]:
+    """A batch from the loaders moved to ``device`` (the tensors of each target dict)."""
+    images = [im.to(device, non_blocking=True) for im in images]
+    targets = [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
+               for t in targets]
+    return images, targets
+
+
+@dataclass
+class _Run:
+    """What the steps of :meth:`Trainer.fit` share: the model and what trains it, and the
+    counters a checkpoint saves and a resume restores."""
+
+    model: torch.nn.Module
+    ddp_model: torch.nn.Module  # ``model``, or its DistributedDataParallel wrapper under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    writer: object | None = None  # TensorBoard SummaryWriter (rank 0)
+    start_epoch: int = 0  # epochs completed before this process started (resume)
+    step: int = 0  # optimizer steps completed
+    best_map: float = -1.0
+    best_epoch: int = 0
+    history: list = field(default_factory=list)  # one record per completed epoch (metrics.json)
+    best_state: dict | None = None  # the best epoch's weights (CPU), for model/
+    last_report: float = 0.0  # time.monotonic() of the last progress report
+
+
+def _cancelled(when: str, epoch: int) -> JobCancelled:
+    """The JobCancelled of a cancel ``when`` ("during" / "after") 0-based ``epoch``."""
+    return JobCancelled(f"cancelled by request {when} epoch {epoch + 1}; last.pt saved (resume with --resume)")
+
+
 def _one_line(message: str) -> str:
     """A worker's exception text (torch: "Caught X in DataLoader worker process N.",
     the traceback, then "module.X: message") cut to its first and last lines."""
@@ -228,6 +260,7 @@ class Trainer:
         else:
             self.device = torch.device(plan.device)
         self.use_amp = bool(p["amp"]) and self.device.type == "cuda"
+        self.stage_of = {e: k for k, a, b in plan.stages for e in range(a, b)}  # epoch (0-based) -> Mask R-CNN stage
 
     # ---- setup -------------------------------------------------------------------------
     def _set_process_state(self) -> None:
@@ -299,171 +332,231 @@ class Trainer:
     # ---- run ---------------------------------------------------------------------------
     def fit(self) -> dict:
         """Train, evaluate each epoch, write the output contract. Returns the job outputs
-        (model_dir, map, map_50, best_epoch, epochs, message). Raises JobCancelled after
-        saving last.pt when cancelled, JobError when the loss diverges."""
-        from .checkpoints import save_checkpoint, set_rng_state
-        from .evaluate import evaluate
-
-        plan, p, ctx = self.plan, self.plan.params, self.ctx
+        (model_dir, map, map_50, best_epoch, epochs, message); {} on ranks other than 0.
+        Raises JobCancelled after saving last.pt when cancelled, JobError when the loss
+        diverges."""
         self._set_process_state()
         model = self._build()
         train_loader, val_loader, sampler = self._loaders()
-        ddp_model = model
-        if self.world_size > 1:
-            ddp_model = torch.nn.parallel.DistributedDataParallel(
-                model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-                find_unused_parameters=bool(plan.stages))
+        ddp_model = self._distributed(model)
+        optimizer = self._make_optimizer(model)
+        run = _Run(model=model, ddp_model=ddp_model, optimizer=optimizer, scheduler=self._make_scheduler(optimizer),
+                   scaler=torch.amp.GradScaler("cuda", enabled=self.use_amp))
+        self._restore(run)
+        self._start_reporting(run)
+        stage = None
+        for epoch in range(run.start_epoch, self.plan.epochs):
+            stage = self._enter_stage(model, epoch, stage)
+            if sampler is not None:
+                sampler.set_epoch(epoch)
+            losses, train_time = self.train_one_epoch(run, train_loader, epoch)
+            metrics = self._evaluate(model, train_loader, val_loader)
+            # All ranks wait for rank 0's evaluation here and learn whether a cancel interrupted it.
+            if self._any_rank(self.main and metrics is None):
+                self._save_last(run, epoch + 1)
+                raise _cancelled("after", epoch)
+            if self.main:
+                self._report_epoch(run, epoch, stage, losses, metrics, train_time)
+                self._save_checkpoints(run, epoch, metrics)
+                self._write_metrics(run.history, run.best_epoch, metrics.get("evaluator"))
+            if self._should_stop() and epoch + 1 < self.plan.epochs:
+                raise _cancelled("after", epoch)
+        if not self.main:
+            return {}
+        run.writer.close()
+        return self._finish(model, run.history, run.best_epoch, run.best_state)
+
+    def _distributed(self, model: torch.nn.Module) -> torch.nn.Module:
+        """``model`` wrapped in DistributedDataParallel under torchrun, else ``model``."""
+        if self.world_size == 1:
+            return model
+        return torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=bool(self.plan.stages))
+
+    def _make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
+        """SGD with momentum or AdamW over all parameters (frozen Mask R-CNN stages get no gradient)."""
+        p = self.plan.params
         params = list(model.parameters())
         lr = float(p["learning_rate"])
         if p["optimizer"] == "adamw":
-            optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=float(p["weight_decay"]))
-        else:
-            optimizer = torch.optim.SGD(params, lr=lr, momentum=float(p["momentum"]),
-                                        weight_decay=float(p["weight_decay"]))
-        spe, epochs = plan.steps_per_epoch, plan.epochs
-        total = spe * epochs
+            return torch.optim.AdamW(params, lr=lr, weight_decay=float(p["weight_decay"]))
+        return torch.optim.SGD(params, lr=lr, momentum=float(p["momentum"]), weight_decay=float(p["weight_decay"]))
+
+    def _make_scheduler(self, optimizer: torch.optim.Optimizer) -> torch.optim.lr_scheduler.LambdaLR:
+        """Per-step schedule: :func:`lr_factor` over the whole run, x0.1 in Mask R-CNN stage 3."""
+        p, spe = self.plan.params, self.plan.steps_per_epoch
+        total = spe * self.plan.epochs
         warmup = min(int(p["warmup_iters"]), spe)
-        stage_of = {e: k for k, a, b in plan.stages for e in range(a, b)}
 
         def factor(step: int) -> float:
             f = lr_factor(step, total=total, warmup=warmup, schedule=p["lr_schedule"])
-            return f * (0.1 if stage_of.get(step // spe) == 3 else 1.0)
+            return f * (0.1 if self.stage_of.get(step // spe) == 3 else 1.0)
 
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        start_epoch, step, best_map, best_epoch, history = 0, 0, -1.0, 0, []
-        best_state = None
-        if plan.resume is not None:
-            ck = plan.resume
-            optimizer.load_state_dict(ck["optimizer"])
-            scheduler.load_state_dict(ck["scheduler"])
-            if ck.get("scaler") and self.use_amp:
-                scaler.load_state_dict(ck["scaler"])
-            start_epoch, step = int(ck["epoch"]), int(ck["step"])
-            best_map, best_epoch = float(ck.get("best_map", -1.0)), int(ck.get("best_epoch", 0))
-            history = list(ck.get("history") or [])
-            set_rng_state(ck.get("rng"))
-            if self.rank:
-                torch.manual_seed(int(p["seed"]) + self.rank + start_epoch)
-            self.ctx.log(f"resumed after epoch {start_epoch} (step {step}); training to epoch {epochs}")
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
-        writer = None
-        if self.main:
-            from torch.utils.tensorboard import SummaryWriter
+    def _restore(self, run: _Run) -> None:
+        """Continue the checkpoint of ``plan.resume``, if any: optimizer, scheduler, AMP
+        scaler, counters, history and the random number generators."""
+        from .checkpoints import set_rng_state
 
-            writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=step if step else None)
-            ctx.event("plan", template=plan.template, epochs=epochs, steps_per_epoch=spe,
-                      train_images=len(plan.train_items), val_images=len(plan.val_items), labels=plan.labels,
-                      device=str(self.device), gpus=self.world_size, dropped=plan.dropped, notes=plan.notes)
-            ctx.log(f"{plan.template}: {len(plan.train_items)} training / {len(plan.val_items)} validation images, "
-                    f"{epochs} epochs x {spe} steps, batch_size {p['batch_size']}, device {self.device}"
-                    + (f" x {self.world_size}" if self.world_size > 1 else "") + (", AMP" if self.use_amp else ""))
-        ckpt_common = dict(template=plan.template, task=plan.task, labels=plan.labels, params=p,
-                           dataset_fingerprint=plan.dataset_fingerprint)
-        last_path, best_path = self.out / "checkpoints" / "last.pt", self.out / "checkpoints" / "best.pt"
+        ck = self.plan.resume
+        if ck is None:
+            return
+        run.optimizer.load_state_dict(ck["optimizer"])
+        run.scheduler.load_state_dict(ck["scheduler"])
+        if ck.get("scaler") and self.use_amp:
+            run.scaler.load_state_dict(ck["scaler"])
+        run.start_epoch, run.step = int(ck["epoch"]), int(ck["step"])
+        run.best_map, run.best_epoch = float(ck.get("best_map", -1.0)), int(ck.get("best_epoch", 0))
+        run.history = list(ck.get("history") or [])
+        set_rng_state(ck.get("rng"))
+        if self.rank:
+            torch.manual_seed(int(self.plan.params["seed"]) + self.rank + run.start_epoch)
+        self.ctx.log(f"resumed after epoch {run.start_epoch} (step {run.step}); training to epoch {self.plan.epochs}")
 
-        def save_last(epoch_done: int, **extra) -> None:
-            if self.main:
-                save_checkpoint(last_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                                epoch=epoch_done, step=step, best_map=best_map, best_epoch=best_epoch,
-                                history=history, **ckpt_common, **extra)
-
-        last_report = 0.0
-        stage = None
-        for epoch in range(start_epoch, epochs):
-            if plan.stages and stage_of.get(epoch) != stage:
-                stage = stage_of.get(epoch)
-                desc = set_stage(model, stage)
-                k, a, b = next(s for s in plan.stages if s[0] == stage)
-                if self.main:
-                    ctx.log(f"stage {stage} ({desc}): epochs {a + 1}..{b}")
-                    ctx.event("stage", stage=stage, description=desc, first_epoch=a + 1, last_epoch=b)
-            if sampler is not None:
-                sampler.set_epoch(epoch)
-            ddp_model.train()
-            t0 = time.monotonic()
-            sums: dict[str, float] = {}
-            n_steps = 0
-            for images, targets in train_loader:
-                images = [im.to(self.device, non_blocking=True) for im in images]
-                targets = [{k: (v.to(self.device, non_blocking=True) if torch.is_tensor(v) else v)
-                            for k, v in t.items()} for t in targets]
-                with torch.autocast(self.device.type, enabled=self.use_amp):
-                    loss_dict = ddp_model(images, targets)
-                loss = sum(loss_dict.values())
-                if not torch.isfinite(loss):
-                    raise JobError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {n_steps + 1}: training "
-                                   f"diverged; lower learning_rate (now {lr:g}) or check the boxes of the export")
-                optimizer.zero_grad(set_to_none=True)
-                scaler.scale(loss).backward()
-                scaler.step(optimizer)
-                scaler.update()
-                scheduler.step()
-                step += 1
-                n_steps += 1
-                for k, v in loss_dict.items():
-                    sums[k] = sums.get(k, 0.0) + float(v.detach())
-                sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
-                if self.main:
-                    now = time.monotonic()
-                    if now - last_report >= PROGRESS_INTERVAL_S or step == total:
-                        last_report = now
-                        cur_lr = optimizer.param_groups[0]["lr"]
-                        writer.add_scalar("train/loss", float(loss.detach()), step)
-                        writer.add_scalar("train/learning_rate", cur_lr, step)
-                        ctx.progress(step, total, "steps", epoch=epoch + 1, epochs=epochs,
-                                     loss=round(float(loss.detach()), 4), lr=cur_lr)
-                if self._should_stop():
-                    save_last(epoch, interrupted_in_epoch=epoch + 1)
-                    raise JobCancelled(f"cancelled by request during epoch {epoch + 1}; last.pt saved (resume with --resume)")
-            train_time = time.monotonic() - t0
-            losses = {k: v / max(1, n_steps) for k, v in sums.items()}
-            metrics = None
-            if self.main:
-                recompute_batchnorm_stats(model, train_loader, self.device, int(p["precise_bn_batches"]),
-                                          use_amp=self.use_amp, cancelled=ctx.cancelled)
-                metrics = evaluate(model, val_loader, plan.val_items, plan.labels, self.device,
-                                   with_masks=plan.task == "instance-segmentation", cancelled=ctx.cancelled)
-            # All ranks wait for rank 0's evaluation here and learn whether a cancel interrupted it.
-            if self._any_rank(self.main and metrics is None):
-                save_last(epoch + 1)
-                raise JobCancelled(f"cancelled by request after epoch {epoch + 1}; last.pt saved (resume with --resume)")
-            if self.main:
-                record = {"epoch": epoch + 1, "step": step, "train_time_s": round(train_time, 2),
-                          "images_per_s": round(len(plan.train_items) / max(train_time, 1e-9), 2),
-                          "lr": optimizer.param_groups[0]["lr"], "losses": losses,
-                          **{k: metrics[k] for k in ("map", "map_50", "map_75", "per_label")}}
-                if "bbox" in metrics:
-                    record["bbox"] = {k: metrics["bbox"][k] for k in ("map", "map_50", "map_75", "per_label")}
-                if stage:
-                    record["stage"] = stage
-                history.append(record)
-                for k, v in losses.items():
-                    writer.add_scalar(f"epoch/{k}", v, epoch + 1)
-                writer.add_scalar("val/mAP", metrics["map"], epoch + 1)
-                writer.add_scalar("val/mAP@.5", metrics["map_50"], epoch + 1)
-                for name, ap in metrics["per_label"].items():
-                    if ap is not None:
-                        writer.add_scalar(f"val_AP/{name}", ap, epoch + 1)
-                writer.flush()
-                ctx.event("metrics", epoch=epoch + 1, epochs=epochs, loss=losses.get("loss"), map=metrics["map"],
-                          map_50=metrics["map_50"], map_75=metrics["map_75"], per_label=metrics["per_label"])
-                ctx.log(f"epoch {epoch + 1}/{epochs}: loss {losses.get('loss', 0):.4f}, mAP@[.5:.95] "
-                        f"{metrics['map']:.4f}, mAP@.5 {metrics['map_50']:.4f} ({train_time:.1f} s)")
-                if metrics["map"] > best_map:
-                    best_map, best_epoch = metrics["map"], epoch + 1
-                    best_state = copy.deepcopy({k: v.detach().cpu() for k, v in model.state_dict().items()})
-                    save_checkpoint(best_path, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                                    epoch=epoch + 1, step=step, best_map=best_map, best_epoch=best_epoch,
-                                    history=history, **ckpt_common)
-                save_last(epoch + 1)
-                self._write_metrics(history, best_epoch, metrics.get("evaluator"))
-            if self._should_stop() and epoch + 1 < epochs:
-                raise JobCancelled(f"cancelled by request after epoch {epoch + 1}; last.pt saved (resume with --resume)")
+    def _start_reporting(self, run: _Run) -> None:
+        """Rank 0: open the TensorBoard writer (dropping events past a resumed step) and
+        report the plan (a ``plan`` event and a log line)."""
         if not self.main:
-            return {}
-        writer.close()
-        return self._finish(model, history, best_epoch, best_state)
+            return
+        from torch.utils.tensorboard import SummaryWriter
+
+        plan, p, ctx = self.plan, self.plan.params, self.ctx
+        run.writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=run.step if run.step else None)
+        ctx.event("plan", template=plan.template, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
+                  train_images=len(plan.train_items), val_images=len(plan.val_items), labels=plan.labels,
+                  device=str(self.device), gpus=self.world_size, dropped=plan.dropped, notes=plan.notes)
+        ctx.log(f"{plan.template}: {len(plan.train_items)} training / {len(plan.val_items)} validation images, "
+                f"{plan.epochs} epochs x {plan.steps_per_epoch} steps, batch_size {p['batch_size']}, "
+                f"device {self.device}"
+                + (f" x {self.world_size}" if self.world_size > 1 else "") + (", AMP" if self.use_amp else ""))
+
+    def _enter_stage(self, model: torch.nn.Module, epoch: int, stage: int | None) -> int | None:
+        """Mask R-CNN: switch to the stage of ``epoch`` when it differs from ``stage`` (freeze
+        / unfreeze, log and ``stage`` event). Returns the stage of ``epoch`` (None unstaged)."""
+        plan = self.plan
+        if plan.stages and self.stage_of.get(epoch) != stage:
+            stage = self.stage_of.get(epoch)
+            desc = set_stage(model, stage)
+            k, a, b = next(s for s in plan.stages if s[0] == stage)
+            if self.main:
+                self.ctx.log(f"stage {stage} ({desc}): epochs {a + 1}..{b}")
+                self.ctx.event("stage", stage=stage, description=desc, first_epoch=a + 1, last_epoch=b)
+        return stage
+
+    def train_one_epoch(self, run: _Run, loader, epoch: int) -> tuple[dict[str, float], float]:
+        """One pass over the training split (0-based ``epoch``): forward (AMP on CUDA),
+        backward, optimizer and scheduler step per batch; rank 0 reports progress. Returns
+        (mean of each loss over the epoch's steps, seconds). Raises JobError when the loss
+        is not finite, JobCancelled (after saving last.pt) when cancelled after a step."""
+        lr = float(self.plan.params["learning_rate"])
+        run.ddp_model.train()
+        t0 = time.monotonic()
+        sums: dict[str, float] = {}
+        n_steps = 0
+        for images, targets in loader:
+            images, targets = _to_device(images, targets, self.device)
+            with torch.autocast(self.device.type, enabled=self.use_amp):
+                loss_dict = run.ddp_model(images, targets)
+            loss = sum(loss_dict.values())
+            if not torch.isfinite(loss):
+                raise JobError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {n_steps + 1}: training "
+                               f"diverged; lower learning_rate (now {lr:g}) or check the boxes of the export")
+            run.optimizer.zero_grad(set_to_none=True)
+            run.scaler.scale(loss).backward()
+            run.scaler.step(run.optimizer)
+            run.scaler.update()
+            run.scheduler.step()
+            run.step += 1
+            n_steps += 1
+            for k, v in loss_dict.items():
+                sums[k] = sums.get(k, 0.0) + float(v.detach())
+            sums["loss"] = sums.get("loss", 0.0) + float(loss.detach())
+            if self.main:
+                self._report_step(run, float(loss.detach()), epoch)
+            if self._should_stop():
+                self._save_last(run, epoch, interrupted_in_epoch=epoch + 1)
+                raise _cancelled("during", epoch)
+        train_time = time.monotonic() - t0
+        return {k: v / max(1, n_steps) for k, v in sums.items()}, train_time
+
+    def _report_step(self, run: _Run, loss: float, epoch: int) -> None:
+        """Rank 0, after a step: loss and learning rate to TensorBoard and a ``progress``
+        event, at most every PROGRESS_INTERVAL_S seconds (and at the last step)."""
+        now = time.monotonic()
+        total = self.plan.steps_per_epoch * self.plan.epochs
+        if now - run.last_report >= PROGRESS_INTERVAL_S or run.step == total:
+            run.last_report = now
+            cur_lr = run.optimizer.param_groups[0]["lr"]
+            run.writer.add_scalar("train/loss", loss, run.step)
+            run.writer.add_scalar("train/learning_rate", cur_lr, run.step)
+            self.ctx.progress(run.step, total, "steps", epoch=epoch + 1, epochs=self.plan.epochs,
+                              loss=round(loss, 4), lr=cur_lr)
+
+    def _evaluate(self, model: torch.nn.Module, train_loader, val_loader) -> dict | None:
+        """Rank 0: precise BatchNorm statistics over training batches, then COCO evaluation
+        on the val split. Returns the metrics (see :func:`.evaluate.evaluate`), None on
+        other ranks and when a cancel interrupted the evaluation."""
+        from .evaluate import evaluate
+
+        if not self.main:
+            return None
+        plan, ctx = self.plan, self.ctx
+        recompute_batchnorm_stats(model, train_loader, self.device, int(plan.params["precise_bn_batches"]),
+                                  use_amp=self.use_amp, cancelled=ctx.cancelled)
+        return evaluate(model, val_loader, plan.val_items, plan.labels, self.device,
+                        with_masks=plan.task == "instance-segmentation", cancelled=ctx.cancelled)
+
+    def _report_epoch(self, run: _Run, epoch: int, stage: int | None, losses: dict, metrics: dict,
+                      train_time: float) -> None:
+        """Rank 0, after evaluating: the epoch's record appended to the history, TensorBoard
+        scalars, a ``metrics`` event and a log line."""
+        plan, ctx, writer = self.plan, self.ctx, run.writer
+        record = {"epoch": epoch + 1, "step": run.step, "train_time_s": round(train_time, 2),
+                  "images_per_s": round(len(plan.train_items) / max(train_time, 1e-9), 2),
+                  "lr": run.optimizer.param_groups[0]["lr"], "losses": losses,
+                  **{k: metrics[k] for k in ("map", "map_50", "map_75", "per_label")}}
+        if "bbox" in metrics:
+            record["bbox"] = {k: metrics["bbox"][k] for k in ("map", "map_50", "map_75", "per_label")}
+        if stage:
+            record["stage"] = stage
+        run.history.append(record)
+        for k, v in losses.items():
+            writer.add_scalar(f"epoch/{k}", v, epoch + 1)
+        writer.add_scalar("val/mAP", metrics["map"], epoch + 1)
+        writer.add_scalar("val/mAP@.5", metrics["map_50"], epoch + 1)
+        for name, ap in metrics["per_label"].items():
+            if ap is not None:
+                writer.add_scalar(f"val_AP/{name}", ap, epoch + 1)
+        writer.flush()
+        ctx.event("metrics", epoch=epoch + 1, epochs=plan.epochs, loss=losses.get("loss"), map=metrics["map"],
+                  map_50=metrics["map_50"], map_75=metrics["map_75"], per_label=metrics["per_label"])
+        ctx.log(f"epoch {epoch + 1}/{plan.epochs}: loss {losses.get('loss', 0):.4f}, mAP@[.5:.95] "
+                f"{metrics['map']:.4f}, mAP@.5 {metrics['map_50']:.4f} ({train_time:.1f} s)")
+
+    def _save_checkpoints(self, run: _Run, epoch: int, metrics: dict) -> None:
+        """Rank 0, after an epoch: best.pt (and the best weights in memory) when mAP
+        improved, then last.pt."""
+        if metrics["map"] > run.best_map:
+            run.best_map, run.best_epoch = metrics["map"], epoch + 1
+            run.best_state = copy.deepcopy({k: v.detach().cpu() for k, v in run.model.state_dict().items()})
+            self._save_checkpoint(run, self.out / "checkpoints" / "best.pt", epoch + 1)
+        self._save_last(run, epoch + 1)
+
+    def _save_last(self, run: _Run, epoch_done: int, **extra) -> None:
+        """checkpoints/last.pt after ``epoch_done`` completed epochs (rank 0 writes)."""
+        if self.main:
+            self._save_checkpoint(run, self.out / "checkpoints" / "last.pt", epoch_done, **extra)
+
+    def _save_checkpoint(self, run: _Run, path: Path, epoch_done: int, **extra) -> None:
+        from .checkpoints import save_checkpoint
+
+        plan = self.plan
+        save_checkpoint(path, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler, scaler=run.scaler,
+                        epoch=epoch_done, step=run.step, best_map=run.best_map, best_epoch=run.best_epoch,
+                        history=run.history, template=plan.template, task=plan.task, labels=plan.labels,
+                        params=plan.params, dataset_fingerprint=plan.dataset_fingerprint, **extra)
 
     def _should_stop(self) -> bool:
         return self._any_rank(bool(self.cancel_check()))
