@@ -21,9 +21,9 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from ..datasets.model import Item
 from ..jobs.runtime import JobError
@@ -105,42 +105,87 @@ def _resolve_device(requested: str | None) -> str:
 def make_plan(spec: dict, output_dir: Path, log: Callable[[str], None] = print,
               warn: Callable[[str], None] | None = None) -> Plan:
     """Check a train spec and return the :class:`Plan` (module docstring for the spec).
-    Raises JobError for every problem found before training."""
-    from .. import models
-    from ..datasets import ExportError, load_export, validate_export
-    from ..datasets.split import SplitError, split_items
-    from ..datasets.torchdata import clean_annotations
-    from .checkpoints import load_checkpoint
-
+    ``log``/``warn`` get the plan's notes and the dropped-annotation warnings.
+    Raises JobError for every problem found before training, in this order: template,
+    checkpoint to resume, hyperparameters, device, export (validation, labels, images),
+    split and batch size, epochs, checkpoint to fine-tune."""
     warn = warn or log
+    template, family = _template(spec)
+    resume_ck, resume_path = _resume_checkpoint(spec, output_dir, template)
+    params = _parameters(spec, template, resume_ck)
+    device, gpus = _device_and_gpus(spec, params)
+    dataset = spec.get("dataset")
+    ds = _checked_export(dataset, spec.get("format"), output_dir)
+    labels = _labels(ds, dataset, template, family)
+    items, dropped = _usable_items(ds, labels, warn)
+    _check_task(template, items, dataset, ds.format)
+    if resume_ck is not None and list(resume_ck.get("labels") or []) != labels:
+        raise JobError(f"cannot resume: the checkpoint's labels {resume_ck.get('labels')} differ from the export's "
+                       f"{labels}; fine-tune from it instead (without --resume)")
+    train_items, val_items, steps_per_epoch = _split(items, params, gpus)
+    epochs, stages, notes = _epochs(params, steps_per_epoch, len(train_items), gpus)
+    params["epochs"] = epochs
+    finetune = _finetune_source(spec, template, labels, params)
+    if resume_ck is not None:
+        notes.append(_resume_note(resume_ck, resume_path, epochs))
+    for n in notes:
+        log(n)
+    return Plan(template=template.name, family=family.name, task=template.task, framework=family.framework,
+                params=params, labels=labels,
+                train_items=train_items, val_items=val_items, epochs=epochs, steps_per_epoch=steps_per_epoch,
+                device=device, gpus=gpus, dataset_path=str(dataset), dataset_fingerprint=_fingerprint(labels, items),
+                dropped=dropped, stages=stages, finetune=finetune, resume=resume_ck, resume_path=resume_path,
+                notes=notes)
+
+
+def _template(spec: dict):
+    """The spec's template (default: models.DEFAULT_TEMPLATE) and its family, checked to
+    be usable here (framework installed, builder found)."""
+    from .. import models
+
     try:
         template = models.get_template(spec.get("template") or models.DEFAULT_TEMPLATE)
-        family = models.check_template(template, deep=True)
+        return template, models.check_template(template, deep=True)
     except (KeyError, models.TemplateUnavailable) as e:
         raise JobError(str(e)) from None
+
+
+def _resume_checkpoint(spec: dict, output_dir: Path, template) -> tuple[dict | None, str | None]:
+    """With ``resume``: the checkpoint to continue (``checkpoint``, else the job's own
+    checkpoints/; last.pt preferred over best.pt) and its path; (None, None) without."""
+    from .. import models
+    from .checkpoints import load_checkpoint
+
+    if not spec.get("resume"):
+        return None, None
+    resume_path = Path(spec["checkpoint"]) if spec.get("checkpoint") else Path(output_dir) / "checkpoints"
+    try:
+        resume_file = models.resolve_weights_path(resume_path)
+    except models.WeightsError as e:
+        raise JobError(f"cannot resume: {e}") from None
+    if resume_file.name == "best.pt" and (resume_file.parent / "last.pt").is_file():
+        resume_file = resume_file.parent / "last.pt"
+    try:
+        resume_ck = load_checkpoint(resume_file)
+    except Exception as e:  # noqa: BLE001
+        raise JobError(f"cannot resume: {resume_file} is not a readable checkpoint ({type(e).__name__}: {e})") from None
+    if not isinstance(resume_ck, dict) or resume_ck.get("kind") != "checkpoint" or "optimizer" not in resume_ck:
+        raise JobError(f"cannot resume from {resume_file}: it holds weights but no training state "
+                       f"(give a checkpoints/last.pt; to start from its weights use it as a fine-tune checkpoint)")
+    if resume_ck.get("template") != template.name:
+        raise JobError(f"cannot resume: {resume_file} was trained with template {resume_ck.get('template')!r}, "
+                       f"not {template.name!r}")
+    return resume_ck, str(resume_file)
+
+
+def _parameters(spec: dict, template, resume_ck: dict | None) -> dict:
+    """Every hyperparameter of ``template``: its defaults, under a resumed run's own
+    parameters, under the spec's (``parameters``, ``hyperparameters``, ``epochs``)."""
+    from .. import models
+
     user = _user_parameters(spec)
-    resume_ck, resume_path = None, None
-    if spec.get("resume"):
-        resume_path = Path(spec["checkpoint"]) if spec.get("checkpoint") else Path(output_dir) / "checkpoints"
-        try:
-            resume_file = models.resolve_weights_path(resume_path)
-        except models.WeightsError as e:
-            raise JobError(f"cannot resume: {e}") from None
-        if resume_file.name == "best.pt" and (resume_file.parent / "last.pt").is_file():
-            resume_file = resume_file.parent / "last.pt"
-        try:
-            resume_ck = load_checkpoint(resume_file)
-        except Exception as e:  # noqa: BLE001
-            raise JobError(f"cannot resume: {resume_file} is not a readable checkpoint ({type(e).__name__}: {e})") from None
-        if not isinstance(resume_ck, dict) or resume_ck.get("kind") != "checkpoint" or "optimizer" not in resume_ck:
-            raise JobError(f"cannot resume from {resume_file}: it holds weights but no training state "
-                           f"(give a checkpoints/last.pt; to start from its weights use it as a fine-tune checkpoint)")
-        if resume_ck.get("template") != template.name:
-            raise JobError(f"cannot resume: {resume_file} was trained with template {resume_ck.get('template')!r}, "
-                           f"not {template.name!r}")
-        prior = dict(resume_ck.get("params") or {})
-        user = [prior] + user
-        resume_path = str(resume_file)
+    if resume_ck is not None:
+        user = [dict(resume_ck.get("params") or {})] + user
     try:
         params = models.parse_hyperparameters(user, template)
     except ValueError as e:
@@ -148,6 +193,12 @@ def make_plan(spec: dict, output_dir: Path, log: Callable[[str], None] = print,
     if params["pretrained"] and not (template.weights or template.weights_backbone):
         raise JobError(f"{template.where} names no pretrained weights: set the hyperparameter 'pretrained: false' "
                        f"(train from scratch), or add 'weights:' to the template")
+    return params
+
+
+def _device_and_gpus(spec: dict, params: dict) -> tuple[str, int]:
+    """The device (``cpu``, ``cuda``, ``cuda:N``) and the number of processes
+    (``gpus``, else ``num_gpus``; written back to ``params``), checked against the GPUs here."""
     device = _resolve_device(spec.get("device"))
     gpus = int(spec.get("gpus") or params.get("num_gpus") or 1)
     params["num_gpus"] = gpus
@@ -159,11 +210,17 @@ def make_plan(spec: dict, output_dir: Path, log: Callable[[str], None] = print,
         if gpus > torch.cuda.device_count():
             raise JobError(f"num_gpus {gpus} asks for more GPUs than the {torch.cuda.device_count()} visible here: "
                            f"set num_gpus (--gpus) to at most {torch.cuda.device_count()}")
+    return device, gpus
 
-    dataset = spec.get("dataset")
+
+def _checked_export(dataset, format: str | None, output_dir: Path):
+    """The export at ``dataset``, loaded after it validated without error (else the
+    report goes to ``output_dir/validation.json`` and the first 15 errors to the JobError)."""
+    from ..datasets import ExportError, load_export, validate_export
+
     if not dataset:
         raise JobError("no dataset given: the job needs the path of a CVAT export (zip or folder)")
-    report = validate_export(dataset, spec.get("format"))
+    report = validate_export(dataset, format)
     if not report.ok:
         lines = [f"  - {f.message}" for f in report.errors[:15]]
         more = f"\n  ... and {len(report.errors) - 15} more" if len(report.errors) > 15 else ""
@@ -174,15 +231,27 @@ def make_plan(spec: dict, output_dir: Path, log: Callable[[str], None] = print,
         raise JobError(f"the export {dataset} has {len(report.errors)} validation error(s); training did not start:\n"
                        + "\n".join(lines) + more)
     try:
-        ds = load_export(dataset, spec.get("format"))
+        return load_export(dataset, format)
     except ExportError as e:
         raise JobError(str(e)) from None
+
+
+def _labels(ds, dataset, template, family) -> list[str]:
+    """The export's labels, at least one and at most the family's ``max_labels``."""
     labels = list(ds.labels)
     if not labels:
         raise JobError(f"the export {dataset} declares no labels: add labels in CVAT and export again")
     if family.max_labels is not None and len(labels) > family.max_labels:
         raise JobError(f"{template.where} takes at most {family.max_labels} labels, but the export {dataset} has "
                        f"{len(labels)}: choose another template or merge labels in CVAT")
+    return labels
+
+
+def _usable_items(ds, labels: list[str], warn: Callable[[str], None]) -> tuple[list[Item], dict]:
+    """The items with an image file, their annotations cleaned (``clean_annotations``),
+    and the count of what was dropped by reason (each non-zero count goes to ``warn``)."""
+    from ..datasets.torchdata import clean_annotations
+
     items = [it for it in ds.items if it.image_path is not None and Path(it.image_path).is_file()]
     missing = len(ds.items) - len(items)
     items, dropped = clean_annotations(items, labels)
@@ -191,13 +260,22 @@ def make_plan(spec: dict, output_dir: Path, log: Callable[[str], None] = print,
         if n:
             warn(f"{n} {what.replace('_', ' ')} annotation(s)/image(s) dropped before training"
                  if what != "missing_image" else f"{n} image(s) without an image file dropped before training")
+    return items, dropped
+
+
+def _check_task(template, items: list[Item], dataset, format: str) -> None:
+    """Instance segmentation needs polygons or masks in the export."""
     if template.task == "instance-segmentation" and not any(a.polygons for it in items for a in it.annotations):
         raise JobError(f"template {template.name} trains instance segmentation and needs polygons or masks, but the "
-                       f"export {dataset} ({ds.format}) has boxes only: export from CVAT as 'COCO 1.0' or 'CVAT for "
+                       f"export {dataset} ({format}) has boxes only: export from CVAT as 'COCO 1.0' or 'CVAT for "
                        f"images 1.1' with polygons, or choose a detection template")
-    if resume_ck is not None and list(resume_ck.get("labels") or []) != labels:
-        raise JobError(f"cannot resume: the checkpoint's labels {resume_ck.get('labels')} differ from the export's "
-                       f"{labels}; fine-tune from it instead (without --resume)")
+
+
+def _split(items: list[Item], params: dict, gpus: int) -> tuple[list[Item], list[Item], int]:
+    """(train items, val items, optimizer steps per epoch) after the ``val_split`` /
+    ``seed`` split; the training split must fill one batch per GPU."""
+    from ..datasets.split import SplitError, split_items
+
     try:
         train_items, val_items = split_items(items, params["val_split"], params["seed"])
     except SplitError as e:
@@ -209,7 +287,13 @@ def make_plan(spec: dict, output_dir: Path, log: Callable[[str], None] = print,
         raise JobError(f"batch_size {bs} is larger than the training split{where}: it has {len(train_items)} images "
                        f"({len(items)} in the export, {len(val_items)} held out by val_split {params['val_split']:g}%); "
                        f"set batch_size to at most {per_rank} or add images")
-    steps_per_epoch = steps_for(per_rank, bs)
+    return train_items, val_items, steps_for(per_rank, bs)
+
+
+def _epochs(params: dict, steps_per_epoch: int, n_train: int,
+            gpus: int) -> tuple[int, list[tuple[int, int, int]], list[str]]:
+    """(epochs, Mask R-CNN stages, notes): the sum of the ``stage_*_epochs`` when any is
+    set, else ``epochs``, else ceil(num_steps / steps per epoch)."""
     notes = []
     stages: list[tuple[int, int, int]] = []
     stage_epochs = [int(params.get(f"stage_{k}_epochs") or 0) for k in (1, 2, 3)]
@@ -220,39 +304,42 @@ def make_plan(spec: dict, output_dir: Path, log: Callable[[str], None] = print,
                 stages.append((k, start, start + n))
                 start += n
         epochs = start
-        notes.append(f"Mask R-CNN staged training: " + ", ".join(f"stage {k} {b - a} epoch(s)" for k, a, b in stages))
+        notes.append("Mask R-CNN staged training: " + ", ".join(f"stage {k} {b - a} epoch(s)" for k, a, b in stages))
     elif params.get("epochs"):
         epochs = int(params["epochs"])
     else:
         epochs = max(1, math.ceil(params["num_steps"] / steps_per_epoch))
         notes.append(f"epochs not given: derived {epochs} = ceil(num_steps {params['num_steps']} / {steps_per_epoch} "
-                     f"steps per epoch) ({len(train_items)} training images, batch_size {bs}"
+                     f"steps per epoch) ({n_train} training images, batch_size {int(params['batch_size'])}"
                      + (f" x {gpus} GPUs" if gpus > 1 else "") + ")")
-    params["epochs"] = epochs
-    finetune = None
-    if spec.get("checkpoint") and not spec.get("resume"):
-        try:
-            finetune = models.read_weights(spec["checkpoint"])
-        except models.WeightsError as e:
-            raise JobError(f"cannot fine-tune: {e}") from None
-        if finetune.template and finetune.template != template.name:
-            raise JobError(f"cannot fine-tune: {finetune.path} holds a {finetune.template} model, not "
-                           f"{template.name}; choose --model {finetune.template}")
-        _check_fits(finetune, template.name, labels, params)
-    if resume_ck is not None:
-        done = int(resume_ck.get("epoch", 0))
-        if done >= epochs:
-            raise JobError(f"the run in {resume_path} already completed {done} of {epochs} epochs: give a larger "
-                           f"'epochs' to extend it")
-        notes.append(f"resuming from {resume_path} after epoch {done} of {epochs}")
-    for n in notes:
-        log(n)
-    return Plan(template=template.name, family=family.name, task=template.task, framework=family.framework,
-                params=params, labels=labels,
-                train_items=train_items, val_items=val_items, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                device=device, gpus=gpus, dataset_path=str(dataset), dataset_fingerprint=_fingerprint(labels, items),
-                dropped=dropped, stages=stages, finetune=finetune, resume=resume_ck, resume_path=resume_path,
-                notes=notes)
+    return epochs, stages, notes
+
+
+def _finetune_source(spec: dict, template, labels: list[str], params: dict):
+    """Without ``resume``: the weights of ``checkpoint`` to fine-tune from
+    (models.WeightsSource), checked to fit ``template``; None when no checkpoint is given."""
+    from .. import models
+
+    if not spec.get("checkpoint") or spec.get("resume"):
+        return None
+    try:
+        finetune = models.read_weights(spec["checkpoint"])
+    except models.WeightsError as e:
+        raise JobError(f"cannot fine-tune: {e}") from None
+    if finetune.template and finetune.template != template.name:
+        raise JobError(f"cannot fine-tune: {finetune.path} holds a {finetune.template} model, not "
+                       f"{template.name}; choose --model {finetune.template}")
+    _check_fits(finetune, template.name, labels, params)
+    return finetune
+
+
+def _resume_note(resume_ck: dict, resume_path: str, epochs: int) -> str:
+    """The note of a resumed run; a JobError when it already ran all ``epochs``."""
+    done = int(resume_ck.get("epoch", 0))
+    if done >= epochs:
+        raise JobError(f"the run in {resume_path} already completed {done} of {epochs} epochs: give a larger "
+                       f"'epochs' to extend it")
+    return f"resuming from {resume_path} after epoch {done} of {epochs}"
 
 
 def _check_fits(src, template: str, labels: list[str], params: dict) -> None:
