@@ -119,13 +119,13 @@ def test_one_holder_at_a_time_and_takeover_when_it_dies(tmp_path):
         holder.wait(30)
 
 
-@pytest.mark.parametrize("plant", ["directory", "symlink", "fifo", "dangling-symlink"])
+@pytest.mark.parametrize("plant", ["directory", "symlink", "fifo", "dangling-symlink", "hardlink"])
 def test_a_planted_lock_file_is_moved_aside(tmp_path, plant):
     path = tmp_path / LEASE_NAME
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
     {"directory": lambda: path.mkdir(), "symlink": lambda: path.symlink_to(victim), "fifo": lambda: os.mkfifo(path),
-     "dangling-symlink": lambda: path.symlink_to(tmp_path / "nowhere")}[plant]()
+     "dangling-symlink": lambda: path.symlink_to(tmp_path / "nowhere"), "hardlink": lambda: os.link(victim, path)}[plant]()
     lease = SchedulerLease(tmp_path)
     assert lease.acquire()
     assert path.is_file() and not path.is_symlink()

@@ -116,6 +116,9 @@ class JobManager:
     (default: this module's); spec_options: keyword arguments of
     :func:`.specs.check_spec` for that check (the server's, e.g. ``allowed_endpoint_urls``);
     owner: who this process is, shown to others while it holds the scheduler lease.
+    The lease, once taken (by :meth:`schedule`, :meth:`create`, :meth:`poll` or
+    :meth:`reconcile`), is kept until :meth:`close` (or ``lease.release()``): a
+    long-lived process that does not keep polling should give it up.
     Thread-safe.
     """
 

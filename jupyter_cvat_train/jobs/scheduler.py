@@ -9,7 +9,7 @@ process ends, however it ends (SIGKILL included), and the next process that asks
 it over. The server asks on every poll, a CLI command when it needs the queue advanced.
 
 The lock file lies in the runs root, which any Contents API user can write: a symlink,
-folder or FIFO in its place is moved aside (``scheduler.lock.bad-<time>``) and a plain
+folder, FIFO or hard link in its place is moved aside (``scheduler.lock.bad-<time>``) and a plain
 file made; a holder checks on each :meth:`SchedulerLease.acquire` that the file it locked
 is still the one at the path (one deleted or replaced means the lease is lost, and asked
 for again). What the file says about its holder (:meth:`SchedulerLease.holder`) is only
@@ -121,7 +121,8 @@ class SchedulerLease:
                     return None
                 self._move_aside()
                 continue
-            if stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:  # never a hard link to a file elsewhere
                 return fd
             os.close(fd)
             if not repair or attempt:
@@ -131,7 +132,8 @@ class SchedulerLease:
 
     def _move_aside(self) -> None:
         try:
-            if stat.S_ISREG(os.lstat(self.path).st_mode):
+            st = os.lstat(self.path)
+            if stat.S_ISREG(st.st_mode) and st.st_nlink == 1:
                 return
             aside = self.path.with_name(f"{LEASE_NAME}.bad-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}")
             os.rename(self.path, aside)
