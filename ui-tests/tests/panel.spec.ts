@@ -4,7 +4,13 @@
  * follow it live, TensorBoard, cancel a second job, reload, dark theme. One screenshot
  * per step under ui-tests/screenshots/ (checked by eye).
  */
-import { expect, test, type Page } from '@playwright/test';
+import {
+  expect,
+  test,
+  type APIRequestContext,
+  type Page,
+  type WebSocketRoute
+} from '@playwright/test';
 import { execFileSync } from 'child_process';
 import { existsSync } from 'fs';
 import * as path from 'path';
@@ -45,6 +51,31 @@ test.beforeEach(({ page }) => {
 test.afterEach(() => {
   expect(pageErrors).toEqual([]);
 });
+
+/** The job view's log lines are job.log's lines: none twice, none out of place. */
+async function expectLogAsFile(
+  page: Page,
+  request: APIRequestContext,
+  jobId: string
+) {
+  const view = page.locator(`.jp-CvatTrain-jobView[data-job-id="${jobId}"]`);
+  const log = await api(request, `jobs/${jobId}/log`);
+  const lines = String(log.text).split('\n');
+  if (lines[lines.length - 1] === '') {
+    lines.pop();
+  }
+  const expected = lines.map(l => l.replace(/\r$/, '').split('\r').pop() ?? '');
+  await expect(view.locator('.jp-CvatTrain-logBar')).toContainText(
+    `${expected.length} line`
+  );
+  const shown = await view.locator('.jp-CvatTrain-logLine').allTextContents();
+  const numbers = await view
+    .locator('.jp-CvatTrain-logLine')
+    .evaluateAll(nodes => nodes.map(n => Number(n.getAttribute('data-line'))));
+  expect(new Set(numbers).size).toBe(numbers.length);
+  expect(shown.length).toBeGreaterThan(0);
+  shown.forEach((line, i) => expect(line).toBe(expected[numbers[i] - 1]));
+}
 
 async function validate(page: Page, exportPath: string) {
   const panel = await openPanel(page);
@@ -217,8 +248,17 @@ test('TensorBoard opens in a tab and its page loads', async ({ page }) => {
   await shot(page, '06-tensorboard-light');
 });
 
-test('a second job is cancelled from its view', async ({ page }) => {
-  test.setTimeout(180_000);
+test('a second job survives a dropped stream (resumed, no line twice) and is cancelled', async ({
+  page,
+  request
+}) => {
+  test.setTimeout(240_000);
+  // every job stream goes through here, to the real server; the test can drop one
+  const streams: WebSocketRoute[] = [];
+  await page.routeWebSocket(/\/cvat-train\/api\/jobs\/[^/]+\/stream/, ws => {
+    ws.connectToServer();
+    streams.push(ws);
+  });
   await openLab(page);
   let view = page.locator(`.jp-CvatTrain-jobView[data-job-id="${trainedJob}"]`);
   await page
@@ -249,6 +289,26 @@ test('a second job is cancelled from its view', async ({ page }) => {
   );
   await expect(view).toHaveAttribute('data-job-id', /train/);
   await expect(view).toHaveAttribute('data-state', /queued|running/);
+  const jobId = (await view.getAttribute('data-job-id')) ?? '';
+  await expect(view).toHaveAttribute('data-state', 'running', {
+    timeout: 120_000
+  });
+  await expect(view.locator('.jp-CvatTrain-logLine').first()).toBeVisible({
+    timeout: 120_000
+  });
+  // the connection drops: the view says so, reconnects and resumes from its offsets
+  const ofJob = () =>
+    streams.filter(ws => ws.url().includes(`/jobs/${jobId}/stream`));
+  expect(ofJob()).toHaveLength(1);
+  await ofJob()[0].close({ code: 4000, reason: 'test drops the connection' });
+  await expect(view.locator('.jp-CvatTrain-logNote')).toContainText(
+    'reconnecting'
+  );
+  await expect.poll(() => ofJob().length, { timeout: 30_000 }).toBe(2);
+  expect(
+    Number(new URL(ofJob()[1].url()).searchParams.get('log_offset'))
+  ).toBeGreaterThan(0);
+  await expect(view.locator('.jp-CvatTrain-logNote')).toHaveCount(0);
   await view.locator('.jp-CvatTrain-cancel').click();
   await expect(view).toHaveAttribute('data-state', 'cancelled', {
     timeout: 120_000
@@ -258,6 +318,7 @@ test('a second job is cancelled from its view', async ({ page }) => {
     'title',
     'The job has ended'
   );
+  await expectLogAsFile(page, request, jobId);
   await shot(page, '07-job-cancelled-light');
 });
 
@@ -278,24 +339,7 @@ test('after a reload the panel and the job tab come back, the log without a repe
   );
   await expect(view).toBeVisible();
   await expect(view).toHaveAttribute('data-state', 'succeeded');
-  const log = await api(request, `jobs/${trainedJob}/log`);
-  const expected = (log.text as string)
-    .split('\n')
-    .filter((l: string, i: number, all: string[]) => i < all.length - 1 || l);
-  await expect(view.locator('.jp-CvatTrain-logBar')).toContainText(
-    `${expected.length} lines`
-  );
-  const shown = await view.locator('.jp-CvatTrain-logLine').allTextContents();
-  // every line shown is the file's line of the same number (none twice, none lost)
-  const numbers = await view
-    .locator('.jp-CvatTrain-logLine')
-    .evaluateAll(nodes => nodes.map(n => Number(n.getAttribute('data-line'))));
-  expect(new Set(numbers).size).toBe(numbers.length);
-  shown.forEach((line, i) =>
-    expect(line).toBe(
-      expected[numbers[i] - 1].replace(/\r$/, '').split('\r').pop()
-    )
-  );
+  await expectLogAsFile(page, request, trainedJob);
   // the jobs list has both jobs, newest first
   const panel = await openPanel(page);
   const rows = panel.locator('.jp-CvatTrain-job');
