@@ -20,8 +20,9 @@ import os
 import shutil
 from typing import Callable, Iterator
 
+from ..fileio import atomic_write_with
 from .errors import SourceChanged, StorageError, TransferError  # noqa: F401 - re-exported
-from .local import Entry, ensure_parent, local_path, temp_path_for, unchanged, walk
+from .local import Entry, ensure_parent, local_path, temp_name, unchanged, walk
 from .location import StorageLocation
 
 ProgressFn = Callable[[int], None]
@@ -128,16 +129,14 @@ class FileStorage(Storage):
     def put(self, src, key, on_bytes):
         final = local_path(self.root, key)
         ensure_parent(final)
-        tmp = temp_path_for(final)
-        try:
+
+        def write(tmp) -> None:
             shutil.copyfile(src.path, tmp)
             if not unchanged(src):
                 raise SourceChanged("changed while it was being copied")
             os.utime(tmp, ns=(int(src.mtime * 1e9), int(src.mtime * 1e9)))
-            os.replace(tmp, final)
-        except BaseException:
-            _remove_quietly(tmp)
-            raise
+
+        atomic_write_with(final, write, make_name=temp_name)
         on_bytes(src.size)
 
     def delete(self, keys):
@@ -158,10 +157,3 @@ class FileStorage(Storage):
         from .local import remove_stale_temp_files
 
         return remove_stale_temp_files(self._temp_files)
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.remove(path)
-    except OSError:
-        pass

@@ -73,11 +73,18 @@ def is_temp_name(name: str) -> bool:
     return TEMP_MARK in name
 
 
+def temp_name() -> str:
+    """A fresh temporary file name ``.<pid>.<16 hex>{TEMP_MARK}``, for write-then-rename
+    (:func:`jupyter_cvat_train.fileio.atomic_write_with`'s ``make_name``). Not the
+    generic temp name: walks must recognise and skip these files, and the pid lets
+    :func:`remove_stale_temp_files` delete those of a writer that is gone. Its length is
+    fixed and short (about 35 bytes), not derived from the final name's."""
+    return f".{os.getpid()}.{secrets.token_hex(8)}{TEMP_MARK}"
+
+
 def temp_path_for(final: str | os.PathLike) -> str:
-    """A fresh temporary path in the same folder as ``final``, for write-then-rename.
-    Its name has a fixed short length (about 35 bytes), not derived from ``final``'s."""
-    folder = os.path.dirname(os.fspath(final))
-    return os.path.join(folder, f".{os.getpid()}.{secrets.token_hex(8)}{TEMP_MARK}")
+    """A fresh temporary path (:func:`temp_name`) in the same folder as ``final``."""
+    return os.path.join(os.path.dirname(os.fspath(final)), temp_name())
 
 
 def unchanged(entry: Entry) -> bool:

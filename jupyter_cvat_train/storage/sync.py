@@ -32,10 +32,12 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Callable
 
+from ..fileio import atomic_write_with
 from .errors import SourceChanged, StorageError, TransferError
-from .local import Entry, UnsafeKeyError, ensure_parent, local_path, remove_stale_temp_files, temp_path_for, walk
+from .local import Entry, UnsafeKeyError, ensure_parent, local_path, remove_stale_temp_files, temp_name, walk
 from .location import StorageLocation, is_within, normalize_endpoint_url, parse_storage_uri
 from .lock import SyncLock
 from .opener import open_storage
@@ -304,18 +306,13 @@ def _list_both(storage, workspace: str, on_skip, local_temps: list[str], remote_
 def _download(storage, workspace: str, action: Action, on_bytes) -> None:
     final = local_path(workspace, action.key)
     ensure_parent(final)
-    tmp = temp_path_for(final)
-    try:
-        storage.get(action.src, tmp, on_bytes)
+
+    def write(tmp: Path) -> None:
+        storage.get(action.src, str(tmp), on_bytes)
         ns = int(action.src.mtime * 1e9)
         os.utime(tmp, ns=(ns, ns))
-        os.replace(tmp, final)
-    except BaseException:
-        try:
-            os.remove(tmp)
-        except OSError:
-            pass
-        raise
+
+    atomic_write_with(final, write, make_name=temp_name)
 
 
 def _upload(storage, action: Action, on_bytes) -> None:
