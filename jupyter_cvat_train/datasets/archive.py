@@ -36,7 +36,7 @@ MAX_RATIO = 200.0  # uncompressed / compressed, for the archive as a whole
 _CHUNK = 1 << 20
 
 
-def file_digest(path: Path) -> str:
+def cached_sha256(path: Path) -> str:
     """SHA-256 hex digest of a file's content, remembered per (path, size, mtime) in the
     cache so a big zip is hashed once."""
     st = path.stat()
@@ -184,7 +184,7 @@ def open_export(path: str | os.PathLike) -> tuple[Path, list[Finding]]:
     if stat.S_ISDIR(st.st_mode):
         root = path
     elif path.suffix.lower() == ".zip" or zipfile.is_zipfile(path):
-        root = cache_root() / "exports" / file_digest(path)
+        root = cache_root() / "exports" / cached_sha256(path)
         meta = root / ".cvat-train-extracted.json"
         if meta.exists():
             findings = [Finding(**f) for f in json.loads(meta.read_text())["findings"]]

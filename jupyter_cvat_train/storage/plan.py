@@ -63,7 +63,7 @@ class Action:
 
 
 @dataclass
-class Plan:
+class SyncPlan:
     """The actions, plus what was skipped (same on both sides) or refused (unsafe key,
     with the reason)."""
 
@@ -86,10 +86,10 @@ class Plan:
         return out
 
 
-def make_plan(src: Iterable[Entry], dst: Iterable[Entry], *, filters: Filters | None = None,
+def plan_sync(src: Iterable[Entry], dst: Iterable[Entry], *, filters: Filters | None = None,
               delete: bool = False, checksum: bool = False, mtime_tolerance: float = 0.0,
               same_content: Callable[[Entry, Entry], bool] | None = None, download: bool = False,
-              threads: int = 8) -> Plan:
+              threads: int = 8) -> SyncPlan:
     """Compare source and destination entries and decide each key's action.
 
     ``same_content(src_entry, dst_entry)`` is called (in ``threads`` threads) for
@@ -98,7 +98,7 @@ def make_plan(src: Iterable[Entry], dst: Iterable[Entry], *, filters: Filters | 
     ordered largest transfer first (so big files start early), then deletes.
     """
     filters = filters or Filters()
-    plan = Plan()
+    plan = SyncPlan()
     src_map: dict[str, Entry] = {}
     for e in src:
         if not filters(e.key):

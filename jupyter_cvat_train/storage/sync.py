@@ -41,7 +41,7 @@ from .local import Entry, UnsafeKeyError, ensure_parent, local_path, remove_stal
 from .location import StorageLocation, is_within, normalize_endpoint_url, parse_storage_uri
 from .lock import SyncLock
 from .opener import open_storage
-from .plan import Action, Filters, Plan, make_plan
+from .plan import Action, Filters, SyncPlan, plan_sync
 
 MAX_ERRORS_KEPT = 50
 CHANGED_RETRIES = 2
@@ -256,7 +256,7 @@ def _run(options, storage, workspace, summary, progress, log, warn, cancelled) -
         same = lambda s, d: storage.same_content(d, s)  # noqa: E731
     else:
         same = lambda s, d: storage.same_content(s, d)  # noqa: E731
-    plan = make_plan(src, dst, filters=Filters(options.include, options.exclude), delete=delete,
+    plan = plan_sync(src, dst, filters=Filters(options.include, options.exclude), delete=delete,
                      checksum=options.checksum, mtime_tolerance=storage.mtime_tolerance, same_content=same,
                      download=not up, threads=options.concurrency)
     summary["skipped"] = plan.skipped
@@ -341,7 +341,7 @@ def _upload(storage, action: Action, on_bytes) -> None:
                         "sync again once the file is no longer being written")
 
 
-def _execute(plan: Plan, options, storage, workspace, summary, progress, warn, cancelled) -> None:
+def _execute(plan: SyncPlan, options, storage, workspace, summary, progress, warn, cancelled) -> None:
     transfers = [a for a in plan.actions if a.op != "delete"]
     deletes = [a for a in plan.actions if a.op == "delete"]
     counters = _Counters(len(transfers) + len(deletes), plan.transfer_bytes, progress)

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ...fileio import atomic_write, cache_root
-from ..archive import file_digest
+from ..archive import cached_sha256
 from ..findings import ExportError, Finding, finding
 from ..model import Annotation, Dataset, Item
 from ..references import read_annotation_file
@@ -176,7 +176,7 @@ def load(root: Path) -> tuple[Dataset, list[Finding]]:
     items: list[Item] = []
     for path in files:
         subset = path.stem or "default"
-        image_dir = cache_root() / "tfrecord" / file_digest(path) / subset
+        image_dir = cache_root() / "tfrecord" / cached_sha256(path) / subset
         image_dir.mkdir(parents=True, exist_ok=True)
         try:
             for index, record in enumerate(read_records(path)):
