@@ -6,7 +6,7 @@ import datumaro as dm
 import numpy as np
 import pytest
 
-from jupyter_cvat_train.annotate.polygons import mask_to_polygons, polygon_area
+from jupyter_cvat_train.datasets.geometry import mask_to_polygons, polygon_area
 from jupyter_cvat_train.annotate.writers import AnnotatedImage, write_annotations
 from jupyter_cvat_train.datasets.model import Annotation
 

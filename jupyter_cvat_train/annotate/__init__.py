@@ -4,7 +4,7 @@
   and ``cvat-train annotate`` both run it through ``jobs.runtime.run_job``);
 - :mod:`.inputs` finds the images (folder, zip, CVAT export), :mod:`.mapping` maps model
   labels to target labels, :mod:`.engine` / :mod:`.onnx_engine` run the model,
-  :mod:`.polygons` turns masks into polygons, :mod:`.writers` writes COCO / CVAT / YOLO
+  :mod:`..datasets.geometry` turns masks into polygons, :mod:`.writers` writes COCO / CVAT / YOLO
   zips, :mod:`.preview` draws preview PNGs, :mod:`.pipeline` runs it all.
 
 Importing this package does not import torch.

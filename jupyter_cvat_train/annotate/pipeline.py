@@ -29,13 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
+from ..datasets.geometry import DEFAULT_TOLERANCE, mask_to_polygons
 from ..datasets.model import Annotation
 from ..jobs.runtime import JobCancelled, JobContext, JobError
 from .engine import Detections
 from .inputs import ImageSource, InputError, open_input
 from .mapping import LabelMapping, MappingError, build_mapping, parse_map_pairs
 from .outputs import OutputError, OutputPlan, plan_outputs, write_json
-from .polygons import DEFAULT_TOLERANCE, mask_to_polygons
 from .preview import preview_name, render_preview
 from .writers import FORMATS, AnnotatedImage, write_annotations
 

@@ -26,10 +26,10 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ..datasets.geometry import polygon_area
 from ..datasets.model import Annotation
 from ..fileio import atomic_write_with
 from .outputs import publish
-from .polygons import polygon_area
 
 FORMATS = ("coco", "cvat", "yolo")
 

@@ -1,7 +1,11 @@
-"""Instance mask -> polygons, for segmentation models.
+"""Polygons: from instance masks (readers of mask annotations, segmentation models'
+predictions) and their area.
 
-Method: OpenCV border following (Suzuki & Abe 1985, ``cv2.findContours`` with
-``RETR_EXTERNAL``: outer boundaries only, holes are not written) on the mask
+Polygons are flat ``[x1, y1, x2, y2, ...]`` lists in pixels (COCO's ``segmentation``
+layout, see :mod:`.model`).
+
+:func:`mask_to_polygons` method: OpenCV border following (Suzuki & Abe 1985,
+``cv2.findContours`` with ``RETR_EXTERNAL``: outer boundaries only, holes are not written) on the mask
 thresholded at ``mask_threshold``, then Douglas-Peucker simplification
 (``cv2.approxPolyDP``) with ``tolerance`` = the largest distance, in pixels of the
 mask, between the traced boundary and the written polygon. The default tolerance,
@@ -17,12 +21,16 @@ DEFAULT_TOLERANCE = 1.0
 
 
 def mask_to_polygons(mask: np.ndarray, *, tolerance: float = DEFAULT_TOLERANCE, mask_threshold: float = 0.5,
-                     min_area: float = 1.0, scale: tuple[float, float] = (1.0, 1.0)) -> list[list[float]]:
+                     min_area: float = 1.0, scale: tuple[float, float] = (1.0, 1.0),
+                     largest_first: bool = True) -> list[list[float]]:
     """Polygons of the foreground of ``mask``.
 
     mask: (H, W) array, probabilities in [0, 1] or a boolean / 0-1 mask.
+    tolerance: Douglas-Peucker tolerance in mask pixels (0: the traced contour as it is).
+    min_area: contours with a smaller area (square mask pixels) are dropped.
     scale: (sx, sy) multiplied into the x and y coordinates (mask pixels -> image pixels).
-    Returns a list of flat ``[x1, y1, x2, y2, ...]`` lists (COCO layout), largest first.
+    largest_first: sort by area, else keep OpenCV's order.
+    Returns a list of flat ``[x1, y1, x2, y2, ...]`` lists (COCO layout).
     """
     import cv2
 
@@ -44,12 +52,14 @@ def mask_to_polygons(mask: np.ndarray, *, tolerance: float = DEFAULT_TOLERANCE, 
             continue
         pts = c.reshape(-1, 2).astype(np.float64) * np.asarray(scale, dtype=np.float64)
         polys.append((area, pts.reshape(-1).round(2).tolist()))
-    polys.sort(key=lambda t: -t[0])
+    if largest_first:
+        polys.sort(key=lambda t: -t[0])
     return [p for _, p in polys]
 
 
-def polygon_area(poly: list[float]) -> float:
-    """Area of a flat xy polygon by the shoelace formula, in square pixels."""
-    xy = np.asarray(poly, dtype=np.float64).reshape(-1, 2)
-    x, y = xy[:, 0], xy[:, 1]
-    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
+def polygon_area(poly) -> float:
+    """Area of a flat xy polygon (a sequence of numbers) by the shoelace formula, in
+    square pixels: NaN when a coordinate is NaN, infinite or NaN when one is infinite.
+    Raises TypeError when a coordinate is not a number."""
+    xs, ys = poly[0::2], poly[1::2]
+    return abs(sum(xs[i - 1] * ys[i] - xs[i] * ys[i - 1] for i in range(len(xs)))) / 2

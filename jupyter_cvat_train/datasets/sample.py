@@ -26,6 +26,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from ..fileio import atomic_write_with
+from .geometry import polygon_area
 
 LABELS = ["circle", "square", "triangle"]
 COLORS = {"circle": (215, 40, 40), "square": (40, 70, 215), "triangle": (40, 185, 60)}
@@ -78,11 +79,6 @@ def _apart(a, b, gap: float = 4.0) -> bool:
     return a[2] + gap <= b[0] or b[2] + gap <= a[0] or a[3] + gap <= b[1] or b[3] + gap <= a[1]
 
 
-def _area(poly: list[float]) -> float:
-    xs, ys = poly[0::2], poly[1::2]
-    return abs(sum(xs[i - 1] * ys[i] - xs[i] * ys[i - 1] for i in range(len(xs)))) / 2
-
-
 def draw_sample(rng: np.random.Generator, width: int, height: int, max_objects: int = 4):
     """One image and its objects: (PIL image, [(label, polygon), ...])."""
     img = _background(rng, width, height)
@@ -128,7 +124,7 @@ def write_coco(folder: Path, images: int, seed: int, width: int, height: int, su
             x1, y1, x2, y2 = _bbox(poly)
             coco["annotations"].append({
                 "id": ann_id, "image_id": i + 1, "category_id": LABELS.index(label) + 1, "segmentation": [poly],
-                "area": round(_area(poly), 2), "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
+                "area": round(polygon_area(poly), 2), "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
                 "iscrowd": 0, "attributes": {"occluded": False}})
             ann_id += 1
     (folder / "annotations" / f"instances_{subset}.json").write_text(json.dumps(coco))

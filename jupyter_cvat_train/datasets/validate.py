@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from .findings import ExportError, Finding, finding
+from .geometry import polygon_area
 from .imagefiles import MAX_IMAGE_PIXELS, image_sizes
 from .references import UnsafeExport
 from .model import Dataset, Item
@@ -100,15 +101,12 @@ def _polygon_problem(poly) -> str | None:
     if not isinstance(poly, list) or len(poly) < 6 or len(poly) % 2:
         return "has fewer than 3 points or an odd number of coordinates"
     try:
-        xs, ys = poly[0::2], poly[1::2]
-        area = 0.0
-        for i in range(len(xs)):
-            area += xs[i - 1] * ys[i] - xs[i] * ys[i - 1]
+        area = polygon_area(poly)
     except TypeError:
         return "has non-numeric coordinates"
     if not math.isfinite(area):
         return "has non-finite coordinates"
-    if abs(area) < 1e-6:
+    if 2 * area < 1e-6:
         return "has zero area"
     return None
 

@@ -64,16 +64,17 @@ def read_json(path: Path) -> dict:
 
 
 def rle_to_polygons(segm: dict, height: int, width: int) -> list[list[float]]:
-    """Outer contours of a COCO RLE mask (compressed or not) as flat xy polygons."""
-    import cv2
+    """Outer contours of a COCO RLE mask (compressed or not) as flat xy polygons, as
+    traced (:func:`..geometry.mask_to_polygons` without simplification or filtering)."""
     import numpy as np
     from pycocotools import mask as mask_utils
+
+    from ..geometry import mask_to_polygons
 
     if isinstance(segm.get("counts"), list):
         segm = mask_utils.frPyObjects(segm, segm["size"][0], segm["size"][1])
     m = np.ascontiguousarray(mask_utils.decode(segm)).astype(np.uint8)
-    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
+    return mask_to_polygons(m, tolerance=0, min_area=0, largest_first=False)
 
 
 def load(root: Path) -> tuple[Dataset, list[Finding]]:

@@ -56,12 +56,12 @@ def _error_finding(kind: str, error: Exception, format_id: str) -> Finding:
 
 
 def _mask_polygons(mask) -> list[list[float]]:
-    import cv2
     import numpy as np
 
+    from ..geometry import mask_to_polygons
+
     m = np.ascontiguousarray(mask.image).astype(np.uint8)
-    contours, _ = cv2.findContours(m, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
-    return [c.reshape(-1).astype(float).tolist() for c in contours if len(c) >= 3]
+    return mask_to_polygons(m, tolerance=0, min_area=0, largest_first=False)
 
 
 def convert(dm_dataset, root: Path, format_id: str, policy=None,
