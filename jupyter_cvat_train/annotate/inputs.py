@@ -16,9 +16,9 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from ..datasets.imagefiles import IMAGE_EXTENSIONS
 from ..datasets.model import Annotation
 
-IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
 ANNOTATION_MARKERS = (".json", ".xml", ".names", ".tfrecord", ".pbtxt")
 
 

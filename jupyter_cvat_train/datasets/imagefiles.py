@@ -19,7 +19,9 @@ from .references import open_regular
 # Pillow refuses to decode above 2 x Image.MAX_IMAGE_PIXELS (a decompression bomb); the same
 # default here, so validation flags what training could not decode.
 MAX_IMAGE_PIXELS = int(os.environ.get("CVAT_TRAIN_MAX_IMAGE_PIXELS", 2 * 89_478_485))
-IMAGE_EXTENSIONS = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".jfif"}
+# The image file name endings (lower case) an export's image folder, YOLO's image lists and
+# the annotate input are searched for: the still-image formats CVAT takes and Pillow reads.
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".jfif", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
