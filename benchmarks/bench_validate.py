@@ -25,6 +25,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+from jupyter_cvat_train.datasets.formats.coco import coco_document  # noqa: E402
+from jupyter_cvat_train.datasets.model import Annotation  # noqa: E402
 from jupyter_cvat_train.fileio import cache_root  # noqa: E402
 
 SIZES = [(96, 64), (80, 80), (112, 64), (64, 96)]  # small images, several sizes
@@ -50,29 +52,19 @@ def generate(folder: Path, n_images: int, n_boxes: int, seed: int = 0) -> Path:
         Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(buf, "JPEG", quality=80)
         encoded[(w, h)] = buf.getvalue()
     labels = ["car", "person", "bicycle", "dog", "cat"]
-    images, anns = [], []
-    aid = 1
+    images = []
     for i in range(n_images):
         w, h = SIZES[i % len(SIZES)]
         name = f"img_{i:06d}.jpg"
         (img_dir / name).write_bytes(encoded[(w, h)])
-        images.append({"id": i + 1, "width": w, "height": h, "file_name": name, "license": 0, "flickr_url": "",
-                       "coco_url": "", "date_captured": 0})
         bw = rng.uniform(4, w / 2, n_boxes)
         bh = rng.uniform(4, h / 2, n_boxes)
         x = rng.uniform(0, w - bw)
         y = rng.uniform(0, h - bh)
         cats = rng.integers(1, len(labels) + 1, n_boxes)
-        for k in range(n_boxes):
-            anns.append({"id": aid, "image_id": i + 1, "category_id": int(cats[k]), "segmentation": [],
-                         "area": round(float(bw[k] * bh[k]), 2),
-                         "bbox": [round(float(x[k]), 2), round(float(y[k]), 2), round(float(bw[k]), 2),
-                                  round(float(bh[k]), 2)],
-                         "iscrowd": 0, "attributes": {"occluded": False}})
-            aid += 1
-    coco = {"licenses": [{"name": "", "id": 0, "url": ""}], "info": {},
-            "categories": [{"id": k + 1, "name": n, "supercategory": ""} for k, n in enumerate(labels)],
-            "images": images, "annotations": anns}
+        boxes = [(float(x[k]), float(y[k]), float(x[k] + bw[k]), float(y[k] + bh[k])) for k in range(n_boxes)]
+        images.append((name, w, h, [Annotation(labels[int(c) - 1], box) for c, box in zip(cats, boxes, strict=True)]))
+    coco = coco_document(images, labels)
     (folder / "annotations" / "instances_default.json").write_text(json.dumps(coco))
     marker.write_text("ok")
     return folder

@@ -33,22 +33,18 @@ def sample_zip(tmp_path_factory) -> Path:
 
 def write_coco_subset(src_zip: Path, out: Path, n: int) -> Path:
     """A COCO 1.0 export folder of the first ``n`` images of ``src_zip`` (boxes only)."""
-    from jupyter_cvat_train.datasets import load_export
+    from jupyter_cvat_train.datasets import Annotation, load_export
+    from jupyter_cvat_train.datasets.formats.coco import coco_document
 
     ds = load_export(src_zip)
     (out / "images" / "default").mkdir(parents=True)
     (out / "annotations").mkdir()
-    coco = {"images": [], "annotations": [], "categories": [{"id": k + 1, "name": n_} for k, n_ in enumerate(ds.labels)]}
-    for i, it in enumerate(ds.items[:n]):
+    images = []
+    for it in ds.items[:n]:
         name = Path(it.image_path).name
         shutil.copy(it.image_path, out / "images" / "default" / name)
-        coco["images"].append({"id": i + 1, "file_name": name, "width": it.width, "height": it.height})
-        for a in it.annotations:
-            x1, y1, x2, y2 = a.bbox
-            coco["annotations"].append({"id": len(coco["annotations"]) + 1, "image_id": i + 1, "iscrowd": 0,
-                                        "category_id": ds.labels.index(a.label) + 1, "segmentation": [],
-                                        "bbox": [x1, y1, x2 - x1, y2 - y1], "area": (x2 - x1) * (y2 - y1)})
-    (out / "annotations" / "instances_default.json").write_text(json.dumps(coco))
+        images.append((name, it.width, it.height, [Annotation(a.label, a.bbox) for a in it.annotations]))
+    (out / "annotations" / "instances_default.json").write_text(json.dumps(coco_document(images, ds.labels)))
     return out
 
 

@@ -26,7 +26,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from ..datasets.geometry import polygon_area
+from ..datasets.formats.coco import coco_document
 from ..datasets.model import Annotation
 from ..fileio import atomic_write_with
 from .outputs import publish
@@ -62,38 +62,12 @@ def _round(v: float) -> float:
     return round(float(v), 2)
 
 
-def coco_json(images: list[AnnotatedImage], labels: list[str], *, description: str = "") -> dict:
-    """The COCO 1.0 instances dict for ``images`` (see the module docstring)."""
-    cat_id = {name: i for i, name in enumerate(labels, start=1)}
-    out_images, out_anns = [], []
-    ann_id = 0
-    for image_id, im in enumerate(images, start=1):
-        out_images.append({"id": image_id, "width": im.width, "height": im.height, "file_name": im.name,
-                           "license": 0, "flickr_url": "", "coco_url": "", "date_captured": 0})
-        for a in im.annotations:
-            ann_id += 1
-            x1, y1, x2, y2 = a.bbox
-            area = sum(polygon_area(p) for p in a.polygons) if a.polygons else (x2 - x1) * (y2 - y1)
-            attributes = {"occluded": bool(a.attributes.get("occluded", False))}
-            if a.score is not None:
-                attributes["source"] = "auto"
-            ann = {"id": ann_id, "image_id": image_id, "category_id": cat_id[a.label],
-                   "segmentation": [list(p) for p in a.polygons], "area": _round(area),
-                   "bbox": [_round(x1), _round(y1), _round(x2 - x1), _round(y2 - y1)],
-                   "iscrowd": 0, "attributes": attributes}
-            if a.score is not None:
-                ann["score"] = round(float(a.score), 5)
-            out_anns.append(ann)
-    return {"licenses": [{"name": "", "id": 0, "url": ""}],
-            "info": {"contributor": "", "date_created": "", "description": description, "url": "", "version": "", "year": ""},
-            "categories": [{"id": i, "name": n, "supercategory": ""} for n, i in cat_id.items()],
-            "images": out_images, "annotations": out_anns}
-
-
 def write_coco(output: Path, images: list[AnnotatedImage], labels: list[str], *, description: str = "",
                overwrite: bool = True) -> Path:
     """Write a COCO 1.0 zip (``annotations/instances_default.json``) to ``output``."""
-    data = json.dumps(coco_json(images, labels, description=description), separators=(",", ":")).encode()
+    doc = coco_document([(im.name, im.width, im.height, im.annotations) for im in images], labels,
+                        description=description)
+    data = json.dumps(doc, separators=(",", ":")).encode()
     return _atomic_zip(output, {"annotations/instances_default.json": data}, overwrite)
 
 

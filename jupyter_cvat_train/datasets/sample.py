@@ -26,7 +26,8 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
 from ..fileio import atomic_write_with
-from .geometry import polygon_area
+from .formats.coco import coco_document
+from .model import Annotation
 
 LABELS = ["circle", "square", "triangle"]
 COLORS = {"circle": (215, 40, 40), "square": (40, 70, 215), "triangle": (40, 185, 60)}
@@ -101,32 +102,21 @@ def draw_sample(rng: np.random.Generator, width: int, height: int, max_objects: 
     return img, objects
 
 
-def write_coco(folder: Path, images: int, seed: int, width: int, height: int, subset: str = "default",
-               max_objects: int = 4) -> Path:
+def write_coco_sample(folder: Path, images: int, seed: int, width: int, height: int, subset: str = "default",
+                      max_objects: int = 4) -> Path:
     """Write a COCO 1.0 export (CVAT layout) of ``images`` sample images into ``folder``."""
     rng = np.random.default_rng(seed)
     img_dir = folder / "images" / subset
     img_dir.mkdir(parents=True, exist_ok=True)
     (folder / "annotations").mkdir(parents=True, exist_ok=True)
-    coco = {"licenses": [{"name": "", "id": 0, "url": ""}],
-            "info": {"contributor": "", "date_created": "", "description": "cvat-train sample-dataset",
-                     "url": "", "version": "", "year": ""},
-            "categories": [{"id": k + 1, "name": name, "supercategory": ""} for k, name in enumerate(LABELS)],
-            "images": [], "annotations": []}
-    ann_id = 1
+    entries = []
     for i in range(images):
         img, objects = draw_sample(rng, width, height, max_objects)
         name = f"shapes_{i:05d}.jpg"
         img.save(img_dir / name, quality=90)
-        coco["images"].append({"id": i + 1, "width": width, "height": height, "file_name": name, "license": 0,
-                               "flickr_url": "", "coco_url": "", "date_captured": 0})
-        for label, poly in objects:
-            x1, y1, x2, y2 = _bbox(poly)
-            coco["annotations"].append({
-                "id": ann_id, "image_id": i + 1, "category_id": LABELS.index(label) + 1, "segmentation": [poly],
-                "area": round(polygon_area(poly), 2), "bbox": [x1, y1, round(x2 - x1, 2), round(y2 - y1, 2)],
-                "iscrowd": 0, "attributes": {"occluded": False}})
-            ann_id += 1
+        entries.append((name, width, height, [Annotation(label, _bbox(poly), [poly], {"occluded": False})
+                                              for label, poly in objects]))
+    coco = coco_document(entries, LABELS, description="cvat-train sample-dataset")
     (folder / "annotations" / f"instances_{subset}.json").write_text(json.dumps(coco))
     return folder
 
@@ -213,7 +203,7 @@ def generate_sample(out: str | Path, format: str = "coco", images: int = 200, se
     out.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix=".sample-", dir=out.parent) as tmp:
         coco_dir = Path(tmp) / "coco"
-        write_coco(coco_dir, images, seed, width, height, max_objects=max_objects)
+        write_coco_sample(coco_dir, images, seed, width, height, max_objects=max_objects)
         folder = coco_dir
         if format != "coco":
             folder = Path(tmp) / format

@@ -9,13 +9,18 @@ of flat polygons, or an RLE dict when ``iscrowd`` is 1 (converted to polygons).
 Why not Datumaro here: on an export of 20,000 images x 10 boxes, Datumaro's COCO
 import alone takes several times the JSON parse (see benchmarks/bench_validate.py);
 this reader is a single pass over the parsed JSON.
+
+:func:`coco_document` builds the same document for writing (the annotate job's COCO
+output, the sample generator).
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from ..findings import ExportError, Finding, finding
+from ..geometry import polygon_area
 from ..model import Annotation, Dataset, Item
 from ..references import ExportRoot, read_annotation_file, unsafe_reference
 
@@ -27,6 +32,48 @@ except ImportError:  # pragma: no cover
     import json as _json
 
     _loads = _json.loads
+
+
+def _round(v: float) -> float:
+    return round(float(v), 2)
+
+
+def coco_document(images: Iterable[tuple[str, int, int, Iterable[Annotation]]], labels: Sequence[str], *,
+                  description: str = "") -> dict:
+    """The COCO 1.0 instances document CVAT exports (and imports) for ``images``.
+
+    images: ``(file_name, width, height, annotations)`` per image, in pixels; image ids
+    1..N in this order, annotation ids 1..M. labels: category ids 1..K in this order;
+    every annotation's label must be one of them (KeyError otherwise).
+    Each annotation: ``bbox`` xywh and ``area`` (of its polygons, else of its box) in
+    pixels rounded to 0.01; ``segmentation`` its polygons; ``attributes.occluded``; a
+    prediction (``score`` not None) also gets ``score`` and ``attributes.source = "auto"``.
+    """
+    cat_id = {name: i for i, name in enumerate(labels, start=1)}
+    out_images, out_anns = [], []
+    ann_id = 0
+    for image_id, (name, width, height, annotations) in enumerate(images, start=1):
+        out_images.append({"id": image_id, "width": width, "height": height, "file_name": name,
+                           "license": 0, "flickr_url": "", "coco_url": "", "date_captured": 0})
+        for a in annotations:
+            ann_id += 1
+            x1, y1, x2, y2 = a.bbox
+            area = sum(polygon_area(p) for p in a.polygons) if a.polygons else (x2 - x1) * (y2 - y1)
+            attributes = {"occluded": bool(a.attributes.get("occluded", False))}
+            if a.score is not None:
+                attributes["source"] = "auto"
+            ann = {"id": ann_id, "image_id": image_id, "category_id": cat_id[a.label],
+                   "segmentation": [list(p) for p in a.polygons], "area": _round(area),
+                   "bbox": [_round(x1), _round(y1), _round(x2 - x1), _round(y2 - y1)],
+                   "iscrowd": 0, "attributes": attributes}
+            if a.score is not None:
+                ann["score"] = round(float(a.score), 5)
+            out_anns.append(ann)
+    return {"licenses": [{"name": "", "id": 0, "url": ""}],
+            "info": {"contributor": "", "date_created": "", "description": description, "url": "", "version": "",
+                     "year": ""},
+            "categories": [{"id": i, "name": n, "supercategory": ""} for n, i in cat_id.items()],
+            "images": out_images, "annotations": out_anns}
 
 
 def annotation_files(root: Path) -> list[Path]:
