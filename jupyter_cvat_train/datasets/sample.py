@@ -14,7 +14,6 @@ the same bytes (fixed zip timestamps), so a zip's content hash is stable.
 """
 from __future__ import annotations
 
-import io
 import json
 import math
 import shutil

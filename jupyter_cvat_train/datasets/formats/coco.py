@@ -52,10 +52,10 @@ def coco_document(images: Iterable[tuple[str, int, int, Iterable[Annotation]]], 
     cat_id = {name: i for i, name in enumerate(labels, start=1)}
     out_images, out_anns = [], []
     ann_id = 0
-    for image_id, (name, width, height, annotations) in enumerate(images, start=1):
+    for image_id, (name, width, height, anns) in enumerate(images, start=1):
         out_images.append({"id": image_id, "width": width, "height": height, "file_name": name,
                            "license": 0, "flickr_url": "", "coco_url": "", "date_captured": 0})
-        for a in annotations:
+        for a in anns:
             ann_id += 1
             x1, y1, x2, y2 = a.bbox
             area = sum(polygon_area(p) for p in a.polygons) if a.polygons else (x2 - x1) * (y2 - y1)
