@@ -19,8 +19,8 @@ from __future__ import annotations
 import errno
 import os
 import secrets
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 
 TEMP_PREFIX = ".cvat-train-"
 TEMP_SUFFIX = ".tmp"
