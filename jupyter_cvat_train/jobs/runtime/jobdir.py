@@ -236,7 +236,10 @@ def clean_status(data: dict) -> tuple[dict, list[str]]:
 def process_start_time(pid: int) -> float | None:
     """Start time of process ``pid`` in clock ticks since boot (Linux ``/proc/PID/stat``
     field 22), or None if the process does not exist. With the pid it identifies a
-    process even after the pid is reused."""
+    process even after the pid is reused. Read here rather than taken from psutil's
+    ``create_time()``, which adds the boot time as wall-clock seconds: that float moves
+    when the clock is stepped, the tick count never does, so records compare exactly.
+    The one place the project parses /proc."""
     try:
         pid = valid_pid(pid)
         with open(f"/proc/{pid}/stat", "rb") as f:
