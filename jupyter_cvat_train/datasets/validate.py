@@ -19,8 +19,8 @@ import numpy as np
 from .findings import ExportError, Finding, finding
 from .geometry import polygon_area
 from .imagefiles import MAX_IMAGE_PIXELS, image_sizes
-from .references import UnsafeExport
 from .model import Dataset, Item
+from .references import UnsafeExport
 
 FEW_ANNOTATIONS = 100  # Onepanel warned below this many annotations in total
 BOUNDS_TOLERANCE = 1.0  # pixels a box may reach past the image edge before it is reported
@@ -114,25 +114,48 @@ def _polygon_problem(poly) -> str | None:
 def check_dataset(ds: Dataset, threads: int = 8) -> tuple[list[Finding], dict]:
     """The checks shared by all formats. Returns (findings, box size statistics).
 
-    Finds: empty-export, no-labels, missing-image, unreadable-image, image-too-large, image-size-mismatch,
-    undeclared-label, degenerate-box, box-out-of-bounds, duplicate-annotation,
-    image-without-annotations, label-without-annotations, few-annotations, invalid-polygon.
+    Finds, in this order: empty-export, no-labels (:func:`_check_declared`);
+    missing-image, unreadable-image, image-too-large, image-size-mismatch
+    (:func:`_check_images`); undeclared-label, degenerate-box, box-out-of-bounds,
+    duplicate-annotation (:func:`_check_boxes`, over all boxes at once);
+    image-without-annotations, label-without-annotations, few-annotations
+    (:func:`_check_coverage`); invalid-polygon (:func:`_check_polygons`).
     Image sizes are read from file headers by ``threads`` threads.
     """
-    out: list[Finding] = []
-    root = ds.root
-    items = ds.items
-    if not items:
-        out.append(finding("empty-export", f"the export at {root} holds no images ({ds.format} layout found)"))
+    out = _check_declared(ds)
+    image_findings, widths, heights = _check_images(ds, threads)
+    out += image_findings
+    boxes = _Boxes.of(ds)
+    out += _check_boxes(ds, boxes, widths, heights)
+    out += _check_coverage(ds, boxes)
+    out += _check_polygons(ds)
+    ok = ~boxes.degenerate
+    box_size = {"width": _stats(boxes.width[ok]), "height": _stats(boxes.height[ok]),
+                "area": _stats((boxes.width * boxes.height)[ok])}
+    return out, box_size
+
+
+def _check_declared(ds: Dataset) -> list[Finding]:
+    """An export with no images or no labels."""
+    out = []
+    if not ds.items:
+        out.append(finding("empty-export", f"the export at {ds.root} holds no images ({ds.format} layout found)"))
     if not ds.labels:
         out.append(finding("no-labels", "the export declares no labels"))
+    return out
 
-    # Images: present, readable, of the declared size.
+
+def _check_images(ds: Dataset, threads: int) -> tuple[list[Finding], np.ndarray, np.ndarray]:
+    """Images present, readable, within MAX_IMAGE_PIXELS and of the declared size.
+    Returns (findings, widths, heights): the frame each item's boxes were drawn in
+    (the declared size where given, else the header's; NaN when neither is known)."""
+    out: list[Finding] = []
+    root, items = ds.root, ds.items
     sizes = image_sizes([it.image_path for it in items], threads=threads)
     n = len(items)
     widths = np.full(n, np.nan)
     heights = np.full(n, np.nan)
-    for i, (it, size) in enumerate(zip(items, sizes)):
+    for i, (it, size) in enumerate(zip(items, sizes, strict=True)):
         if size is None:
             if it.image_path is None or not os.path.exists(it.image_path):
                 out.append(finding("missing-image", f"image of item {it.subset}/{it.id} is not in the export",
@@ -153,79 +176,122 @@ def check_dataset(ds: Dataset, threads: int = 8) -> tuple[list[Finding], dict]:
                 w, h = it.width, it.height  # boxes were drawn in the declared frame
         if w is not None and h is not None:
             widths[i], heights[i] = w, h
+    return out, widths, heights
 
-    # Boxes, all at once.
-    counts = np.fromiter((len(it.annotations) for it in items), dtype=np.int64, count=n)
-    total = int(counts.sum())
-    label_index = {name: k for k, name in enumerate(ds.labels)}
-    boxes = np.array([a.bbox for it in items for a in it.annotations], dtype=np.float64).reshape(total, 4)
-    labels = np.fromiter((label_index.get(a.label, -1) for it in items for a in it.annotations),
-                         dtype=np.int64, count=total)
-    owner = np.repeat(np.arange(n), counts)
-    for j in np.flatnonzero(labels < 0):
-        it = items[owner[j]]
-        out.append(finding("undeclared-label", f"an annotation uses label {it.annotations[j - int(counts[:owner[j]].sum())].label!r}, "
+
+@dataclass
+class _Boxes:
+    """Every annotation box of a dataset as arrays, in item order (N boxes, n items)."""
+
+    boxes: np.ndarray  # (N, 4) xyxy in pixels
+    labels: np.ndarray  # (N,) index into ds.labels, -1 for an undeclared label
+    owner: np.ndarray  # (N,) index of the item holding the box
+    counts: np.ndarray  # (n,) annotations per item
+    width: np.ndarray  # (N,) x2 - x1
+    height: np.ndarray  # (N,) y2 - y1
+    finite: np.ndarray  # (N,) all four coordinates finite
+    degenerate: np.ndarray  # (N,) not finite, or no width or height
+
+    @classmethod
+    def of(cls, ds: Dataset) -> _Boxes:
+        items = ds.items
+        n = len(items)
+        counts = np.fromiter((len(it.annotations) for it in items), dtype=np.int64, count=n)
+        total = int(counts.sum())
+        label_index = {name: k for k, name in enumerate(ds.labels)}
+        boxes = np.array([a.bbox for it in items for a in it.annotations], dtype=np.float64).reshape(total, 4)
+        labels = np.fromiter((label_index.get(a.label, -1) for it in items for a in it.annotations),
+                             dtype=np.int64, count=total)
+        owner = np.repeat(np.arange(n), counts)
+        bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        finite = np.isfinite(boxes).all(axis=1)
+        degenerate = ~finite | (bw <= 0) | (bh <= 0)
+        return cls(boxes, labels, owner, counts, bw, bh, finite, degenerate)
+
+    @property
+    def total(self) -> int:
+        return len(self.boxes)
+
+    def label_name(self, ds: Dataset, j: int) -> str:
+        """The label of box ``j`` for a message."""
+        k = self.labels[j]
+        return ds.labels[k] if k >= 0 else "(undeclared label)"
+
+
+def _check_boxes(ds: Dataset, t: _Boxes, widths: np.ndarray, heights: np.ndarray) -> list[Finding]:
+    """Boxes with an undeclared label, without area, reaching more than BOUNDS_TOLERANCE
+    pixels outside their image (``widths``/``heights`` per item), or repeated."""
+    out: list[Finding] = []
+    root, items, boxes = ds.root, ds.items, t.boxes
+    for j in np.flatnonzero(t.labels < 0):
+        it = items[t.owner[j]]
+        out.append(finding("undeclared-label", f"an annotation uses label "
+                           f"{it.annotations[j - int(t.counts[:t.owner[j]].sum())].label!r}, "
                            "which the export does not declare", item_ref(it, root)))
-
-    bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-    finite = np.isfinite(boxes).all(axis=1)
-    degenerate = ~finite | (bw <= 0) | (bh <= 0)
-    for j in np.flatnonzero(degenerate):
-        it = items[owner[j]]
+    for j in np.flatnonzero(t.degenerate):
+        it = items[t.owner[j]]
         x1, y1, x2, y2 = boxes[j]
-        out.append(finding("degenerate-box", f"a {_label_name(ds, labels[j], it, j, owner)} box on "
+        out.append(finding("degenerate-box", f"a {t.label_name(ds, j)} box on "
                            f"{item_ref(it, root)} has width {x2 - x1:g} and height {y2 - y1:g} pixels "
                            f"(xyxy {x1:g},{y1:g},{x2:g},{y2:g})", item_ref(it, root)))
-    iw, ih = widths[owner], heights[owner]
+    iw, ih = widths[t.owner], heights[t.owner]
     with np.errstate(invalid="ignore"):
-        oob = finite & ((boxes[:, 0] < -BOUNDS_TOLERANCE) | (boxes[:, 1] < -BOUNDS_TOLERANCE)
-                        | (boxes[:, 2] > iw + BOUNDS_TOLERANCE) | (boxes[:, 3] > ih + BOUNDS_TOLERANCE))
+        oob = t.finite & ((boxes[:, 0] < -BOUNDS_TOLERANCE) | (boxes[:, 1] < -BOUNDS_TOLERANCE)
+                          | (boxes[:, 2] > iw + BOUNDS_TOLERANCE) | (boxes[:, 3] > ih + BOUNDS_TOLERANCE))
     for j in np.flatnonzero(oob):
-        it = items[owner[j]]
+        it = items[t.owner[j]]
         x1, y1, x2, y2 = boxes[j]
-        out.append(finding("box-out-of-bounds", f"a {_label_name(ds, labels[j], it, j, owner)} box on "
+        out.append(finding("box-out-of-bounds", f"a {t.label_name(ds, j)} box on "
                            f"{item_ref(it, root)} (xyxy {x1:g},{y1:g},{x2:g},{y2:g}) reaches outside the "
                            f"{iw[j]:g}x{ih[j]:g} image", item_ref(it, root)))
-    if total:
-        key = np.column_stack([owner, labels, np.round(np.nan_to_num(boxes), 1) * 10]).astype(np.int64)
-        order = np.lexsort(key.T[::-1])
-        sk = key[order]
-        same = np.flatnonzero((sk[1:] == sk[:-1]).all(axis=1))
-        for j in order[same + 1]:
-            it = items[owner[j]]
-            out.append(finding("duplicate-annotation", f"{item_ref(it, root)} has two "
-                               f"{_label_name(ds, labels[j], it, j, owner)} boxes at xyxy "
-                               f"{','.join(f'{v:g}' for v in boxes[j])}", item_ref(it, root)))
+    return out + _check_duplicates(ds, t)
 
-    for i in np.flatnonzero(counts == 0):
-        it = items[i]
-        out.append(finding("image-without-annotations", f"{item_ref(it, root)} has no annotations",
-                           item_ref(it, root)))
-    per_label = np.bincount(labels[labels >= 0], minlength=len(ds.labels))
-    for name, c in zip(ds.labels, per_label):
+
+def _check_duplicates(ds: Dataset, t: _Boxes) -> list[Finding]:
+    """Boxes of the same label on the same item at the same place (to 0.1 pixel); the
+    first of each group is kept, the others are reported."""
+    out: list[Finding] = []
+    if not t.total:
+        return out
+    key = np.column_stack([t.owner, t.labels, np.round(np.nan_to_num(t.boxes), 1) * 10]).astype(np.int64)
+    order = np.lexsort(key.T[::-1])
+    sk = key[order]
+    same = np.flatnonzero((sk[1:] == sk[:-1]).all(axis=1))
+    for j in order[same + 1]:
+        it = ds.items[t.owner[j]]
+        out.append(finding("duplicate-annotation", f"{item_ref(it, ds.root)} has two "
+                           f"{t.label_name(ds, j)} boxes at xyxy "
+                           f"{','.join(f'{v:g}' for v in t.boxes[j])}", item_ref(it, ds.root)))
+    return out
+
+
+def _check_coverage(ds: Dataset, t: _Boxes) -> list[Finding]:
+    """Images and labels without annotations, and too few annotations in all."""
+    out: list[Finding] = []
+    for i in np.flatnonzero(t.counts == 0):
+        it = ds.items[i]
+        out.append(finding("image-without-annotations", f"{item_ref(it, ds.root)} has no annotations",
+                           item_ref(it, ds.root)))
+    per_label = np.bincount(t.labels[t.labels >= 0], minlength=len(ds.labels))
+    for name, c in zip(ds.labels, per_label, strict=True):
         if c == 0:
             out.append(finding("label-without-annotations", f"label {name!r} has no annotations", name))
-    if 0 < total < FEW_ANNOTATIONS or (total == 0 and items):
-        out.append(finding("few-annotations", f"only {total} annotations in total (fewer than {FEW_ANNOTATIONS})"))
+    if 0 < t.total < FEW_ANNOTATIONS or (t.total == 0 and ds.items):
+        out.append(finding("few-annotations", f"only {t.total} annotations in total (fewer than {FEW_ANNOTATIONS})"))
+    return out
 
-    for i, it in enumerate(items):
+
+def _check_polygons(ds: Dataset) -> list[Finding]:
+    """Polygons that are not a valid ring (see :func:`_polygon_problem`)."""
+    out: list[Finding] = []
+    for it in ds.items:
         for a in it.annotations:
-            if a.polygons:
-                for poly in a.polygons:
-                    problem = _polygon_problem(poly)
-                    if problem:
-                        out.append(finding("invalid-polygon", f"a {a.label} polygon on {item_ref(it, root)} "
-                                           f"{problem}", item_ref(it, root)))
-
-    ok = ~degenerate
-    box_size = {"width": _stats(bw[ok]), "height": _stats(bh[ok]), "area": _stats((bw * bh)[ok])}
-    return out, box_size
-
-
-def _label_name(ds: Dataset, k: int, it: Item, j: int, owner: np.ndarray) -> str:
-    if k >= 0:
-        return ds.labels[k]
-    return "(undeclared label)"
+            for poly in a.polygons or ():
+                problem = _polygon_problem(poly)
+                if problem:
+                    out.append(finding("invalid-polygon", f"a {a.label} polygon on {item_ref(it, ds.root)} "
+                                       f"{problem}", item_ref(it, ds.root)))
+    return out
 
 
 @contextmanager
