@@ -292,6 +292,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     };
     app.commands.addCommand(CommandIDs.validate, {
       label: trans.__('Validate CVAT export'),
+      icon: cvatTrainIcon,
       caption: trans.__('Validate the selected zip or folder as a CVAT export'),
       isVisible: isExport,
       execute: async () => {
@@ -306,6 +307,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     app.commands.addCommand(CommandIDs.trainOn, {
       label: trans.__('Train on this export'),
+      icon: cvatTrainIcon,
       isVisible: isExport,
       execute: () => {
         const path = browserSelection();

@@ -20,16 +20,21 @@ export async function openLab(
   await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
 }
 
-/** Open the CVAT Train sidebar panel; returns its locator. */
-export async function openPanel(page: Page) {
-  const tab = page.locator(`.jp-SideBar.jp-mod-left li[data-id="${PANEL_ID}"]`);
+/** Show a left sidebar widget by its id (a click on a current tab would hide it). */
+export async function openSidebar(page: Page, id: string) {
+  const tab = page.locator(`.jp-SideBar.jp-mod-left li[data-id="${id}"]`);
   await expect(tab).toBeVisible();
   if (!(await tab.getAttribute('class'))?.includes('lm-mod-current')) {
     await tab.click();
   }
-  const panel = page.locator(`#${PANEL_ID}`);
-  await expect(panel).toBeVisible();
-  return panel;
+  const widget = page.locator(`[id="${id}"]`);
+  await expect(widget).toBeVisible();
+  return widget;
+}
+
+/** Open the CVAT Train sidebar panel; returns its locator. */
+export async function openPanel(page: Page) {
+  return openSidebar(page, PANEL_ID);
 }
 
 /** A full-page screenshot, ui-tests/screenshots/NAME.png. */

@@ -15,7 +15,15 @@ import { execFileSync } from 'child_process';
 import { existsSync } from 'fs';
 import * as path from 'path';
 
-import { api, openLab, openPanel, ROOT, setTheme, shot } from './helpers';
+import {
+  api,
+  openLab,
+  openPanel,
+  openSidebar,
+  ROOT,
+  setTheme,
+  shot
+} from './helpers';
 
 const repoRoot = path.resolve(__dirname, '..', '..');
 const venvPython = path.join(repoRoot, '.venv', 'bin', 'python');
@@ -148,6 +156,51 @@ test('validating a broken export lists the errors and disables Train', async ({
   await shot(page, '02-datasets-broken-light');
 });
 
+test("the file browser's context menu validates an export", async ({
+  page
+}) => {
+  await openLab(page);
+  await openSidebar(page, 'filebrowser');
+  const listing = page.locator('.jp-DirListing-content');
+  await listing
+    .locator('.jp-DirListing-itemText', { hasText: /^data$/ })
+    .dblclick();
+  const item = listing.locator('.jp-DirListing-itemText', {
+    hasText: /^sample\.zip$/
+  });
+  await item.click({ button: 'right' });
+  const entry = page.locator('.lm-Menu-itemLabel', {
+    hasText: /^Validate CVAT export$/
+  });
+  await expect(entry).toBeVisible();
+  await shot(page, '03-context-menu-light');
+  await entry.click();
+  const panel = page.locator('#jupyter-cvat-train-panel');
+  await expect(panel.locator('#jp-CvatTrain-datasetPath')).toHaveValue(
+    'data/sample.zip'
+  );
+  await expect(panel.locator('.jp-CvatTrain-report')).toHaveAttribute(
+    'data-ok',
+    'true'
+  );
+  // not offered on a file that is no export
+  await openSidebar(page, 'filebrowser');
+  await page.keyboard.press('Escape');
+  const annotations = listing.locator('.jp-DirListing-itemText', {
+    hasText: /^degenerate$/
+  });
+  await annotations.dblclick();
+  await listing
+    .locator('.jp-DirListing-itemText', { hasText: /^annotations$/ })
+    .dblclick();
+  await listing
+    .locator('.jp-DirListing-itemText', { hasText: /\.json$/ })
+    .click({ button: 'right' });
+  await expect(page.locator('.lm-Menu')).toBeVisible();
+  await expect(entry).toBeHidden();
+  await page.keyboard.press('Escape');
+});
+
 test('training the default model from the form: live log, chart, success, notification', async ({
   page
 }) => {
@@ -173,7 +226,7 @@ test('training the default model from the form: live log, chart, success, notifi
       .locator('.error-detail, .jp-FormGroup-errorMessage, .text-danger')
       .first()
   ).toContainText('no_such_key');
-  await shot(page, '03-train-form-error-light');
+  await shot(page, '04-train-form-error-light');
 
   await textarea.fill(HYPERPARAMETERS);
   await form.locator('input[id$="epochs"]').fill('1');
@@ -209,7 +262,7 @@ test('training the default model from the form: live log, chart, success, notifi
     )
     .toMatch(/running|queued|succeeded/);
   const firstSeen = await view.getAttribute('data-state');
-  await shot(page, '04-job-running-light');
+  await shot(page, '05-job-running-light');
   await expect(view).toHaveAttribute('data-state', 'succeeded', {
     timeout: 240_000
   });
@@ -226,7 +279,7 @@ test('training the default model from the form: live log, chart, success, notifi
   const toast = page.locator('.Toastify__toast', { hasText: 'succeeded' });
   await expect(toast).toBeVisible();
   await expect(toast.getByRole('button', { name: 'Open' })).toBeVisible();
-  await shot(page, '05-job-succeeded-light');
+  await shot(page, '06-job-succeeded-light');
 });
 
 test('TensorBoard opens in a tab and its page loads', async ({ page }) => {
@@ -245,7 +298,7 @@ test('TensorBoard opens in a tab and its page loads', async ({ page }) => {
       timeout: 120_000
     }
   );
-  await shot(page, '06-tensorboard-light');
+  await shot(page, '07-tensorboard-light');
 });
 
 test('a second job survives a dropped stream (resumed, no line twice) and is cancelled', async ({
@@ -319,7 +372,7 @@ test('a second job survives a dropped stream (resumed, no line twice) and is can
     'The job has ended'
   );
   await expectLogAsFile(page, request, jobId);
-  await shot(page, '07-job-cancelled-light');
+  await shot(page, '08-job-cancelled-light');
 });
 
 test('after a reload the panel and the job tab come back, the log without a repeated line', async ({
@@ -346,7 +399,7 @@ test('after a reload the panel and the job tab come back, the log without a repe
   await expect(rows).toHaveCount(2);
   await expect(rows.nth(0)).toHaveAttribute('data-state', 'cancelled');
   await expect(rows.nth(1)).toHaveAttribute('data-state', 'succeeded');
-  await shot(page, '08-restored-light');
+  await shot(page, '09-restored-light');
 });
 
 test('a job deleted elsewhere leaves the list, and its open view says so', async ({
@@ -375,7 +428,7 @@ test('a job deleted elsewhere leaves the list, and its open view says so', async
   await expect(
     page.locator('.jp-CvatTrain-jobViewBody:visible .jp-mod-missing')
   ).toContainText('removed');
-  await shot(page, '09-deleted-elsewhere-light');
+  await shot(page, '10-deleted-elsewhere-light');
   await page
     .locator('.lm-TabBar-tab.lm-mod-current .lm-TabBar-tabCloseIcon')
     .click();
@@ -388,15 +441,15 @@ test('dark theme: panel, report, form and job view', async ({ page }) => {
     .locator('.lm-TabBar-tab', { hasText: /^train:/ })
     .first()
     .click();
-  await shot(page, '10-job-dark');
+  await shot(page, '11-job-dark');
   await validate(page, 'data/degenerate');
-  await shot(page, '11-datasets-dark');
+  await shot(page, '12-datasets-dark');
   const panel = await openPanel(page);
   await panel.locator('.jp-CvatTrain-trainOn').click();
   await expect(panel.locator('.jp-CvatTrain-form')).toBeVisible();
   await panel.locator('.jp-CvatTrain-form').scrollIntoViewIfNeeded();
-  await shot(page, '12-train-form-dark');
+  await shot(page, '13-train-form-dark');
   await panel.locator('.jp-CvatTrain-jobList').scrollIntoViewIfNeeded();
-  await shot(page, '13-jobs-dark');
+  await shot(page, '14-jobs-dark');
   await setTheme(page, 'JupyterLab Light');
 });
