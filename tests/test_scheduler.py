@@ -268,3 +268,17 @@ def test_following_a_log_never_keeps_the_lease(runs):
     assert r.returncode == 0 and "cancelled" in r.stdout, r.stderr
     out, err = follower.communicate(timeout=60)
     assert follower.returncode == 1 and "cancelled" in err
+
+
+def test_listing_says_when_queued_jobs_have_no_scheduler(runs):
+    runs, spec, procs = runs
+    ids = [submit(runs, spec) for _ in range(3)]  # two start (io limit), one waits
+    r = run_cli(runs, "list")
+    assert r.returncode == 0 and ids[2] in r.stdout
+    assert "1 job(s) queued and no process schedules" in r.stderr and "cvat-train jobs schedule" in r.stderr
+    scheduler = cli(runs, "schedule", "--interval", "0.1")
+    procs.append(scheduler)
+    assert _wait_for(lambda: (SchedulerLease(runs).holder() or {}).get("pid") == scheduler.pid, timeout=60)
+    r = run_cli(runs, "list", "--json")
+    assert r.returncode == 0 and "no process schedules" not in r.stderr
+    assert [j["id"] for j in json.loads(r.stdout)] == ids

@@ -78,8 +78,16 @@ def jobs(ctx, runs_root):
 @click.option("--json", "as_json", is_flag=True, help="Print the jobs as a JSON array.")
 @click.pass_context
 def list_jobs(ctx, as_json):
-    """List jobs, oldest first."""
-    items = _manager(ctx).list_jobs()
+    """List jobs, oldest first. Says so (on stderr) when jobs are queued and no process
+    schedules the runs root, so they would wait for ever."""
+    from ..jobs.runtime import JobState
+
+    m = _manager(ctx)
+    items = m.list_jobs()
+    queued = sum(1 for j in items if j["state"] == JobState.QUEUED)
+    if queued and m.lease.holder() is None:
+        click.echo(f"note: {queued} job(s) queued and no process schedules {m.runs_root}: run 'cvat-train jobs "
+                   "schedule' (or a Jupyter server on it) to start them", err=True)
     if as_json:
         click.echo(json.dumps(items, indent=1))
         return
