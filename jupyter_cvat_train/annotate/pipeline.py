@@ -32,6 +32,7 @@ import numpy as np
 from ..datasets.geometry import DEFAULT_TOLERANCE, mask_to_polygons
 from ..datasets.model import Annotation
 from ..jobs.runtime import JobCancelled, JobContext, JobError
+from ..models.device import resolve_device
 from .engine import Detections
 from .inputs import ImageSource, InputError, open_input
 from .mapping import LabelMapping, MappingError, build_mapping, parse_map_pairs
@@ -115,18 +116,6 @@ _FIELD_TYPES = {
     "preview": ((int,), 0, 1_000_000), "batch_size": ((int,), 0, 1024), "workers": ((int,), 0, 256),
     "tolerance": ((int, float), 0.0, 1e6),
 }
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``. Raises JobError for a CUDA
-    device on a machine without one."""
-    import torch
-
-    if device in (None, "", "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise JobError(f"device {device!r} requested but CUDA is not available here: use --device cpu or auto")
-    return device
 
 
 def load_model(model_dir: Path, device: str):

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..datasets.model import Item
 from ..jobs.runtime import JobError
+from ..models.device import resolve_device
 
 
 @dataclass
@@ -87,19 +88,6 @@ def _user_parameters(spec: dict) -> list:
     if spec.get("epochs") not in (None, ""):
         out.append({"epochs": spec["epochs"]})
     return out
-
-
-def _resolve_device(requested: str | None) -> str:
-    import torch
-
-    requested = (requested or "auto").lower()
-    if requested == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise JobError("device 'cuda' was requested but no CUDA GPU is available here: use --device cpu or auto")
-    if requested not in ("cpu", "cuda") and not requested.startswith("cuda:"):
-        raise JobError(f"device must be auto, cpu or cuda, got {requested!r}")
-    return requested
 
 
 def make_plan(spec: dict, output_dir: Path, log: Callable[[str], None] = print,
@@ -199,7 +187,7 @@ def _parameters(spec: dict, template, resume_ck: dict | None) -> dict:
 def _device_and_gpus(spec: dict, params: dict) -> tuple[str, int]:
     """The device (``cpu``, ``cuda``, ``cuda:N``) and the number of processes
     (``gpus``, else ``num_gpus``; written back to ``params``), checked against the GPUs here."""
-    device = _resolve_device(spec.get("device"))
+    device = resolve_device(spec.get("device"))
     gpus = int(spec.get("gpus") or params.get("num_gpus") or 1)
     params["num_gpus"] = gpus
     if gpus > 1 and device.startswith("cuda"):
