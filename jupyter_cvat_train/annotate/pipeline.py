@@ -40,6 +40,8 @@ from .outputs import OutputError, OutputPlan, plan_outputs, write_json
 from .preview import preview_name, render_preview
 from .writers import FORMATS, AnnotatedImage, write_annotations
 
+ENGINES = ("torch", "onnx")  # torch, or ONNX Runtime on the CPU (:mod:`.onnx_engine`)
+
 
 @dataclass
 class AnnotateOptions:
@@ -52,7 +54,7 @@ class AnnotateOptions:
     keep_existing: keep an export's annotations (else they are replaced). preview:
     number of preview PNGs. engine: torch | onnx. device: auto | cpu | cuda[:N].
     batch_size: images per inference call. workers: decode threads (0 = automatic).
-    tolerance: polygon simplification, pixels (see polygons.py). overwrite: replace
+    tolerance: polygon simplification, pixels (see :mod:`..datasets.geometry`). overwrite: replace
     existing output files (never the input; see :mod:`.outputs`).
     """
 
@@ -101,8 +103,8 @@ class AnnotateOptions:
         opts = cls(**kwargs)
         if opts.format not in FORMATS:
             raise JobError(f"unknown format {opts.format!r}: choose one of {', '.join(FORMATS)}")
-        if opts.engine not in ("torch", "onnx"):
-            raise JobError(f"unknown engine {opts.engine!r}: choose torch or onnx")
+        if opts.engine not in ENGINES:
+            raise JobError(f"unknown engine {opts.engine!r}: choose {' or '.join(ENGINES)}")
         return opts
 
 

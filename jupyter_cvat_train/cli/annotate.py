@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import click
 
+from ..annotate.pipeline import ENGINES
+from ..annotate.writers import FORMATS
 from .foreground import ProgressBar, exit_if_cancelled, run_in_foreground
 
 
@@ -18,7 +20,7 @@ from .foreground import ProgressBar, exit_if_cancelled, run_in_foreground
               help="A trained model folder (a training job's output/model: model.pt, classes.csv, model.json).")
 @click.option("--output", "-o", required=True, type=click.Path(dir_okay=False, path_type=str),
               help="The annotation zip to write (CVAT: Actions > Upload annotations).")
-@click.option("--format", "fmt", default="coco", show_default=True, type=click.Choice(["coco", "cvat", "yolo"]),
+@click.option("--format", "fmt", default="coco", show_default=True, type=click.Choice(FORMATS),
               help="coco = COCO 1.0 (with scores), cvat = CVAT for images 1.1, yolo = YOLO 1.1 (boxes only).")
 @click.option("--threshold", default=0.5, show_default=True, type=click.FloatRange(0, 1),
               help="Minimum confidence of a detection to keep.")
@@ -33,7 +35,7 @@ from .foreground import ProgressBar, exit_if_cancelled, run_in_foreground
 @click.option("--overwrite", is_flag=True,
               help="Replace the output (and its summary) if it exists. The input is never overwritten.")
 @click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda or cuda:N.")
-@click.option("--engine", default="torch", show_default=True, type=click.Choice(["torch", "onnx"]),
+@click.option("--engine", default="torch", show_default=True, type=click.Choice(ENGINES),
               help="torch, or onnx = ONNX Runtime (exported once, cached in the model folder).")
 @click.option("--batch-size", default=0, type=click.IntRange(0), help="Images per inference call (0 = automatic).")
 @click.option("--workers", default=0, type=click.IntRange(0), help="Image decoding threads (0 = automatic).")

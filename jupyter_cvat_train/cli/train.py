@@ -11,6 +11,8 @@ from pathlib import Path
 
 import click
 
+from ..models.catalog import DEFAULT_TEMPLATE
+from ..models.device import DEVICES
 from .foreground import ProgressBar
 
 
@@ -31,7 +33,7 @@ class _TrainBar(ProgressBar):
 
 @click.command(name="train")
 @click.argument("path", type=click.Path(path_type=str))
-@click.option("--model", "template", default="ssdlite320-mobilenet-v3", show_default=True,
+@click.option("--model", "template", default=DEFAULT_TEMPLATE, show_default=True,
               help="Model template (see 'cvat-train models'; yours go into ./cvat-train-templates).")
 @click.option("--output", "output", required=True, type=click.Path(path_type=Path),
               help="Job folder: job.json, status.json, events.jsonl, output/ (model, checkpoints, tensorboard, metrics).")
@@ -43,7 +45,7 @@ class _TrainBar(ProgressBar):
               help="Fine-tune from a model/ or checkpoints/ folder or a .pt file (with --resume: resume from it).")
 @click.option("--resume", is_flag=True, help="Continue the run in --output (or --checkpoint) from its last.pt; "
                                              "a larger --epochs extends it.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--device", type=click.Choice(DEVICES), default="auto", show_default=True)
 @click.option("--gpus", type=int, default=None, help="GPUs (with --device cpu: processes); > 1 trains with DistributedDataParallel "
                                            "via torchrun (NCCL, one GPU per process; gloo on the CPU).")
 def train(path, template, output, hp, epochs, format_, checkpoint, resume, device, gpus):
