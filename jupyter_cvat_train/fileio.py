@@ -69,12 +69,14 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], object], 
 
     write: called with the path of a new, empty temp file beside ``path`` (created
     exclusively, see the module docstring); it writes the whole content there (it may
-    truncate or replace the file, and set its times). fsync: flush the file to disk
-    before publishing it (for records that must survive a crash). publish: moves the
-    finished temp file onto ``path``; ``os.replace`` (default) replaces an existing
-    file, ``os.link`` never does (FileExistsError when ``path`` exists). make_name: gives temp file names (no folder).
-    The temp file is removed whatever happens. Returns ``path`` as a Path. Raises what
-    ``write`` or ``publish`` raise, and OSError (e.g. the folder is missing).
+    truncate or replace the file, and set its times). mode: the temp file's mode.
+    fsync: flush the file to disk before publishing it (for records that must survive a
+    crash). publish: moves the finished temp file onto ``path``; ``os.replace``
+    (default) replaces an existing file, ``os.link`` never does (FileExistsError when
+    ``path`` exists). make_name: gives temp file names (no folder; default
+    :func:`temp_name`). The temp file is removed whatever happens. Returns ``path`` as a
+    Path. Raises what ``write`` or ``publish`` raise, and OSError (e.g. the folder is
+    missing).
     """
     path = Path(path)
     tmp = _create_temp(path.parent, mode, make_name)
