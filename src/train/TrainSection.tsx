@@ -233,6 +233,21 @@ function Train(props: { ctx: IPanelContext }): JSX.Element {
     return { general: message };
   };
 
+  // focus goes to the first field the server's answer is about
+  useEffect(() => {
+    const formField = Object.keys(errors.form ?? {})[0];
+    const id = errors.dataset
+      ? 'jp-CvatTrain-trainDataset'
+      : formField
+        ? `root_${formField}`
+        : errors.checkpoint
+          ? 'jp-CvatTrain-checkpoint'
+          : null;
+    if (id) {
+      (document.getElementById(id) as HTMLElement | null)?.focus();
+    }
+  }, [errors]);
+
   const models = trainedModels(ctx);
   const checkpointIsListed = models.some(([, path]) => path === checkpoint);
   return (

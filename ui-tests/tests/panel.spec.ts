@@ -115,6 +115,39 @@ test('the panel answers, and the server keeps its XSRF check on', async ({
   await shot(page, '00-panel-light');
 });
 
+test('a missing server extension or another version is named, with the fix', async ({
+  page
+}) => {
+  // states a real server cannot be made to show on demand: GET version is answered here
+  await page.route(/\/cvat-train\/api\/version/, route =>
+    route.fulfill({
+      status: 404,
+      contentType: 'text/html',
+      body: '<html>404 Not Found</html>'
+    })
+  );
+  await openLab(page);
+  const panel = await openPanel(page);
+  const banner = panel.locator('.jp-CvatTrain-banner');
+  await expect(banner).toContainText('does not answer (404)');
+  await expect(banner).toContainText('jupyter server extension list');
+  await shot(page, '01-server-missing-light');
+  await page.unroute(/\/cvat-train\/api\/version/);
+  await page.route(/\/cvat-train\/api\/version/, route =>
+    route.fulfill({
+      status: 200,
+      contentType: 'application/json',
+      body: '{"version": "0.0.1"}'
+    })
+  );
+  await page.reload();
+  await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
+  await expect(page.locator('.jp-CvatTrain-banner')).toContainText(
+    'version 0.0.1'
+  );
+  await expect(page.locator('.jp-CvatTrain-banner')).toContainText('reinstall');
+});
+
 test('validating an export with degenerate boxes shows them in the report', async ({
   page
 }) => {
@@ -131,7 +164,7 @@ test('validating an export with degenerate boxes shows them in the report', asyn
     'Only 9 annotations'
   );
   await expect(panel.locator('.jp-CvatTrain-trainOn')).toBeEnabled();
-  await shot(page, '01-datasets-degenerate-light');
+  await shot(page, '02-datasets-degenerate-light');
 });
 
 test('validating a broken export lists the errors and disables Train', async ({
@@ -153,7 +186,7 @@ test('validating a broken export lists the errors and disables Train', async ({
   await expect(panel.locator('#jp-CvatTrain-datasetPath-error')).toContainText(
     /outside|'\.\.'/
   );
-  await shot(page, '02-datasets-broken-light');
+  await shot(page, '02b-datasets-broken-light');
 });
 
 test("the file browser's context menu validates an export", async ({
