@@ -50,7 +50,7 @@ class _TrainBar(ProgressBar):
                                            "via torchrun (NCCL, one GPU per process; gloo on the CPU).")
 def train(path, template, output, hp, epochs, format_, checkpoint, resume, device, gpus):
     """Train a model on the CVAT export at PATH (zip or folder), in the foreground."""
-    from ..jobs.runtime import JobDir, run_job, write_json_atomic
+    from ..jobs.runtime import JobDir, JobState, run_job, write_json_atomic
     from ..models import (HyperparameterError, TemplateNotFound, TemplateUnavailable, check_template,
                           configure_search_path, get_template, parse_hyperparameters)
 
@@ -79,7 +79,7 @@ def train(path, template, output, hp, epochs, format_, checkpoint, resume, devic
         old = jd.read_spec()
         spec["parameters"] = list(old.get("parameters") or []) + list(hp)
         write_json_atomic(jd.spec_path, spec)
-        jd.update_status(state="queued")
+        jd.update_status(state=JobState.QUEUED)
     else:
         if resume and not checkpoint:
             raise click.ClickException(f"{output} holds no earlier run to resume: give the run's folder as --output, "
@@ -91,10 +91,10 @@ def train(path, template, output, hp, epochs, format_, checkpoint, resume, devic
     finally:
         bar.close()
     state, message = status.get("state"), status.get("message") or ""
-    click.echo(f"{state}: {message}" if message else state, err=state != "succeeded")
-    if state == "succeeded":
+    click.echo(f"{state}: {message}" if message else state, err=state != JobState.SUCCEEDED)
+    if state == JobState.SUCCEEDED:
         click.echo(f"model: {Path(output) / 'output' / 'model'}")
-    sys.exit({"succeeded": 0, "cancelled": 130}.get(state, 1))
+    sys.exit({JobState.SUCCEEDED: 0, JobState.CANCELLED: 130}.get(state, 1))
 
 
 def _train_job(ctx):

@@ -189,14 +189,25 @@ class JobsHandler(ApiHandler):
 
         body = self.json_body()
         svc = self.service
-        try:  # a train spec validates its dataset: heavy
-            check = self.heavy if body.get("kind") == "train" else svc.run
+        try:  # a kind whose check reads much (train validates its dataset) runs in the validation pool
+            check = self.heavy if _heavy_check(body.get("kind")) else svc.run
             spec = await check(check_spec, body, svc.root_dir, **self.settings.get("cvat_train_spec_options", {}))
         except SpecError as e:
             raise spec_error(e) from None
         job = await svc.run(svc.manager.create, spec)
         self.set_status(201)
         self.finish(json.dumps((await svc.public_jobs([job]))[0]))
+
+
+def _heavy_check(kind) -> bool:
+    """Whether the spec check of job kind ``kind`` reads much (an unknown kind: no; the
+    check then answers 400)."""
+    from ..jobs.registry import get_kind
+
+    try:
+        return get_kind(kind).heavy_check
+    except KeyError:
+        return False
 
 
 class JobHandler(ApiHandler):
