@@ -30,7 +30,7 @@ LABEXT_LINK := $(VENV)/share/jupyter/labextensions/jupyter-cvat-train
 NODE_STAMP := node_modules/.installed
 UI_NODE_STAMP := ui-tests/node_modules/.installed
 
-.PHONY: setup python-deps node-deps build chromium ui-deps demo test pytest ui-test ts-check lab clean
+.PHONY: setup python-deps node-deps build chromium ui-deps demo test pytest ui-test bench-panel ts-check lab clean
 
 setup: python-deps build chromium ui-deps
 
@@ -115,6 +115,10 @@ pytest: setup
 
 ui-test: setup
 	cd ui-tests && CHROMIUM=$(CHROMIUM) npx playwright test
+
+# The panel benchmark (not part of `make test`): 200 finished jobs and one running; prints BENCH {...}.
+bench-panel: setup
+	cd ui-tests && CHROMIUM=$(CHROMIUM) npx playwright test -c bench.config.ts
 
 # TypeScript: prettier and eslint checks, jest, and src/api/schema.ts generated from the
 # API contract (jupyter_cvat_train/server/api-schema.json) is current.

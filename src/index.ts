@@ -110,6 +110,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       pollInterval: DEFAULTS.fallbackPollInterval,
       maxLogLines: DEFAULTS.logBufferLines
     });
+    void model.refresh().catch(() => undefined); // the list first: settings load meanwhile
     const state = new PanelState();
     const server = new ServerStatus();
     const tracker = new WidgetTracker<JobView>({ namespace: 'cvat-train-job' });
@@ -376,7 +377,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
 
     await settingsLoaded;
-    void model.refresh().catch(() => undefined);
   }
 };
 
