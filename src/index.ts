@@ -96,6 +96,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
                 ...(loaded.composite as Partial<ISettings>)
               };
               model.setPollInterval(settings.fallbackPollInterval);
+              model.maxLogLines = settings.logBufferLines;
             };
             loaded.changed.connect(read);
             read();

@@ -132,6 +132,11 @@ export class JobsModel {
     return out;
   }
 
+  /** Lines of log kept by followers made from now on. */
+  set maxLogLines(lines: number) {
+    this._options = { ...this._options, maxLogLines: lines };
+  }
+
   /** Change the fallback poll's interval (ms). */
   setPollInterval(interval: number): void {
     if (this._poll && interval > 0) {

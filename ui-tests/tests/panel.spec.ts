@@ -426,6 +426,11 @@ test('after a reload the panel and the job tab come back, the log without a repe
   await expect(view).toBeVisible();
   await expect(view).toHaveAttribute('data-state', 'succeeded');
   await expectLogAsFile(page, request, trainedJob);
+  // Fine-tune from this model: the Train form starts from its model folder
+  await view.locator('.jp-CvatTrain-finetune').click();
+  const choice = page.locator('#jp-CvatTrain-checkpointChoice');
+  await expect(choice).toHaveValue(/\/output\/model$/);
+  await expect(choice.locator('option:checked')).toContainText('Fine-tune');
   // the jobs list has both jobs, newest first
   const panel = await openPanel(page);
   const rows = panel.locator('.jp-CvatTrain-job');
