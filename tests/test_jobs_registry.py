@@ -2,7 +2,7 @@
 plus one registration, and every part takes it from the registry: the spec check, the
 queue, the one job entry point ``python -m jupyter_cvat_train.jobs.run``, the server's
 path fields; a package registers kinds through an entry point. The runtime a job process
-imports stays light. This module is itself the worked example of docs/jobs.md."""
+imports stays light. This module is itself the worked example of docs/architecture.md ("adding a job kind")."""
 from __future__ import annotations
 
 import json

@@ -16,7 +16,7 @@ the queue (:mod:`.queue`) uses to limit how many run at once:
 Kinds register with :func:`register_kind`: the built-in ones below, a package's through
 the entry point group ``jupyter_cvat_train.job_kinds`` (the entry point names a JobKind
 or a module that registers its kinds when imported), or at run time (a test, a notebook).
-See docs/jobs.md, "adding a job kind".
+See docs/architecture.md, "Worked example: adding a job kind".
 """
 from __future__ import annotations
 

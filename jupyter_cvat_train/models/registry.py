@@ -12,7 +12,7 @@ imported on first use. The torchvision families are registered below from a tabl
 a package adds its own with :func:`register_family` / :func:`register_builder` /
 :func:`register_framework`, either when imported or from an entry point in the group
 ``jupyter_cvat_train.models`` (a callable that registers, or a module that registers
-when imported; loaded on the first lookup). docs/adding-a-model.md has a worked example.
+when imported; loaded on the first lookup). docs/architecture.md ("Adding a model family") has worked examples.
 """
 from __future__ import annotations
 
