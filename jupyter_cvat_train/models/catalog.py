@@ -388,7 +388,7 @@ def check_template(template: "str | Template", *, deep: bool = False) -> registr
     if fam is None:
         known = ", ".join(f.name for f in registry.list_families())
         raise TemplateUnavailable(f"{t.where} names family {t.family!r}, which is not registered (families: {known}): "
-                                  f"fix 'family:', or register the family (docs/architecture.md, "Adding a model family")")
+                                  f"fix 'family:', or register the family (docs/architecture.md, 'Adding a model family')")
     if fam.framework != t.framework:
         raise TemplateUnavailable(f"{t.where} says framework {t.framework!r}, but its family {fam.name} is a "
                                   f"{fam.framework} family: fix 'framework:' or 'family:'")
