@@ -28,6 +28,7 @@ threads (the issue's baseline) and at 1 thread (on a loaded machine OpenMP teams
 stall, so the 1-thread figure is the fairer one there), of ours (pipeline time and
 whole command), and the ratios ours/naive; goal >= 1.5x on the CPU.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -94,11 +95,26 @@ def naive(model_dir: Path, paths: list[Path], threshold: float, threads: int) ->
     return len(paths) / dt, n_det
 
 
-def ours(model_dir: Path, folder: Path, out: Path, threshold: float, engine: str, extra: str,
-         threads: int) -> dict:
+def ours(model_dir: Path, folder: Path, out: Path, threshold: float, engine: str, extra: str, threads: int) -> dict:
     exe = Path(sys.executable).parent / "cvat-train"
-    cmd = [str(exe), "annotate", str(folder), "--model-dir", str(model_dir), "--output", str(out), "--format", "cvat",
-           "--threshold", str(threshold), "--engine", engine, "--no-progress", "--overwrite", *shlex.split(extra)]
+    cmd = [
+        str(exe),
+        "annotate",
+        str(folder),
+        "--model-dir",
+        str(model_dir),
+        "--output",
+        str(out),
+        "--format",
+        "cvat",
+        "--threshold",
+        str(threshold),
+        "--engine",
+        engine,
+        "--no-progress",
+        "--overwrite",
+        *shlex.split(extra),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
     t = time.perf_counter()
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
@@ -115,7 +131,9 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=None, help="images per template (default: see TEMPLATES)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--threshold", type=float, default=0.5)
-    ap.add_argument("--labels", type=int, default=91, help="labels of the model's head (91 = COCO's, as torchvision builds it)")
+    ap.add_argument(
+        "--labels", type=int, default=91, help="labels of the model's head (91 = COCO's, as torchvision builds it)"
+    )
     ap.add_argument("--templates", default=",".join(TEMPLATES))
     ap.add_argument("--engine", default="torch")
     ap.add_argument("--extra", default="", help="more cvat-train annotate options, e.g. '--batch-size 4'")
@@ -128,10 +146,14 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-annotate-"))
-    print(f"JPEGs 1280x960 in {work}; {args.labels} labels; {args.threads} threads; engine {args.engine}; "
-          f"load average before: {os.getloadavg()[0]:.2f}")
-    print(f"{'template':28s} {'naive':>6s} {'naive1t':>7s} {'ours':>6s} {'ratio':>6s} {'cmd':>6s} {'ratio':>6s}"
-          f"  dets naive/ours   (images/s; ratio = vs naive at {args.threads} threads)")
+    print(
+        f"JPEGs 1280x960 in {work}; {args.labels} labels; {args.threads} threads; engine {args.engine}; "
+        f"load average before: {os.getloadavg()[0]:.2f}"
+    )
+    print(
+        f"{'template':28s} {'naive':>6s} {'naive1t':>7s} {'ours':>6s} {'ratio':>6s} {'cmd':>6s} {'ratio':>6s}"
+        f"  dets naive/ours   (images/s; ratio = vs naive at {args.threads} threads)"
+    )
     labels = [f"label{k}" for k in range(1, args.labels + 1)]
     for name in args.templates.split(","):
         n_images = args.images or TEMPLATES.get(name, 24)
@@ -140,15 +162,23 @@ def main() -> None:
         torch.manual_seed(0)
         model_dir = work / f"model-{name}-{args.labels}"
         if not (model_dir / "model.pt").exists():
-            save_model_dir(model_dir, build_model(name, len(labels) + 1, {"pretrained": False}), name, labels,
-                           {"pretrained": False})
+            save_model_dir(
+                model_dir,
+                build_model(name, len(labels) + 1, {"pretrained": False}),
+                name,
+                labels,
+                {"pretrained": False},
+            )
         base, base_det = naive(model_dir, paths, args.threshold, args.threads)
         base1, _ = naive(model_dir, paths, args.threshold, 1)
         s = ours(model_dir, folder, work / f"out-{name}.zip", args.threshold, args.engine, args.extra, args.threads)
         pipe = s["images_done"] / s["seconds"]
         cmd = s["images_done"] / s["wall"]
-        print(f"{name:28s} {base:6.2f} {base1:7.2f} {pipe:6.2f} {pipe / base:5.2f}x {cmd:6.2f} {cmd / base:5.2f}x"
-              f"  {base_det}/{s['annotations']}", flush=True)
+        print(
+            f"{name:28s} {base:6.2f} {base1:7.2f} {pipe:6.2f} {pipe / base:5.2f}x {cmd:6.2f} {cmd / base:5.2f}x"
+            f"  {base_det}/{s['annotations']}",
+            flush=True,
+        )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
 
 

@@ -17,6 +17,7 @@ Goal: GET jobs p99 < 50 ms and log delay p95 < 250 ms on the 2-core dev machine.
 
     .venv/bin/python benchmarks/bench_server.py [--clients 50] [--seconds 20] [--interval 0.5]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,7 +27,6 @@ import os
 import secrets
 import signal
 import socket
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -40,9 +40,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from jupyter_cvat_train.datasets import generate_sample  # noqa: E402
 
-TRAIN = {"kind": "train", "template": "ssdlite320-mobilenet-v3", "dataset": "sample.zip", "checkpoint": None,
-         "parameters": {"epochs": 200, "hyperparameters": "batch_size: 2\nimage_size: 64\npretrained: false\n"
-                        "warmup_iters: 1"}}
+TRAIN = {
+    "kind": "train",
+    "template": "ssdlite320-mobilenet-v3",
+    "dataset": "sample.zip",
+    "checkpoint": None,
+    "parameters": {
+        "epochs": 200,
+        "hyperparameters": "batch_size: 2\nimage_size: 64\npretrained: false\nwarmup_iters: 1",
+    },
+}
 
 
 def free_port() -> int:
@@ -117,17 +124,31 @@ async def run(args) -> int:
     generate_sample(work / "sample.zip", images=args.images, width=96, height=96)
     port, token = free_port(), secrets.token_hex(16)
     server = subprocess.Popen(
-        [sys.executable, "-m", "jupyter_server", "--no-browser", f"--port={port}", "--ip=127.0.0.1",
-         f"--ServerApp.token={token}", f"--ServerApp.root_dir={work}", "--ServerApp.open_browser=False",
-         "--ServerApp.jpserver_extensions={'jupyter_cvat_train': True}", "--allow-root"],
-        stdout=subprocess.DEVNULL, stderr=open(work / "server.log", "wb"), start_new_session=True)
+        [
+            sys.executable,
+            "-m",
+            "jupyter_server",
+            "--no-browser",
+            f"--port={port}",
+            "--ip=127.0.0.1",
+            f"--ServerApp.token={token}",
+            f"--ServerApp.root_dir={work}",
+            "--ServerApp.open_browser=False",
+            "--ServerApp.jpserver_extensions={'jupyter_cvat_train': True}",
+            "--allow-root",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=open(work / "server.log", "wb"),
+        start_new_session=True,
+    )
     base = f"http://127.0.0.1:{port}/"
     headers = {"Authorization": f"token {token}"}
     client = AsyncHTTPClient()
     try:
         await wait_up(base + "api/status", headers)
-        r = await client.fetch(base + "cvat-train/api/jobs", method="POST", headers=headers, body=json.dumps(TRAIN),
-                               request_timeout=120)
+        r = await client.fetch(
+            base + "cvat-train/api/jobs", method="POST", headers=headers, body=json.dumps(TRAIN), request_timeout=120
+        )
         job = json.loads(r.body)
         print(f"training job {job['id']} ({TRAIN['template']}, {args.images} images 96x96, image_size 64, CPU)")
         job_dir = work / job["dir"]
@@ -149,29 +170,41 @@ async def run(args) -> int:
         log_size = (job_dir / "job.log").stat().st_size
         follow = asyncio.ensure_future(follower(f"{ws_url}?log_offset={log_size}", headers, arrivals, done))
         await asyncio.sleep(0.5)
-        tasks = [poller(base + "cvat-train/api/jobs", headers, args.interval, stop, jobs_lat)
-                 for _ in range(args.clients)]
+        tasks = [
+            poller(base + "cvat-train/api/jobs", headers, args.interval, stop, jobs_lat) for _ in range(args.clients)
+        ]
         tasks += [poller(base + "api/status", headers, args.interval, stop, status_lat) for _ in range(args.clients)]
         tasks.append(marker_writer(job_dir / "job.log", args.marker_interval, stop, written))
         load = os.getloadavg()[0]
         await asyncio.gather(*tasks)
         await asyncio.sleep(1.0)  # the last markers arrive
-        await client.fetch(f"{base}cvat-train/api/jobs/{job['id']}", method="DELETE", headers=headers,
-                           allow_nonstandard_methods=True)
+        await client.fetch(
+            f"{base}cvat-train/api/jobs/{job['id']}", method="DELETE", headers=headers, allow_nonstandard_methods=True
+        )
         await asyncio.wait_for(done.wait(), 60)
         last = await follow
         delays = [arrivals[s] - written[s] for s in written if s in arrivals]
         ms = 1000.0
-        print(f"{args.clients} clients x 2 endpoints, {args.interval}s between requests each, {args.seconds}s, "
-              f"load average at start {load:.1f} on {os.cpu_count()} cores")
-        print(f"GET cvat-train/api/jobs  n={len(jobs_lat):5d}  p50 {pct(jobs_lat, 50)*ms:7.2f} ms  "
-              f"p99 {pct(jobs_lat, 99)*ms:7.2f} ms  (goal p99 < 50 ms)")
-        print(f"GET api/status (base)    n={len(status_lat):5d}  p50 {pct(status_lat, 50)*ms:7.2f} ms  "
-              f"p99 {pct(status_lat, 99)*ms:7.2f} ms")
-        print(f"ratio jobs/status        p50 {pct(jobs_lat, 50)/pct(status_lat, 50):.2f}  "
-              f"p99 {pct(jobs_lat, 99)/pct(status_lat, 99):.2f}")
-        print(f"log delay (job.log -> websocket)  n={len(delays)}/{len(written)}  p50 {pct(delays, 50)*ms:6.1f} ms  "
-              f"p95 {pct(delays, 95)*ms:6.1f} ms  max {max(delays)*ms:6.1f} ms  (goal p95 < 250 ms)")
+        print(
+            f"{args.clients} clients x 2 endpoints, {args.interval}s between requests each, {args.seconds}s, "
+            f"load average at start {load:.1f} on {os.cpu_count()} cores"
+        )
+        print(
+            f"GET cvat-train/api/jobs  n={len(jobs_lat):5d}  p50 {pct(jobs_lat, 50) * ms:7.2f} ms  "
+            f"p99 {pct(jobs_lat, 99) * ms:7.2f} ms  (goal p99 < 50 ms)"
+        )
+        print(
+            f"GET api/status (base)    n={len(status_lat):5d}  p50 {pct(status_lat, 50) * ms:7.2f} ms  "
+            f"p99 {pct(status_lat, 99) * ms:7.2f} ms"
+        )
+        print(
+            f"ratio jobs/status        p50 {pct(jobs_lat, 50) / pct(status_lat, 50):.2f}  "
+            f"p99 {pct(jobs_lat, 99) / pct(status_lat, 99):.2f}"
+        )
+        print(
+            f"log delay (job.log -> websocket)  n={len(delays)}/{len(written)}  p50 {pct(delays, 50) * ms:6.1f} ms  "
+            f"p95 {pct(delays, 95) * ms:6.1f} ms  max {max(delays) * ms:6.1f} ms  (goal p95 < 250 ms)"
+        )
         print(f"stream ended with: {last.get('type')} {last.get('job', {}).get('state')}")
         return 0
     finally:

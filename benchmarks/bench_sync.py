@@ -21,6 +21,7 @@ Goal: in every case at least as fast as the faster peer, and at least 2x faster 
 Usage: .venv/bin/python benchmarks/bench_sync.py [--repeat N] [--small-files 1000]
        [--small-size 65536] [--large-files 2] [--large-mib 100] [--concurrency 16]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -38,8 +39,14 @@ import psutil
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-ENV = {**os.environ, "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench-secret",
-       "AWS_DEFAULT_REGION": "us-east-1", "AWS_REGION": "us-east-1", "PYTHONPATH": str(REPO)}
+ENV = {
+    **os.environ,
+    "AWS_ACCESS_KEY_ID": "bench",
+    "AWS_SECRET_ACCESS_KEY": "bench-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "PYTHONPATH": str(REPO),
+}
 
 
 def free_port() -> int:
@@ -50,8 +57,12 @@ def free_port() -> int:
 
 def start_moto() -> tuple[subprocess.Popen, str]:
     port = free_port()
-    proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     endpoint = f"http://127.0.0.1:{port}"
     deadline = time.time() + 30
     while time.time() < deadline:
@@ -97,8 +108,20 @@ class Tools:
         self.endpoint, self.bucket, self.concurrency = endpoint, bucket, concurrency
 
     def ours(self, direction, local, prefix):
-        return run([str(BIN / "cvat-train"), "sync", direction, str(local), f"s3://{self.bucket}/{prefix}",
-                    "--endpoint-url", self.endpoint, "--no-progress", "--concurrency", str(self.concurrency)])
+        return run(
+            [
+                str(BIN / "cvat-train"),
+                "sync",
+                direction,
+                str(local),
+                f"s3://{self.bucket}/{prefix}",
+                "--endpoint-url",
+                self.endpoint,
+                "--no-progress",
+                "--concurrency",
+                str(self.concurrency),
+            ]
+        )
 
     def aws(self, direction, local, prefix):
         uri = f"s3://{self.bucket}/{prefix}"
@@ -114,8 +137,16 @@ class Tools:
         from jupyter_cvat_train.storage import SyncOptions, sync
 
         t0 = time.perf_counter()
-        sync(SyncOptions(direction, str(local), f"s3://{self.bucket}/{prefix}", endpoint_url=self.endpoint,
-                         concurrency=self.concurrency), log=lambda m: None)
+        sync(
+            SyncOptions(
+                direction,
+                str(local),
+                f"s3://{self.bucket}/{prefix}",
+                endpoint_url=self.endpoint,
+                concurrency=self.concurrency,
+            ),
+            log=lambda m: None,
+        )
         return time.perf_counter() - t0
 
 
@@ -162,19 +193,23 @@ def main() -> None:
         for name in names:
             fn = getattr(tools, name)
             for case, data in (("small up", small), ("large up", large)):
-                best(case, name, lambda r: fn("up", data, f"{name}-{case.split()[0]}-{r}"))
-            best("no-op", name, lambda r: fn("up", small, f"{name}-small-0"))
+                best(case, name, lambda r: fn("up", data, f"{name}-{case.split()[0]}-{r}"))  # noqa: B023 - called at once
+            best("no-op", name, lambda r: fn("up", small, f"{name}-small-0"))  # noqa: B023 - called at once
             for case, src in (("small down", "src-small"), ("large down", "src-large")):
-                def down(r, src=src, case=case):
+
+                def down(r, src=src, case=case, name=name, fn=fn):
                     dest = tmp / f"dl-{name}-{case.split()[0]}-{r}"
                     t = fn("down", dest, src)
                     shutil.rmtree(dest, ignore_errors=True)
                     return t
+
                 best(case, name, down)
 
         print()
-        print(f"{'case':<11} {'ours':>7} {'aws':>7} {'s5cmd':>7} {'ours(in-proc)':>14}   "
-              f"{'vs faster peer':>14} {'vs aws':>7}  goal")
+        print(
+            f"{'case':<11} {'ours':>7} {'aws':>7} {'s5cmd':>7} {'ours(in-proc)':>14}   "
+            f"{'vs faster peer':>14} {'vs aws':>7}  goal"
+        )
         met_all = True
         for case in ("small up", "small down", "large up", "large down", "no-op"):
             r = results.get(case, {})
@@ -186,12 +221,16 @@ def main() -> None:
             met = vs_peer is not None and vs_peer >= 1.0 and (vs_aws or 0) >= need_aws
             met_all &= met
             fmt = lambda v: f"{v:7.2f}" if v is not None else "      -"  # noqa: E731
-            print(f"{case:<11} {fmt(ours)} {fmt(aws)} {fmt(s5)} {fmt(r.get('ours_in_process')):>14}   "
-                  f"{(f'{vs_peer:.2f}x' if vs_peer else '-'):>14} {(f'{vs_aws:.2f}x' if vs_aws else '-'):>7}  "
-                  f"{'met' if met else 'NOT met'} (>=1x faster peer" + (", >=2x aws)" if need_aws > 1 else ")"))
+            print(
+                f"{case:<11} {fmt(ours)} {fmt(aws)} {fmt(s5)} {fmt(r.get('ours_in_process')):>14}   "
+                f"{(f'{vs_peer:.2f}x' if vs_peer else '-'):>14} {(f'{vs_aws:.2f}x' if vs_aws else '-'):>7}  "
+                f"{'met' if met else 'NOT met'} (>=1x faster peer" + (", >=2x aws)" if need_aws > 1 else ")")
+            )
         print("\nall goals met" if met_all else "\nsome goals not met (see above)")
-        print("\nmoto server CPU seconds during each tool's best run (moto is one Python process: a case\n"
-              "cannot take less wall time than about its server CPU, whatever the client does):")
+        print(
+            "\nmoto server CPU seconds during each tool's best run (moto is one Python process: a case\n"
+            "cannot take less wall time than about its server CPU, whatever the client does):"
+        )
         print(f"{'case':<11} " + " ".join(f"{n:>15}" for n in names))
         for case in ("small up", "small down", "large up", "large down", "no-op"):
             cpu = server_cpu.get(case, {})

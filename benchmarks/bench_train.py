@@ -12,6 +12,7 @@ epoch of each side is a warm-up and is not counted.
 
 Prints images/s of both and the ratio ours / bare (goal: >= 0.9).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,17 +43,24 @@ def bare_loop(items, labels, template, params, epochs: int) -> float:
         def __getitem__(self, i):
             it = items[i]
             img = torch.from_numpy(np.asarray(Image.open(it.image_path).convert("RGB")).copy()).permute(2, 0, 1)
-            return img.float() / 255, {"boxes": torch.tensor([a.bbox for a in it.annotations]).reshape(-1, 4),
-                                       "labels": torch.tensor([ids[a.label] for a in it.annotations], dtype=torch.int64)}
+            return img.float() / 255, {
+                "boxes": torch.tensor([a.bbox for a in it.annotations]).reshape(-1, 4),
+                "labels": torch.tensor([ids[a.label] for a in it.annotations], dtype=torch.int64),
+            }
 
     torch.manual_seed(0)
     model = build_model(template, len(labels) + 1, params)
     model.train()
     opt = torch.optim.SGD(model.parameters(), lr=params["learning_rate"], momentum=0.9, weight_decay=1e-4)
     bs = params["batch_size"]
-    loader = torch.utils.data.DataLoader(DS(), batch_size=bs, shuffle=True, num_workers=params["num_workers"],
-                                         collate_fn=lambda b: tuple(zip(*b)),
-                                         drop_last=len(items) % bs == 1)
+    loader = torch.utils.data.DataLoader(
+        DS(),
+        batch_size=bs,
+        shuffle=True,
+        num_workers=params["num_workers"],
+        collate_fn=lambda b: tuple(zip(*b)),
+        drop_last=len(items) % bs == 1,
+    )
     rates = []
     for epoch in range(epochs):
         t0, n = time.perf_counter(), 0
@@ -86,14 +94,24 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-train-"))
     data = Path(args.data) if args.data else generate_sample(work / "sample.zip", images=args.images, seed=0)
-    user = {"pretrained": False, "epochs": args.epochs, "batch_size": args.batch_size, "image_size": args.image_size,
-            "num_workers": args.workers, "hflip": 0.0, "zoom_out": 0.0, "val_split": 10}
+    user = {
+        "pretrained": False,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "image_size": args.image_size,
+        "num_workers": args.workers,
+        "hflip": 0.0,
+        "zoom_out": 0.0,
+        "val_split": 10,
+    }
     spec = {"kind": "train", "template": args.template, "dataset": str(data), "parameters": user}
     plan = make_plan(spec, work, log=lambda m: None)
     params = parse_hyperparameters(user, args.template)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.template}, "
-          f"{len(plan.train_items)} training images, batch {args.batch_size}, size {args.image_size}, "
-          f"workers {args.workers}, {args.epochs} epochs (first = warm-up)")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.template}, "
+        f"{len(plan.train_items)} training images, batch {args.batch_size}, size {args.image_size}, "
+        f"workers {args.workers}, {args.epochs} epochs (first = warm-up)"
+    )
 
     bare = bare_loop(plan.train_items, plan.labels, args.template, params, args.epochs)
     print(f"bare torchvision loop : {bare:8.2f} images/s")

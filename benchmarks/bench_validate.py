@@ -11,6 +11,7 @@ under $CVAT_TRAIN_CACHE/bench (or ~/.cache/jupyter_cvat_train/bench).
 
     .venv/bin/python benchmarks/bench_validate.py [--images 20000] [--boxes 10] [--skip-datumaro] [--repeat 3]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -102,8 +103,9 @@ def main() -> None:
     t0 = time.perf_counter()
     # in a child, so this process stays small: a child's peak RSS counts its parent's
     # memory at fork time
-    subprocess.run([py, __file__, "--generate-only", "--images", str(args.images), "--boxes", str(args.boxes)],
-                   check=True)
+    subprocess.run(
+        [py, __file__, "--generate-only", "--images", str(args.images), "--boxes", str(args.boxes)], check=True
+    )
     print(f"export: {folder} ({args.images} images x {args.boxes} boxes; ready in {time.perf_counter() - t0:.1f} s)")
     ann = folder / "annotations" / "instances_default.json"
     print(f"annotation file: {ann.stat().st_size / 1e6:.1f} MB")
@@ -113,19 +115,35 @@ def main() -> None:
         ("pycocotools COCO() load", [py, "-c", f"from pycocotools.coco import COCO; COCO({str(ann)!r})"]),
     ]
     if not args.skip_datumaro:
-        contenders.append(("Datumaro import + DetectionValidator", [py, "-c", (
-            "import datumaro as dm\n"
-            "from datumaro.plugins.validators import DetectionValidator\n"
-            f"ds = dm.Dataset.import_from({str(folder)!r}, 'coco_instances')\n"
-            "DetectionValidator().validate(ds)\n")]))
+        contenders.append(
+            (
+                "Datumaro import + DetectionValidator",
+                [
+                    py,
+                    "-c",
+                    (
+                        "import datumaro as dm\n"
+                        "from datumaro.plugins.validators import DetectionValidator\n"
+                        f"ds = dm.Dataset.import_from({str(folder)!r}, 'coco_instances')\n"
+                        "DetectionValidator().validate(ds)\n"
+                    ),
+                ],
+            )
+        )
     # Rounds alternate the contenders, so a burst of load on this small machine hits all of
     # them alike; each figure is the median of its rounds (peak memory: the largest).
     rounds = [[measure(name, argv) for name, argv in contenders] for _ in range(args.repeat)]
     runs = []
     for k in range(len(contenders)):
         mine = [r[k] for r in rounds]
-        runs.append({**mine[0], "wall_s": statistics.median(m["wall_s"] for m in mine),
-                     "peak_mib": max(m["peak_mib"] for m in mine), "exit": max(m["exit"] for m in mine)})
+        runs.append(
+            {
+                **mine[0],
+                "wall_s": statistics.median(m["wall_s"] for m in mine),
+                "peak_mib": max(m["peak_mib"] for m in mine),
+                "exit": max(m["exit"] for m in mine),
+            }
+        )
     print(f"median of {args.repeat} rounds")
     print(f"\n{'contender':<40}{'wall s':>9}{'peak MiB':>10}{'exit':>6}")
     for r in runs:

@@ -10,12 +10,12 @@ floor the test uses, so the floor's margin is a measured figure.
 
 ``--hp key=value`` overrides a parameter of the floor's job (to try another setting).
 """
+
 from __future__ import annotations
 
 import argparse
 import json
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -48,11 +48,24 @@ def main() -> None:
             params = dict(FLOOR_PARAMS, **overrides, seed=seed, threads=args.threads)
             best = run_floor_job(tmp / f"run-{seed}", data, params)
             rows.append((seed, best["map_50"], best["map"], time.perf_counter() - t0))
-            print(f"seed {seed}: best mAP@.5 {best['map_50']:.3f}  mAP@[.5:.95] {best['map']:.3f}  "
-                  f"({rows[-1][3]:.0f} s)", flush=True)
+            print(
+                f"seed {seed}: best mAP@.5 {best['map_50']:.3f}  mAP@[.5:.95] {best['map']:.3f}  ({rows[-1][3]:.0f} s)",
+                flush=True,
+            )
     m50 = [r[1] for r in rows]
-    print(json.dumps({"params": overrides, "seeds": args.seeds, "map_50": m50, "min": min(m50), "median": statistics.median(m50),
-                      "floor": FLOOR_MAP_50, "margin_below_min": round(min(m50) - FLOOR_MAP_50, 3)}))
+    print(
+        json.dumps(
+            {
+                "params": overrides,
+                "seeds": args.seeds,
+                "map_50": m50,
+                "min": min(m50),
+                "median": statistics.median(m50),
+                "floor": FLOOR_MAP_50,
+                "margin_below_min": round(min(m50) - FLOOR_MAP_50, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ auto-annotate new images, from JupyterLab, notebooks and the ``cvat-train`` CLI.
 The core (datasets, models, training, annotate, storage, jobs) never imports Jupyter;
 ``jupyter_cvat_train.server`` is the only part that does.
 """
+
 from ._version import __version__
 
 __all__ = ["__version__"]

@@ -14,6 +14,7 @@ removed on any error). The temp file:
   symlink planted in the folder is never written through;
 - gets ``mode`` (default: what ``open()`` would give, 0666 less the umask).
 """
+
 from __future__ import annotations
 
 import errno
@@ -61,9 +62,15 @@ def _create_temp(folder: Path, mode: int | None, make_name: Callable[[], str]) -
     raise FileExistsError(errno.EEXIST, "no free temp file name", str(folder))
 
 
-def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], object], *, mode: int | None = None,
-                      fsync: bool = False, publish: Callable[[Path, Path], object] = os.replace,
-                      make_name: Callable[[], str] = temp_name) -> Path:
+def atomic_write_with(
+    path: str | os.PathLike,
+    write: Callable[[Path], object],
+    *,
+    mode: int | None = None,
+    fsync: bool = False,
+    publish: Callable[[Path, Path], object] = os.replace,
+    make_name: Callable[[], str] = temp_name,
+) -> Path:
     """Write ``path`` atomically through ``write(tmp)``, for writers that want a path
     (``torch.save``, zip writers, downloads).
 
@@ -98,8 +105,15 @@ def atomic_write_with(path: str | os.PathLike, write: Callable[[Path], object], 
     return path
 
 
-def atomic_write(path: str | os.PathLike, data: bytes | str, *, mode: int | None = None, fsync: bool = False,
-                 publish: Callable[[Path, Path], object] = os.replace, encoding: str = "utf-8") -> Path:
+def atomic_write(
+    path: str | os.PathLike,
+    data: bytes | str,
+    *,
+    mode: int | None = None,
+    fsync: bool = False,
+    publish: Callable[[Path, Path], object] = os.replace,
+    encoding: str = "utf-8",
+) -> Path:
     """Write ``data`` (bytes, or text encoded with ``encoding``) to ``path`` atomically.
 
     mode, fsync, publish: as in :func:`atomic_write_with`. Returns ``path`` as a Path.

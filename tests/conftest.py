@@ -1,4 +1,5 @@
 """Shared fixtures. Tests that need the real BCCD exports in ../shared skip when absent."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -26,7 +27,9 @@ def repo_root() -> Path:
 def bccd_dir() -> Path:
     """../shared/datasets/bccd, or skip: it sits beside the project, not in it."""
     if not BCCD_DIR.is_dir():
-        pytest.skip(f"real BCCD exports not found at {BCCD_DIR} (../shared is beside the project root, not in a fresh clone)")
+        pytest.skip(
+            f"real BCCD exports not found at {BCCD_DIR} (../shared is beside the project root, not in a fresh clone)"
+        )
     return BCCD_DIR
 
 

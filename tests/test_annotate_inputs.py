@@ -1,4 +1,5 @@
 """The annotate input looks for the same image types as dataset validation."""
+
 from __future__ import annotations
 
 import zipfile
@@ -27,7 +28,7 @@ def test_folder_and_zip_inputs_find_every_image_type_validation_accepts(tmp_path
     images = tmp_path / "images"
     write_images(images)
     expected = sorted(n for n in NAMES if not n.endswith(".txt"))
-    assert all(n[n.rindex("."):].lower() in IMAGE_EXTENSIONS for n in expected)
+    assert all(n[n.rindex(".") :].lower() in IMAGE_EXTENSIONS for n in expected)
     found = open_input(images)
     assert sorted(s.name for s in found.images) == expected
     with zipfile.ZipFile(tmp_path / "images.zip", "w") as zf:

@@ -1,9 +1,9 @@
 """The annotate job end to end: real model folder (a few real training steps on BCCD),
 real images, outputs imported back with Datumaro, bad input, SIGTERM of the real process."""
+
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -40,8 +40,9 @@ def bccd_small(bccd_dir, tmp_path_factory) -> Path:
     return out
 
 
-def _tiny_trained_model(model_dir: Path, export: Path, template: str = "ssdlite320-mobilenet-v3",
-                        image_size: int = 128, steps: int = 2) -> Path:
+def _tiny_trained_model(
+    model_dir: Path, export: Path, template: str = "ssdlite320-mobilenet-v3", image_size: int = 128, steps: int = 2
+) -> Path:
     """A model folder after ``steps`` real SGD steps on ``export`` (tiny input size)."""
     import torch
     from PIL import Image
@@ -58,9 +59,19 @@ def _tiny_trained_model(model_dir: Path, export: Path, template: str = "ssdlite3
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=0.001)
     items = [it for it in ds.items if it.annotations][:2]
     images = [pil_to_tensor(Image.open(it.image_path).convert("RGB")).float() / 255 for it in items]
-    targets = [{"boxes": torch.tensor([a.bbox for a in it.annotations if a.bbox[2] > a.bbox[0] and a.bbox[3] > a.bbox[1]]),
-                "labels": torch.tensor([ds.labels.index(a.label) + 1 for a in it.annotations
-                                        if a.bbox[2] > a.bbox[0] and a.bbox[3] > a.bbox[1]])} for it in items]
+    targets = [
+        {
+            "boxes": torch.tensor([a.bbox for a in it.annotations if a.bbox[2] > a.bbox[0] and a.bbox[3] > a.bbox[1]]),
+            "labels": torch.tensor(
+                [
+                    ds.labels.index(a.label) + 1
+                    for a in it.annotations
+                    if a.bbox[2] > a.bbox[0] and a.bbox[3] > a.bbox[1]
+                ]
+            ),
+        }
+        for it in items
+    ]
     for _ in range(steps):
         loss = sum(model(images, targets).values())
         opt.zero_grad()
@@ -93,8 +104,17 @@ def _import(zip_path: Path, fmt: str, image_names: list[str]):
 @pytest.mark.parametrize("fmt", ["coco", "cvat"])
 def test_round_trip_bccd(tmp_path, bccd_small, model_dir, fmt):
     out = tmp_path / f"pred-{fmt}.zip"
-    status, jd = _run(tmp_path, images=str(bccd_small), model_dir=str(model_dir), format=fmt, threshold=0.0,
-                      max_detections=7, mapping={"Platelets": "RBC"}, output=str(out), preview=2)
+    status, jd = _run(
+        tmp_path,
+        images=str(bccd_small),
+        model_dir=str(model_dir),
+        format=fmt,
+        threshold=0.0,
+        max_detections=7,
+        mapping={"Platelets": "RBC"},
+        output=str(out),
+        preview=2,
+    )
     assert status["state"] == "succeeded", status
     s = status["outputs"]
     assert s["images_done"] == N_IMAGES and s["images_failed"] == 0 and not s["partial"]
@@ -129,8 +149,9 @@ def test_round_trip_bccd(tmp_path, bccd_small, model_dir, fmt):
 @pytest.mark.slow
 def test_keep_existing_and_threshold(tmp_path, bccd_small, model_dir):
     out = tmp_path / "keep.zip"
-    status, _ = _run(tmp_path, images=str(bccd_small), model_dir=str(model_dir), threshold=1.0, keep_existing=True,
-                     output=str(out))
+    status, _ = _run(
+        tmp_path, images=str(bccd_small), model_dir=str(model_dir), threshold=1.0, keep_existing=True, output=str(out)
+    )
     assert status["state"] == "succeeded", status
     assert status["outputs"]["annotations"] == 0  # nothing scores 1.0
     data = json.loads(zipfile.ZipFile(out).read("annotations/instances_default.json"))
@@ -157,8 +178,9 @@ def test_corrupt_jpeg_is_reported_and_run_goes_on(tmp_path, model_dir):
     good = (folder / "img0.jpg").read_bytes()
     (folder / "truncated.jpg").write_bytes(good[: len(good) // 3])
     out = tmp_path / "out.zip"
-    status, jd = _run(tmp_path, images=str(folder), model_dir=str(model_dir), format="yolo", threshold=0.0,
-                      output=str(out))
+    status, jd = _run(
+        tmp_path, images=str(folder), model_dir=str(model_dir), format="yolo", threshold=0.0, output=str(out)
+    )
     assert status["state"] == "succeeded", status
     s = status["outputs"]
     assert s["images_total"] == 5 and s["images_done"] == 3 and s["images_failed"] == 2
@@ -171,8 +193,9 @@ def test_corrupt_jpeg_is_reported_and_run_goes_on(tmp_path, model_dir):
 def test_mapping_to_unknown_label_fails_before_start(tmp_path, model_dir):
     folder = _images_folder(tmp_path, n=1)
     out = tmp_path / "out.zip"
-    status, jd = _run(tmp_path, images=str(folder), model_dir=str(model_dir), mapping={"Neutrophil": "WBC"},
-                      output=str(out))
+    status, jd = _run(
+        tmp_path, images=str(folder), model_dir=str(model_dir), mapping={"Neutrophil": "WBC"}, output=str(out)
+    )
     assert status["state"] == "failed"
     assert "model has no label 'Neutrophil'" in status["message"] and "RBC, WBC, Platelets" in status["message"]
     assert not out.exists()
@@ -204,11 +227,22 @@ def test_sigterm_writes_a_partial_result(tmp_path, bccd_small):
     model = _tiny_trained_model(tmp_path / "model-frcnn", bccd_small, "fasterrcnn-mobilenet-v3-fpn", 320, steps=1)
     images = generate_sample(tmp_path / "many", format="coco", images=120, seed=1)
     out = tmp_path / "big.zip"
-    jd = JobDir(tmp_path / "job").create({"kind": "annotate", "images": str(images), "model_dir": str(model),
-                                          "output": str(out), "threshold": 0.0, "batch_size": 1,
-                                          "mapping": {"RBC": "circle", "WBC": "square", "Platelets": "triangle"}})
-    proc = subprocess.Popen([sys.executable, "-m", "jupyter_cvat_train.annotate", str(jd.path)],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    jd = JobDir(tmp_path / "job").create(
+        {
+            "kind": "annotate",
+            "images": str(images),
+            "model_dir": str(model),
+            "output": str(out),
+            "threshold": 0.0,
+            "batch_size": 1,
+            "mapping": {"RBC": "circle", "WBC": "square", "Platelets": "triangle"},
+        }
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_cvat_train.annotate", str(jd.path)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
         if any(e["type"] == "progress" and e["done"] >= 3 for e in jd.read_events()):
@@ -235,14 +269,48 @@ def test_cli_foreground(tmp_path, model_dir):
     folder = _images_folder(tmp_path, n=2)
     out = tmp_path / "cli.zip"
     exe = [str(Path(sys.executable).parent / "cvat-train")]
-    r = subprocess.run(exe + ["annotate", str(folder), "--model-dir", str(model_dir), "-o", str(out), "--format",
-                              "cvat", "--threshold", "0", "--max-detections", "3", "--map", "WBC=RBC",
-                              "--no-progress"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        exe
+        + [
+            "annotate",
+            str(folder),
+            "--model-dir",
+            str(model_dir),
+            "-o",
+            str(out),
+            "--format",
+            "cvat",
+            "--threshold",
+            "0",
+            "--max-detections",
+            "3",
+            "--map",
+            "WBC=RBC",
+            "--no-progress",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 0, r.stderr
     assert "2 of 2 images annotated" in r.stdout and out.is_file()
     root = ET.fromstring(zipfile.ZipFile(out).read("annotations.xml"))
     assert len(root.findall("image")) == 2 and len(root.findall("image/box")) == 6
     assert {b.get("label") for b in root.findall("image/box")} <= {"RBC", "Platelets"}
-    r = subprocess.run(exe + ["annotate", str(folder), "--model-dir", str(model_dir), "-o", str(tmp_path / "cli2.zip"),
-                              "--map", "Neutrophil=RBC"], capture_output=True, text=True, timeout=300)
+    r = subprocess.run(
+        exe
+        + [
+            "annotate",
+            str(folder),
+            "--model-dir",
+            str(model_dir),
+            "-o",
+            str(tmp_path / "cli2.zip"),
+            "--map",
+            "Neutrophil=RBC",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert r.returncode == 1 and "Traceback" not in r.stderr and "no label 'Neutrophil'" in r.stderr

@@ -1,5 +1,5 @@
 """Label mapping rules of the annotate job (jupyter_cvat_train.annotate.mapping)."""
-import numpy as np
+
 import pytest
 
 from jupyter_cvat_train.annotate.mapping import MappingError, build_mapping, parse_map_pairs
@@ -32,8 +32,9 @@ def test_without_target_set_pairs_rename():
     assert m.lookup().tolist() == [-1, 0, 1, 0]
 
 
-@pytest.mark.parametrize("pairs,needle", [(["XYZ=RBC"], "model has no label 'XYZ'"),
-                                          (["WBC=leukocyte"], "no label 'leukocyte'")])
+@pytest.mark.parametrize(
+    "pairs,needle", [(["XYZ=RBC"], "model has no label 'XYZ'"), (["WBC=leukocyte"], "no label 'leukocyte'")]
+)
 def test_unknown_label_is_an_error(pairs, needle):
     with pytest.raises(MappingError, match=needle):
         build_mapping(MODEL, MODEL, parse_map_pairs(pairs))

@@ -8,6 +8,7 @@ activations have their real magnitude rather than the vanishing ones of an untra
 network, and 3 labels, so that scores lie around 0.25-0.5 and there are detections
 above the threshold.
 """
+
 from __future__ import annotations
 
 import json
@@ -68,8 +69,7 @@ def _model_dir(folder: Path, template: str, params: dict, images: Path) -> Path:
 
 @pytest.fixture(scope="module", params=list(TEMPLATES))
 def model_dir(request, images, tmp_path_factory) -> Path:
-    return _model_dir(tmp_path_factory.mktemp("onnx-model") / "model", request.param, TEMPLATES[request.param],
-                      images)
+    return _model_dir(tmp_path_factory.mktemp("onnx-model") / "model", request.param, TEMPLATES[request.param], images)
 
 
 def _engines(model_dir: Path):
@@ -97,8 +97,12 @@ def _unmatched(ref, got, score_tol: float = 1e-3, box_tol: float = 1e-2) -> list
     free = np.ones(len(b), bool)
     missing = []
     for row in a:
-        ok = (free & (b[:, 5] == row[5]) & (np.abs(b[:, 0] - row[0]) <= score_tol)
-              & (np.abs(b[:, 1:5] - row[1:5]).max(axis=1, initial=0) <= box_tol))
+        ok = (
+            free
+            & (b[:, 5] == row[5])
+            & (np.abs(b[:, 0] - row[0]) <= score_tol)
+            & (np.abs(b[:, 1:5] - row[1:5]).max(axis=1, initial=0) <= box_tol)
+        )
         if ok.any():
             free[np.argmax(ok)] = False
         else:
@@ -153,9 +157,27 @@ def test_cli_engine_onnx_writes_coco(model_dir, images, tmp_path):
     counts = {}
     for engine in ("onnx", "torch"):
         out = tmp_path / f"{engine}.zip"
-        r = subprocess.run([str(exe), "annotate", str(images), "--model-dir", str(model_dir), "--output", str(out),
-                            "--format", "coco", "--threshold", str(THRESHOLD), "--engine", engine, "--no-progress"],
-                           capture_output=True, text=True, timeout=600)
+        r = subprocess.run(
+            [
+                str(exe),
+                "annotate",
+                str(images),
+                "--model-dir",
+                str(model_dir),
+                "--output",
+                str(out),
+                "--format",
+                "coco",
+                "--threshold",
+                str(THRESHOLD),
+                "--engine",
+                engine,
+                "--no-progress",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=600,
+        )
         assert r.returncode == 0, r.stderr
         summary = json.loads(out.with_name(out.stem + ".summary.json").read_text())
         assert summary["engine"] == engine and summary["images_done"] == 4 and summary["images_failed"] == 0

@@ -1,6 +1,7 @@
 """An annotate run never writes over its input, nor over an existing file unless asked
 (`cvat-train annotate --overwrite`): the CLI as a user would misuse it, and the check
 the job and the server share (annotate.outputs.plan_outputs)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -10,27 +11,31 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from test_annotate_job import bccd_small, model_dir  # noqa: F401 - module fixtures: a real trained model
 
 from jupyter_cvat_train.annotate.outputs import OutputError, plan_outputs
 from jupyter_cvat_train.cli import main as cli_main
 from jupyter_cvat_train.datasets import generate_sample
 
-from test_annotate_job import bccd_small, model_dir  # noqa: F401 - module fixtures: a real trained model
-
 
 def _digest(path: Path) -> str:
     if path.is_dir():
-        return hashlib.sha256(b"".join(p.name.encode() + p.read_bytes() for p in sorted(path.rglob("*"))
-                                       if p.is_file())).hexdigest()
+        return hashlib.sha256(
+            b"".join(p.name.encode() + p.read_bytes() for p in sorted(path.rglob("*")) if p.is_file())
+        ).hexdigest()
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 @pytest.fixture
 def workspace(tmp_path) -> dict:
     """An images zip, an images folder, a fake model folder, a notebook and a job index."""
-    ws = {"zip": generate_sample(tmp_path / "images.zip", images=2, width=64, height=48),
-          "folder": generate_sample(tmp_path / "images", images=2, width=64, height=48),
-          "model": tmp_path / "model", "notebook": tmp_path / "analysis.ipynb", "index": tmp_path / "jobs.sqlite"}
+    ws = {
+        "zip": generate_sample(tmp_path / "images.zip", images=2, width=64, height=48),
+        "folder": generate_sample(tmp_path / "images", images=2, width=64, height=48),
+        "model": tmp_path / "model",
+        "notebook": tmp_path / "analysis.ipynb",
+        "index": tmp_path / "jobs.sqlite",
+    }
     ws["model"].mkdir()
     (ws["model"] / "model.pt").write_bytes(b"weights")
     (ws["model"] / "classes.csv").write_text("labels,id\ncircle,1\n")
@@ -111,8 +116,12 @@ def test_plan_outputs_rules(tmp_path):
     inputs = [("images", folder), ("model folder", model)]
     plan = plan_outputs(tmp_path / "a.zip", inputs=inputs, previews=True)
     assert (plan.output, plan.summary, plan.partial, plan.partial_summary, plan.previews) == (
-        tmp_path / "a.zip", tmp_path / "a.summary.json", tmp_path / "a.partial.zip",
-        tmp_path / "a.partial.summary.json", tmp_path / "a_previews")
+        tmp_path / "a.zip",
+        tmp_path / "a.summary.json",
+        tmp_path / "a.partial.zip",
+        tmp_path / "a.partial.summary.json",
+        tmp_path / "a_previews",
+    )
     # the previews of "b.zip" go to "b_previews": not when that is the input folder
     (tmp_path / "b_previews").mkdir()
     with pytest.raises(OutputError) as e:

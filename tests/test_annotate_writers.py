@@ -1,4 +1,5 @@
 """Writers produce zips that Datumaro (CVAT's import library) reads back; masks -> polygons."""
+
 import json
 import zipfile
 
@@ -6,8 +7,8 @@ import datumaro as dm
 import numpy as np
 import pytest
 
-from jupyter_cvat_train.datasets.geometry import mask_to_polygons, polygon_area
 from jupyter_cvat_train.annotate.writers import AnnotatedImage, write_annotations
+from jupyter_cvat_train.datasets.geometry import mask_to_polygons, polygon_area
 from jupyter_cvat_train.datasets.model import Annotation
 
 LABELS = ["RBC", "WBC", "Platelets"]
@@ -15,14 +16,24 @@ LABELS = ["RBC", "WBC", "Platelets"]
 
 def _images():
     return [
-        AnnotatedImage("a.jpg", 640, 480, [
-            Annotation("RBC", (10, 20, 110, 70), score=0.91),
-            Annotation("WBC", (200, 100, 300, 220), score=0.55),
-            Annotation("RBC", (5, 5, 50, 40)),  # an existing, human annotation (no score)
-        ]),
-        AnnotatedImage("sub/b.jpg", 320, 240, [
-            Annotation("Platelets", (10, 10, 50, 50), polygons=[[10, 10, 50, 10, 50, 50, 10, 50]], score=0.7),
-        ]),
+        AnnotatedImage(
+            "a.jpg",
+            640,
+            480,
+            [
+                Annotation("RBC", (10, 20, 110, 70), score=0.91),
+                Annotation("WBC", (200, 100, 300, 220), score=0.55),
+                Annotation("RBC", (5, 5, 50, 40)),  # an existing, human annotation (no score)
+            ],
+        ),
+        AnnotatedImage(
+            "sub/b.jpg",
+            320,
+            240,
+            [
+                Annotation("Platelets", (10, 10, 50, 50), polygons=[[10, 10, 50, 10, 50, 50, 10, 50]], score=0.7),
+            ],
+        ),
         AnnotatedImage("c.jpg", 100, 80, []),
     ]
 
@@ -69,7 +80,10 @@ def test_round_trip_through_datumaro(tmp_path, fmt):
         assert poly[0].points == [10, 10, 50, 10, 50, 50, 10, 50]
         data = json.loads(zipfile.ZipFile(out).read("annotations/instances_default.json"))
         assert [(i["file_name"], i["width"], i["height"]) for i in data["images"]] == [
-            ("a.jpg", 640, 480), ("sub/b.jpg", 320, 240), ("c.jpg", 100, 80)]
+            ("a.jpg", 640, 480),
+            ("sub/b.jpg", 320, 240),
+            ("c.jpg", 100, 80),
+        ]
     if fmt == "cvat":
         assert {it.media.size for it in ds} == {(480, 640), (240, 320), (80, 100)}
 

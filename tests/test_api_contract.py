@@ -11,6 +11,7 @@ a real Jupyter server (pytest-jupyter) answers every route, on success and on er
 documented status and a body valid for that status, and streams messages valid for the
 stream's schema.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -28,13 +29,12 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import best_match
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
+from test_server_jobs import long_training
 from tornado.httpclient import HTTPClientError
 from traitlets.config import Config
 
 import jupyter_cvat_train
 from jupyter_cvat_train.datasets import generate_sample
-
-from test_server_jobs import long_training
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
@@ -59,7 +59,8 @@ def validator(*pointer: str) -> Draft202012Validator:
 def assert_valid(v: Draft202012Validator, instance, what: str) -> None:
     errors = [best_match([e]) for e in sorted(v.iter_errors(instance), key=lambda e: list(e.absolute_path))]
     assert not errors, f"{what} breaks the contract:\n" + "\n".join(
-        f"  at /{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}" for e in errors[:10])
+        f"  at /{'/'.join(map(str, e.absolute_path))}: {e.message[:300]}" for e in errors[:10]
+    )
 
 
 def schema(name: str) -> Draft202012Validator:
@@ -68,8 +69,11 @@ def schema(name: str) -> Draft202012Validator:
 
 def check_request(method: str, route: str, body) -> None:
     """A request body we send as a valid one is valid for the route's requestBody schema."""
-    assert_valid(validator("paths", route, method, "requestBody", "content", "application/json", "schema"),
-                 body, f"the request body of {method.upper()} {route}")
+    assert_valid(
+        validator("paths", route, method, "requestBody", "content", "application/json", "schema"),
+        body,
+        f"the request body of {method.upper()} {route}",
+    )
 
 
 def check_reply(method: str, route: str, status: int, body) -> None:
@@ -115,8 +119,7 @@ async def call(jp_fetch, method: str, route: str, *, body=None, params=None, hea
 async def stream(jp_ws_fetch, job_id: str, timeout: float = 120, **params) -> list[dict]:
     """Every message of a job's stream until the server closes it, each checked against
     StreamMessage."""
-    ws = await jp_ws_fetch("cvat-train", "api", "jobs", job_id, "stream",
-                           params={k: str(v) for k, v in params.items()})
+    ws = await jp_ws_fetch("cvat-train", "api", "jobs", job_id, "stream", params={k: str(v) for k, v in params.items()})
     v = validator("paths", "/jobs/{job_id}/stream", "get", "x-websocket", "messages")
     messages = []
     deadline = time.monotonic() + timeout
@@ -145,11 +148,16 @@ def tensorboard_enabled() -> bool:
 
 @pytest.fixture
 def jp_server_config(tensorboard_enabled):
-    return Config({
-        "ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True, "jupyter_server_proxy": True}},
-        "CvatTrainApp": {"cancel_grace_seconds": 1.0, "poll_interval": 0.1,
-                         "tensorboard_enabled": tensorboard_enabled},
-    })
+    return Config(
+        {
+            "ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True, "jupyter_server_proxy": True}},
+            "CvatTrainApp": {
+                "cancel_grace_seconds": 1.0,
+                "poll_interval": 0.1,
+                "tensorboard_enabled": tensorboard_enabled,
+            },
+        }
+    )
 
 
 @pytest.fixture
@@ -158,6 +166,7 @@ def sample(jp_root_dir) -> Path:
 
 
 # -- the contract itself ---------------------------------------------------------------------
+
 
 def _route_template(pattern: str) -> str:
     return "/" + re.sub(r"\(\?P<(\w+)>[^)]*\)", r"{\1}", pattern)
@@ -177,8 +186,8 @@ def test_the_contract_lists_exactly_the_server_routes_and_methods():
 
 
 def test_the_contract_enums_follow_the_core():
-    from jupyter_cvat_train.jobs.runtime import STATES
     from jupyter_cvat_train.jobs.registry import list_kinds
+    from jupyter_cvat_train.jobs.runtime import STATES
     from jupyter_cvat_train.models.catalog import TASKS
 
     s = DOC["components"]["schemas"]
@@ -186,7 +195,8 @@ def test_the_contract_enums_follow_the_core():
     built_in = [k.name for k in list_kinds() if k.module.startswith("jupyter_cvat_train.")]  # tests add kinds
     assert sorted(s["JobKind"]["enum"]) == sorted(built_in)
     assert {ref["$ref"].rsplit("/", 1)[1] for ref in s["JobSpec"]["oneOf"]} == {
-        f"{name.capitalize()}Spec" for name in built_in}
+        f"{name.capitalize()}Spec" for name in built_in
+    }
     assert s["Template"]["properties"]["task"]["enum"] == list(TASKS)
     for name in s:
         Draft202012Validator.check_schema(s[name])
@@ -194,15 +204,30 @@ def test_the_contract_enums_follow_the_core():
 
 def test_the_contract_rejects_what_the_server_never_sends():
     """The schemas are tight enough to catch a changed reply (not all-accepting)."""
-    job = {"id": "j1", "kind": "validate", "state": "succeeded", "message": "", "dir": "cvat-train-runs/j1",
-           "progress": {"done": 1, "total": 1, "unit": "images"}, "outputs": {},
-           "created_at": "2024-05-01T10:00:00.000Z", "started_at": None, "ended_at": None,
-           "spec": {"kind": "validate", "dataset": "data/sample.zip"}}
+    job = {
+        "id": "j1",
+        "kind": "validate",
+        "state": "succeeded",
+        "message": "",
+        "dir": "cvat-train-runs/j1",
+        "progress": {"done": 1, "total": 1, "unit": "images"},
+        "outputs": {},
+        "created_at": "2024-05-01T10:00:00.000Z",
+        "started_at": None,
+        "ended_at": None,
+        "spec": {"kind": "validate", "dataset": "data/sample.zip"},
+    }
     assert_valid(schema("Job"), job, "a well-formed job")
-    for bad in ({**job, "state": "done"}, {**job, "kind": "bake"}, {k: v for k, v in job.items() if k != "dir"},
-                {**job, "extra": 1}, {**job, "progress": {"done": -1, "total": None, "unit": None}},
-                {**job, "created_at": "yesterday"}, {k: v for k, v in job.items() if k != "spec"},
-                {**job, "spec": "x"}):
+    for bad in (
+        {**job, "state": "done"},
+        {**job, "kind": "bake"},
+        {k: v for k, v in job.items() if k != "dir"},
+        {**job, "extra": 1},
+        {**job, "progress": {"done": -1, "total": None, "unit": None}},
+        {**job, "created_at": "yesterday"},
+        {k: v for k, v in job.items() if k != "spec"},
+        {**job, "spec": "x"},
+    ):
         assert not schema("Job").is_valid(bad), bad
     assert not schema("Error").is_valid({"message": "x", "code": 200, "details": None})
     assert not schema("StreamMessage").is_valid({"type": "log", "offset": 0, "text": "x"})
@@ -216,12 +241,14 @@ def test_the_generated_typescript_types_are_current():
     node = shutil.which("node")
     if node is None or not (REPO_ROOT / "node_modules" / "json-schema-to-typescript").is_dir():
         pytest.skip("node and the project's node_modules are needed (make setup, or jlpm install)")
-    run = subprocess.run([node, "scripts/generate-api.js", "--check"], cwd=REPO_ROOT, capture_output=True,
-                         text=True, timeout=120)
+    run = subprocess.run(
+        [node, "scripts/generate-api.js", "--check"], cwd=REPO_ROOT, capture_output=True, text=True, timeout=120
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 
 # -- the real server's replies --------------------------------------------------------------
+
 
 async def test_rest_replies_match_the_contract(jp_fetch, jp_ws_fetch, jp_root_dir, sample):
     assert (await call(jp_fetch, "get", "/version"))[0] == 200
@@ -241,8 +268,14 @@ async def test_rest_replies_match_the_contract(jp_fetch, jp_ws_fetch, jp_root_di
         code, report = await call(jp_fetch, "post", "/datasets/validate", body={"path": path})
         assert (code, report["ok"]) == (200, ok), report
     assert report["format"] is None and report["box_size"] == {}  # junk.zip: unreadable
-    for body, status in (("{not json", 400), ([1, 2], 400), ({"path": 7}, 400), ({"path": "../outside.zip"}, 403),
-                         ({"path": str(jp_root_dir.parent / "outside.zip")}, 403), ({"path": "nope.zip"}, 404)):
+    for body, status in (
+        ("{not json", 400),
+        ([1, 2], 400),
+        ({"path": 7}, 400),
+        ({"path": "../outside.zip"}, 403),
+        ({"path": str(jp_root_dir.parent / "outside.zip")}, 403),
+        ({"path": "nope.zip"}, 404),
+    ):
         assert (await call(jp_fetch, "post", "/datasets/validate", body=body))[0] == status, body
 
     # POST jobs: every refusal before anything is launched
@@ -250,10 +283,16 @@ async def test_rest_replies_match_the_contract(jp_fetch, jp_ws_fetch, jp_root_di
     check_request("post", "/jobs", good)
     annotate = {"kind": "annotate", "images": "data/sample.zip", "model": "data", "output": "data/sample.zip"}
     check_request("post", "/jobs", annotate)
-    for body, status in (({**good, "dataset": "broken"}, 422), ({**good, "kind": "bake"}, 400),
-                         ({**good, "template": "no-such-model"}, 404), ({**good, "dataset": "../x.zip"}, 403),
-                         ({**good, "parameters": {"no_such_parameter": 1}}, 400), ([1, 2], 400),
-                         ({**good, "checkpoint": "missing.pt"}, 404), (annotate, 409)):
+    for body, status in (
+        ({**good, "dataset": "broken"}, 422),
+        ({**good, "kind": "bake"}, 400),
+        ({**good, "template": "no-such-model"}, 404),
+        ({**good, "dataset": "../x.zip"}, 403),
+        ({**good, "parameters": {"no_such_parameter": 1}}, 400),
+        ([1, 2], 400),
+        ({**good, "checkpoint": "missing.pt"}, 404),
+        (annotate, 409),
+    ):
         code, err = await call(jp_fetch, "post", "/jobs", body=body)
         assert code == status, (body, err)
         if status == 422:
@@ -281,10 +320,15 @@ async def test_rest_replies_match_the_contract(jp_fetch, jp_ws_fetch, jp_root_di
     code, log = await call(jp_fetch, "get", "/jobs/{job_id}/log", job_id=job["id"], params={"offset": 2})
     assert code == 200 and log["offset"] == 2 and log["next_offset"] > 2
     assert (await call(jp_fetch, "get", "/jobs/{job_id}/log", job_id=job["id"], params={"offset": "x"}))[0] == 400
-    for route, method in (("/jobs/{job_id}", "get"), ("/jobs/{job_id}/log", "get"),
-                          ("/jobs/{job_id}/tensorboard", "post")):
+    for route, method in (
+        ("/jobs/{job_id}", "get"),
+        ("/jobs/{job_id}/log", "get"),
+        ("/jobs/{job_id}/tensorboard", "post"),
+    ):
         assert (await call(jp_fetch, method, route, job_id="no-such-job"))[0] == 404
-    assert (await call(jp_fetch, "delete", "/jobs/{job_id}", job_id=job["id"], params={"remove_files": "true"}))[0] == 204
+    assert (await call(jp_fetch, "delete", "/jobs/{job_id}", job_id=job["id"], params={"remove_files": "true"}))[
+        0
+    ] == 204
     assert (await call(jp_fetch, "delete", "/jobs/{job_id}", job_id=job["id"]))[0] == 404
 
 
@@ -295,7 +339,10 @@ async def test_cancel_reply_matches_the_contract(jp_fetch, sample):
     assert code == 202 and cancelling["id"] == job["id"]
     deadline = time.monotonic() + 60
     while (now := (await call(jp_fetch, "get", "/jobs/{job_id}", job_id=job["id"]))[1])["state"] not in (
-            "cancelled", "failed", "succeeded") and time.monotonic() < deadline:
+        "cancelled",
+        "failed",
+        "succeeded",
+    ) and time.monotonic() < deadline:
         await asyncio.sleep(0.2)
     assert now["state"] == "cancelled"
 

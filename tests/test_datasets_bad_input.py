@@ -1,4 +1,5 @@
 """Bad input: each case gives a clear message and the right exit status, never a traceback."""
+
 from __future__ import annotations
 
 import json
@@ -17,8 +18,10 @@ from jupyter_cvat_train.datasets import ExportError, generate_sample, load_expor
 def samples(tmp_path_factory):
     """Small sample exports (folders), copied by each test before it damages them."""
     base = tmp_path_factory.mktemp("samples")
-    return {fmt: generate_sample(base / fmt, format=fmt, images=4, seed=7, width=96, height=72)
-            for fmt in ("coco", "cvat", "yolo")}
+    return {
+        fmt: generate_sample(base / fmt, format=fmt, images=4, seed=7, width=96, height=72)
+        for fmt in ("coco", "cvat", "yolo")
+    }
 
 
 def copy(src: Path, dst: Path) -> Path:
@@ -27,8 +30,9 @@ def copy(src: Path, dst: Path) -> Path:
 
 
 def cli(path, *args) -> subprocess.CompletedProcess:
-    r = subprocess.run([sys.executable, "-m", "jupyter_cvat_train", "validate", str(path), *args],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "jupyter_cvat_train", "validate", str(path), *args], capture_output=True, text=True
+    )
     assert "Traceback" not in r.stdout + r.stderr
     return r
 
@@ -155,8 +159,9 @@ def test_yolo_class_index_out_of_range(samples, tmp_path):
 def test_empty_export(tmp_path):
     d = tmp_path / "e"
     (d / "annotations").mkdir(parents=True)
-    (d / "annotations" / "instances_default.json").write_text(json.dumps(
-        {"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}]}))
+    (d / "annotations" / "instances_default.json").write_text(
+        json.dumps({"images": [], "annotations": [], "categories": [{"id": 1, "name": "cat"}]})
+    )
     r = cli(d)
     assert r.returncode == 1 and "empty-export" in r.stdout and "holds no images" in r.stdout
     empty_zip = tmp_path / "empty.zip"
@@ -178,5 +183,11 @@ def test_box_problems_are_found(samples, tmp_path):
     ]
     ann.write_text(json.dumps(data))
     codes = {f.code for f in validate_export(d).findings}
-    assert {"duplicate-annotation", "box-out-of-bounds", "degenerate-box", "undeclared-label",
-            "invalid-polygon", "few-annotations"} <= codes
+    assert {
+        "duplicate-annotation",
+        "box-out-of-bounds",
+        "degenerate-box",
+        "undeclared-label",
+        "invalid-polygon",
+        "few-annotations",
+    } <= codes

@@ -1,11 +1,11 @@
 """Every shared BCCD export validates to the same counts and reports the 2 degenerate boxes."""
+
 from __future__ import annotations
 
 import pytest
+from conftest import BCCD_FORMATS
 
 from jupyter_cvat_train.datasets import load_export, validate_export
-
-from conftest import BCCD_FORMATS
 
 
 @pytest.mark.shared
@@ -18,14 +18,23 @@ def test_bccd_export_validates(bccd_dir, fmt):
     assert s["images"] == 364
     assert s["annotations"] == 4888
     assert s["labels"] == {"RBC": 4155, "WBC": 372, "Platelets": 361} or (
-        fmt == "labelme" and sorted(s["labels"].items()) == sorted({"RBC": 4155, "WBC": 372, "Platelets": 361}.items()))
+        fmt == "labelme" and sorted(s["labels"].items()) == sorted({"RBC": 4155, "WBC": 372, "Platelets": 361}.items())
+    )
     assert sum(s["subsets"].values()) == 364
     degenerate = [f for f in report.findings if f.code == "degenerate-box"]
     assert len(degenerate) == 2, report.findings
     assert {f.item.rsplit("/", 1)[-1] for f in degenerate} == {"BloodImage_00338.jpg", "BloodImage_00343.jpg"}
     assert report.ok, report.errors  # degenerate boxes are warnings: training skips them
-    assert set(report.to_dict()) >= {"path", "format", "images", "annotations", "labels", "subsets", "errors",
-                                     "warnings"}
+    assert set(report.to_dict()) >= {
+        "path",
+        "format",
+        "images",
+        "annotations",
+        "labels",
+        "subsets",
+        "errors",
+        "warnings",
+    }
     for item in report.dataset.items:
         assert item.image_path is not None and item.image_path.is_file()
 

@@ -1,21 +1,25 @@
 """Image sizes from file headers: our JPEG/PNG reader against Pillow, on the layouts
 real files have (progressive, big EXIF and ICC segments), and bad files."""
+
 import pytest
 from PIL import Image
 
 from jupyter_cvat_train.datasets.imagefiles import _jpeg_or_png_size, image_size, image_sizes
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("baseline.jpg", {}),
-    ("progressive.jpg", {"progressive": True}),
-    ("exif.jpg", {"exif": b"Exif\x00\x00" + bytes(20000)}),       # APP1 larger than one read
-    ("icc.jpg", {"icc_profile": b"x" * 70000}),                   # ICC split over several APP2
-    ("gray.jpg", {"mode": "L"}),
-    ("cmyk.jpg", {"mode": "CMYK"}),
-    ("image.png", {}),
-    ("rgba.png", {"mode": "RGBA"}),
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("baseline.jpg", {}),
+        ("progressive.jpg", {"progressive": True}),
+        ("exif.jpg", {"exif": b"Exif\x00\x00" + bytes(20000)}),  # APP1 larger than one read
+        ("icc.jpg", {"icc_profile": b"x" * 70000}),  # ICC split over several APP2
+        ("gray.jpg", {"mode": "L"}),
+        ("cmyk.jpg", {"mode": "CMYK"}),
+        ("image.png", {}),
+        ("rgba.png", {"mode": "RGBA"}),
+    ],
+)
 def test_header_size_matches_pillow(tmp_path, name, kwargs):
     kwargs = dict(kwargs)
     im = Image.new(kwargs.pop("mode", "RGB"), (321, 123))
@@ -33,7 +37,7 @@ def test_other_formats_fall_back_to_libraries(tmp_path):
 
 
 def test_bad_files_give_none(tmp_path):
-    (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF")       # header cut before the frame
+    (tmp_path / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0\x00\x10JFIF")  # header cut before the frame
     (tmp_path / "text.jpg").write_text("not an image")
     (tmp_path / "empty.png").write_bytes(b"")
     for name in ("cut.jpg", "text.jpg", "empty.png", "missing.jpg"):

@@ -1,4 +1,5 @@
 """The sample generator writes real CVAT export layouts that our readers load back."""
+
 from __future__ import annotations
 
 import json
@@ -66,20 +67,25 @@ def test_other_formats_round_trip(tmp_path, fmt):
 
 def test_cli_sample_then_validate_then_job(tmp_path):
     out = tmp_path / "demo.zip"
-    r = subprocess.run([sys.executable, "-m", "jupyter_cvat_train", "sample-dataset", str(out), "--images", "5",
-                        "--size", "96x72"], capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "jupyter_cvat_train", "sample-dataset", str(out), "--images", "5", "--size", "96x72"],
+        capture_output=True,
+        text=True,
+    )
     assert r.returncode == 0, r.stderr
     assert detect_format(load_export(out).root) == "coco"
-    r = subprocess.run([sys.executable, "-m", "jupyter_cvat_train", "validate", str(out), "--json"],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "jupyter_cvat_train", "validate", str(out), "--json"], capture_output=True, text=True
+    )
     data = json.loads(r.stdout)
     assert data["images"] == 5 and data["format"] == "coco" and data["subsets"] == {"default": 5}
     assert r.returncode == 0  # few-annotations is only a warning
     assert [w["code"] for w in data["warnings"]] == ["few-annotations"]
 
     job = JobDir(tmp_path / "job").create({"kind": "validate", "dataset": str(out), "format": None})
-    r = subprocess.run([sys.executable, "-m", "jupyter_cvat_train.datasets", str(job.path)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "jupyter_cvat_train.datasets", str(job.path)], capture_output=True, text=True
+    )
     assert r.returncode == 0, r.stderr
     status = job.read_status()
     assert status["state"] == "succeeded" and status["outputs"]["images"] == 5
@@ -88,8 +94,9 @@ def test_cli_sample_then_validate_then_job(tmp_path):
 
 def test_validate_job_fails_cleanly_on_no_export(tmp_path):
     job = JobDir(tmp_path / "job").create({"kind": "validate", "dataset": str(tmp_path / "nope.zip")})
-    r = subprocess.run([sys.executable, "-m", "jupyter_cvat_train.datasets", str(job.path)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        [sys.executable, "-m", "jupyter_cvat_train.datasets", str(job.path)], capture_output=True, text=True
+    )
     assert r.returncode == 1
     status = job.read_status()
     assert status["state"] == "failed" and "does not exist" in status["message"]

@@ -1,4 +1,5 @@
 """The atomic write every layer uses (jupyter_cvat_train.fileio), on real files."""
+
 from __future__ import annotations
 
 import os
@@ -62,8 +63,12 @@ def test_a_failing_writer_leaves_the_old_file_and_no_temp(tmp_path):
 
 def test_writer_gets_a_path_and_custom_temp_names(tmp_path):
     seen = []
-    atomic_write_with(tmp_path / "w", lambda tmp: (seen.append(tmp.name), tmp.write_text("ok")), fsync=True,
-                      make_name=lambda: ".mine.tmp")
+    atomic_write_with(
+        tmp_path / "w",
+        lambda tmp: (seen.append(tmp.name), tmp.write_text("ok")),
+        fsync=True,
+        make_name=lambda: ".mine.tmp",
+    )
     assert seen == [".mine.tmp"] and (tmp_path / "w").read_text() == "ok"
 
 

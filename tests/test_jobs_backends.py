@@ -3,6 +3,7 @@ handle is JSON persisted as launch.json and read back checked; poll tells a live
 verified job process from a dead one, a reused pid and a foreign process; cancel asks
 politely (SIGTERM) with a grace period and by force (SIGKILL) without, and never touches
 a process that is not the job's."""
+
 from __future__ import annotations
 
 import json
@@ -64,11 +65,13 @@ def test_handles_that_name_other_processes_are_never_acted_on(job):
         assert _wait_for(lambda: process_start_time(sleeper.pid) is not None)
         start = process_start_time(sleeper.pid)
         backend = LocalBackend()
-        forged = [{"pid": sleeper.pid, "pid_start_time": start},  # alive, leads its session, not this job's
-                  {"pid": sleeper.pid, "pid_start_time": start + 1},  # a reused pid
-                  {"pid": sleeper.pid},  # no start time
-                  {"pid": os.getpid(), "pid_start_time": process_start_time(os.getpid())},
-                  {"pid": 1, "pid_start_time": process_start_time(1) or 1.0}]
+        forged = [
+            {"pid": sleeper.pid, "pid_start_time": start},  # alive, leads its session, not this job's
+            {"pid": sleeper.pid, "pid_start_time": start + 1},  # a reused pid
+            {"pid": sleeper.pid},  # no start time
+            {"pid": os.getpid(), "pid_start_time": process_start_time(os.getpid())},
+            {"pid": 1, "pid_start_time": process_start_time(1) or 1.0},
+        ]
         for h in forged:
             poll = backend.poll(job, h)
             assert not poll.verified, h

@@ -1,4 +1,5 @@
 """``cvat-train jobs ...`` over real job folders and real job processes."""
+
 from __future__ import annotations
 
 import json
@@ -16,8 +17,9 @@ from jupyter_cvat_train.jobs.specs import check_spec
 
 
 def _cli(*args):
-    return subprocess.run([sys.executable, "-m", "jupyter_cvat_train", *args], capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "jupyter_cvat_train", *args], capture_output=True, text=True, timeout=120
+    )
 
 
 def test_list_show_logs_of_a_finished_job(tmp_path):
@@ -46,8 +48,12 @@ def test_cancel_and_follow_a_running_job(tmp_path):
     m = JobManager(tmp_path / "runs")
     job = m.create(_blocking_spec(tmp_path))  # runs until killed
     runs = str(tmp_path / "runs")
-    follower = subprocess.Popen([sys.executable, "-m", "jupyter_cvat_train", "jobs", "--runs-root", runs,
-                                 "logs", "-f", job["id"]], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    follower = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_cvat_train", "jobs", "--runs-root", runs, "logs", "-f", job["id"]],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     time.sleep(1.0)
     assert follower.poll() is None  # following a running job
     r = _cli("jobs", "--runs-root", runs, "cancel", "--grace", "0.5", job["id"])
@@ -63,11 +69,14 @@ def test_submit_checks_the_spec_and_never_shows_a_traceback(tmp_path, monkeypatc
     runs = tmp_path / "runs"
     base = ["jobs", "--runs-root", str(runs), "submit"]
     runner = CliRunner()
-    for text, expected in [("{not json", "not a JSON job spec"), ("[1, 2]", "expected a JSON object"),
-                           ('{"kind": "bake"}', "unknown job kind 'bake'"),
-                           ('{"kind": "validate", "dataset": "../x.zip"}', "'..' is not allowed"),
-                           ('{"kind": "validate", "dataset": "missing.zip"}', "does not exist"),
-                           ("x" * (2 << 20), "larger than 1 MiB")]:
+    for text, expected in [
+        ("{not json", "not a JSON job spec"),
+        ("[1, 2]", "expected a JSON object"),
+        ('{"kind": "bake"}', "unknown job kind 'bake'"),
+        ('{"kind": "validate", "dataset": "../x.zip"}', "'..' is not allowed"),
+        ('{"kind": "validate", "dataset": "missing.zip"}', "does not exist"),
+        ("x" * (2 << 20), "larger than 1 MiB"),
+    ]:
         r = runner.invoke(main, [*base, "-"], input=text)
         assert r.exit_code == 1 and expected in r.output and "Traceback" not in r.output, (text[:40], r.output)
         assert len(r.output) < 1000

@@ -1,5 +1,6 @@
 """The job service without a server: real detached job processes (the validate kind),
 queue order, cancel, delete, reconciliation after a "restart" (a new JobManager)."""
+
 from __future__ import annotations
 
 import json
@@ -67,8 +68,18 @@ def test_job_runs_detached_and_succeeds(root):
     assert done["state"] == "succeeded", Path(job["dir"], "job.log").read_text()
     assert done["outputs"]["images"] == 4 and done["progress"] == {"done": 1, "total": 1, "unit": "exports"}
     assert "few-annotations" in Path(job["dir"], "job.log").read_text()  # stdout went to job.log
-    assert set(done) == {"id", "kind", "state", "message", "progress", "created_at", "started_at", "ended_at",
-                         "dir", "outputs"}
+    assert set(done) == {
+        "id",
+        "kind",
+        "state",
+        "message",
+        "progress",
+        "created_at",
+        "started_at",
+        "ended_at",
+        "dir",
+        "outputs",
+    }
 
 
 def test_queue_starts_jobs_in_order_within_the_limit(root):
@@ -105,7 +116,9 @@ def test_accelerator_jobs_get_one_gpu_each(monkeypatch):
     started = jobs_to_start(rows, [], Limits(), lambda k: "accelerator")
     assert [(r["seq"], r["gpu"]) for r in started] == [(0, "2"), (1, "5")]  # the third waits for a GPU
     running = [{"seq": 0, "kind": "train", "gpu": "5"}]
-    assert [(r["seq"], r["gpu"]) for r in jobs_to_start(rows[1:], running, Limits(), lambda k: "accelerator")] == [(1, "2")]
+    assert [(r["seq"], r["gpu"]) for r in jobs_to_start(rows[1:], running, Limits(), lambda k: "accelerator")] == [
+        (1, "2")
+    ]
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert count_gpus() == 0 and Limits().resolved()["accelerator"] == 1  # one CPU training job at a time
 
@@ -146,10 +159,17 @@ def test_delete_of_a_running_job_cancels_it(root):
 def _launch_and_exit(runs: Path, spec: dict) -> str:
     """Create a job from another Python process that exits at once, as a server that
     stopped: the job process is left to itself. Returns the job id."""
-    code = ("import json,sys; import test_security_jobs_blocker; from jupyter_cvat_train.jobs.manager import JobManager; "
-            "print(JobManager(sys.argv[1]).create(json.loads(sys.argv[2]))['id'])")
-    out = subprocess.run([sys.executable, "-c", code, str(runs), json.dumps(spec)], capture_output=True,
-                         text=True, check=True, timeout=60)
+    code = (
+        "import json,sys; import test_security_jobs_blocker; from jupyter_cvat_train.jobs.manager import JobManager; "
+        "print(JobManager(sys.argv[1]).create(json.loads(sys.argv[2]))['id'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(runs), json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     return out.stdout.strip()
 
 

@@ -3,6 +3,7 @@ plus one registration, and every part takes it from the registry: the spec check
 queue, the one job entry point ``python -m jupyter_cvat_train.jobs.run``, the server's
 path fields; a package registers kinds through an entry point. The runtime a job process
 imports stays light. This module is itself the worked example of docs/architecture.md ("adding a job kind")."""
+
 from __future__ import annotations
 
 import json
@@ -39,8 +40,15 @@ def count_lines(ctx: JobContext) -> dict:
     return {"lines": len(lines), "matches": sum(ctx.spec["pattern"] in line for line in lines)}
 
 
-COUNT = register_kind(JobKind("test-count", run="test_jobs_registry:count_lines", resource="io",
-                              check="test_jobs_registry:check_count", path_fields=("text",)))
+COUNT = register_kind(
+    JobKind(
+        "test-count",
+        run="test_jobs_registry:count_lines",
+        resource="io",
+        check="test_jobs_registry:check_count",
+        path_fields=("text",),
+    )
+)
 
 
 def test_a_registered_kind_is_checked_queued_and_run_by_the_one_entry_point(tmp_path):
@@ -67,26 +75,39 @@ def test_the_entry_point_runs_a_built_in_kind_by_its_registry_and_fails_unknown_
 
     generate_sample(tmp_path / "sample.zip", images=2, width=32, height=32)
     env = {k: v for k, v in os.environ.items() if k != "CVAT_TRAIN_JOB_RUN"}
-    cases = {"validate": ({"kind": "validate", "dataset": str(tmp_path / "sample.zip")}, 0, "succeeded", ""),
-             "unknown": ({"kind": "bake"}, 1, "failed", "unknown job kind 'bake'"),
-             "no-kind": ({"dataset": "x"}, 1, "failed", "unknown job kind")}
+    cases = {
+        "validate": ({"kind": "validate", "dataset": str(tmp_path / "sample.zip")}, 0, "succeeded", ""),
+        "unknown": ({"kind": "bake"}, 1, "failed", "unknown job kind 'bake'"),
+        "no-kind": ({"dataset": "x"}, 1, "failed", "unknown job kind"),
+    }
     for name, (spec, code, state, message) in cases.items():
         jd = JobDir(tmp_path / name).create(spec)
-        r = subprocess.run([sys.executable, "-m", "jupyter_cvat_train.jobs.run", str(jd.path)], env=env,
-                           capture_output=True, text=True, timeout=120)
+        r = subprocess.run(
+            [sys.executable, "-m", "jupyter_cvat_train.jobs.run", str(jd.path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         status = jd.read_status()
         assert (r.returncode, status["state"]) == (code, state), (name, r.stderr)
         assert message in status["message"] and "Traceback" not in r.stderr, (name, status)
-    r = subprocess.run([sys.executable, "-m", "jupyter_cvat_train.jobs.run"], capture_output=True, text=True,
-                       timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "jupyter_cvat_train.jobs.run"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 2 and "usage: python -m jupyter_cvat_train.jobs.run JOB_DIR" in r.stderr
 
 
 def test_a_run_target_that_cannot_be_loaded_fails_the_job_with_its_name(tmp_path):
     jd = JobDir(tmp_path / "j").create({"kind": "validate"})
     env = {**os.environ, "CVAT_TRAIN_JOB_RUN": "no_such_module_here:run"}
-    r = subprocess.run([sys.executable, "-m", "jupyter_cvat_train.jobs.run", str(jd.path)], env=env,
-                       capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        [sys.executable, "-m", "jupyter_cvat_train.jobs.run", str(jd.path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     status = jd.read_status()
     assert r.returncode == 1 and status["state"] == "failed" and "no_such_module_here:run" in status["message"]
 
@@ -107,21 +128,31 @@ def test_a_package_registers_kinds_through_an_entry_point(tmp_path):
     (real importlib.metadata discovery, in a fresh process); a broken one is skipped."""
     site = tmp_path / "site"
     (site / "myplugin").mkdir(parents=True)
-    (site / "myplugin" / "__init__.py").write_text(textwrap.dedent("""
+    (site / "myplugin" / "__init__.py").write_text(
+        textwrap.dedent("""
         from jupyter_cvat_train.jobs.registry import JobKind
         KIND = JobKind("plugged", run="myplugin:run", resource="io", path_fields=("data",))
         def run(ctx):
             return {"ok": True}
-    """))
+    """)
+    )
     dist = site / "myplugin-1.0.dist-info"
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myplugin\nVersion: 1.0\n")
-    (dist / "entry_points.txt").write_text("[jupyter_cvat_train.job_kinds]\nplugged = myplugin:KIND\n"
-                                           "broken = myplugin.missing:KIND\n")
-    code = ("from jupyter_cvat_train.jobs.registry import get_kind, path_fields; k = get_kind('plugged'); "
-            "print(k.resource, k.run, 'data' in path_fields())")
-    r = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(site)},
-                       capture_output=True, text=True, timeout=60)
+    (dist / "entry_points.txt").write_text(
+        "[jupyter_cvat_train.job_kinds]\nplugged = myplugin:KIND\nbroken = myplugin.missing:KIND\n"
+    )
+    code = (
+        "from jupyter_cvat_train.jobs.registry import get_kind, path_fields; k = get_kind('plugged'); "
+        "print(k.resource, k.run, 'data' in path_fields())"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(site)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert r.returncode == 0 and r.stdout.split() == ["io", "myplugin:run", "True"], r.stderr
     assert "myplugin.missing:KIND could not be loaded" in r.stderr
 
@@ -129,17 +160,40 @@ def test_a_package_registers_kinds_through_an_entry_point(tmp_path):
 def test_the_runtime_imports_nothing_of_the_service():
     """A job process pays only for the runtime: no manager, store, sqlite, scheduler,
     backends, spec checks, registry, and nothing heavy."""
-    service = [f"jupyter_cvat_train.jobs.{m}" for m in ("manager", "store", "scheduler", "backends", "specs",
-                                                         "registry", "queue", "provenance", "reconcile", "tail")]
-    code = ("import sys, jupyter_cvat_train.jobs.runtime; "
-            "print('\\n'.join(sorted(sys.modules)))")
+    service = [
+        f"jupyter_cvat_train.jobs.{m}"
+        for m in (
+            "manager",
+            "store",
+            "scheduler",
+            "backends",
+            "specs",
+            "registry",
+            "queue",
+            "provenance",
+            "reconcile",
+            "tail",
+        )
+    ]
+    code = "import sys, jupyter_cvat_train.jobs.runtime; print('\\n'.join(sorted(sys.modules)))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     loaded = set(r.stdout.split())
     assert "jupyter_cvat_train.jobs.runtime.context" in loaded
-    assert not loaded & {*service, "sqlite3", "psutil", "torch", "numpy", "click", "jupyter_server"}, \
-        sorted(loaded & {*service, "sqlite3", "psutil", "torch", "numpy", "click", "jupyter_server"})
-    assert not [m for m in loaded if m.startswith(("jupyter_cvat_train.datasets", "jupyter_cvat_train.models",
-                                                    "jupyter_cvat_train.training", "jupyter_cvat_train.server"))]
+    assert not loaded & {*service, "sqlite3", "psutil", "torch", "numpy", "click", "jupyter_server"}, sorted(
+        loaded & {*service, "sqlite3", "psutil", "torch", "numpy", "click", "jupyter_server"}
+    )
+    assert not [
+        m
+        for m in loaded
+        if m.startswith(
+            (
+                "jupyter_cvat_train.datasets",
+                "jupyter_cvat_train.models",
+                "jupyter_cvat_train.training",
+                "jupyter_cvat_train.server",
+            )
+        )
+    ]
 
 
 def test_job_states_are_one_enum_equal_to_their_strings(tmp_path):
@@ -155,13 +209,23 @@ def test_job_states_are_one_enum_equal_to_their_strings(tmp_path):
 
 
 def test_a_kind_without_a_check_of_its_own_gets_its_path_fields_checked(tmp_path):
-    register_kind(JobKind("test-paths", run="test_jobs_registry:count_lines", resource="io",
-                          path_fields=("a",), optional_path_fields=("b",)))
+    register_kind(
+        JobKind(
+            "test-paths",
+            run="test_jobs_registry:count_lines",
+            resource="io",
+            path_fields=("a",),
+            optional_path_fields=("b",),
+        )
+    )
     (tmp_path / "a.txt").write_text("x")
     out = check_spec({"kind": "test-paths", "a": "a.txt", "b": None}, tmp_path)
     assert out["a"] == str((tmp_path / "a.txt").resolve()) and out["b"] is None
-    for spec, status in (({"kind": "test-paths"}, 400), ({"kind": "test-paths", "a": "missing"}, 404),
-                         ({"kind": "test-paths", "a": "a.txt", "b": "/etc/passwd"}, 403)):
+    for spec, status in (
+        ({"kind": "test-paths"}, 400),
+        ({"kind": "test-paths", "a": "missing"}, 404),
+        ({"kind": "test-paths", "a": "a.txt", "b": "/etc/passwd"}, 403),
+    ):
         with pytest.raises(SpecError) as e:
             check_spec(spec, tmp_path)
         assert e.value.status == status, spec

@@ -1,4 +1,5 @@
 """Log tailing by byte offsets: whole lines only while a job runs, resumable, tqdm's \\r."""
+
 from __future__ import annotations
 
 from jupyter_cvat_train.jobs.runtime import JobDir
@@ -55,7 +56,7 @@ def test_messages_are_labelled_with_the_offset_really_read_from(tmp_path):
     (log, *evs) = JobFollower(jd, log_offset=3, events_offset=starts[1] + 5).read()
     assert (log["offset"], log["text"]) == (3, "st line\nsecond\n")
     assert [(m["offset"], m["event"]["done"]) for m in evs] == [(starts[2], 2)]
-    assert all(m["next_offset"] == m["offset"] + len(events[m["offset"]:].split(b"\n")[0]) + 1 for m in evs)
+    assert all(m["next_offset"] == m["offset"] + len(events[m["offset"] :].split(b"\n")[0]) + 1 for m in evs)
 
     # inside an unfinished last line: nothing until it ends, then only the lines after it
     with open(jd.events_path, "ab") as f:

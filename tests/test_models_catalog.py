@@ -1,4 +1,5 @@
 """The model catalog, hyperparameter parsing, builders and model folders (no training)."""
+
 from __future__ import annotations
 
 import json
@@ -10,9 +11,15 @@ from jupyter_cvat_train import models
 from jupyter_cvat_train.models.hyperparameters import HyperparameterError
 
 EXPECTED = {
-    "ssdlite320-mobilenet-v3", "ssd300-vgg16", "fasterrcnn-mobilenet-v3-fpn", "fasterrcnn-resnet50-fpn-v2",
-    "fasterrcnn-resnet101-fpn", "fasterrcnn-resnet101-fpn-lowproposals", "retinanet-resnet50-fpn-v2",
-    "fcos-resnet50-fpn", "maskrcnn-resnet50-fpn-v2",
+    "ssdlite320-mobilenet-v3",
+    "ssd300-vgg16",
+    "fasterrcnn-mobilenet-v3-fpn",
+    "fasterrcnn-resnet50-fpn-v2",
+    "fasterrcnn-resnet101-fpn",
+    "fasterrcnn-resnet101-fpn-lowproposals",
+    "retinanet-resnet50-fpn-v2",
+    "fcos-resnet50-fpn",
+    "maskrcnn-resnet50-fpn-v2",
 }
 
 
@@ -41,12 +48,15 @@ def test_unknown_template_lists_the_valid_ones():
         models.get_template("yolo-v99")
 
 
-@pytest.mark.parametrize("text", [
-    "batch_size: 3\nlearning_rate: 0.005\npretrained: false\nepochs: 7",       # YAML (Onepanel now)
-    "batch_size=3\nlearning_rate=0.005\npretrained=false\nepochs=7",            # key=value lines
-    "batch_size=3, learning_rate=0.005, pretrained=false, epochs=7",            # comma separated
-    "batch-size=3; initial-learning-rate=5e-3; pretrained=no; num-epochs=7",    # old spellings, ';'
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "batch_size: 3\nlearning_rate: 0.005\npretrained: false\nepochs: 7",  # YAML (Onepanel now)
+        "batch_size=3\nlearning_rate=0.005\npretrained=false\nepochs=7",  # key=value lines
+        "batch_size=3, learning_rate=0.005, pretrained=false, epochs=7",  # comma separated
+        "batch-size=3; initial-learning-rate=5e-3; pretrained=no; num-epochs=7",  # old spellings, ';'
+    ],
+)
 def test_hyperparameters_in_all_forms(text):
     p = models.parse_hyperparameters(text, "fasterrcnn-mobilenet-v3-fpn")
     assert (p["batch_size"], p["learning_rate"], p["pretrained"], p["epochs"]) == (3, 0.005, False, 7)
@@ -55,20 +65,24 @@ def test_hyperparameters_in_all_forms(text):
 
 
 def test_old_onepanel_keys_map_and_later_inputs_win():
-    p = models.parse_hyperparameters(["num-steps: 100\nnum_clones: 2", {"batch-size": 2}, "num_steps=50"],
-                                     "ssdlite320-mobilenet-v3")
+    p = models.parse_hyperparameters(
+        ["num-steps: 100\nnum_clones: 2", {"batch-size": 2}, "num_steps=50"], "ssdlite320-mobilenet-v3"
+    )
     assert (p["num_steps"], p["num_gpus"], p["batch_size"], p["epochs"]) == (50, 2, 2, None)
 
 
-@pytest.mark.parametrize("text,needle", [
-    ("foo: 1", "unknown hyperparameter 'foo'"),
-    ("batch_size=abc", "batch_size must be an integer"),
-    ("batch_size: 2.5", "batch_size must be an integer"),
-    ("pretrained: maybe", "pretrained must be true or false"),
-    ("optimizer: rmsprop", "optimizer must be one of"),
-    ("val_split: 95", "val_split must be"),
-    ("stage_1_epochs: 2", "applies to other templates"),
-])
+@pytest.mark.parametrize(
+    "text,needle",
+    [
+        ("foo: 1", "unknown hyperparameter 'foo'"),
+        ("batch_size=abc", "batch_size must be an integer"),
+        ("batch_size: 2.5", "batch_size must be an integer"),
+        ("pretrained: maybe", "pretrained must be true or false"),
+        ("optimizer: rmsprop", "optimizer must be one of"),
+        ("val_split: 95", "val_split must be"),
+        ("stage_1_epochs: 2", "applies to other templates"),
+    ],
+)
 def test_bad_hyperparameters_list_the_valid_keys(text, needle):
     with pytest.raises(HyperparameterError) as e:
         models.parse_hyperparameters(text, "ssdlite320-mobilenet-v3")
@@ -85,8 +99,9 @@ def test_ssd300_refuses_too_small_images():
 def test_model_dir_round_trip(tmp_path):
     params = models.parse_hyperparameters("pretrained: false\nimage_size: 96", "fasterrcnn-mobilenet-v3-fpn")
     model = models.build_model("fasterrcnn-mobilenet-v3-fpn", 3, params)
-    models.save_model_dir(tmp_path / "model", model, "fasterrcnn-mobilenet-v3-fpn", ["cat", "dog"], params,
-                          {"metrics": {"map": 0.5}})
+    models.save_model_dir(
+        tmp_path / "model", model, "fasterrcnn-mobilenet-v3-fpn", ["cat", "dog"], params, {"metrics": {"map": 0.5}}
+    )
     assert (tmp_path / "model" / "classes.csv").read_text() == "labels,id\ncat,1\ndog,2\n"
     info = json.loads((tmp_path / "model" / "model.json").read_text())
     assert info["template"] == "fasterrcnn-mobilenet-v3-fpn" and info["metrics"] == {"map": 0.5}
@@ -124,9 +139,16 @@ def test_missing_pretrained_weights_name_the_file(tmp_path, monkeypatch):
     assert "pretrained: false" in msg
 
 
-@pytest.mark.parametrize("text, key", [("epochs: 1e308", "epochs"), ("batch_size: 1000000000000000000000000000000", "batch_size"),
-                                        ("num_workers: 100000", "num_workers"), ("seed: -1", "seed"),
-                                        ("detections_per_img: 1e9", "detections_per_img")])
+@pytest.mark.parametrize(
+    "text, key",
+    [
+        ("epochs: 1e308", "epochs"),
+        ("batch_size: 1000000000000000000000000000000", "batch_size"),
+        ("num_workers: 100000", "num_workers"),
+        ("seed: -1", "seed"),
+        ("detections_per_img: 1e9", "detections_per_img"),
+    ],
+)
 def test_hyperparameters_out_of_range_are_refused_with_a_short_message(text, key):
     """Absurd values (that would run for ever or allocate without bound) are refused by
     range, and the message echoes at most a short excerpt of the value."""

@@ -1,4 +1,5 @@
 """The one device resolver training and annotation use (models.device.resolve_device)."""
+
 from __future__ import annotations
 
 import pytest

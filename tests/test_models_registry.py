@@ -1,5 +1,6 @@
 """Model families, the framework seam and the catalog's search path, through the public
 functions, the CLI and real (tiny) training jobs."""
+
 from __future__ import annotations
 
 import json
@@ -18,19 +19,41 @@ from jupyter_cvat_train.models import catalog
 from jupyter_cvat_train.models.schema import Key
 from jupyter_cvat_train.training import train_job
 
-FAST = {"num_workers": 0, "image_size": 96, "batch_size": 2, "epochs": 1, "detections_per_img": 10,
-        "precise_bn_batches": 2}
+FAST = {
+    "num_workers": 0,
+    "image_size": 96,
+    "batch_size": 2,
+    "epochs": 1,
+    "detections_per_img": 10,
+    "precise_bn_batches": 2,
+}
 BUILTIN = {t.name for t in models.list_templates(search_path=[])}
 
 
-def template_yaml(name: str, *, family: str = "ssdlite", builder: str | None = "ssdlite320_mobilenet_v3_large",
-                  framework: str = "pytorch", defaults: str = "batch_size: 2\nimage_size: 96", extra: str = "") -> str:
+def template_yaml(
+    name: str,
+    *,
+    family: str = "ssdlite",
+    builder: str | None = "ssdlite320_mobilenet_v3_large",
+    framework: str = "pytorch",
+    defaults: str = "batch_size: 2\nimage_size: 96",
+    extra: str = "",
+) -> str:
     lines = [f"name: {name}", f"displayName: {name}", f"framework: {framework}", f"family: {family}"]
     if builder:
         lines.append(f"builder: {builder}")
-    lines += ["task: detection", "description: a user's template", extra,
-              "parameters:", "  - name: epochs", "    value: ''", "    type: input.number",
-              "  - name: hyperparameters", "    type: textarea.textarea", "    value: |-"]
+    lines += [
+        "task: detection",
+        "description: a user's template",
+        extra,
+        "parameters:",
+        "  - name: epochs",
+        "    value: ''",
+        "    type: input.number",
+        "  - name: hyperparameters",
+        "    type: textarea.textarea",
+        "    value: |-",
+    ]
     lines += [f"      {ln}" for ln in defaults.splitlines()]
     return "\n".join(ln for ln in lines if ln) + "\n"
 
@@ -75,7 +98,11 @@ def test_catalog_search_path_order_and_env(tmp_path, monkeypatch):
     assert names[0] == models.DEFAULT_TEMPLATE
     t = models.get_template("user-three", search_path=dirs)
     d = t.to_dict()
-    assert (t.builtin, d["source"], d["unavailable"]) == (False, str(root / "cvat-train-templates" / "three.yaml"), None)
+    assert (t.builtin, d["source"], d["unavailable"]) == (
+        False,
+        str(root / "cvat-train-templates" / "three.yaml"),
+        None,
+    )
     assert d["defaults"]["pretrained"] is False  # no weights named: nothing to start from
     json.dumps(d)
 
@@ -87,9 +114,17 @@ def test_configured_search_path_reaches_job_processes(tmp_path):
     assert models.configure_search_path(root_dir=tmp_path / "root")[0] == folder
     assert models.get_template("user-root-template").path == folder / "mine.yaml"
     # a process started from here (as the server starts job processes) sees the same catalog
-    out = subprocess.run([sys.executable, "-c", "from jupyter_cvat_train import models; "
-                          "print(models.get_template('user-root-template').path)"],
-                         capture_output=True, text=True, timeout=120, env=dict(os.environ))
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from jupyter_cvat_train import models; print(models.get_template('user-root-template').path)",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=dict(os.environ),
+    )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == str(folder / "mine.yaml")
 
@@ -154,10 +189,13 @@ def test_a_changed_template_file_is_read_again(tmp_path):
     assert models.get_template("user-fixed", search_path=[tmp_path]).defaults["image_size"] == 128
 
 
-@pytest.mark.parametrize("framework,needle", [
-    ("tensorflow", "framework tensorflow needs the `tf` extra: pip install jupyter_cvat_train[tf]"),
-    ("jax", "framework 'jax' is not implemented here (frameworks here: pytorch)"),
-])
+@pytest.mark.parametrize(
+    "framework,needle",
+    [
+        ("tensorflow", "framework tensorflow needs the `tf` extra: pip install jupyter_cvat_train[tf]"),
+        ("jax", "framework 'jax' is not implemented here (frameworks here: pytorch)"),
+    ],
+)
 def test_unknown_framework_is_refused_at_plan_time(tmp_path, monkeypatch, sample_zip, framework, needle):
     folder = tmp_path / "templates"
     folder.mkdir()
@@ -179,12 +217,21 @@ def test_unknown_framework_is_refused_at_plan_time(tmp_path, monkeypatch, sample
     assert res.exit_code == 1 and needle in res.output and not (tmp_path / "cli").exists()
 
 
-@pytest.mark.parametrize("change,needle", [
-    ({"family": "yolo"}, "names family 'yolo', which is not registered"),
-    ({"builder": "no_such_model"}, "builder 'no_such_model' is neither a registered builder nor a torchvision model"),
-    ({"builder": None}, "names no builder"),
-    ({"extra": "weights: Nope_Weights.COCO_V1"}, "weights 'Nope_Weights.COCO_V1' is not a torchvision weights name"),
-])
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        ({"family": "yolo"}, "names family 'yolo', which is not registered"),
+        (
+            {"builder": "no_such_model"},
+            "builder 'no_such_model' is neither a registered builder nor a torchvision model",
+        ),
+        ({"builder": None}, "names no builder"),
+        (
+            {"extra": "weights: Nope_Weights.COCO_V1"},
+            "weights 'Nope_Weights.COCO_V1' is not a torchvision weights name",
+        ),
+    ],
+)
 def test_unbuildable_templates_are_refused_at_plan_time(tmp_path, monkeypatch, sample_zip, change, needle):
     folder = tmp_path / "templates"
     folder.mkdir()
@@ -211,8 +258,9 @@ def test_user_template_trains(tmp_path, monkeypatch, sample_zip):
     folder.mkdir(parents=True)
     (folder / "tiny.yaml").write_text(template_yaml("user-tiny-ssdlite", defaults="batch_size: 2\nimage_size: 96"))
     models.configure_search_path(root_dir=tmp_path / "root")
-    status = run_train(tmp_path / "job", sample_zip, "user-tiny-ssdlite", {"num_workers": 0, "epochs": 1,
-                                                                          "precise_bn_batches": 2})
+    status = run_train(
+        tmp_path / "job", sample_zip, "user-tiny-ssdlite", {"num_workers": 0, "epochs": 1, "precise_bn_batches": 2}
+    )
     assert status["state"] == "succeeded", status.get("message")
     tm = models.load_trained_model(tmp_path / "job" / "output" / "model")
     assert (tm.template, tm.image_size) == ("user-tiny-ssdlite", 96)
@@ -227,8 +275,9 @@ def _tiny_ssdlite(template, num_classes: int, params: dict):
 
     model = ssdlite320_mobilenet_v3_large(weights=None, weights_backbone=None, num_classes=num_classes)
     size = int(params["image_size"])
-    model.transform = GeneralizedRCNNTransform(size, size, model.transform.image_mean, model.transform.image_std,
-                                               size_divisible=1, fixed_size=(size, size))
+    model.transform = GeneralizedRCNNTransform(
+        size, size, model.transform.image_mean, model.transform.image_std, size_divisible=1, fixed_size=(size, size)
+    )
     model.knob = params["test_knob"]
     BUILT.append((template.name, num_classes, params["test_knob"]))
     return model
@@ -238,10 +287,19 @@ BUILT: list = []
 
 
 def test_family_registered_outside_the_project_is_used(tmp_path, monkeypatch, sample_zip):
-    family = models.register_family(models.ModelFamily(
-        name="test-tiny-ssdlite", build=_tiny_ssdlite, head_prefixes=("head.classification_head.",),
-        hyperparameters=("test_knob",), extra_keys={"test_knob": Key(int, 3, "a knob only this family has", min=1)},
-        min_batch_size=2, min_batch_size_reason="two images per step", max_labels=10), replace=True)
+    family = models.register_family(
+        models.ModelFamily(
+            name="test-tiny-ssdlite",
+            build=_tiny_ssdlite,
+            head_prefixes=("head.classification_head.",),
+            hyperparameters=("test_knob",),
+            extra_keys={"test_knob": Key(int, 3, "a knob only this family has", min=1)},
+            min_batch_size=2,
+            min_batch_size_reason="two images per step",
+            max_labels=10,
+        ),
+        replace=True,
+    )
     assert models.get_family("test-tiny-ssdlite") is family
     with pytest.raises(ValueError, match="already registered"):
         models.register_family(models.ModelFamily(name="test-tiny-ssdlite", build=_tiny_ssdlite))
@@ -249,14 +307,23 @@ def test_family_registered_outside_the_project_is_used(tmp_path, monkeypatch, sa
         models.register_family(models.ModelFamily(name="test-bad", build=_tiny_ssdlite, hyperparameters=("nope",)))
     folder = tmp_path / "templates"
     folder.mkdir()
-    (folder / "t.yaml").write_text(template_yaml("user-registered-family", family="test-tiny-ssdlite", builder=None,
-                                                 defaults="batch_size: 2\nimage_size: 96\ntest_knob: 5"))
+    (folder / "t.yaml").write_text(
+        template_yaml(
+            "user-registered-family",
+            family="test-tiny-ssdlite",
+            builder=None,
+            defaults="batch_size: 2\nimage_size: 96\ntest_knob: 5",
+        )
+    )
     monkeypatch.setenv("CVAT_TRAIN_TEMPLATE_PATH", str(folder))
     t = models.get_template("user-registered-family")
     assert "test_knob" in models.valid_keys(t) and "max_proposals" not in models.valid_keys(t)
     assert t.to_dict()["hyperparameter_keys"]["test_knob"]["default"] == 5
-    with pytest.raises(models.HyperparameterError, match="batch_size must be >= 2 for user-registered-family "
-                                                         r"\(two images per step\)"):
+    with pytest.raises(
+        models.HyperparameterError,
+        match="batch_size must be >= 2 for user-registered-family "
+        r"\(two images per step\)",
+    ):
         models.parse_hyperparameters("batch_size: 1", t)
     with pytest.raises(models.HyperparameterError, match="test_knob must be >= 1"):
         models.parse_hyperparameters("test_knob: 0", t)
@@ -271,10 +338,12 @@ def test_family_registered_outside_the_project_is_used(tmp_path, monkeypatch, sa
 
 
 def test_catalog_imports_neither_the_parser_nor_torch():
-    code = ("import sys; from jupyter_cvat_train.models import catalog; "
-            "import json; json.dumps([t.to_dict() for t in catalog.list_templates()]); "
-            "bad = [m for m in ('torch', 'jupyter_cvat_train.models.hyperparameters', 'jupyter_server', 'tornado') "
-            "if m in sys.modules]; print(bad)")
+    code = (
+        "import sys; from jupyter_cvat_train.models import catalog; "
+        "import json; json.dumps([t.to_dict() for t in catalog.list_templates()]); "
+        "bad = [m for m in ('torch', 'jupyter_cvat_train.models.hyperparameters', 'jupyter_server', 'tornado') "
+        "if m in sys.modules]; print(bad)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"

@@ -1,4 +1,5 @@
 """The job folder runtime (jobs/jobdir.py) with real functions and a real subprocess."""
+
 import json
 import os
 import signal
@@ -76,7 +77,8 @@ def test_sigterm_in_a_real_process_ends_cancelled(tmp_path):
     """A job process that checks ctx.cancelled stops at a safe point, state cancelled."""
     jd = _job(tmp_path)
     script = tmp_path / "job.py"
-    script.write_text(textwrap.dedent("""
+    script.write_text(
+        textwrap.dedent("""
         import sys, time
         from jupyter_cvat_train.jobs.runtime import job_main
         def fn(ctx):
@@ -88,7 +90,8 @@ def test_sigterm_in_a_real_process_ends_cancelled(tmp_path):
                 ctx.check_cancelled()
                 time.sleep(0.05)
         job_main(fn)
-    """))
+    """)
+    )
     with open(jd.log_path, "w") as log:
         proc = subprocess.Popen([sys.executable, str(script), str(jd.path)], stdout=log, stderr=subprocess.STDOUT)
     deadline = time.time() + 60

@@ -3,6 +3,7 @@ real processes racing on one runs root without a server: CLI schedulers (``cvat-
 jobs schedule``), CLI clients that only enqueue (``jobs submit``) or cancel, and the
 takeover when the lease holder is killed with SIGKILL. The server case is in
 test_scheduler_server.py."""
+
 from __future__ import annotations
 
 import json
@@ -24,20 +25,24 @@ from jupyter_cvat_train.jobs.scheduler import LEASE_NAME, SchedulerLease
 
 #: ``cvat-train`` with the test-block kind registered, as a real process
 CLI = [sys.executable, "-c", "import test_security_jobs_blocker; from jupyter_cvat_train.cli import main; main()"]
-HOLD_LEASE = ("import sys, time; from jupyter_cvat_train.jobs.scheduler import SchedulerLease; "
-              "lease = SchedulerLease(sys.argv[1], 'test holder'); assert lease.acquire(); print('held', flush=True); "
-              "time.sleep(600)")
+HOLD_LEASE = (
+    "import sys, time; from jupyter_cvat_train.jobs.scheduler import SchedulerLease; "
+    "lease = SchedulerLease(sys.argv[1], 'test holder'); assert lease.acquire(); print('held', flush=True); "
+    "time.sleep(600)"
+)
 
 
 def cli(runs: Path, *args: str, stderr=subprocess.PIPE) -> subprocess.Popen:
     """``cvat-train jobs --runs-root RUNS ARGS...`` started as a process of its own."""
-    return subprocess.Popen([*CLI, "jobs", "--runs-root", str(runs), *args], stdout=subprocess.PIPE, stderr=stderr,
-                            text=True)
+    return subprocess.Popen(
+        [*CLI, "jobs", "--runs-root", str(runs), *args], stdout=subprocess.PIPE, stderr=stderr, text=True
+    )
 
 
 def run_cli(runs: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, "jobs", "--runs-root", str(runs), *args], capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [*CLI, "jobs", "--runs-root", str(runs), *args], capture_output=True, text=True, timeout=timeout
+    )
 
 
 def submit(runs: Path, spec_file: Path) -> str:
@@ -103,7 +108,11 @@ def test_one_holder_at_a_time_and_takeover_when_it_dies(tmp_path):
         assert holder.stdout.readline().strip() == "held"
         lease = SchedulerLease(tmp_path, "me")
         assert not lease.acquire() and not lease.held
-        assert lease.holder() == {"pid": holder.pid, "owner": "test holder", "acquired_at": lease.holder()["acquired_at"]}
+        assert lease.holder() == {
+            "pid": holder.pid,
+            "owner": "test holder",
+            "acquired_at": lease.holder()["acquired_at"],
+        }
         holder.send_signal(signal.SIGKILL)  # no clean-up of its own: the kernel drops its lock
         holder.wait(30)
         assert _wait_for(lease.acquire)
@@ -124,8 +133,13 @@ def test_a_planted_lock_file_is_moved_aside(tmp_path, plant):
     path = tmp_path / LEASE_NAME
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
-    {"directory": lambda: path.mkdir(), "symlink": lambda: path.symlink_to(victim), "fifo": lambda: os.mkfifo(path),
-     "dangling-symlink": lambda: path.symlink_to(tmp_path / "nowhere"), "hardlink": lambda: os.link(victim, path)}[plant]()
+    {
+        "directory": lambda: path.mkdir(),
+        "symlink": lambda: path.symlink_to(victim),
+        "fifo": lambda: os.mkfifo(path),
+        "dangling-symlink": lambda: path.symlink_to(tmp_path / "nowhere"),
+        "hardlink": lambda: os.link(victim, path),
+    }[plant]()
     lease = SchedulerLease(tmp_path)
     assert lease.acquire()
     assert path.is_file() and not path.is_symlink()
@@ -209,8 +223,7 @@ def test_two_cli_schedulers_and_clients_start_each_job_once_within_the_limits(ru
         victim = sorted(started_jobs(runs))[0]
         r = run_cli(runs, "cancel", "--grace", "0.3", victim)
         assert r.returncode == 0 and f"{victim}: cancelled" in r.stdout, r.stderr
-        assert _wait_for(lambda: running(2, expect_launched), timeout=60), \
-            (live_jobs(runs), launched_by())
+        assert _wait_for(lambda: running(2, expect_launched), timeout=60), (live_jobs(runs), launched_by())
 
     cancel_one_running(3)  # a client cancels: the holder (not the client) starts the next one
     assert set(launched_by().values()) == {first.pid}

@@ -4,6 +4,7 @@ waits for it; another CLI process enqueues (``jobs submit``) and cancels (``jobs
 cancel``) beside the API. The queue limit (max_io_jobs = 2) holds, every job starts
 exactly once, and the server starts them all. And a server that finds a CLI scheduling
 only enqueues, until that CLI is killed: then it takes over."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,10 +28,12 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 @pytest.fixture
 def jp_server_config():
-    return Config({
-        "ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True}},
-        "CvatTrainApp": {"max_io_jobs": 2, "cancel_grace_seconds": 0.3, "poll_interval": 0.1},
-    })
+    return Config(
+        {
+            "ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True}},
+            "CvatTrainApp": {"max_io_jobs": 2, "cancel_grace_seconds": 0.3, "poll_interval": 0.1},
+        }
+    )
 
 
 async def until(cond, timeout: float = 60.0) -> bool:
@@ -69,8 +72,11 @@ async def test_server_and_two_cli_processes_share_one_queue(jp_fetch, jp_root_di
             nonlocal peak
             live = live_jobs(runs)
             peak = max(peak, len(live))
-            return len(live) == n and len(started_jobs(runs)) == n and \
-                sum(1 for jd in job_dirs(runs) if read_launch(jd)) == launched
+            return (
+                len(live) == n
+                and len(started_jobs(runs)) == n
+                and sum(1 for jd in job_dirs(runs) if read_launch(jd)) == launched
+            )
 
         assert await until(lambda: running(2, 2))
         for launched in range(3, 7):  # cancel one running job, in turns by the API and the CLI
@@ -122,7 +128,8 @@ def cli_scheduler(jp_environ, jp_root_dir, tmp_path):
 
 
 async def test_the_server_enqueues_while_a_cli_schedules_and_takes_over_when_it_is_killed(
-        cli_scheduler, jp_fetch, jp_root_dir):
+    cli_scheduler, jp_fetch, jp_root_dir
+):
     runs = jp_root_dir / "cvat-train-runs"
     ids = []
     for _ in range(3):

@@ -5,6 +5,7 @@ Every file an export refers to must resolve inside it, or it is an ``unsafe-refe
 error naming the file and the field; the outside file is never read, trained on, or
 reported as missing / unreadable (which would tell whether it exists).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,10 @@ ORACLE_CODES = {"missing-image", "unreadable-image", "image-size-mismatch", "ima
 @pytest.fixture(scope="module")
 def samples(tmp_path_factory):
     base = tmp_path_factory.mktemp("samples")
-    return {fmt: generate_sample(base / fmt, format=fmt, images=3, seed=3, width=64, height=48)
-            for fmt in ("coco", "cvat", "voc", "yolo", "mot")}
+    return {
+        fmt: generate_sample(base / fmt, format=fmt, images=3, seed=3, width=64, height=48)
+        for fmt in ("coco", "cvat", "voc", "yolo", "mot")
+    }
 
 
 @pytest.fixture
@@ -75,9 +78,19 @@ def assert_refused_reference(report, item: str, field: str, outside_dir: Path):
 # Spellings of a path that leaves the export (relative to the folder it is joined to).
 def escapes(outside: Path, depth: int) -> list[str]:
     up = "../" * depth
-    return [f"{up}outside/secret.jpg", "../../../../../../etc/passwd", "/etc/hostname", str(outside / "secret.jpg"),
-            f"images/{up}outside/secret.jpg", "C:\\..\\x.jpg", "C:x.jpg", up.replace("/", "\\") + "outside\\secret.jpg",
-            "%2e%2e/%2e%2e/%2e%2e/outside/secret.jpg", "..%2F..%2Foutside%2Fsecret.jpg", "\\\\server\\share\\x.jpg"]
+    return [
+        f"{up}outside/secret.jpg",
+        "../../../../../../etc/passwd",
+        "/etc/hostname",
+        str(outside / "secret.jpg"),
+        f"images/{up}outside/secret.jpg",
+        "C:\\..\\x.jpg",
+        "C:x.jpg",
+        up.replace("/", "\\") + "outside\\secret.jpg",
+        "%2e%2e/%2e%2e/%2e%2e/outside/secret.jpg",
+        "..%2F..%2Foutside%2Fsecret.jpg",
+        "\\\\server\\share\\x.jpg",
+    ]
 
 
 def set_coco_file_name(root: Path, value: str) -> None:
@@ -127,9 +140,17 @@ def test_existing_and_missing_outside_files_give_the_same_report(samples, outsid
     assert reports[2] == reports[3]
 
 
-@pytest.mark.parametrize("ref", ["../outside/secret.names", "OUTSIDE_ABS", "data/../../outside/secret.names",
-                                 "data\\..\\..\\outside\\secret.names", "C:\\..\\outside\\secret.names",
-                                 "..%2foutside%2fsecret.names"])
+@pytest.mark.parametrize(
+    "ref",
+    [
+        "../outside/secret.names",
+        "OUTSIDE_ABS",
+        "data/../../outside/secret.names",
+        "data\\..\\..\\outside\\secret.names",
+        "C:\\..\\outside\\secret.names",
+        "..%2foutside%2fsecret.names",
+    ],
+)
 def test_yolo_obj_names_outside_never_gives_labels(samples, outside, tmp_path, ref):
     root = copy(samples["yolo"], tmp_path / "e")
     ref = str(outside / "secret.names") if ref == "OUTSIDE_ABS" else ref
@@ -176,18 +197,23 @@ def test_voc_filename_outside(samples, outside, tmp_path):
 
 def test_mot_image_folder_outside(samples, outside, tmp_path):
     root = copy(samples["mot"], tmp_path / "e")
-    (root / "seqinfo.ini").write_text("[Sequence]\nname=x\nimDir=../outside\nframeRate=25\nseqLength=3\n"
-                                      "imWidth=64\nimHeight=48\nimExt=.jpg\n")
+    (root / "seqinfo.ini").write_text(
+        "[Sequence]\nname=x\nimDir=../outside\nframeRate=25\nseqLength=3\nimWidth=64\nimHeight=48\nimExt=.jpg\n"
+    )
     report = validate_export(root)
-    assert any(f.code == "unsafe-reference" and f.item == "seqinfo.ini" and "imDir" in f.message
-               for f in report.errors), report.findings
+    assert any(
+        f.code == "unsafe-reference" and f.item == "seqinfo.ini" and "imDir" in f.message for f in report.errors
+    ), report.findings
     assert "secret" not in json.dumps(report.to_dict())
 
 
 @pytest.mark.parametrize("target", ["OUTSIDE_FILE", "OUTSIDE_MISSING", "/dev/zero", "/etc/hostname", "OUTSIDE_DIR"])
 def test_symlink_in_a_folder_export_leading_outside(samples, outside, tmp_path, target):
-    target = {"OUTSIDE_FILE": str(outside / "secret.jpg"), "OUTSIDE_MISSING": str(outside / "nope.jpg"),
-              "OUTSIDE_DIR": str(outside)}.get(target, target)
+    target = {
+        "OUTSIDE_FILE": str(outside / "secret.jpg"),
+        "OUTSIDE_MISSING": str(outside / "nope.jpg"),
+        "OUTSIDE_DIR": str(outside),
+    }.get(target, target)
     root = copy(samples["coco"], tmp_path / "e")
     link = root / "images" / "default" / "shapes_00000.jpg"
     link.unlink()
@@ -217,8 +243,9 @@ def test_special_files_are_refused_without_being_opened(samples, tmp_path):
     # a FIFO as the export path: opening it would block; the CLI answers at once
     fifo = tmp_path / "export.zip"
     os.mkfifo(fifo)
-    r = subprocess.run([sys.executable, "-m", "jupyter_cvat_train", "validate", str(fifo)], capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "jupyter_cvat_train", "validate", str(fifo)], capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 2 and "FIFO" in r.stderr and "Traceback" not in r.stderr
     # a link to a device as the export path
     dev = tmp_path / "dev.zip"
@@ -257,7 +284,7 @@ def test_zip_that_overstates_compressed_sizes_is_refused(tmp_path):
         zf.writestr("images/default/big.jpg", b"\0" * (300 * 1024**2))
     data = bytearray(z.read_bytes())
     for off in central_directory_records(bytes(data)):
-        data[off + 20:off + 24] = struct.pack("<I", 0x3FFFFFFF)  # compressed size
+        data[off + 20 : off + 24] = struct.pack("<I", 0x3FFFFFFF)  # compressed size
     z.write_bytes(bytes(data))
     before = cache_bytes()
     report = validate_export(z)
@@ -303,8 +330,13 @@ def test_duplicate_zip_entry_names_are_refused(samples, tmp_path):
 @pytest.mark.parametrize("fmt", ["coco", "cvat", "yolo"])
 def test_annotation_file_over_the_size_cap(samples, tmp_path, fmt):
     env = {**os.environ, "CVAT_TRAIN_MAX_ANNOTATION_BYTES": "100"}
-    r = subprocess.run([sys.executable, "-m", "jupyter_cvat_train", "validate", str(samples[fmt]), "--json"],
-                       capture_output=True, text=True, timeout=300, env=env)
+    r = subprocess.run(
+        [sys.executable, "-m", "jupyter_cvat_train", "validate", str(samples[fmt]), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+    )
     assert r.returncode == 2 and "Traceback" not in r.stderr
     message = json.loads(r.stdout)["errors"][0]["message"]
     name = {"coco": "annotations/instances_default.json", "cvat": "default.xml", "yolo": "train.txt"}[fmt]

@@ -1,6 +1,7 @@
 """Crafted exports through ``POST datasets/validate`` of a real server with a token:
 references that leave the export are ``unsafe-reference`` errors, and what lies outside
 (labels of an outside obj.names, whether an outside file exists) never shows."""
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,12 @@ async def test_validate_api_refuses_references_outside_the_export(jp_fetch, jp_r
     (jp_root_dir / "private").mkdir()
     (jp_root_dir / "private" / "secret.names").write_text(f"{SECRET}\n")
     yolo = generate_sample(tmp_path / "yolo", format="yolo", images=3, seed=2, width=64, height=48)
-    spellings = ["../private/secret.names", str(jp_root_dir / "private" / "secret.names"),
-                 "data\\..\\..\\private\\secret.names", "/etc/passwd"]
+    spellings = [
+        "../private/secret.names",
+        str(jp_root_dir / "private" / "secret.names"),
+        "data\\..\\..\\private\\secret.names",
+        "/etc/passwd",
+    ]
     for k, ref in enumerate(spellings):
         folder = jp_root_dir / f"y{k}"
         shutil.copytree(yolo, folder)

@@ -2,6 +2,7 @@
 export: validation refuses it before any training, and a training job that meets it
 anyway (the file replaced after validation) fails in one line naming the file, and its
 process exits with its DataLoader workers (num_workers=2)."""
+
 from __future__ import annotations
 
 import json
@@ -21,11 +22,15 @@ from jupyter_cvat_train.jobs.runtime import JobDir
 
 def header_only_png(width: int, height: int) -> bytes:
     """A PNG with an IHDR for width x height RGB and no pixel data."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
 
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-            + chunk(b"IEND", b""))
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
+        + chunk(b"IEND", b"")
+    )
 
 
 def coco_export(tmp_path: Path) -> Path:
@@ -53,8 +58,9 @@ def test_validation_refuses_an_absurd_image_size_naming_the_image_and_the_limit(
     assert len(found) == 1 and found[0].item == rel
     assert "100000x100000" in found[0].message and "178956970" in found[0].message
     assert not report.ok
-    r = subprocess.run([sys.executable, "-m", "jupyter_cvat_train", "validate", str(root)], capture_output=True,
-                       text=True, timeout=300)
+    r = subprocess.run(
+        [sys.executable, "-m", "jupyter_cvat_train", "validate", str(root)], capture_output=True, text=True, timeout=300
+    )
     assert r.returncode == 1 and "image-too-large" in r.stdout + r.stderr and "Traceback" not in r.stdout + r.stderr
 
 
@@ -65,12 +71,29 @@ def test_bomb_met_during_training_fails_in_one_line_and_the_process_exits(tmp_pa
     root = coco_export(tmp_path)
     victim = sorted((root / "images" / "default").iterdir())[0]
     job = tmp_path / "job"
-    JobDir(job).create({"kind": "train", "template": "ssdlite320-mobilenet-v3", "dataset": str(root),
-                        "parameters": {"pretrained": False, "num_workers": 2, "image_size": 96, "batch_size": 2,
-                                       "epochs": 500, "detections_per_img": 10}})
+    JobDir(job).create(
+        {
+            "kind": "train",
+            "template": "ssdlite320-mobilenet-v3",
+            "dataset": str(root),
+            "parameters": {
+                "pretrained": False,
+                "num_workers": 2,
+                "image_size": 96,
+                "batch_size": 2,
+                "epochs": 500,
+                "detections_per_img": 10,
+            },
+        }
+    )
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
-    proc = subprocess.Popen([sys.executable, "-m", "jupyter_cvat_train.training", str(job)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_cvat_train.training", str(job)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 600
         while not any(e["type"] == "metrics" for e in JobDir(job).read_events()):

@@ -2,6 +2,7 @@
 by someone who can write files there (any Jupyter Contents API user), through the real
 core (JobManager, real job processes) and the CLI. The server-level cases are in
 test_security_jobs_server.py."""
+
 from __future__ import annotations
 
 import json
@@ -161,12 +162,14 @@ def test_a_queued_job_with_an_unreadable_status_is_failed_not_run(root, key_file
     job = m.create(check_spec({"kind": "validate", "dataset": "sample.zip"}, root))
     status = root / "runs" / job["id"] / "status.json"
     status.unlink()
-    {"not-json": lambda: status.write_text("{\"state\": \"queued\""),
-     "directory": lambda: status.mkdir(),
-     "symlink-out": lambda: status.symlink_to(outside / "status.json"),
-     "fifo": lambda: os.mkfifo(status),
-     "huge": lambda: status.write_text(json.dumps({"state": "queued", "message": "x" * (2 << 20)})),
-     "array": lambda: status.write_text("[1, 2]")}[spoil]()
+    {
+        "not-json": lambda: status.write_text('{"state": "queued"'),
+        "directory": lambda: status.mkdir(),
+        "symlink-out": lambda: status.symlink_to(outside / "status.json"),
+        "fifo": lambda: os.mkfifo(status),
+        "huge": lambda: status.write_text(json.dumps({"state": "queued", "message": "x" * (2 << 20)})),
+        "array": lambda: status.write_text("[1, 2]"),
+    }[spoil]()
     m.cancel(blocker["id"], wait=True)
     done = m.wait(job["id"], timeout=30)
     assert done["state"] == "failed" and "status.json" in done["message"] and "not started" in done["message"], done
@@ -177,12 +180,12 @@ def test_a_queued_job_with_an_unreadable_status_is_failed_not_run(root, key_file
 
 BAD_FIELDS = {
     "state": [5, "exploded", None, ["queued"]],
-    "pid": ["1234", 2 ** 70, -5, 0, 1, 1.5, True],
+    "pid": ["1234", 2**70, -5, 0, 1, 1.5, True],
     "pid_start_time": ["yesterday", [], float("nan")],
     "created_at": [12345, {"t": 1}, "not a time", "9" * 5000],
     "started_at": [12345, True],
     "ended_at": [[], "2020-13"],
-    "exit_code": ["0", 1e9, 2 ** 40],
+    "exit_code": ["0", 1e9, 2**40],
     "message": [123, {"x": 1}, ["a"]],
     "progress": ["50%", [1, 2], {"done": "half", "total": "all", "unit": 5}, {"done": float("inf")}],
     "outputs": ["all", [1], 3],
@@ -207,7 +210,12 @@ def test_every_status_field_of_the_wrong_type_is_dropped(root, key_file):
         json.dumps(job, allow_nan=False)  # every value is plain JSON
         assert isinstance(job["message"], str) and len(job["message"]) <= 4000
         assert isinstance(job["progress"]["done"], (int, float)) and job["state"] in (
-            "queued", "running", "succeeded", "failed", "cancelled")
+            "queued",
+            "running",
+            "succeeded",
+            "failed",
+            "cancelled",
+        )
         assert job["created_at"] is None or len(job["created_at"]) <= 40
     # a third start (the index now holds those rows) loads them all again
     assert len(JobManager(runs, root_dir=root, key_file=key_file).list_jobs(refresh=False)) == len(jobs)
@@ -221,8 +229,17 @@ def test_bad_rows_of_the_index_are_skipped_and_rebuilt(root, key_file):
     m.close()
     db = sqlite3.connect(runs / "jobs.sqlite")
     db.execute("UPDATE jobs SET pid = 'x', progress = 'not json' WHERE id = ?", (other["id"],))
-    for i, (col, value) in enumerate([("pid", 2 ** 62), ("state", "exploded"), ("message", 5), ("progress", "[1]"),
-                                      ("id", "../../etc"), ("created_at", 3.5), ("token", "planted")]):
+    for i, (col, value) in enumerate(
+        [
+            ("pid", 2**62),
+            ("state", "exploded"),
+            ("message", 5),
+            ("progress", "[1]"),
+            ("id", "../../etc"),
+            ("created_at", 3.5),
+            ("token", "planted"),
+        ]
+    ):
         row = {"id": f"planted-{i}", "kind": "validate", "state": "queued", col: value}
         db.execute(f"INSERT INTO jobs ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
     # a planted folder with the good job's exact job.json and a row carrying its signature
@@ -262,26 +279,37 @@ def test_an_unusable_index_file_is_moved_aside(root, key_file, content):
     assert any(p.name.startswith("jobs.sqlite.corrupt-") for p in runs.iterdir())
 
 
-@pytest.mark.parametrize("record", [
-    {"state": "running", "pid": "FOREIGN"},  # no start time
-    {"state": "running", "pid": "FOREIGN", "pid_start_time": "START"},  # the victim's real start time
-    {"state": "running", "pid": 1, "pid_start_time": 1},
-    {"state": "running", "pid": "OWN"},
-    {"state": "running", "pid": 2 ** 40},
-    {"state": "running", "pid": "12"},
-])
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"state": "running", "pid": "FOREIGN"},  # no start time
+        {"state": "running", "pid": "FOREIGN", "pid_start_time": "START"},  # the victim's real start time
+        {"state": "running", "pid": 1, "pid_start_time": 1},
+        {"state": "running", "pid": "OWN"},
+        {"state": "running", "pid": 2**40},
+        {"state": "running", "pid": "12"},
+    ],
+)
 @pytest.mark.parametrize("where", ["status.json", "launch.json", "both"])
 def test_cancel_never_signals_a_foreign_process(root, key_file, sleeper, record, where):
     def value(v):
-        return {"FOREIGN": sleeper.pid, "START": process_start_time(sleeper.pid), "OWN": os.getpid()}.get(v, v) \
-            if isinstance(v, str) else v
+        return (
+            {"FOREIGN": sleeper.pid, "START": process_start_time(sleeper.pid), "OWN": os.getpid()}.get(v, v)
+            if isinstance(v, str)
+            else v
+        )
 
     record = {k: value(v) for k, v in record.items()}
     runs = root / "runs"
     launch = {k: v for k, v in record.items() if k != "state"}
     launch["command"] = [sys.executable, "-u", "-m", "jupyter_cvat_train.datasets", str(runs / "victim")]
-    plant(runs, "victim", {"kind": "validate"}, record if where != "launch.json" else {"state": "running"},
-          launch_json=launch if where != "status.json" else None)
+    plant(
+        runs,
+        "victim",
+        {"kind": "validate"},
+        record if where != "launch.json" else {"state": "running"},
+        launch_json=launch if where != "status.json" else None,
+    )
     m = JobManager(runs, root_dir=root, key_file=key_file, cancel_grace=0.0)
     m.reconcile()
     m.cancel("victim")
@@ -294,9 +322,17 @@ def test_cancel_never_signals_a_foreign_process(root, key_file, sleeper, record,
 
 def test_signal_group_refuses_unsafe_targets(sleeper):
     start = process_start_time(sleeper.pid)
-    for pid, st in [(1, process_start_time(1)), (os.getpid(), process_start_time(os.getpid())),
-                    (os.getpgrp(), process_start_time(os.getpgrp())), (sleeper.pid, None), (sleeper.pid, start + 1),
-                    (2 ** 40, 1.0), ("12", 1.0), (True, 1.0), (-sleeper.pid, start)]:
+    for pid, st in [
+        (1, process_start_time(1)),
+        (os.getpid(), process_start_time(os.getpid())),
+        (os.getpgrp(), process_start_time(os.getpgrp())),
+        (sleeper.pid, None),
+        (sleeper.pid, start + 1),
+        (2**40, 1.0),
+        ("12", 1.0),
+        (True, 1.0),
+        (-sleeper.pid, start),
+    ]:
         assert signal_group(pid, st, 0) is False, pid
     assert signal_group(sleeper.pid, start, 0) is True  # signal 0: the one valid target is accepted
 

@@ -3,6 +3,7 @@ is killed (it ignores the cancel request SIGTERM sets), as a job stuck in a syst
 would. Importing this module registers the kind (its run function, :func:`run`) and puts tests/
 on the PYTHONPATH of job processes, so the job process can import it.
 (A FIFO given as a dataset used to serve; exports are now refused unless regular.)"""
+
 from __future__ import annotations
 
 import os

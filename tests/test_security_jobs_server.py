@@ -2,6 +2,7 @@
 every route still answers, the good jobs are listed, the bad ones are reported as
 failed, nothing planted is run, and nothing outside is signalled or read. Also the
 attack at run time, through the Contents API itself."""
+
 from __future__ import annotations
 
 import asyncio
@@ -51,13 +52,23 @@ def planted(jp_root_dir, jp_runtime_dir, sleeper, tmp_path_factory):
     assert good["state"] == "succeeded"
     m.close()
     spec = {"kind": "validate", "dataset": str(jp_root_dir / "sample.zip")}
-    every_field_wrong = {"state": 7, "pid": "12", "pid_start_time": "now", "created_at": 5, "started_at": [],
-                         "ended_at": {}, "exit_code": "0", "message": ["x"], "progress": "50%", "outputs": "all"}
+    every_field_wrong = {
+        "state": 7,
+        "pid": "12",
+        "pid_start_time": "now",
+        "created_at": 5,
+        "started_at": [],
+        "ended_at": {},
+        "exit_code": "0",
+        "message": ["x"],
+        "progress": "50%",
+        "outputs": "all",
+    }
     start = process_start_time(sleeper.pid)
     bad = {
         "not-json": (spec, b"{not json", "failed"),
         "every-field-wrong": (spec, every_field_wrong, "failed"),
-        "huge-pid": (spec, {"state": "running", "pid": 2 ** 70, "pid_start_time": 1}, "failed"),
+        "huge-pid": (spec, {"state": "running", "pid": 2**70, "pid_start_time": 1}, "failed"),
         "pid-one": (spec, {"state": "running", "pid": 1, "pid_start_time": process_start_time(1) or 1}, "failed"),
         "string-progress": (spec, {"state": "succeeded", "progress": {"done": "half", "total": "all"}}, "succeeded"),
         "status-dir": (spec, None, "failed"),
@@ -74,9 +85,15 @@ def planted(jp_root_dir, jp_runtime_dir, sleeper, tmp_path_factory):
     (runs / "status-link" / "status.json").symlink_to(outside / "status.json")
     (runs / "spec-dir" / "job.json").mkdir()
     (runs / "spec-link" / "job.json").symlink_to(outside / "job.json")
-    (runs / "foreign-running" / "launch.json").write_text(json.dumps(
-        {"pid": sleeper.pid, "pid_start_time": start, "command": ["python", "-m", "jupyter_cvat_train.datasets",
-                                                                 str(runs / "foreign-running")]}))
+    (runs / "foreign-running" / "launch.json").write_text(
+        json.dumps(
+            {
+                "pid": sleeper.pid,
+                "pid_start_time": start,
+                "command": ["python", "-m", "jupyter_cvat_train.datasets", str(runs / "foreign-running")],
+            }
+        )
+    )
     # entries that are not job folders the API could address
     (runs / "linked").symlink_to(outside, target_is_directory=True)
     plant(runs, "bad name!", spec, {"state": "queued"})
@@ -86,8 +103,12 @@ def planted(jp_root_dir, jp_runtime_dir, sleeper, tmp_path_factory):
 
 @pytest.fixture
 def jp_server_config(planted):
-    return Config({"ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True}},
-                   "CvatTrainApp": {"cancel_grace_seconds": 0.5, "poll_interval": 0.1, "max_io_jobs": 1}})
+    return Config(
+        {
+            "ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True}},
+            "CvatTrainApp": {"cancel_grace_seconds": 0.5, "poll_interval": 0.1, "max_io_jobs": 1},
+        }
+    )
 
 
 async def _until(jp_fetch, job_id, states, timeout=60):

@@ -4,6 +4,7 @@ object), wrong types in every field: a 400 with a short JSON {message, code}, ne
 traceback, never the huge input echoed back. Annotate outputs that would overwrite what
 the user has. Heavy validation in a pool of its own, so log requests are answered while
 validations run, and a full pool answers 503 with Retry-After."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,10 +28,12 @@ HUGE = "a/" * (2 * 1024 * 1024)  # a 4 MB path of 2 million parts
 
 @pytest.fixture
 def jp_server_config():
-    return Config({
-        "ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True}},
-        "CvatTrainApp": {"poll_interval": 0.1, "validation_workers": 2, "validation_queue": 4},
-    })
+    return Config(
+        {
+            "ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True}},
+            "CvatTrainApp": {"poll_interval": 0.1, "validation_workers": 2, "validation_queue": 4},
+        }
+    )
 
 
 async def call(jp_fetch, *parts, method="GET", body=None, params=None, headers=None):
@@ -62,9 +65,12 @@ def assert_client_error(code, err, status=400, words=()):
 @pytest.fixture
 def files(jp_root_dir) -> dict:
     """A small export, a model folder stand-in, a notebook and a job index in the root."""
-    out = {"sample": generate_sample(jp_root_dir / "data" / "sample.zip", images=2, width=64, height=48),
-           "images": generate_sample(jp_root_dir / "imgs", images=2, width=64, height=48),
-           "model": jp_root_dir / "model", "notebook": jp_root_dir / "analysis.ipynb"}
+    out = {
+        "sample": generate_sample(jp_root_dir / "data" / "sample.zip", images=2, width=64, height=48),
+        "images": generate_sample(jp_root_dir / "imgs", images=2, width=64, height=48),
+        "model": jp_root_dir / "model",
+        "notebook": jp_root_dir / "analysis.ipynb",
+    }
     out["model"].mkdir()
     (out["model"] / "model.pt").write_bytes(b"weights")
     out["notebook"].write_text('{"cells": []}')
@@ -90,10 +96,15 @@ async def test_bad_paths_are_refused_with_a_short_400(jp_fetch, files):
     good_train = {"kind": "train", "template": TEMPLATE, "dataset": "data/sample.zip", "parameters": {}}
     good_annotate = {"kind": "annotate", "images": "imgs", "model": "model"}
     for bad, word in BAD_PATHS:
-        requests = [("datasets/validate", {"path": bad}), ("jobs", {"kind": "validate", "dataset": bad}),
-                    ("jobs", {**good_train, "dataset": bad}), ("jobs", {**good_train, "checkpoint": bad}),
-                    ("jobs", {**good_annotate, "images": bad}), ("jobs", {**good_annotate, "model": bad}),
-                    ("jobs", {**good_annotate, "output": bad})]
+        requests = [
+            ("datasets/validate", {"path": bad}),
+            ("jobs", {"kind": "validate", "dataset": bad}),
+            ("jobs", {**good_train, "dataset": bad}),
+            ("jobs", {**good_train, "checkpoint": bad}),
+            ("jobs", {**good_annotate, "images": bad}),
+            ("jobs", {**good_annotate, "model": bad}),
+            ("jobs", {**good_annotate, "output": bad}),
+        ]
         for route, body in requests:
             if bad == "" and ("checkpoint" in body or "output" in body):
                 continue  # an empty optional path means "none"
@@ -106,12 +117,17 @@ async def test_bad_paths_are_refused_with_a_short_400(jp_fetch, files):
 
 
 async def test_bad_bodies_are_refused_with_a_short_400(jp_fetch, files):
-    bodies = [(b"[" * 100000 + b"]" * 100000, "nested too deeply"),
-              (b"{" + b'"a":{' * 50000 + b"1" + b"}" * 50001, "nested too deeply"),
-              (b"{not json", "not valid JSON"), (b"\xff\xfe\x00garbage", "not valid JSON"),
-              (b'{"path": "' + b"x" * 100000, "not valid JSON"),
-              (b"[1, 2]", "JSON object"), (b'"data/sample.zip"', "JSON object"), (b"42", "JSON object"),
-              (b"null", "JSON object")]
+    bodies = [
+        (b"[" * 100000 + b"]" * 100000, "nested too deeply"),
+        (b"{" + b'"a":{' * 50000 + b"1" + b"}" * 50001, "nested too deeply"),
+        (b"{not json", "not valid JSON"),
+        (b"\xff\xfe\x00garbage", "not valid JSON"),
+        (b'{"path": "' + b"x" * 100000, "not valid JSON"),
+        (b"[1, 2]", "JSON object"),
+        (b'"data/sample.zip"', "JSON object"),
+        (b"42", "JSON object"),
+        (b"null", "JSON object"),
+    ]
     for route in ("datasets/validate", "jobs"):
         for body, word in bodies:
             code, err, _ = await call(jp_fetch, route, method="POST", body=body)
@@ -122,21 +138,34 @@ async def test_bad_bodies_are_refused_with_a_short_400(jp_fetch, files):
 async def test_wrong_types_in_every_field_are_a_400(jp_fetch, files):
     train = {"kind": "train", "template": TEMPLATE, "dataset": "data/sample.zip", "parameters": {}}
     annotate = {"kind": "annotate", "images": "imgs", "model": "model", "output": "new.zip"}
-    cases = [({"path": "data/sample.zip", "format": 5}, "datasets/validate", "format"),
-             ({"path": "data/sample.zip", "format": ["coco"]}, "datasets/validate", "format"),
-             ({"kind": 5}, "jobs", "kind"), ({"kind": None}, "jobs", "kind"), ({"kind": ["train"]}, "jobs", "kind"),
-             ({**train, "template": 5}, "jobs", "template"), ({**train, "template": {"a": 1}}, "jobs", "template"),
-             ({**train, "parameters": 5}, "jobs", "parameters"), ({**train, "format": 3}, "jobs", "format"),
-             ({**annotate, "threshold": "high"}, "jobs", "threshold"), ({**annotate, "threshold": 7}, "jobs", "threshold"),
-             ({**annotate, "max_detections": "3"}, "jobs", "max_detections"),
-             ({**annotate, "max_detections": 0}, "jobs", "max_detections"),
-             ({**annotate, "keep_existing": "yes"}, "jobs", "keep_existing"),
-             ({**annotate, "overwrite": "true"}, "jobs", "overwrite"), ({**annotate, "overwrite": 1}, "jobs", "overwrite"),
-             ({**annotate, "preview": -1}, "jobs", "preview"), ({**annotate, "preview": 2.5}, "jobs", "preview"),
-             ({**annotate, "mapping": [1, 2]}, "jobs", "mapping"), ({**annotate, "mapping": {"a": 1}}, "jobs", "mapping"),
-             ({**annotate, "format": 7}, "jobs", "format"), ({**annotate, "format": "voc"}, "jobs", "format"),
-             ({**annotate, "engine": []}, "jobs", "engine"), ({**annotate, "device": 0}, "jobs", "device"),
-             ({**annotate, "batch_size": 10**12}, "jobs", "batch_size"), ({**annotate, "workers": "8"}, "jobs", "workers")]
+    cases = [
+        ({"path": "data/sample.zip", "format": 5}, "datasets/validate", "format"),
+        ({"path": "data/sample.zip", "format": ["coco"]}, "datasets/validate", "format"),
+        ({"kind": 5}, "jobs", "kind"),
+        ({"kind": None}, "jobs", "kind"),
+        ({"kind": ["train"]}, "jobs", "kind"),
+        ({**train, "template": 5}, "jobs", "template"),
+        ({**train, "template": {"a": 1}}, "jobs", "template"),
+        ({**train, "parameters": 5}, "jobs", "parameters"),
+        ({**train, "format": 3}, "jobs", "format"),
+        ({**annotate, "threshold": "high"}, "jobs", "threshold"),
+        ({**annotate, "threshold": 7}, "jobs", "threshold"),
+        ({**annotate, "max_detections": "3"}, "jobs", "max_detections"),
+        ({**annotate, "max_detections": 0}, "jobs", "max_detections"),
+        ({**annotate, "keep_existing": "yes"}, "jobs", "keep_existing"),
+        ({**annotate, "overwrite": "true"}, "jobs", "overwrite"),
+        ({**annotate, "overwrite": 1}, "jobs", "overwrite"),
+        ({**annotate, "preview": -1}, "jobs", "preview"),
+        ({**annotate, "preview": 2.5}, "jobs", "preview"),
+        ({**annotate, "mapping": [1, 2]}, "jobs", "mapping"),
+        ({**annotate, "mapping": {"a": 1}}, "jobs", "mapping"),
+        ({**annotate, "format": 7}, "jobs", "format"),
+        ({**annotate, "format": "voc"}, "jobs", "format"),
+        ({**annotate, "engine": []}, "jobs", "engine"),
+        ({**annotate, "device": 0}, "jobs", "device"),
+        ({**annotate, "batch_size": 10**12}, "jobs", "batch_size"),
+        ({**annotate, "workers": "8"}, "jobs", "workers"),
+    ]
     for body, route, word in cases:
         code, err, _ = await call(jp_fetch, route, method="POST", body=body)
         assert_client_error(code, err, 400, [word])
@@ -170,11 +199,16 @@ async def test_annotate_outputs_that_would_overwrite_are_refused(jp_fetch, files
     never = ["data/sample.zip", "link.zip", "./data//sample.zip", "model/model.pt", "model/new.zip"]
     for output in never:  # the input itself or inside an input folder: refused even with overwrite
         for overwrite in (False, True):
-            code, err, _ = await call(jp_fetch, "jobs", method="POST",
-                                      body={**base, "output": output, "overwrite": overwrite})
+            code, err, _ = await call(
+                jp_fetch, "jobs", method="POST", body={**base, "output": output, "overwrite": overwrite}
+            )
             assert_client_error(code, err, 409, ["would overwrite the"])
-    code, err, _ = await call(jp_fetch, "jobs", method="POST",
-                              body={**base, "images": "imgs", "output": "imgs/annotations.zip", "overwrite": True})
+    code, err, _ = await call(
+        jp_fetch,
+        "jobs",
+        method="POST",
+        body={**base, "images": "imgs", "output": "imgs/annotations.zip", "overwrite": True},
+    )
     assert_client_error(code, err, 409, ["would overwrite the images"])
     for output in ("analysis.ipynb", "cvat-train-runs/jobs.sqlite"):  # existing files: only when asked
         code, err, _ = await call(jp_fetch, "jobs", method="POST", body={**base, "output": output})
@@ -190,8 +224,9 @@ async def test_annotate_outputs_that_would_overwrite_are_refused(jp_fetch, files
     assert jobs == {"jobs": []}
     assert {p: p.read_bytes() for p in before} == before
     # asked for: accepted (the job then fails on the stand-in model, before writing anything)
-    code, job, _ = await call(jp_fetch, "jobs", method="POST",
-                              body={**base, "output": "analysis.ipynb", "overwrite": True})
+    code, job, _ = await call(
+        jp_fetch, "jobs", method="POST", body={**base, "output": "analysis.ipynb", "overwrite": True}
+    )
     assert code == 201, job
     for _ in range(1200):
         code, now, _ = await call(jp_fetch, "jobs", job["id"])
@@ -209,8 +244,10 @@ def _big_coco_zip(path: Path, n: int, tag: str) -> Path:
     buf = io.BytesIO()
     Image.new("RGB", (16, 12), (200, 10, 10)).save(buf, "PNG")
     images = [{"id": i + 1, "file_name": f"{tag}{i:06d}.png", "width": 16, "height": 12} for i in range(n)]
-    anns = [{"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [1, 1, 5, 5], "area": 25, "iscrowd": 0}
-            for i in range(n)]
+    anns = [
+        {"id": i + 1, "image_id": i + 1, "category_id": 1, "bbox": [1, 1, 5, 5], "area": 25, "iscrowd": 0}
+        for i in range(n)
+    ]
     coco = {"categories": [{"id": 1, "name": "box"}], "images": images, "annotations": anns}
     path.parent.mkdir(parents=True, exist_ok=True)
     with zipfile.ZipFile(path, "w") as z:
@@ -244,8 +281,9 @@ async def test_log_requests_are_answered_while_validations_run(jp_fetch, jp_serv
     order: list[str] = []
 
     async def validate(p: Path):
-        code, report, _ = await call(jp_fetch, "datasets/validate", method="POST",
-                                     body={"path": str(p.relative_to(jp_root_dir))})
+        code, report, _ = await call(
+            jp_fetch, "datasets/validate", method="POST", body={"path": str(p.relative_to(jp_root_dir))}
+        )
         order.append("validate")
         return code, report
 
@@ -276,14 +314,18 @@ async def test_a_full_validation_pool_answers_503_and_logs_still_flow(jp_fetch, 
             if svc.validation_pool.in_flight == capacity:
                 break
             await asyncio.sleep(0.01)
-        for route, body in (("datasets/validate", {"path": "data/sample.zip"}),
-                            ("jobs", {"kind": "train", "template": TEMPLATE, "dataset": "data/sample.zip"})):
+        for route, body in (
+            ("datasets/validate", {"path": "data/sample.zip"}),
+            ("jobs", {"kind": "train", "template": TEMPLATE, "dataset": "data/sample.zip"}),
+        ):
             code, err, headers = await call(jp_fetch, route, method="POST", body=body)
             assert_client_error(code, err, 503, ["busy"])
             assert int(headers["Retry-After"]) > 0
         code, log, _ = await call(jp_fetch, "jobs", job_id, "log")  # the other pool is free
         assert code == 200 and log["text"]
-        code, job, _ = await call(jp_fetch, "jobs", method="POST", body={"kind": "validate", "dataset": "data/sample.zip"})
+        code, job, _ = await call(
+            jp_fetch, "jobs", method="POST", body={"kind": "validate", "dataset": "data/sample.zip"}
+        )
         assert code == 201  # a job kind without validation at request time is not held up either
     finally:
         release.set()
@@ -312,10 +354,13 @@ async def test_stream_resumed_from_any_offset_is_labelled_with_what_was_read(jp_
         assert messages[-1]["type"] == "end"
         for m in messages:
             if m["type"] == "log":  # the text is exactly the file's bytes at the labelled offset
-                assert log[m["offset"]:m["next_offset"]].decode() == m["text"], m
+                assert log[m["offset"] : m["next_offset"]].decode() == m["text"], m
             elif m["type"] == "event":  # whole lines only, each at a line start, each parsed
-                assert m["offset"] in line_starts and events[m["offset"]:m["next_offset"]].endswith(b"\n"), m
-                assert m["event"] == json.loads(events[m["offset"]:m["next_offset"]]) and m["event"]["type"] != "unparsed"
+                assert m["offset"] in line_starts and events[m["offset"] : m["next_offset"]].endswith(b"\n"), m
+                assert (
+                    m["event"] == json.loads(events[m["offset"] : m["next_offset"]])
+                    and m["event"]["type"] != "unparsed"
+                )
         evs = [m for m in messages if m["type"] == "event"]
         if events_offset > len(events):  # beyond the end: everything again, from 0
             assert [m["offset"] for m in evs] == line_starts

@@ -2,6 +2,7 @@
 deletes on incomplete listings, overlapping folders, remote error text, files changed
 while uploaded, the lock's key, long names. Real folders, real subprocesses, moto's
 real S3 server on loopback."""
+
 from __future__ import annotations
 
 import http.server
@@ -43,14 +44,27 @@ def cli_env(**extra) -> dict:
 
 # --- one parse, one value: the spelling never changes the place ---------------------------
 
+
 def escaping_spellings(root: Path, victim: Path) -> list[str]:
     """URIs that all name ``victim`` (outside ``root``), or try to by '..'."""
     r, v = str(root), str(victim)
-    return [f"FILE://{v}", f"File://{v}", f"file:{v}", f"file://localhost{v}", f"FILE://LOCALHOST{v}/",
-            f"file://{v}/", f"file:////{v.lstrip('/')}", f"file://{r}/%2e%2e/{victim.name}",
-            f"file://{r}/%2E%2E/{victim.name}", f"fIlE://{r}%2F..%2F{victim.name}", f"file://{r}/sub/../../{victim.name}",
-            f"file://{r}/./%2e./{victim.name}", f"file://{r}/link-out", f"file://{r}/link-out/",
-            f"file://{r}/link-out/%2e"]
+    return [
+        f"FILE://{v}",
+        f"File://{v}",
+        f"file:{v}",
+        f"file://localhost{v}",
+        f"FILE://LOCALHOST{v}/",
+        f"file://{v}/",
+        f"file:////{v.lstrip('/')}",
+        f"file://{r}/%2e%2e/{victim.name}",
+        f"file://{r}/%2E%2E/{victim.name}",
+        f"fIlE://{r}%2F..%2F{victim.name}",
+        f"file://{r}/sub/../../{victim.name}",
+        f"file://{r}/./%2e./{victim.name}",
+        f"file://{r}/link-out",
+        f"file://{r}/link-out/",
+        f"file://{r}/link-out/%2e",
+    ]
 
 
 def test_every_spelling_parses_to_the_place_the_backend_opens(tmp_path):
@@ -77,14 +91,32 @@ def test_every_spelling_parses_to_the_place_the_backend_opens(tmp_path):
     assert parse_storage_uri(f"file://{root}/%252e%252e/x").path == root / "%2e%2e" / "x"
 
 
-@pytest.mark.parametrize("uri,status", [
-    ("file://evil.example/etc", 400), ("file://localhost:80/etc", 400), ("file:relative/path", 400),
-    ("file:///tmp/x?delete=1", 400), ("file:///tmp/x#frag", 400), ("file:///tmp/a%00b", 400),
-    ("file:///tmp/a\x00b", 400), ("file:///tmp/%0a", 400), ("file:///tmp/%ff%fe", 400), (" file:///tmp", 400),
-    ("file:///tmp/x ", 400), ("s3://AKIAUSER:hunter2pw@bucket/x", 400), ("http://host/x", 400), ("/tmp/x", 400),
-    ("s3://bucket/a/../b", 403), ("s3://bucket/a//b", 403), ("s3://", 400), ("s3://bu:cket/x", 400),
-    ("file:///" + "a/" * 3000, 400), ("", 400), (None, 400),
-])
+@pytest.mark.parametrize(
+    "uri,status",
+    [
+        ("file://evil.example/etc", 400),
+        ("file://localhost:80/etc", 400),
+        ("file:relative/path", 400),
+        ("file:///tmp/x?delete=1", 400),
+        ("file:///tmp/x#frag", 400),
+        ("file:///tmp/a%00b", 400),
+        ("file:///tmp/a\x00b", 400),
+        ("file:///tmp/%0a", 400),
+        ("file:///tmp/%ff%fe", 400),
+        (" file:///tmp", 400),
+        ("file:///tmp/x ", 400),
+        ("s3://AKIAUSER:hunter2pw@bucket/x", 400),
+        ("http://host/x", 400),
+        ("/tmp/x", 400),
+        ("s3://bucket/a/../b", 403),
+        ("s3://bucket/a//b", 403),
+        ("s3://", 400),
+        ("s3://bu:cket/x", 400),
+        ("file:///" + "a/" * 3000, 400),
+        ("", 400),
+        (None, 400),
+    ],
+)
 def test_malformed_or_escaping_uris_are_refused_with_a_short_message(uri, status):
     with pytest.raises(LocationError) as e:
         parse_storage_uri(uri)
@@ -99,6 +131,7 @@ def test_s3_spellings_share_one_canonical_location():
 
 
 # --- deletes only on sound listings -------------------------------------------------------
+
 
 def stored(store: Path) -> dict:
     return tree_hashes(store)
@@ -128,8 +161,13 @@ def test_delete_refused_when_a_workspace_folder_cannot_be_read(tmp_path, breakag
     assert s["delete_refused"] and "'data'" in s["delete_refused"] and "nothing deleted" in s["delete_refused"]
     assert any("could not be read" in w for w in warnings)
     # through the CLI: exit status 1, one message naming the folder, files kept
-    p = subprocess.run([sys.executable, "-m", "jupyter_cvat_train", "sync", "up", str(ws), uri, "--delete",
-                        "--no-progress"], env=cli_env(), capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [sys.executable, "-m", "jupyter_cvat_train", "sync", "up", str(ws), uri, "--delete", "--no-progress"],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 1 and "'data'" in p.stderr and "Traceback" not in p.stderr
     assert stored(store) == before
 
@@ -165,9 +203,24 @@ def test_delete_refused_for_a_folder_without_read_permission(tmp_path):
         prefix = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
     os.chmod(ws / "private", 0o000)
     try:
-        p = subprocess.run(prefix + [sys.executable, "-m", "jupyter_cvat_train", "sync", "up", str(ws),
-                                     f"file://{store}", "--delete", "--no-progress"],
-                           env=cli_env(), capture_output=True, text=True, timeout=120)
+        p = subprocess.run(
+            prefix
+            + [
+                sys.executable,
+                "-m",
+                "jupyter_cvat_train",
+                "sync",
+                "up",
+                str(ws),
+                f"file://{store}",
+                "--delete",
+                "--no-progress",
+            ],
+            env=cli_env(),
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         os.chmod(ws / "private", 0o755)
     assert p.returncode == 1, p.stdout + p.stderr
@@ -203,14 +256,31 @@ def test_a_workspace_holding_the_jobs_own_folder_is_refused(tmp_path):
     store = tmp_path / "store"
     store.mkdir()
     before = tree_hashes(ws)
-    p = subprocess.run([sys.executable, "-m", "jupyter_cvat_train", "sync", "down", str(ws), f"file://{store}",
-                        "--delete", "--job-dir", str(ws / "jobs" / "j1"), "--no-progress"],
-                       env=cli_env(), capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "jupyter_cvat_train",
+            "sync",
+            "down",
+            str(ws),
+            f"file://{store}",
+            "--delete",
+            "--job-dir",
+            str(ws / "jobs" / "j1"),
+            "--no-progress",
+        ],
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 1 and "contains" in p.stderr and "Traceback" not in p.stderr
     assert {k: v for k, v in tree_hashes(ws).items() if not k.startswith("jobs/")} == before
 
 
 # --- the lock: one key per place ---------------------------------------------------------
+
 
 def test_the_lock_is_keyed_by_the_canonical_location(tmp_path):
     ws = make_workspace(tmp_path / "ws", n=2)
@@ -219,8 +289,12 @@ def test_the_lock_is_keyed_by_the_canonical_location(tmp_path):
     (tmp_path / "alias").symlink_to(store)
     (tmp_path / "ws-alias").symlink_to(ws)
     with SyncLock(str(ws), parse_storage_uri(f"file://{store}").uri, direction="up"):
-        for w, uri in ((ws, f"FILE://{store}/"), (ws, f"file://localhost{tmp_path}/alias"),
-                       (tmp_path / "ws-alias", f"file:{store}"), (ws, f"file://{tmp_path}/st%6Fre")):
+        for w, uri in (
+            (ws, f"FILE://{store}/"),
+            (ws, f"file://localhost{tmp_path}/alias"),
+            (tmp_path / "ws-alias", f"file:{store}"),
+            (ws, f"file://{tmp_path}/st%6Fre"),
+        ):
             with pytest.raises(StorageError, match="another sync"):
                 sync(SyncOptions("up", str(w), uri))
     assert stored(store) == {}
@@ -235,6 +309,7 @@ def test_endpoint_urls_are_normalized_for_the_lock_and_the_allow_list():
 
 
 # --- names at the file-system limit ---------------------------------------------------------
+
 
 def test_temp_names_are_short_whatever_the_final_name():
     assert len(os.path.basename(temp_path_for("/x/" + "n" * 255))) < 48
@@ -260,6 +335,7 @@ def test_a_255_byte_file_name_syncs_both_ways(kind, tmp_path, request):
 
 
 # --- a file that changes while it is uploaded -------------------------------------------------
+
 
 def test_a_file_changed_after_listing_is_stored_with_its_new_content_and_mtime(tmp_path):
     ws = tmp_path / "ws"
@@ -339,12 +415,15 @@ def test_a_file_changed_during_a_multipart_upload_is_not_kept_torn(moto_endpoint
 
 # --- remote error text is summarized, never echoed -------------------------------------------
 
+
 class HostileS3(http.server.BaseHTTPRequestHandler):
     """Answers every request with an S3-style error carrying text the server chose."""
 
     def _answer(self):
-        body = (b"<?xml version='1.0'?><Error><Code>Invalid Request <b>" + b"A" * 300 + b"</b></Code>"
-                b"<Message>INTERNAL-SECRET-TEXT from the metadata service " + b"x" * 5000 + b"</Message></Error>")
+        body = (
+            b"<?xml version='1.0'?><Error><Code>Invalid Request <b>" + b"A" * 300 + b"</b></Code>"
+            b"<Message>INTERNAL-SECRET-TEXT from the metadata service " + b"x" * 5000 + b"</Message></Error>"
+        )
         self.send_response(400)
         self.send_header("Content-Type", "application/xml")
         self.send_header("Content-Length", str(len(body)))

@@ -1,6 +1,7 @@
 """Sync jobs attacked through the HTTP API of a real Jupyter server with a token:
 storage URIs in many spellings, overlapping folders, the runs root, missing storage,
 endpoints the server must not sign requests for."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,10 +21,12 @@ ALLOWED = "http://Minio.Example:9000/"
 
 @pytest.fixture
 def jp_server_config():
-    return Config({
-        "ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True}},
-        "CvatTrainApp": {"cancel_grace_seconds": 1.0, "poll_interval": 0.1, "allowed_endpoint_urls": [ALLOWED]},
-    })
+    return Config(
+        {
+            "ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True}},
+            "CvatTrainApp": {"cancel_grace_seconds": 1.0, "poll_interval": 0.1, "allowed_endpoint_urls": [ALLOWED]},
+        }
+    )
 
 
 @pytest.fixture
@@ -56,12 +59,20 @@ async def test_storage_outside_the_root_is_refused_in_every_spelling(jp_fetch, j
     root = Path(os.path.realpath(jp_root_dir))
     spellings = escaping_spellings(root, victim) + [
         f"file://{root}/%252e%252e/victim",  # decoded once: a folder named '%2e%2e' inside the root (missing)
-        f"file://evil.example{victim}", f"file://{victim}?x", f"file://{root}/%00/x", "file:victim",
-        "file://" + "/a" * 3000]
+        f"file://evil.example{victim}",
+        f"file://{victim}?x",
+        f"file://{root}/%00/x",
+        "file:victim",
+        "file://" + "/a" * 3000,
+    ]
     for storage in spellings:
         for direction in ("down", "up"):
-            code, err = await api(jp_fetch, "jobs", method="POST", body={
-                "kind": "sync", "direction": direction, "workspace": "ws", "storage": storage, "delete": True})
+            code, err = await api(
+                jp_fetch,
+                "jobs",
+                method="POST",
+                body={"kind": "sync", "direction": direction, "workspace": "ws", "storage": storage, "delete": True},
+            )
             assert code in (400, 403, 404), (storage, code, err)
             assert set(err) == {"message", "code", "details"} and err["message"].startswith("storage")
             assert len(err["message"]) < 600 and "Traceback" not in json.dumps(err)
@@ -73,48 +84,83 @@ async def test_spellings_of_a_folder_inside_the_root_are_stored_canonical(jp_fet
     root = Path(os.path.realpath(jp_root_dir))
     (root / "store").mkdir()
     (root / "alias").symlink_to(root / "store")
-    for storage in (f"FILE://{root}/store/", f"file:{root}/store", f"file://localhost{root}/st%6Fre",
-                    f"File://LOCALHOST{root}/alias/"):
-        code, job = await api(jp_fetch, "jobs", method="POST", body={
-            "kind": "sync", "direction": "up", "workspace": "ws", "storage": storage, "dry_run": True})
+    for storage in (
+        f"FILE://{root}/store/",
+        f"file:{root}/store",
+        f"file://localhost{root}/st%6Fre",
+        f"File://LOCALHOST{root}/alias/",
+    ):
+        code, job = await api(
+            jp_fetch,
+            "jobs",
+            method="POST",
+            body={"kind": "sync", "direction": "up", "workspace": "ws", "storage": storage, "dry_run": True},
+        )
         assert code == 201, (storage, job)
         assert job_spec(jp_root_dir, job)["storage"] == f"file://{root}/store"
 
 
-@pytest.mark.parametrize("workspace,storage,word", [
-    (".", "s3://bkt/x", "cvat-train-runs"),  # the server root holds the runs root
-    (".", "file://{root}/store", "overlap"),
-    ("cvat-train-runs/..", "file://{root}/store", "'..'"),
-    ("ws", "file://{root}/ws/backup", "overlap"),  # storage inside the workspace
-    ("ws/inner", "file://{root}/ws", "overlap"),  # workspace inside the storage
-    ("ws", "file://{root}/ws", "overlap"),
-    ("ws", "file://{root}", "overlap"),
-])
+@pytest.mark.parametrize(
+    "workspace,storage,word",
+    [
+        (".", "s3://bkt/x", "cvat-train-runs"),  # the server root holds the runs root
+        (".", "file://{root}/store", "overlap"),
+        ("cvat-train-runs/..", "file://{root}/store", "'..'"),
+        ("ws", "file://{root}/ws/backup", "overlap"),  # storage inside the workspace
+        ("ws/inner", "file://{root}/ws", "overlap"),  # workspace inside the storage
+        ("ws", "file://{root}/ws", "overlap"),
+        ("ws", "file://{root}", "overlap"),
+    ],
+)
 async def test_overlapping_folders_and_the_runs_root_are_refused(jp_fetch, jp_root_dir, ws, workspace, storage, word):
     root = Path(os.path.realpath(jp_root_dir))
     (root / "store").mkdir()
     (ws / "backup").mkdir()
     (ws / "inner").mkdir()
     for direction in ("up", "down"):
-        code, err = await api(jp_fetch, "jobs", method="POST", body={
-            "kind": "sync", "direction": direction, "workspace": workspace, "storage": storage.format(root=root),
-            "delete": True})
+        code, err = await api(
+            jp_fetch,
+            "jobs",
+            method="POST",
+            body={
+                "kind": "sync",
+                "direction": direction,
+                "workspace": workspace,
+                "storage": storage.format(root=root),
+                "delete": True,
+            },
+        )
         assert code in (400, 403) and word in err["message"], err
     assert await jobs_created(jp_fetch) == []
 
 
 async def test_a_missing_storage_folder_is_refused(jp_fetch, jp_root_dir, ws):
-    code, err = await api(jp_fetch, "jobs", method="POST", body={
-        "kind": "sync", "direction": "down", "workspace": "ws", "storage": f"file://{jp_root_dir}/stor-typo",
-        "delete": True})
+    code, err = await api(
+        jp_fetch,
+        "jobs",
+        method="POST",
+        body={
+            "kind": "sync",
+            "direction": "down",
+            "workspace": "ws",
+            "storage": f"file://{jp_root_dir}/stor-typo",
+            "delete": True,
+        },
+    )
     assert code == 404 and "does not exist" in err["message"] and "create it" in err["message"]
     assert sorted(os.listdir(ws)) == ["a.txt"]
 
 
 async def test_endpoints_come_from_the_servers_configuration(jp_fetch, ws, monkeypatch):
     body = {"kind": "sync", "direction": "up", "workspace": "ws", "storage": "s3://bkt/x", "dry_run": True}
-    for endpoint in ("http://169.254.169.254/latest/meta-data", "http://127.0.0.1:22", "http://localhost:8888",
-                     "https://attacker.example", "http://minio.example:9001", "http://[::1]:9000"):
+    for endpoint in (
+        "http://169.254.169.254/latest/meta-data",
+        "http://127.0.0.1:22",
+        "http://localhost:8888",
+        "https://attacker.example",
+        "http://minio.example:9001",
+        "http://[::1]:9000",
+    ):
         code, err = await api(jp_fetch, "jobs", method="POST", body={**body, "endpoint_url": endpoint})
         assert code == 403 and "allowed_endpoint_urls" in err["message"], (endpoint, err)
     for endpoint in ("ftp://minio.example", "http://u:p@minio.example:9000", "http://minio.example:9000/?a=b", 7):
@@ -135,9 +181,19 @@ def job_spec_endpoint(job: dict, ws: Path) -> str:
 
 
 async def test_an_allowed_endpoint_passes_the_check_again_when_the_job_starts(jp_fetch, ws):
-    code, job = await api(jp_fetch, "jobs", method="POST", body={
-        "kind": "sync", "direction": "up", "workspace": "ws", "storage": "s3://bkt/x", "dry_run": True,
-        "endpoint_url": ALLOWED})
+    code, job = await api(
+        jp_fetch,
+        "jobs",
+        method="POST",
+        body={
+            "kind": "sync",
+            "direction": "up",
+            "workspace": "ws",
+            "storage": "s3://bkt/x",
+            "dry_run": True,
+            "endpoint_url": ALLOWED,
+        },
+    )
     assert code == 201
     for _ in range(300):
         code, now = await api(jp_fetch, "jobs", job["id"])

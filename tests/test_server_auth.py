@@ -1,6 +1,7 @@
 """Every route of the extension refuses requests without a token, and every handler
 carries jupyter_server's auth decorators (the server is started with
 allow_unauthenticated_access=False; a handler without auth fails this test)."""
+
 from __future__ import annotations
 
 import json
@@ -19,9 +20,11 @@ pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 @pytest.fixture
 def jp_server_config():
-    return Config({
-        "ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True}, "allow_unauthenticated_access": False},
-    })
+    return Config(
+        {
+            "ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True}, "allow_unauthenticated_access": False},
+        }
+    )
 
 
 @pytest.fixture
@@ -39,17 +42,32 @@ def test_every_handler_method_is_authenticated():
         assert missing == [], missing
 
 
-ROUTES = [("GET", "version"), ("GET", "templates"), ("POST", "datasets/validate"), ("GET", "jobs"),
-          ("POST", "jobs"), ("GET", "jobs/x"), ("DELETE", "jobs/x"), ("GET", "jobs/x/log"),
-          ("POST", "jobs/x/tensorboard")]
+ROUTES = [
+    ("GET", "version"),
+    ("GET", "templates"),
+    ("POST", "datasets/validate"),
+    ("GET", "jobs"),
+    ("POST", "jobs"),
+    ("GET", "jobs/x"),
+    ("DELETE", "jobs/x"),
+    ("GET", "jobs/x/log"),
+    ("POST", "jobs/x/tensorboard"),
+]
 
 
 @pytest.mark.parametrize("method,path", ROUTES)
 async def test_route_refuses_requests_without_a_token(jp_fetch, method, path):
     kwargs = {"body": json.dumps({"kind": "validate", "dataset": "x", "path": "x"})} if method == "POST" else {}
     with pytest.raises(HTTPClientError) as e:
-        await jp_fetch("cvat-train", "api", path, method=method, headers={"Authorization": ""},
-                       allow_nonstandard_methods=True, **kwargs)
+        await jp_fetch(
+            "cvat-train",
+            "api",
+            path,
+            method=method,
+            headers={"Authorization": ""},
+            allow_nonstandard_methods=True,
+            **kwargs,
+        )
     assert e.value.code == 403
     # and with the token the route exists (so the 403 above was the auth, not a miss)
     try:

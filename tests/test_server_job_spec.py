@@ -1,6 +1,7 @@
 """The job object carries its spec (job.json) for the panel: what the job works on, and
 the settings to run it again; read once, path fields relative to the server root, null
 when job.json is unreadable or planted too large."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,21 +9,22 @@ import json
 import time
 
 import pytest
+from test_server_jobs import api, follow
 from traitlets.config import Config
 
 from jupyter_cvat_train.datasets import generate_sample
-
-from test_server_jobs import api, follow
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
 
 
 @pytest.fixture
 def jp_server_config():
-    return Config({
-        "ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True}},
-        "CvatTrainApp": {"poll_interval": 0.1},
-    })
+    return Config(
+        {
+            "ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True}},
+            "CvatTrainApp": {"poll_interval": 0.1},
+        }
+    )
 
 
 async def test_job_objects_carry_their_spec_with_paths_relative_to_the_root(jp_fetch, jp_ws_fetch, jp_root_dir):
@@ -38,10 +40,12 @@ async def test_job_objects_carry_their_spec_with_paths_relative_to_the_root(jp_f
     assert one["spec"] == job["spec"]
 
 
-@pytest.mark.parametrize("content", [b"{not json", b"[1, 2]", b"\xff\xfe",
-                                     json.dumps({"kind": "validate", "x": "y" * 70000}).encode(), None])
-async def test_an_unreadable_or_huge_job_json_gives_a_null_spec_not_an_error(jp_fetch, jp_serverapp, jp_root_dir,
-                                                                           content):
+@pytest.mark.parametrize(
+    "content", [b"{not json", b"[1, 2]", b"\xff\xfe", json.dumps({"kind": "validate", "x": "y" * 70000}).encode(), None]
+)
+async def test_an_unreadable_or_huge_job_json_gives_a_null_spec_not_an_error(
+    jp_fetch, jp_serverapp, jp_root_dir, content
+):
     generate_sample(jp_root_dir / "data" / "sample.zip", images=3, width=64, height=48)
     code, job = await api(jp_fetch, "jobs", method="POST", body={"kind": "validate", "dataset": "data/sample.zip"})
     assert code == 201 and job["spec"]["dataset"] == "data/sample.zip"

@@ -1,4 +1,5 @@
 """The job API on a real Jupyter server (pytest-jupyter) with real job processes."""
+
 from __future__ import annotations
 
 import asyncio
@@ -20,10 +21,12 @@ TEMPLATE = "fasterrcnn-mobilenet-v3-fpn"
 
 @pytest.fixture
 def jp_server_config():
-    return Config({
-        "ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True, "jupyter_server_proxy": True}},
-        "CvatTrainApp": {"cancel_grace_seconds": 1.0, "poll_interval": 0.1},
-    })
+    return Config(
+        {
+            "ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True, "jupyter_server_proxy": True}},
+            "CvatTrainApp": {"cancel_grace_seconds": 1.0, "poll_interval": 0.1},
+        }
+    )
 
 
 @pytest.fixture
@@ -34,9 +37,12 @@ def sample(jp_root_dir) -> Path:
 def long_training(sample: Path) -> dict:
     """A train job that cannot end by itself while a test runs (100,000 epochs): a real
     job to cancel, whether the cancel finds it queued or running."""
-    return {"kind": "train", "template": TEMPLATE, "dataset": str(sample),
-            "parameters": {"epochs": 100000, "pretrained": False, "image_size": 64, "batch_size": 2,
-                           "num_workers": 0}}
+    return {
+        "kind": "train",
+        "template": TEMPLATE,
+        "dataset": str(sample),
+        "parameters": {"epochs": 100000, "pretrained": False, "image_size": 64, "batch_size": 2, "num_workers": 0},
+    }
 
 
 async def api(jp_fetch, *parts, method="GET", body=None, params=None):
@@ -56,8 +62,7 @@ async def api(jp_fetch, *parts, method="GET", body=None, params=None):
 
 async def follow(jp_ws_fetch, job_id, timeout=120, **params):
     """Every message of a job's stream until the server closes it."""
-    ws = await jp_ws_fetch("cvat-train", "api", "jobs", job_id, "stream",
-                           params={k: str(v) for k, v in params.items()})
+    ws = await jp_ws_fetch("cvat-train", "api", "jobs", job_id, "stream", params={k: str(v) for k, v in params.items()})
     messages = []
     deadline = time.monotonic() + timeout
     while True:
@@ -96,19 +101,22 @@ async def test_post_jobs_validates_before_launching(jp_fetch, sample, jp_root_di
     assert code == 422 and not err["details"]["ok"]
     assert [e["code"] for e in err["details"]["errors"]] == ["missing-image"]
 
-    cases = [({**good, "kind": "bake"}, 400, "kind"),
-             ({**good, "template": "no-such-model"}, 404, "template"),
-             ({**good, "parameters": {"no_such_parameter": 1}}, 400, "parameters"),
-             ({**good, "dataset": "../../etc/passwd"}, 403, "dataset"),
-             ({**good, "checkpoint": "missing.pt"}, 404, "checkpoint"),
-             ([1, 2], 400, "object")]
+    cases = [
+        ({**good, "kind": "bake"}, 400, "kind"),
+        ({**good, "template": "no-such-model"}, 404, "template"),
+        ({**good, "parameters": {"no_such_parameter": 1}}, 400, "parameters"),
+        ({**good, "dataset": "../../etc/passwd"}, 403, "dataset"),
+        ({**good, "checkpoint": "missing.pt"}, 404, "checkpoint"),
+        ([1, 2], 400, "object"),
+    ]
     for body, status, word in cases:
         code, err = await api(jp_fetch, "jobs", method="POST", body=body)
         assert (code, word in err["message"]) == (status, True), (body, err)
     code, body = await api(jp_fetch, "jobs")
     assert body == {"jobs": []}  # nothing was launched
     assert not (jp_root_dir / "cvat-train-runs").exists() or not any(
-        p.is_dir() for p in (jp_root_dir / "cvat-train-runs").iterdir())
+        p.is_dir() for p in (jp_root_dir / "cvat-train-runs").iterdir()
+    )
 
 
 async def test_job_is_streamed_to_its_final_state_and_log_read_by_offset(jp_fetch, jp_ws_fetch, sample):
@@ -182,6 +190,7 @@ async def test_user_templates_of_the_root_are_listed_and_an_unavailable_one_is_r
     code, reply = await api(jp_fetch, "templates")
     names = {t["name"] for t in reply["templates"]}
     assert code == 200 and {"my-ssdlite", "my-tf-model", "ssdlite320-mobilenet-v3"} <= names
-    code, err = await api(jp_fetch, "jobs", method="POST", body={"kind": "train", "template": "my-tf-model",
-                                                                  "dataset": str(sample)})
+    code, err = await api(
+        jp_fetch, "jobs", method="POST", body={"kind": "train", "template": "my-tf-model", "dataset": str(sample)}
+    )
     assert code == 422 and "tensorflow" in err["message"] and "pip install" in err["message"], err

@@ -1,5 +1,6 @@
 """TensorBoard for a job through jupyter-server-proxy: started once, answers at
 {base_url}proxy/<port>/, stopped on job delete and when the server stops."""
+
 from __future__ import annotations
 
 import json
@@ -27,14 +28,16 @@ async def test_tensorboard_answers_through_the_proxy(jp_fetch, jp_serverapp, jp_
     from jupyter_cvat_train.datasets import generate_sample
 
     generate_sample(jp_root_dir / "sample.zip", images=2, width=32, height=32)
-    r = await jp_fetch("cvat-train", "api", "jobs", method="POST",
-                       body=json.dumps({"kind": "validate", "dataset": "sample.zip"}))
+    r = await jp_fetch(
+        "cvat-train", "api", "jobs", method="POST", body=json.dumps({"kind": "validate", "dataset": "sample.zip"})
+    )
     job = json.loads(r.body)
     service = _extension(jp_serverapp).service
     service.manager.wait(job["id"], timeout=60)
 
-    r = await jp_fetch("cvat-train", "api", "jobs", job["id"], "tensorboard", method="POST", body="{}",
-                       request_timeout=120)
+    r = await jp_fetch(
+        "cvat-train", "api", "jobs", job["id"], "tensorboard", method="POST", body="{}", request_timeout=120
+    )
     tb = json.loads(r.body)
     assert tb["url"] == f"{jp_base_url}proxy/{tb['port']}/"
     r2 = await jp_fetch("cvat-train", "api", "jobs", job["id"], "tensorboard", method="POST", body="{}")
@@ -48,11 +51,11 @@ async def test_tensorboard_answers_through_the_proxy(jp_fetch, jp_serverapp, jp_
     assert not process_alive(pid, None) and service.tensorboards.pids() == []
 
     # a second one is stopped with the server
-    r = await jp_fetch("cvat-train", "api", "jobs", method="POST",
-                       body=json.dumps({"kind": "validate", "dataset": "sample.zip"}))
+    r = await jp_fetch(
+        "cvat-train", "api", "jobs", method="POST", body=json.dumps({"kind": "validate", "dataset": "sample.zip"})
+    )
     job = json.loads(r.body)
-    await jp_fetch("cvat-train", "api", "jobs", job["id"], "tensorboard", method="POST", body="{}",
-                   request_timeout=120)
+    await jp_fetch("cvat-train", "api", "jobs", job["id"], "tensorboard", method="POST", body="{}", request_timeout=120)
     (pid,) = service.tensorboards.pids()
     await _extension(jp_serverapp).stop_extension()
     assert not process_alive(pid, None)

@@ -1,5 +1,6 @@
 """Real tiny training jobs through the server: launched and followed to ``succeeded``;
 found again after a server restart while still training, then cancelled (SIGTERM)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -14,8 +15,8 @@ import pytest
 from traitlets.config import Config
 
 from jupyter_cvat_train.datasets import generate_sample
-from jupyter_cvat_train.jobs.runtime import JobDir
 from jupyter_cvat_train.jobs.backends.local import job_process, process_alive, signal_group
+from jupyter_cvat_train.jobs.runtime import JobDir
 from jupyter_cvat_train.jobs.specs import check_spec
 
 pytest_plugins = ["pytest_jupyter.jupyter_server"]
@@ -24,8 +25,13 @@ HP = "batch_size: 2\nimage_size: 64\npretrained: false\nwarmup_iters: 1\nnum_wor
 
 
 def train_spec(epochs: int) -> dict:
-    return {"kind": "train", "template": "ssdlite320-mobilenet-v3", "dataset": "sample.zip", "checkpoint": None,
-            "parameters": {"epochs": epochs, "hyperparameters": HP}}
+    return {
+        "kind": "train",
+        "template": "ssdlite320-mobilenet-v3",
+        "dataset": "sample.zip",
+        "checkpoint": None,
+        "parameters": {"epochs": epochs, "hyperparameters": HP},
+    }
 
 
 @pytest.fixture
@@ -35,10 +41,17 @@ def sample(jp_root_dir):
 
 def _launch_and_exit(runs, spec) -> str:
     """Create a job from a Python process that exits at once (a server that stopped)."""
-    code = ("import json,sys; from jupyter_cvat_train.jobs.manager import JobManager; "
-            "print(JobManager(sys.argv[1]).create(json.loads(sys.argv[2]))['id'])")
-    out = subprocess.run([sys.executable, "-c", code, str(runs), json.dumps(spec)], capture_output=True,
-                         text=True, check=True, timeout=60)
+    code = (
+        "import json,sys; from jupyter_cvat_train.jobs.manager import JobManager; "
+        "print(JobManager(sys.argv[1]).create(json.loads(sys.argv[2]))['id'])"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code, str(runs), json.dumps(spec)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
     return out.stdout.strip()
 
 
@@ -61,8 +74,12 @@ def before_restart(jp_root_dir, sample):
 
 
 def _config(*_):
-    return Config({"ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True}},
-                   "CvatTrainApp": {"cancel_grace_seconds": 60.0, "poll_interval": 0.1}})
+    return Config(
+        {
+            "ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True}},
+            "CvatTrainApp": {"cancel_grace_seconds": 60.0, "poll_interval": 0.1},
+        }
+    )
 
 
 async def _stream(jp_ws_fetch, job_id, until=None, timeout=300):
@@ -105,15 +122,21 @@ class TestRestart:
         return _config()
 
     @pytest.mark.slow
-    async def test_jobs_are_reconciled_then_the_running_one_is_cancelled(self, jp_fetch, jp_ws_fetch, jp_root_dir,
-                                                                         before_restart):
+    async def test_jobs_are_reconciled_then_the_running_one_is_cancelled(
+        self, jp_fetch, jp_ws_fetch, jp_root_dir, before_restart
+    ):
         alive, dead = before_restart
         jobs = {j["id"]: j for j in json.loads((await jp_fetch("cvat-train", "api", "jobs")).body)["jobs"]}
         assert (jobs[dead]["state"], jobs[dead]["message"]) == ("failed", "interrupted")
         assert jobs[alive]["state"] == "running"
         # watched again: its progress arrives over the stream
-        messages = await _stream(jp_ws_fetch, alive, until=lambda m: m["type"] == "event"
-                                 and m["event"]["type"] == "progress" and m["event"].get("unit") == "steps")
+        messages = await _stream(
+            jp_ws_fetch,
+            alive,
+            until=lambda m: (
+                m["type"] == "event" and m["event"]["type"] == "progress" and m["event"].get("unit") == "steps"
+            ),
+        )
         assert messages[-1]["event"]["done"] >= 1
         r = await jp_fetch("cvat-train", "api", "jobs", alive, method="DELETE", allow_nonstandard_methods=True)
         assert r.code == 202

@@ -1,6 +1,7 @@
 """The server extension loads, serves ``GET {base_url}cvat-train/api/version`` to
 authenticated clients only, and the package is installed the way JupyterLab finds it
 (server extension enabled by jupyter-config, labextension in share/jupyter)."""
+
 from __future__ import annotations
 
 import json
@@ -8,11 +9,11 @@ import re
 import shutil
 import subprocess
 import sys
-import tomllib
 from importlib.metadata import version as installed_version
 from pathlib import Path
 
 import pytest
+import tomllib
 from tornado.httpclient import HTTPClientError
 from traitlets.config import Config
 
@@ -34,9 +35,7 @@ async def test_version_route_answers_the_package_version(jp_fetch, jp_base_url):
     assert response.headers["Content-Type"].startswith("application/json")
     assert json.loads(response.body) == {"version": __version__}
     # jp_base_url is not "/": the route must live under the server's base_url.
-    assert jp_base_url != "/" and response.effective_url.split("?")[0].endswith(
-        f"{jp_base_url}cvat-train/api/version"
-    )
+    assert jp_base_url != "/" and response.effective_url.split("?")[0].endswith(f"{jp_base_url}cvat-train/api/version")
 
 
 @pytest.mark.parametrize("authorization", ["", "token not-the-token"])
@@ -72,5 +71,5 @@ def test_labextension_is_installed_enabled_and_ok():
     if not (REPO_ROOT / "jupyter_cvat_train" / "labextension" / "package.json").is_file():
         pytest.skip("the labextension is not built: run `make build` (or `jlpm build`)")
     out = _jupyter("labextension", "list")
-    line = next((l for l in out.splitlines() if "jupyter-cvat-train" in l), "")
+    line = next((ln for ln in out.splitlines() if "jupyter-cvat-train" in ln), "")
     assert f"jupyter-cvat-train v{__version__}" in line and "enabled" in line and "OK" in line, out

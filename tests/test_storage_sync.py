@@ -2,6 +2,7 @@
 127.0.0.1) and against file:// storage: copies both ways, change detection, deletes,
 filters, dry runs, symlinks, the lock, interrupted runs, multipart and ranged transfers,
 unsafe keys and error messages."""
+
 from __future__ import annotations
 
 import hashlib
@@ -20,15 +21,18 @@ import pytest
 
 from jupyter_cvat_train.jobs.runtime import JobDir
 from jupyter_cvat_train.storage import StorageError, SyncOptions, sync
-from jupyter_cvat_train.storage.local import TEMP_MARK, check_key, UnsafeKeyError, walk
+from jupyter_cvat_train.storage.local import TEMP_MARK, UnsafeKeyError, check_key, walk
 from jupyter_cvat_train.storage.lock import SyncLock
 from jupyter_cvat_train.storage.plan import Filters
 from jupyter_cvat_train.storage.s3 import matches_multipart_etag
 
 REPO = Path(__file__).resolve().parents[1]
 MiB = 1 << 20
-DUMMY_ENV = {"AWS_ACCESS_KEY_ID": "testing-key-id", "AWS_SECRET_ACCESS_KEY": "testing-secret",
-             "AWS_DEFAULT_REGION": "us-east-1"}
+DUMMY_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing-key-id",
+    "AWS_SECRET_ACCESS_KEY": "testing-secret",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
 
 
 @pytest.fixture(scope="module")
@@ -96,7 +100,7 @@ class Target:
             for page in c.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix="data/set/"):
                 for o in page.get("Contents", ()):
                     body = c.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read()
-                    out[o["Key"][len("data/set/"):]] = hashlib.sha256(body).hexdigest()
+                    out[o["Key"][len("data/set/") :]] = hashlib.sha256(body).hexdigest()
             return out
         return tree_hashes(self.root)
 
@@ -120,7 +124,8 @@ def make_workspace(root: Path, n=12, size=3000, seed=0) -> Path:
         sub = root / ("images" if i % 2 else "labels") / f"part{i % 3}"
         sub.mkdir(parents=True, exist_ok=True)
         (sub / f"file{i:03d}.{'jpg' if i % 2 else 'txt'}").write_bytes(
-            hashlib.sha256(f"{seed}-{i}".encode()).digest() * (size // 32 + i))
+            hashlib.sha256(f"{seed}-{i}".encode()).digest() * (size // 32 + i)
+        )
     return root
 
 
@@ -131,6 +136,7 @@ def target(request, tmp_path):
 
 
 # --- both backends ------------------------------------------------------------------
+
 
 def test_up_then_down_gives_identical_trees_and_resync_copies_nothing(target, tmp_path):
     ws = make_workspace(tmp_path / "ws")
@@ -230,8 +236,7 @@ def test_dry_run_changes_nothing_and_prints_the_plan(target, tmp_path):
     assert (s["copied"], s["updated"], s["deleted"], s["dry_run"]) == (6, 1, 1, True)
     ops = {p["key"]: (p["op"], p["bytes"]) for p in s["plan"]}
     assert ops["images/part1/file001.jpg"] == ("update", 3) and ops["remote-only.bin"] == ("delete", 0)
-    assert any(line.startswith("update") and "images/part1/file001.jpg" in line and "3 bytes" in line
-               for line in lines)
+    assert any(line.startswith("update") and "images/part1/file001.jpg" in line and "3 bytes" in line for line in lines)
     assert lines[-1].startswith("dry run: would copy 6, update 1, delete 1")
     down = tmp_path / "down"
     sync(target.options("down", down, dry_run=True))
@@ -281,11 +286,23 @@ def test_two_syncs_of_the_same_pair_do_not_run_at_once(target, tmp_path):
 
 def test_job_process_runs_the_sync_job_kind(target, tmp_path):
     ws = make_workspace(tmp_path / "ws", n=5)
-    jd = JobDir(tmp_path / "job").create({"kind": "sync", "direction": "up", "workspace": str(ws),
-                                          "storage": target.uri, "endpoint_url": target.endpoint})
+    jd = JobDir(tmp_path / "job").create(
+        {
+            "kind": "sync",
+            "direction": "up",
+            "workspace": str(ws),
+            "storage": target.uri,
+            "endpoint_url": target.endpoint,
+        }
+    )
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "jupyter_cvat_train.storage", str(jd.path)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jupyter_cvat_train.storage", str(jd.path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     status = jd.read_status()
     assert status["state"] == "succeeded" and status["outputs"]["copied"] == 5
@@ -308,12 +325,22 @@ def test_killed_job_then_rerun_completes_without_temp_files(target, tmp_path):
         (src / f"big{i}.bin").write_bytes(os.urandom(6 * MiB))
     sync(target.options("up", src))
     down = tmp_path / "down"
-    spec = {"kind": "sync", "direction": "down", "workspace": str(down), "storage": target.uri,
-            "endpoint_url": target.endpoint, "concurrency": 1}
+    spec = {
+        "kind": "sync",
+        "direction": "down",
+        "workspace": str(down),
+        "storage": target.uri,
+        "endpoint_url": target.endpoint,
+        "concurrency": 1,
+    }
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     jd = JobDir(tmp_path / "job1").create(spec)
-    proc = subprocess.Popen([sys.executable, "-m", "jupyter_cvat_train.storage", str(jd.path)], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "jupyter_cvat_train.storage", str(jd.path)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.time() + 60
     while time.time() < deadline and not (down.exists() and any(down.iterdir())):
         time.sleep(0.005)
@@ -321,8 +348,13 @@ def test_killed_job_then_rerun_completes_without_temp_files(target, tmp_path):
     proc.wait()
     done_before = [k for k in tree_hashes(down) if TEMP_MARK not in k]
     jd2 = JobDir(tmp_path / "job2").create(spec)
-    proc = subprocess.run([sys.executable, "-m", "jupyter_cvat_train.storage", str(jd2.path)], env=env,
-                          capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-m", "jupyter_cvat_train.storage", str(jd2.path)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr
     outputs = jd2.read_status()["outputs"]
     assert outputs["copied"] == 6 - len(done_before) and outputs["skipped"] == len(done_before)
@@ -330,6 +362,7 @@ def test_killed_job_then_rerun_completes_without_temp_files(target, tmp_path):
 
 
 # --- S3 only ------------------------------------------------------------------------
+
 
 class CuttableProxy:
     """A TCP proxy in front of the S3 server that can be cut at once (every connection
@@ -464,8 +497,10 @@ def test_large_download_in_ranges_and_an_object_replaced_after_listing_fails(mot
             c.put_object(Bucket=bucket, Key="r/b.bin", Body=replaced)
 
     down = tmp_path / "down"
-    s = sync(SyncOptions("down", str(down), f"s3://{bucket}/r", endpoint_url=moto_endpoint, on_transfer=replace_b,
-                         **opts), warn=lambda m: None)
+    s = sync(
+        SyncOptions("down", str(down), f"s3://{bucket}/r", endpoint_url=moto_endpoint, on_transfer=replace_b, **opts),
+        warn=lambda m: None,
+    )
     assert (s["copied"], s["failed"]) == (1, 1) and "b.bin" in s["errors"][0]
     assert (down / "a.bin").read_bytes() == first and not (down / "b.bin").exists() and temp_files(down) == []
     again = sync(SyncOptions("down", str(down), f"s3://{bucket}/r", endpoint_url=moto_endpoint, **opts))
@@ -501,17 +536,34 @@ def test_wrong_endpoint_and_bad_credentials_give_one_clear_message(moto_endpoint
     errors = [line for line in p.stderr.splitlines() if line.startswith("ERROR")]
     assert len(errors) == 1 and "cannot reach the storage endpoint" in errors[0] and dead in errors[0]
 
-    p = subprocess.run(cli[:-1] + ["s3://no-such-bucket-here/x", "--endpoint-url", moto_endpoint], env=env,
-                       capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        cli[:-1] + ["s3://no-such-bucket-here/x", "--endpoint-url", moto_endpoint],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 1 and "bucket not found" in p.stderr and "Traceback" not in p.stderr
 
     old = settings.INITIAL_NO_AUTH_ACTION_COUNT
     settings.INITIAL_NO_AUTH_ACTION_COUNT = 0  # the server now checks credentials against its IAM
     try:
-        jd = JobDir(tmp_path / "job").create({"kind": "sync", "direction": "up", "workspace": str(ws),
-                                              "storage": f"s3://{bucket}/x", "endpoint_url": moto_endpoint})
-        p = subprocess.run([sys.executable, "-m", "jupyter_cvat_train.storage", str(jd.path)], env=env,
-                           capture_output=True, text=True, timeout=120)
+        jd = JobDir(tmp_path / "job").create(
+            {
+                "kind": "sync",
+                "direction": "up",
+                "workspace": str(ws),
+                "storage": f"s3://{bucket}/x",
+                "endpoint_url": moto_endpoint,
+            }
+        )
+        p = subprocess.run(
+            [sys.executable, "-m", "jupyter_cvat_train.storage", str(jd.path)],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     finally:
         settings.INITIAL_NO_AUTH_ACTION_COUNT = old
     status = jd.read_status()
@@ -527,24 +579,45 @@ def test_cli_foreground_sync_and_dry_run(moto_endpoint, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     base = [sys.executable, "-m", "jupyter_cvat_train", "sync"]
     uri = f"s3://{bucket}/cli"
-    p = subprocess.run(base + ["up", str(ws), uri, "--endpoint-url", moto_endpoint, "--dry-run"], env=env,
-                       capture_output=True, text=True, timeout=120)
-    assert p.returncode == 0 and sum(line.startswith("copy ") for line in p.stdout.splitlines()) == 4 and "dry run: would copy 4" in p.stdout
+    p = subprocess.run(
+        base + ["up", str(ws), uri, "--endpoint-url", moto_endpoint, "--dry-run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert (
+        p.returncode == 0
+        and sum(line.startswith("copy ") for line in p.stdout.splitlines()) == 4
+        and "dry run: would copy 4" in p.stdout
+    )
     job = tmp_path / "job"
-    p = subprocess.run(base + ["up", str(ws), uri, "--endpoint-url", moto_endpoint, "--job-dir", str(job)],
-                       env=env, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        base + ["up", str(ws), uri, "--endpoint-url", moto_endpoint, "--job-dir", str(job)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0, p.stderr
     assert "copied 4, updated 0, deleted 0, skipped 0, failed 0" in p.stdout and "4/4 files" in p.stderr
     assert JobDir(job).read_status()["outputs"]["copied"] == 4
-    p = subprocess.run(base + ["down", str(tmp_path / "d"), uri, "--endpoint-url", moto_endpoint, "--no-progress"],
-                       env=env, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(
+        base + ["down", str(tmp_path / "d"), uri, "--endpoint-url", moto_endpoint, "--no-progress"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert p.returncode == 0 and "copied 4" in p.stdout and tree_hashes(tmp_path / "d") == tree_hashes(ws)
 
 
 # --- units --------------------------------------------------------------------------
 
-@pytest.mark.parametrize("key", ["../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a\\..\\b", "a/", "",
-                                 f"a/.x{TEMP_MARK}"])
+
+@pytest.mark.parametrize(
+    "key", ["../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a\\..\\b", "a/", "", f"a/.x{TEMP_MARK}"]
+)
 def test_check_key_refuses_keys_outside_the_root(key):
     with pytest.raises(UnsafeKeyError):
         check_key(key)

@@ -3,6 +3,7 @@
 The job process launches torchrun; rank 0 evaluates and writes the outputs, the job
 process alone writes status.json. The NCCL / CUDA path cannot run here (no GPU).
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,14 @@ from jupyter_cvat_train.jobs.runtime import JobDir, run_job
 from jupyter_cvat_train.training import train_job
 
 pytestmark = pytest.mark.slow
-FAST = {"pretrained": False, "num_workers": 0, "image_size": 128, "batch_size": 2, "epochs": 1,
-        "detections_per_img": 10}
+FAST = {
+    "pretrained": False,
+    "num_workers": 0,
+    "image_size": 128,
+    "batch_size": 2,
+    "epochs": 1,
+    "detections_per_img": 10,
+}
 FAST_SPLIT = {"val_split": 20.0, "seed": 0}
 
 
@@ -33,14 +40,27 @@ def sample_zip(tmp_path_factory) -> Path:
 def test_two_cpu_ranks_train_and_write_the_output_contract(sample_zip, tmp_path):
     job = tmp_path / "ddp"
     # num_clones is the Onepanel spelling of num_gpus; with device cpu it means gloo processes.
-    JobDir(job).create({"kind": "train", "template": "ssdlite320-mobilenet-v3", "dataset": str(sample_zip),
-                        "parameters": dict(FAST, num_clones=2), "device": "cpu"})
+    JobDir(job).create(
+        {
+            "kind": "train",
+            "template": "ssdlite320-mobilenet-v3",
+            "dataset": str(sample_zip),
+            "parameters": dict(FAST, num_clones=2),
+            "device": "cpu",
+        }
+    )
     seen = []
     status = run_job(job, train_job, listeners=[seen.append], handle_sigterm=False)
     assert status["state"] == "succeeded", status["message"]
     out = job / "output"
-    for f in ("model/model.pt", "model/classes.csv", "model/model.json", "metrics.json",
-              "checkpoints/last.pt", "checkpoints/best.pt"):
+    for f in (
+        "model/model.pt",
+        "model/classes.csv",
+        "model/model.json",
+        "metrics.json",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+    ):
         assert (out / f).is_file(), f
     assert not list(out.glob(".*")), "no private files in output/"
     events = JobDir(job).read_events()
@@ -61,8 +81,13 @@ def start_job_process(job: Path) -> subprocess.Popen:
     """The job process as the launcher starts it: its own session, output to job.log."""
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     with open(job / "job.log", "wb") as log:
-        return subprocess.Popen([sys.executable, "-m", "jupyter_cvat_train.training", str(job)], stdout=log,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "jupyter_cvat_train.training", str(job)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
 
 
 def group_gone(pgid: int, timeout: float) -> bool:
@@ -82,8 +107,16 @@ def test_sigterm_cancels_both_ranks_and_saves_last_checkpoint(sample_zip, tmp_pa
     """The launcher signals the whole process group; a SIGTERM to the job process alone
     (``kill PID``) reaches the ranks through the cancel file."""
     job = tmp_path / "cancel"
-    JobDir(job).create({"kind": "train", "template": "ssdlite320-mobilenet-v3", "dataset": str(sample_zip),
-                        "parameters": dict(FAST, epochs=200), "device": "cpu", "gpus": 2})
+    JobDir(job).create(
+        {
+            "kind": "train",
+            "template": "ssdlite320-mobilenet-v3",
+            "dataset": str(sample_zip),
+            "parameters": dict(FAST, epochs=200),
+            "device": "cpu",
+            "gpus": 2,
+        }
+    )
     proc = start_job_process(job)
     try:
         deadline = time.monotonic() + 90
@@ -122,8 +155,16 @@ def test_a_failing_rank_fails_the_job_with_its_message_and_no_hang(sample_zip, t
     bad = Path(val[0].image_path)
     bad.write_bytes(bad.read_bytes()[:200])  # truncated: its size still reads, its pixels do not
     job = tmp_path / "fail"
-    JobDir(job).create({"kind": "train", "template": "ssdlite320-mobilenet-v3", "dataset": str(data),
-                        "parameters": dict(FAST, **FAST_SPLIT), "device": "cpu", "gpus": 2})
+    JobDir(job).create(
+        {
+            "kind": "train",
+            "template": "ssdlite320-mobilenet-v3",
+            "dataset": str(data),
+            "parameters": dict(FAST, **FAST_SPLIT),
+            "device": "cpu",
+            "gpus": 2,
+        }
+    )
     t0 = time.monotonic()
     proc = start_job_process(job)
     try:

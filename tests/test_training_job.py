@@ -2,6 +2,7 @@
 
 From the generated sample export and from the first images of a real BCCD export.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,7 +21,14 @@ from jupyter_cvat_train.jobs.runtime import JobDir, run_job
 from jupyter_cvat_train.training import train_job
 
 pytestmark = pytest.mark.slow
-FAST = {"pretrained": False, "num_workers": 0, "image_size": 128, "batch_size": 2, "epochs": 1, "detections_per_img": 10}
+FAST = {
+    "pretrained": False,
+    "num_workers": 0,
+    "image_size": 128,
+    "batch_size": 2,
+    "epochs": 1,
+    "detections_per_img": 10,
+}
 RCNN_FAST = dict(FAST, max_proposals=50)
 
 
@@ -60,8 +68,14 @@ def run_train(job: Path, dataset: Path, template: str, params: dict | str, **spe
 
 def assert_output_contract(job: Path, labels: list[str], epochs: int) -> dict:
     out = job / "output"
-    for rel in ("model/model.pt", "model/classes.csv", "model/model.json", "checkpoints/last.pt",
-                "checkpoints/best.pt", "metrics.json"):
+    for rel in (
+        "model/model.pt",
+        "model/classes.csv",
+        "model/model.json",
+        "checkpoints/last.pt",
+        "checkpoints/best.pt",
+        "metrics.json",
+    ):
         assert (out / rel).is_file(), rel
     assert list((out / "tensorboard").glob("events.out.tfevents.*"))
     assert models.read_classes_csv(out / "model" / "classes.csv") == labels
@@ -98,8 +112,9 @@ def test_default_model_on_sample_writes_the_output_contract_and_resumes(sample_z
     assert status["state"] == "failed" and "already completed 2 of 2 epochs" in status["message"]
 
 
-@pytest.mark.parametrize("template", ["fasterrcnn-mobilenet-v3-fpn", "retinanet-resnet50-fpn-v2",
-                                      "fcos-resnet50-fpn", "ssd300-vgg16"])
+@pytest.mark.parametrize(
+    "template", ["fasterrcnn-mobilenet-v3-fpn", "retinanet-resnet50-fpn-v2", "fcos-resnet50-fpn", "ssd300-vgg16"]
+)
 def test_each_detection_family_trains_on_bccd(template, bccd_small, tmp_path):
     params = dict(RCNN_FAST if template.startswith("faster") else FAST, image_size=300 if "ssd300" in template else 128)
     status = run_train(tmp_path / "run", bccd_small, template, params)
@@ -167,12 +182,23 @@ def test_tiny_dataset_keeps_both_splits_non_empty(tmp_path):
 @pytest.mark.parametrize("delay", [0.0, 1.0, 2.5])  # lands in a step, at an epoch's end, in evaluation
 def test_sigterm_cancels_a_real_job_process_and_saves_last_checkpoint(sample_zip, tmp_path, delay):
     job = tmp_path / "cancel"
-    JobDir(job).create({"kind": "train", "template": "ssdlite320-mobilenet-v3", "dataset": str(sample_zip),
-                        "parameters": dict(FAST, epochs=200, num_workers=1)})
+    JobDir(job).create(
+        {
+            "kind": "train",
+            "template": "ssdlite320-mobilenet-v3",
+            "dataset": str(sample_zip),
+            "parameters": dict(FAST, epochs=200, num_workers=1),
+        }
+    )
     env = dict(os.environ, PYTHONPATH=str(Path(__file__).resolve().parents[1]))
     with open(job / "job.log", "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "jupyter_cvat_train.training", str(job)], stdout=log,
-                                stderr=subprocess.STDOUT, env=env, start_new_session=True)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "jupyter_cvat_train.training", str(job)],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            env=env,
+            start_new_session=True,
+        )
     try:
         deadline = time.monotonic() + 120
         while not any(e["type"] == "progress" for e in JobDir(job).read_events()):

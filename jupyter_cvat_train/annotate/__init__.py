@@ -9,9 +9,19 @@
 
 Importing this package does not import torch.
 """
+
 from .mapping import LabelMapping, MappingError, build_mapping, parse_map_pairs
 from .pipeline import AnnotateOptions, run_annotate
 from .writers import FORMATS, AnnotatedImage, write_annotations
 
-__all__ = ["AnnotateOptions", "run_annotate", "LabelMapping", "MappingError", "build_mapping", "parse_map_pairs",
-           "FORMATS", "AnnotatedImage", "write_annotations"]
+__all__ = [
+    "AnnotateOptions",
+    "run_annotate",
+    "LabelMapping",
+    "MappingError",
+    "build_mapping",
+    "parse_map_pairs",
+    "FORMATS",
+    "AnnotatedImage",
+    "write_annotations",
+]

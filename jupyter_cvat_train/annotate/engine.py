@@ -13,6 +13,7 @@ threshold / max detections before inference. Since NMS only ever suppresses a bo
 favour of a higher-scoring one, this gives the same detections above the threshold as
 filtering afterwards, and spares the post-processing of thousands of low-score boxes.
 """
+
 from __future__ import annotations
 
 import math
@@ -96,8 +97,15 @@ class TorchEngine:
 
     name = "torch"
 
-    def __init__(self, model, device: str = "cpu", *, amp: bool | None = None, channels_last: bool = True,
-                 threads: int | None = None):
+    def __init__(
+        self,
+        model,
+        device: str = "cpu",
+        *,
+        amp: bool | None = None,
+        channels_last: bool = True,
+        threads: int | None = None,
+    ):
         import torch
 
         self.torch = torch
@@ -133,5 +141,9 @@ def to_detections(o: dict) -> Detections:
     masks = o.get("masks")
     if masks is not None:
         masks = masks.float().squeeze(1).cpu().numpy()
-    return Detections(o["boxes"].float().cpu().numpy(), o["scores"].float().cpu().numpy(),
-                      o["labels"].cpu().numpy().astype(np.int64), masks)
+    return Detections(
+        o["boxes"].float().cpu().numpy(),
+        o["scores"].float().cpu().numpy(),
+        o["labels"].cpu().numpy().astype(np.int64),
+        masks,
+    )

@@ -8,6 +8,7 @@ replaced. Anything else is a plain collection of images (subfolders included).
 
 Images in a zip are read from the archive directly (no extraction).
 """
+
 from __future__ import annotations
 
 import io
@@ -104,7 +105,11 @@ def open_input(path: Path | str, *, keep_existing: bool = False) -> AnnotateInpu
     if not path.exists():
         raise InputError(f"{path} does not exist: give a folder of images, a zip of images or a CVAT export")
     if path.is_dir():
-        files = sorted(p for p in path.rglob("*") if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts))
+        files = sorted(
+            p
+            for p in path.rglob("*")
+            if p.is_file() and not any(part.startswith(".") for part in p.relative_to(path).parts)
+        )
         rel = [p.relative_to(path).as_posix() for p in files]
         if any(_is_annotation_file(r) for r in rel):
             return _open_export(path, keep_existing)
@@ -118,7 +123,9 @@ def open_input(path: Path | str, *, keep_existing: bool = False) -> AnnotateInpu
         images = [ImageSource(name=n, zip_path=path, member=n) for n in names if _is_image(n)]
         kind = "zip"
     else:
-        raise InputError(f"{path} is neither a folder nor a zip file: give a folder of images, a zip of images or a CVAT export")
+        raise InputError(
+            f"{path} is neither a folder nor a zip file: give a folder of images, a zip of images or a CVAT export"
+        )
     if not images:
         raise InputError(f"no images found in {path} (looked for {', '.join(IMAGE_EXTENSIONS)})")
     return AnnotateInput(kind, path, images)
@@ -128,8 +135,10 @@ def _open_export(path: Path, keep_existing: bool) -> AnnotateInput:
     try:
         from ..datasets import load_export
     except ImportError:
-        raise InputError(f"{path} looks like a CVAT export (it holds annotation files), but this version cannot "
-                         "read CVAT exports yet; give a folder or zip of images only") from None
+        raise InputError(
+            f"{path} looks like a CVAT export (it holds annotation files), but this version cannot "
+            "read CVAT exports yet; give a folder or zip of images only"
+        ) from None
     try:
         ds = load_export(path)
     except Exception as e:  # noqa: BLE001 - ExportError and whatever a broken export raises
@@ -140,8 +149,16 @@ def _open_export(path: Path, keep_existing: bool) -> AnnotateInput:
             continue
         suffix = Path(it.image_path).suffix
         name = it.id if it.id.lower().endswith(IMAGE_EXTENSIONS) else it.id + suffix
-        images.append(ImageSource(name=name, path=Path(it.image_path), subset=it.subset, width=it.width,
-                                  height=it.height, existing=list(it.annotations) if keep_existing else []))
+        images.append(
+            ImageSource(
+                name=name,
+                path=Path(it.image_path),
+                subset=it.subset,
+                width=it.width,
+                height=it.height,
+                existing=list(it.annotations) if keep_existing else [],
+            )
+        )
     if not images:
         raise InputError(f"the CVAT export {path} contains no images (export it from CVAT with 'Save images' on)")
     images.sort(key=lambda s: s.name)

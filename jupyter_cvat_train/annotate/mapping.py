@@ -13,6 +13,7 @@ Rules:
 Without a target label set (plain images, not a CVAT export) the targets are the
 model's labels, renamed by the explicit pairs.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -76,12 +77,16 @@ class LabelMapping:
         return t
 
     def as_dict(self) -> dict:
-        return {"to_target": dict(self.to_target), "dropped": list(self.dropped),
-                "target_labels": list(self.target_labels)}
+        return {
+            "to_target": dict(self.to_target),
+            "dropped": list(self.dropped),
+            "target_labels": list(self.target_labels),
+        }
 
 
-def build_mapping(model_labels: list[str], target_labels: list[str] | None = None,
-                  explicit: dict[str, str] | None = None) -> LabelMapping:
+def build_mapping(
+    model_labels: list[str], target_labels: list[str] | None = None, explicit: dict[str, str] | None = None
+) -> LabelMapping:
     """Resolve the mapping (rules in the module docstring).
 
     model_labels: the model's labels (classes.csv order). target_labels: the labels of
@@ -96,7 +101,9 @@ def build_mapping(model_labels: list[str], target_labels: list[str] | None = Non
     for a, b in explicit.items():
         model_name = a if a in model_labels else by_lower_model.get(a.lower())
         if model_name is None:
-            raise MappingError(f"--map {a}={b}: the model has no label {a!r}; its labels are: {', '.join(model_labels)}")
+            raise MappingError(
+                f"--map {a}={b}: the model has no label {a!r}; its labels are: {', '.join(model_labels)}"
+            )
         resolved[model_name] = b or None
 
     if target_labels is None:
@@ -123,8 +130,10 @@ def build_mapping(model_labels: list[str], target_labels: list[str] | None = Non
                 continue
             t = b if b in target_labels else by_lower_target.get(b.lower())
             if t is None:
-                raise MappingError(f"--map {name}={b}: the target label set has no label {b!r}; "
-                                   f"its labels are: {', '.join(target_labels)}")
+                raise MappingError(
+                    f"--map {name}={b}: the target label set has no label {b!r}; "
+                    f"its labels are: {', '.join(target_labels)}"
+                )
             to_target[name] = t
         else:
             t = name if name in target_labels else by_lower_target.get(name.lower())

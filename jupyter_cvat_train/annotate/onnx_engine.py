@@ -35,6 +35,7 @@ Raises :class:`jupyter_cvat_train.jobs.runtime.JobError` when onnxruntime is not
 installed, the device is not the CPU, or the model does not export faithfully (the
 message says to use ``--engine torch``).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -49,7 +50,6 @@ from ..fileio import atomic_write_with, cache_root
 from ..jobs.runtime import JobError
 from .engine import Detections, cpu_parallelism, model_input_size, to_detections
 
-
 _META_KEY = "cvat_train"  # metadata_props entry: JSON {"keys": [...], "feature_shapes": [[h, w], ...]}
 
 
@@ -58,9 +58,9 @@ def _family(model) -> str:
     ``backbone`` + ``head`` + ``anchor_generator`` + ``postprocess_detections``).
     Raises JobError for anything else."""
     from torchvision.models.detection.fcos import FCOS
+    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
     from torchvision.models.detection.retinanet import RetinaNet
     from torchvision.models.detection.ssd import SSD
-    from torchvision.models.detection.generalized_rcnn import GeneralizedRCNN
 
     if isinstance(model, GeneralizedRCNN):
         return "rcnn"
@@ -138,8 +138,10 @@ class OnnxEngine:
         try:
             import onnxruntime as ort
         except ImportError:
-            raise JobError("--engine onnx needs the onnxruntime package (pip install 'jupyter-cvat-train[onnx]'); "
-                           "or use --engine torch") from None
+            raise JobError(
+                "--engine onnx needs the onnxruntime package (pip install 'jupyter-cvat-train[onnx]'); "
+                "or use --engine torch"
+            ) from None
         if device != "cpu":
             raise JobError(f"--engine onnx runs on the CPU here; use --engine torch for device {device!r}")
         import torch
@@ -243,8 +245,9 @@ class OnnxEngine:
                 feats = self.model.backbone(x)
                 if isinstance(feats, torch.Tensor):
                     feats = OrderedDict([("0", feats)])
-                keys = (list(self.model.head(list(feats.values())).keys()) if self.family == "dense"
-                        else list(feats.keys()))
+                keys = (
+                    list(self.model.head(list(feats.values())).keys()) if self.family == "dense" else list(feats.keys())
+                )
             return {"keys": keys, "feature_shapes": [[int(s) for s in f.shape[-2:]] for f in feats.values()]}
 
         module = _dense_graph_module(self.model, self.family)
@@ -274,8 +277,10 @@ class OnnxEngine:
             bad = [i for i, (a, b) in enumerate(zip(ref, got)) if a.shape != b.shape or not _close(a, b)]
             if len(got) != len(ref) or bad:
                 path.unlink(missing_ok=True)
-                raise JobError(f"--engine onnx: the ONNX export of this model ({name}) differs from torch "
-                               f"(outputs {bad}); use --engine torch")
+                raise JobError(
+                    f"--engine onnx: the ONNX export of this model ({name}) differs from torch "
+                    f"(outputs {bad}); use --engine torch"
+                )
         meta = session.get_modelmeta().custom_metadata_map.get(_META_KEY)
         if describe is not None and not meta:  # a file without our metadata: export again
             del session
@@ -292,9 +297,16 @@ class OnnxEngine:
         def write(tmp: Path) -> None:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-                torch.onnx.export(module, (x,), str(tmp), opset_version=17, input_names=["images"],
-                                  output_names=names, dynamo=False,
-                                  dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}})
+                torch.onnx.export(
+                    module,
+                    (x,),
+                    str(tmp),
+                    opset_version=17,
+                    input_names=["images"],
+                    output_names=names,
+                    dynamo=False,
+                    dynamic_axes={"images": {0: "batch"}, **{n: {0: "batch"} for n in names}},
+                )
             if meta:
                 proto = onnx.load(str(tmp))
                 onnx.helper.set_model_props(proto, {_META_KEY: json.dumps(meta)})
@@ -303,8 +315,10 @@ class OnnxEngine:
         try:
             atomic_write_with(path, write)
         except Exception as e:  # noqa: BLE001 - any exporter failure means: use the torch engine
-            raise JobError(f"--engine onnx: this model does not export to ONNX ({type(e).__name__}: "
-                           f"{str(e)[:300]}); use --engine torch") from None
+            raise JobError(
+                f"--engine onnx: this model does not export to ONNX ({type(e).__name__}: "
+                f"{str(e)[:300]}); use --engine torch"
+            ) from None
 
     # --- inference ----------------------------------------------------------------------
 
@@ -351,7 +365,7 @@ class OnnxEngine:
         rpn = self.model.rpn
         levels = len(graph.keys)
         feats = outputs[:levels]
-        objectness, deltas = outputs[levels:2 * levels], outputs[2 * levels:]
+        objectness, deltas = outputs[levels : 2 * levels], outputs[2 * levels :]
         anchors = rpn.anchor_generator(image_list, feats)
         num_anchors_per_level = [int(o[0].numel()) for o in objectness]
         objectness, deltas = concat_box_prediction_layers(objectness, deltas)

@@ -23,15 +23,16 @@ names written. Rules:
 
 Paths are compared after resolving symlinks, so a link to the input is the input.
 """
+
 from __future__ import annotations
 
 import errno
 import functools
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable
 
 from ..fileio import atomic_write
 
@@ -85,9 +86,15 @@ def _inside(path: Path, folder: Path) -> bool:
     return path == folder or folder in path.parents
 
 
-def plan_outputs(output: Path | str, *, inputs: Iterable[tuple[str, Path | str]], overwrite: bool = False,
-                 previews: bool = False, protected: Iterable[Path | str] = (),
-                 allowed: Iterable[Path | str] = ()) -> OutputPlan:
+def plan_outputs(
+    output: Path | str,
+    *,
+    inputs: Iterable[tuple[str, Path | str]],
+    overwrite: bool = False,
+    previews: bool = False,
+    protected: Iterable[Path | str] = (),
+    allowed: Iterable[Path | str] = (),
+) -> OutputPlan:
     """Check every file an annotate run writes for ``output`` (see the module docstring).
 
     inputs: (name, path) pairs such as ("images", ...), ("model", ...), named in
@@ -100,8 +107,9 @@ def plan_outputs(output: Path | str, *, inputs: Iterable[tuple[str, Path | str]]
         raise OutputError(f"output {output}: give a file name, such as {output / 'annotations.zip'}", 409)
     parent = output.parent
     if not parent.is_dir():
-        raise OutputError(f"output {output}: the folder {parent} does not exist; create it first or choose "
-                          "another folder", 404)
+        raise OutputError(
+            f"output {output}: the folder {parent} does not exist; create it first or choose another folder", 404
+        )
     out = _real(output)
     files = [out, summary_path(out), partial_path(out), summary_path(partial_path(out))]
     written = files + ([previews_dir(out)] if previews else [])
@@ -113,18 +121,25 @@ def plan_outputs(output: Path | str, *, inputs: Iterable[tuple[str, Path | str]]
         for name, src in real_inputs:
             for t in targets:
                 if _inside(t, src) or _inside(src, t):
-                    raise OutputError(f"output {w} would overwrite the {name} {src} (or write inside it): write "
-                                      "the annotations to a new file outside the input", 409)
+                    raise OutputError(
+                        f"output {w} would overwrite the {name} {src} (or write inside it): write "
+                        "the annotations to a new file outside the input",
+                        409,
+                    )
         for t in targets:
             if any(_inside(t, p) for p in protected) and not any(_inside(t, a) for a in allowed):
-                raise OutputError(f"output {w} is inside the job's own folder; write into its output/ folder "
-                                  "or elsewhere", 409)
+                raise OutputError(
+                    f"output {w} is inside the job's own folder; write into its output/ folder or elsewhere", 409
+                )
         is_dir = w.is_dir()
         if is_dir and w in files:
             raise OutputError(f"output {w} is a folder; give a file name such as {w / 'annotations.zip'}", 409)
         if (is_dir or os.path.lexists(w)) and not overwrite:
-            raise OutputError(f"output {w} already exists; choose a new name, or ask to replace it "
-                              "(overwrite: true in the job, --overwrite on the command line)", 409)
+            raise OutputError(
+                f"output {w} already exists; choose a new name, or ask to replace it "
+                "(overwrite: true in the job, --overwrite on the command line)",
+                409,
+            )
     return OutputPlan(out, files[1], files[2], files[3], previews_dir(out) if previews else None, overwrite)
 
 
@@ -144,8 +159,11 @@ def publish(tmp: Path, dest: Path, *, overwrite: bool) -> None:
     try:
         os.link(tmp, dest)
     except FileExistsError:
-        raise OutputError(f"output {dest} appeared while the run was going on; it was left as it is "
-                          "(ask to replace it with overwrite: true / --overwrite)", 409) from None
+        raise OutputError(
+            f"output {dest} appeared while the run was going on; it was left as it is "
+            "(ask to replace it with overwrite: true / --overwrite)",
+            409,
+        ) from None
     except OSError as e:
         if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EXDEV, errno.EMLINK):
             raise
@@ -158,5 +176,4 @@ def publish(tmp: Path, dest: Path, *, overwrite: bool) -> None:
 
 def write_json(path: Path, data, *, overwrite: bool) -> None:
     """Write ``data`` as indented JSON to ``path`` through a temp file and :func:`publish`."""
-    atomic_write(path, json.dumps(data, indent=1, default=str),
-                 publish=functools.partial(publish, overwrite=overwrite))
+    atomic_write(path, json.dumps(data, indent=1, default=str), publish=functools.partial(publish, overwrite=overwrite))

@@ -16,6 +16,7 @@ Output: the annotation zip, written atomically when all images are done, or, aft
 cancel (SIGTERM), a partial zip ``<stem>.partial<suffix>`` holding the images done so
 far; plus ``<stem>.summary.json`` beside it (the summary dict, also the job's outputs).
 """
+
 from __future__ import annotations
 
 import os
@@ -75,7 +76,7 @@ class AnnotateOptions:
     overwrite: bool = False
 
     @classmethod
-    def from_spec(cls, spec: dict) -> "AnnotateOptions":
+    def from_spec(cls, spec: dict) -> AnnotateOptions:
         """Build from a job spec; raises JobError naming a missing field, or a field of the
         wrong type or out of range (so a client's mistake is told before anything runs)."""
         known = set(cls.__dataclass_fields__)
@@ -96,9 +97,11 @@ class AnnotateOptions:
                 raise JobError(f"{name}: {v} is outside [{low}, {high}]")
         mapping = kwargs.get("mapping")
         if mapping is not None and not (
-                isinstance(mapping, dict) and all(isinstance(k, str) and isinstance(t, (str, type(None)))
-                                                  for k, t in mapping.items())
-                or isinstance(mapping, list) and all(isinstance(p, str) for p in mapping)):
+            isinstance(mapping, dict)
+            and all(isinstance(k, str) and isinstance(t, (str, type(None))) for k, t in mapping.items())
+            or isinstance(mapping, list)
+            and all(isinstance(p, str) for p in mapping)
+        ):
             raise JobError("mapping: expected {model label: target label} (texts) or a list of MODEL=TARGET texts")
         opts = cls(**kwargs)
         if opts.format not in FORMATS:
@@ -111,11 +114,19 @@ class AnnotateOptions:
 _TYPE_NAMES = {str: "a text", int: "a whole number", float: "a number", bool: "true or false"}
 # spec field -> (accepted types, lowest, highest value or None)
 _FIELD_TYPES = {
-    "images": ((str,), None, None), "model_dir": ((str,), None, None), "output": ((str,), None, None),
-    "format": ((str,), None, None), "engine": ((str,), None, None), "device": ((str,), None, None),
-    "threshold": ((int, float), 0.0, 1.0), "max_detections": ((int,), 1, 100_000),
-    "keep_existing": ((bool,), None, None), "overwrite": ((bool,), None, None),
-    "preview": ((int,), 0, 1_000_000), "batch_size": ((int,), 0, 1024), "workers": ((int,), 0, 256),
+    "images": ((str,), None, None),
+    "model_dir": ((str,), None, None),
+    "output": ((str,), None, None),
+    "format": ((str,), None, None),
+    "engine": ((str,), None, None),
+    "device": ((str,), None, None),
+    "threshold": ((int, float), 0.0, 1.0),
+    "max_detections": ((int,), 1, 100_000),
+    "keep_existing": ((bool,), None, None),
+    "overwrite": ((bool,), None, None),
+    "preview": ((int,), 0, 1_000_000),
+    "batch_size": ((int,), 0, 1024),
+    "workers": ((int,), 0, 256),
     "tolerance": ((int, float), 0.0, 1e6),
 }
 
@@ -135,7 +146,9 @@ def load_model(model_dir: Path, device: str):
     try:
         from ..models import load_trained_model
     except ImportError:
-        raise JobError("this version cannot load trained model folders yet (models.load_trained_model is missing)") from None
+        raise JobError(
+            "this version cannot load trained model folders yet (models.load_trained_model is missing)"
+        ) from None
     try:
         tm = load_trained_model(model_dir, device=device)
     except Exception as e:  # noqa: BLE001 - any unreadable model folder
@@ -170,9 +183,18 @@ def decode_image(source: ImageSource, input_size) -> Decoded:
     return Decoded(source, torch.from_numpy(arr).permute(2, 0, 1), w, h)
 
 
-def detections_to_annotations(det: Detections, mapping: LabelMapping, lookup: np.ndarray, *, threshold: float,
-                              max_detections: int, scale: tuple[float, float], width: int, height: int,
-                              tolerance: float) -> tuple[list[Annotation], int]:
+def detections_to_annotations(
+    det: Detections,
+    mapping: LabelMapping,
+    lookup: np.ndarray,
+    *,
+    threshold: float,
+    max_detections: int,
+    scale: tuple[float, float],
+    width: int,
+    height: int,
+    tolerance: float,
+) -> tuple[list[Annotation], int]:
     """Turn one image's detections into annotations of the target labels.
 
     Keeps scores >= threshold, the best ``max_detections``, labels the mapping keeps;
@@ -189,16 +211,19 @@ def detections_to_annotations(det: Detections, mapping: LabelMapping, lookup: np
         if t < 0:
             continue
         x1, y1, x2, y2 = (float(v) for v in det.boxes[i])
-        box = (min(max(x1 * sx, 0.0), width), min(max(y1 * sy, 0.0), height),
-               min(max(x2 * sx, 0.0), width), min(max(y2 * sy, 0.0), height))
+        box = (
+            min(max(x1 * sx, 0.0), width),
+            min(max(y1 * sy, 0.0), height),
+            min(max(x2 * sx, 0.0), width),
+            min(max(y2 * sy, 0.0), height),
+        )
         polygons: list[list[float]] = []
         if det.masks is not None:
             polygons = mask_to_polygons(det.masks[i], tolerance=tolerance, scale=(sx, sy))
             if not polygons:
                 empty += 1
                 continue
-        out.append(Annotation(label=mapping.target_labels[t], bbox=box, polygons=polygons,
-                              score=float(det.scores[i])))
+        out.append(Annotation(label=mapping.target_labels[t], bbox=box, polygons=polygons, score=float(det.scores[i])))
     return out, empty
 
 
@@ -240,11 +265,15 @@ def run_annotate(ctx: JobContext) -> dict:
         mapping = build_mapping(model_labels, source.labels, explicit)
     except MappingError as e:
         raise JobError(str(e)) from None
-    ctx.log(f"annotating {len(source.images)} images from {source.path} ({source.kind}) with {model_dir} "
-            f"({task}, {len(model_labels)} labels) on {device}, engine {opts.engine}")
+    ctx.log(
+        f"annotating {len(source.images)} images from {source.path} ({source.kind}) with {model_dir} "
+        f"({task}, {len(model_labels)} labels) on {device}, engine {opts.engine}"
+    )
     if mapping.dropped:
-        ctx.warn(f"model labels without a target label are dropped: {', '.join(mapping.dropped)}",
-                 dropped_labels=mapping.dropped)
+        ctx.warn(
+            f"model labels without a target label are dropped: {', '.join(mapping.dropped)}",
+            dropped_labels=mapping.dropped,
+        )
     from .engine import limit_postprocess
 
     limit_postprocess(model, opts.threshold, opts.max_detections)
@@ -259,9 +288,14 @@ def plan_run_outputs(ctx: JobContext, opts: AnnotateOptions, images: Path) -> Ou
     Raises JobError naming the path and the fix."""
     output = Path(opts.output) if opts.output else ctx.output_dir / "annotations.zip"
     try:
-        return plan_outputs(output, inputs=[("images", images), ("model folder", opts.model_dir)],
-                            overwrite=opts.overwrite, previews=opts.preview > 0,
-                            protected=[ctx.dir.path], allowed=[ctx.output_dir])
+        return plan_outputs(
+            output,
+            inputs=[("images", images), ("model folder", opts.model_dir)],
+            overwrite=opts.overwrite,
+            previews=opts.preview > 0,
+            protected=[ctx.dir.path],
+            allowed=[ctx.output_dir],
+        )
     except OutputError as e:
         raise JobError(str(e)) from None
 
@@ -274,8 +308,17 @@ class Pipeline:
     thread, which feeds decoded images into batches and watches for a cancel.
     """
 
-    def __init__(self, ctx: JobContext, opts: AnnotateOptions, images: list[ImageSource], mapping: LabelMapping,
-                 engine, plan: OutputPlan, device: str, source_kind: str = "folder"):
+    def __init__(
+        self,
+        ctx: JobContext,
+        opts: AnnotateOptions,
+        images: list[ImageSource],
+        mapping: LabelMapping,
+        engine,
+        plan: OutputPlan,
+        device: str,
+        source_kind: str = "folder",
+    ):
         self.ctx, self.opts, self.images, self.mapping, self.engine = ctx, opts, images, mapping, engine
         self.plan, self.device, self.source_kind = plan, device, source_kind
         self.lookup = mapping.lookup()
@@ -294,8 +337,12 @@ class Pipeline:
     def _fail(self, source: ImageSource, stage: str, err: BaseException) -> None:
         msg = f"{type(err).__name__}: {err}" if str(err) else type(err).__name__
         self.failed.append({"image": source.name, "stage": stage, "error": msg})
-        self.ctx.warn(f"{source.name}: {stage} failed ({msg}); skipped, the run goes on",
-                      kind="image_failed", image=source.name, stage=stage)
+        self.ctx.warn(
+            f"{source.name}: {stage} failed ({msg}); skipped, the run goes on",
+            kind="image_failed",
+            image=source.name,
+            stage=stage,
+        )
 
     def _count_done(self, n: int = 1) -> None:
         # Called by the post-processing thread only: progress events come from one thread.
@@ -306,7 +353,7 @@ class Pipeline:
             self._last_progress = t
             self.ctx.progress(self._done, total, "images")
 
-    def _post(self, q: "queue.Queue") -> None:
+    def _post(self, q: queue.Queue) -> None:
         opts = self.opts
         while True:
             item = q.get()
@@ -319,9 +366,16 @@ class Pipeline:
             try:
                 h_in, w_in = dec.tensor.shape[-2:]
                 anns, empty = detections_to_annotations(
-                    det, self.mapping, self.lookup, threshold=opts.threshold, max_detections=opts.max_detections,
-                    scale=(dec.width / w_in, dec.height / h_in), width=dec.width, height=dec.height,
-                    tolerance=opts.tolerance)
+                    det,
+                    self.mapping,
+                    self.lookup,
+                    threshold=opts.threshold,
+                    max_detections=opts.max_detections,
+                    scale=(dec.width / w_in, dec.height / h_in),
+                    width=dec.width,
+                    height=dec.height,
+                    tolerance=opts.tolerance,
+                )
                 self.empty_masks += empty
                 for a in anns:
                     self.counts[a.label] += 1
@@ -331,14 +385,18 @@ class Pipeline:
                     from PIL import Image
 
                     with source.open() as f, Image.open(f) as im:
-                        p = render_preview(im, existing + anns, self.mapping.target_labels,
-                                           self.plan.previews / preview_name(len(self.previews), source.name))
+                        p = render_preview(
+                            im,
+                            existing + anns,
+                            self.mapping.target_labels,
+                            self.plan.previews / preview_name(len(self.previews), source.name),
+                        )
                     self.previews.append(str(p))
             except Exception as e:  # noqa: BLE001 - one image's post-processing must not stop the run
                 self._fail(source, "post-processing", e)
             self._count_done()
 
-    def _infer(self, batch: list[tuple[int, Decoded]], post_q: "queue.Queue") -> None:
+    def _infer(self, batch: list[tuple[int, Decoded]], post_q: queue.Queue) -> None:
         try:
             dets = self.engine.predict([d.tensor for _, d in batch])
             for (i, d), det in zip(batch, dets):
@@ -351,7 +409,7 @@ class Pipeline:
             for one in batch:
                 self._infer([one], post_q)
 
-    def _infer_loop(self, infer_q: "queue.Queue", post_q: "queue.Queue") -> None:
+    def _infer_loop(self, infer_q: queue.Queue, post_q: queue.Queue) -> None:
         while True:
             batch = infer_q.get()
             if batch is None:
@@ -367,8 +425,10 @@ class Pipeline:
         infer_q: queue.Queue = queue.Queue(maxsize=2 * self.inference_workers)
         poster = threading.Thread(target=self._post, args=(post_q,), name="annotate-post", daemon=True)
         poster.start()
-        inferers = [threading.Thread(target=self._infer_loop, args=(infer_q, post_q), name=f"annotate-infer-{k}",
-                                     daemon=True) for k in range(self.inference_workers)]
+        inferers = [
+            threading.Thread(target=self._infer_loop, args=(infer_q, post_q), name=f"annotate-infer-{k}", daemon=True)
+            for k in range(self.inference_workers)
+        ]
         for th in inferers:
             th.start()
         cancelled = False
@@ -405,7 +465,7 @@ class Pipeline:
         partial = cancelled and len(self.results) + len(self.failed) < total
         return self._finish(partial, seconds)
 
-    def _put(self, q: "queue.Queue", batch) -> None:
+    def _put(self, q: queue.Queue, batch) -> None:
         # Block while the inference threads are busy, but wake up for a cancel.
         while True:
             try:
@@ -425,19 +485,39 @@ class Pipeline:
             output, summary_path = plan.partial, plan.partial_summary
             description = f"PARTIAL auto-annotation: {len(done_images)} of {total} images (cancelled)"
         try:
-            write_annotations(opts.format, output, done_images, self.mapping.target_labels, description=description,
-                              overwrite=plan.overwrite)
+            write_annotations(
+                opts.format,
+                output,
+                done_images,
+                self.mapping.target_labels,
+                description=description,
+                overwrite=plan.overwrite,
+            )
         except OutputError as e:
             raise JobError(str(e)) from None
         summary = {
-            "output": str(output), "format": opts.format, "partial": cancelled,
-            "images_total": total, "images_done": len(done_images), "images_failed": len(self.failed),
-            "failed": self.failed, "counts": self.counts, "annotations": sum(self.counts.values()),
-            "labels": self.mapping.target_labels, "mapping": self.mapping.to_target,
-            "dropped_labels": self.mapping.dropped, "empty_masks_skipped": self.empty_masks,
-            "threshold": opts.threshold, "max_detections": opts.max_detections,
-            "keep_existing": opts.keep_existing, "engine": self.engine.name, "device": self.device,
-            "batch_size": self.batch_size, "workers": self.workers, "inference_workers": self.inference_workers, "seconds": round(seconds, 3),
+            "output": str(output),
+            "format": opts.format,
+            "partial": cancelled,
+            "images_total": total,
+            "images_done": len(done_images),
+            "images_failed": len(self.failed),
+            "failed": self.failed,
+            "counts": self.counts,
+            "annotations": sum(self.counts.values()),
+            "labels": self.mapping.target_labels,
+            "mapping": self.mapping.to_target,
+            "dropped_labels": self.mapping.dropped,
+            "empty_masks_skipped": self.empty_masks,
+            "threshold": opts.threshold,
+            "max_detections": opts.max_detections,
+            "keep_existing": opts.keep_existing,
+            "engine": self.engine.name,
+            "device": self.device,
+            "batch_size": self.batch_size,
+            "workers": self.workers,
+            "inference_workers": self.inference_workers,
+            "seconds": round(seconds, 3),
             "images_per_s": round(len(done_images) / seconds, 3) if seconds > 0 else None,
             "previews": self.previews,
         }
@@ -447,8 +527,10 @@ class Pipeline:
             raise JobError(str(e)) from None
         summary["summary_path"] = str(summary_path)
         self.ctx.event("summary", **{k: v for k, v in summary.items() if k != "failed"})
-        self.ctx.log(f"wrote {summary['annotations']} annotations on {len(done_images)} images to {output}"
-                     + (f" (PARTIAL: cancelled after {len(done_images)} of {total} images)" if cancelled else ""))
+        self.ctx.log(
+            f"wrote {summary['annotations']} annotations on {len(done_images)} images to {output}"
+            + (f" (PARTIAL: cancelled after {len(done_images)} of {total} images)" if cancelled else "")
+        )
         if cancelled:
             err = JobCancelled(f"cancelled: partial result with {len(done_images)} of {total} images in {output}")
             err.outputs = summary

@@ -1,4 +1,5 @@
 """Preview PNGs: an image with its predicted boxes / polygons and labels drawn on it."""
+
 from __future__ import annotations
 
 import colorsys

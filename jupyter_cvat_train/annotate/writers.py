@@ -17,6 +17,7 @@ for each format:
   (class is 0-based), plus ``images.meta`` (``name height width`` per line) so that
   readers without the images (Datumaro) know the image sizes. Boxes only.
 """
+
 from __future__ import annotations
 
 import functools
@@ -62,11 +63,13 @@ def _round(v: float) -> float:
     return round(float(v), 2)
 
 
-def write_coco(output: Path, images: list[AnnotatedImage], labels: list[str], *, description: str = "",
-               overwrite: bool = True) -> Path:
+def write_coco(
+    output: Path, images: list[AnnotatedImage], labels: list[str], *, description: str = "", overwrite: bool = True
+) -> Path:
     """Write a COCO 1.0 zip (``annotations/instances_default.json``) to ``output``."""
-    doc = coco_document([(im.name, im.width, im.height, im.annotations) for im in images], labels,
-                        description=description)
+    doc = coco_document(
+        [(im.name, im.width, im.height, im.annotations) for im in images], labels, description=description
+    )
     data = json.dumps(doc, separators=(",", ":")).encode()
     return _atomic_zip(output, {"annotations/instances_default.json": data}, overwrite)
 
@@ -86,35 +89,54 @@ def cvat_xml(images: list[AnnotatedImage], labels: list[str], *, description: st
         ET.SubElement(le, "name").text = name
         ET.SubElement(le, "attributes")
     for idx, im in enumerate(images):
-        ie = ET.SubElement(root, "image", {"id": str(idx), "name": im.name, "width": str(im.width), "height": str(im.height)})
+        ie = ET.SubElement(
+            root, "image", {"id": str(idx), "name": im.name, "width": str(im.width), "height": str(im.height)}
+        )
         for a in im.annotations:
-            common = {"label": a.label, "source": "auto" if a.score is not None else "manual",
-                      "occluded": "1" if a.attributes.get("occluded") else "0", "z_order": "0"}
+            common = {
+                "label": a.label,
+                "source": "auto" if a.score is not None else "manual",
+                "occluded": "1" if a.attributes.get("occluded") else "0",
+                "z_order": "0",
+            }
             if a.polygons:
                 for poly in a.polygons:
                     pts = ";".join(f"{_round(poly[i])},{_round(poly[i + 1])}" for i in range(0, len(poly), 2))
                     ET.SubElement(ie, "polygon", {**common, "points": pts})
             else:
                 x1, y1, x2, y2 = a.bbox
-                ET.SubElement(ie, "box", {**common, "xtl": str(_round(x1)), "ytl": str(_round(y1)),
-                                          "xbr": str(_round(x2)), "ybr": str(_round(y2))})
+                ET.SubElement(
+                    ie,
+                    "box",
+                    {
+                        **common,
+                        "xtl": str(_round(x1)),
+                        "ytl": str(_round(y1)),
+                        "xbr": str(_round(x2)),
+                        "ybr": str(_round(y2)),
+                    },
+                )
     ET.indent(root)
     return b'<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="utf-8")
 
 
-def write_cvat(output: Path, images: list[AnnotatedImage], labels: list[str], *, description: str = "",
-               overwrite: bool = True) -> Path:
+def write_cvat(
+    output: Path, images: list[AnnotatedImage], labels: list[str], *, description: str = "", overwrite: bool = True
+) -> Path:
     """Write a CVAT for images 1.1 zip (``annotations.xml``) to ``output``."""
     return _atomic_zip(output, {"annotations.xml": cvat_xml(images, labels, description=description)}, overwrite)
 
 
-def write_yolo(output: Path, images: list[AnnotatedImage], labels: list[str], *, description: str = "",
-               overwrite: bool = True) -> Path:
+def write_yolo(
+    output: Path, images: list[AnnotatedImage], labels: list[str], *, description: str = "", overwrite: bool = True
+) -> Path:
     """Write a YOLO 1.1 zip to ``output`` (boxes only; polygons are written as their bbox)."""
     cls = {name: i for i, name in enumerate(labels)}
     files: dict[str, bytes] = {
         "obj.names": "".join(f"{n}\n" for n in labels).encode(),
-        "obj.data": (f"classes = {len(labels)}\ntrain = data/train.txt\nnames = data/obj.names\nbackup = backup/\n").encode(),
+        "obj.data": (
+            f"classes = {len(labels)}\ntrain = data/train.txt\nnames = data/obj.names\nbackup = backup/\n"
+        ).encode(),
     }
     train, meta = [], []
     for im in images:
@@ -124,8 +146,10 @@ def write_yolo(output: Path, images: list[AnnotatedImage], labels: list[str], *,
         lines = []
         for a in im.annotations:
             x1, y1, x2, y2 = a.bbox
-            lines.append(f"{cls[a.label]} {(x1 + x2) / 2 / im.width:.6f} {(y1 + y2) / 2 / im.height:.6f} "
-                         f"{(x2 - x1) / im.width:.6f} {(y2 - y1) / im.height:.6f}\n")
+            lines.append(
+                f"{cls[a.label]} {(x1 + x2) / 2 / im.width:.6f} {(y1 + y2) / 2 / im.height:.6f} "
+                f"{(x2 - x1) / im.width:.6f} {(y2 - y1) / im.height:.6f}\n"
+            )
         files[f"obj_train_data/{rel.with_suffix('.txt')}"] = "".join(lines).encode()
     files["train.txt"] = "".join(train).encode()
     files["images.meta"] = "".join(meta).encode()
@@ -135,8 +159,15 @@ def write_yolo(output: Path, images: list[AnnotatedImage], labels: list[str], *,
 WRITERS = {"coco": write_coco, "cvat": write_cvat, "yolo": write_yolo}
 
 
-def write_annotations(fmt: str, output: Path, images: list[AnnotatedImage], labels: list[str], *,
-                      description: str = "", overwrite: bool = True) -> Path:
+def write_annotations(
+    fmt: str,
+    output: Path,
+    images: list[AnnotatedImage],
+    labels: list[str],
+    *,
+    description: str = "",
+    overwrite: bool = True,
+) -> Path:
     """Write ``images`` in format ``fmt`` (one of :data:`FORMATS`) to the zip ``output``
     (its folder must exist). Without ``overwrite`` an existing ``output`` is left alone
     (OutputError). Raises ValueError for an unknown format."""

@@ -3,6 +3,7 @@
 Each subcommand lives in its own module of this package and is imported only when it
 is run, so ``cvat-train validate`` never pays for importing torch.
 """
+
 from __future__ import annotations
 
 import importlib

@@ -4,6 +4,7 @@ The CLI writes the same job.json a server would, then runs the kind's job functi
 through :func:`jupyter_cvat_train.jobs.runtime.run_job` in this process, so the CLI and
 the job process share one code path. Progress events drive a tqdm bar.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -21,8 +22,15 @@ class ProgressBar:
     Extra keyword arguments go to ``tqdm`` (``unit="img"``, ``unit_scale=True`` for bytes).
     """
 
-    def __init__(self, event_unit: str, desc: str, *, enabled: bool = True,
-                 postfix: Callable[[dict], str] | None = None, **tqdm_kwargs):
+    def __init__(
+        self,
+        event_unit: str,
+        desc: str,
+        *,
+        enabled: bool = True,
+        postfix: Callable[[dict], str] | None = None,
+        **tqdm_kwargs,
+    ):
         self.event_unit, self.desc, self.enabled = event_unit, desc, enabled
         self.postfix, self.tqdm_kwargs = postfix, tqdm_kwargs
         self.bar = None
@@ -33,8 +41,9 @@ class ProgressBar:
         if self.bar is None:
             from tqdm import tqdm
 
-            self.bar = tqdm(total=event.get("total") or 0, desc=self.desc, file=sys.stderr,
-                            dynamic_ncols=True, **self.tqdm_kwargs)
+            self.bar = tqdm(
+                total=event.get("total") or 0, desc=self.desc, file=sys.stderr, dynamic_ncols=True, **self.tqdm_kwargs
+            )
         if event.get("total") and self.bar.total != event["total"]:
             self.bar.total = event["total"]
         self.bar.n = event.get("done") or 0
@@ -48,8 +57,9 @@ class ProgressBar:
             self.bar = None
 
 
-def run_in_foreground(spec: dict, fn: Callable, *, job_dir: str | None = None,
-                      listeners: list[Callable[[dict], None]] = ()) -> dict:
+def run_in_foreground(
+    spec: dict, fn: Callable, *, job_dir: str | None = None, listeners: list[Callable[[dict], None]] = ()
+) -> dict:
     """Create a job folder for ``spec`` (``job_dir``, or a temporary one removed at the
     end), run ``fn`` there with ``listeners`` and return the final status.
 

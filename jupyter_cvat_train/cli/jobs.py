@@ -11,6 +11,7 @@ command here schedules only when no other process does: ``list`` and ``show`` se
 jobs that may never start, ``cancel`` starts queued jobs while it waits, ``submit``
 starts what fits at once, ``schedule`` keeps the queue moving until stopped.
 """
+
 from __future__ import annotations
 
 import json
@@ -65,8 +66,14 @@ def _progress(job: dict) -> str:
 
 
 @click.group("jobs")
-@click.option("--runs-root", type=click.Path(file_okay=False), default="cvat-train-runs", show_default=True,
-              envvar="CVAT_TRAIN_RUNS_ROOT", help="Folder of job folders (the server's <root_dir>/cvat-train-runs).")
+@click.option(
+    "--runs-root",
+    type=click.Path(file_okay=False),
+    default="cvat-train-runs",
+    show_default=True,
+    envvar="CVAT_TRAIN_RUNS_ROOT",
+    help="Folder of job folders (the server's <root_dir>/cvat-train-runs).",
+)
 @click.pass_context
 def jobs(ctx, runs_root):
     """List, show, follow, cancel, submit and schedule jobs."""
@@ -86,8 +93,11 @@ def list_jobs(ctx, as_json):
     items = m.list_jobs()
     queued = sum(1 for j in items if j["state"] == JobState.QUEUED)
     if queued and m.lease.holder() is None:
-        click.echo(f"note: {queued} job(s) queued and no process schedules {m.runs_root}: run 'cvat-train jobs "
-                   "schedule' (or a Jupyter server on it) to start them", err=True)
+        click.echo(
+            f"note: {queued} job(s) queued and no process schedules {m.runs_root}: run 'cvat-train jobs "
+            "schedule' (or a Jupyter server on it) to start them",
+            err=True,
+        )
     if as_json:
         click.echo(json.dumps(items, indent=1))
         return
@@ -96,7 +106,9 @@ def list_jobs(ctx, as_json):
         return
     rows = [(j["id"], j["kind"], j["state"], _progress(j), j["message"][:60]) for j in items]
     widths = [max(len(r[i]) for r in rows + [("ID", "KIND", "STATE", "PROGRESS", "")]) for i in range(4)]
-    click.echo("  ".join(h.ljust(w) for h, w in zip(("ID", "KIND", "STATE", "PROGRESS"), widths, strict=True)) + "  MESSAGE")
+    click.echo(
+        "  ".join(h.ljust(w) for h, w in zip(("ID", "KIND", "STATE", "PROGRESS"), widths, strict=True)) + "  MESSAGE"
+    )
     for r in rows:
         click.echo("  ".join(c.ljust(w) for c, w in zip(r[:4], widths, strict=True)) + "  " + r[4])
 
@@ -149,8 +161,9 @@ def logs(ctx, job_id, follow):
 @jobs.command("cancel")
 @click.argument("job_id")
 @click.option("--no-wait", is_flag=True, help="Send the cancel and return at once.")
-@click.option("--grace", type=click.FloatRange(0), default=10.0, show_default=True,
-              help="Seconds between SIGTERM and SIGKILL.")
+@click.option(
+    "--grace", type=click.FloatRange(0), default=10.0, show_default=True, help="Seconds between SIGTERM and SIGKILL."
+)
 @click.pass_context
 def cancel(ctx, job_id, no_wait, grace):
     """Cancel a queued or running job (SIGTERM, SIGKILL after the grace period)."""
@@ -163,9 +176,13 @@ def cancel(ctx, job_id, no_wait, grace):
 
 @jobs.command("submit")
 @click.argument("spec_file", type=click.File("rb"))
-@click.option("--root-dir", type=click.Path(file_okay=False, exists=True), default=None,
-              help="The folder the spec's paths are relative to and must stay inside (the server's root_dir); "
-                   "default: the runs root's parent.")
+@click.option(
+    "--root-dir",
+    type=click.Path(file_okay=False, exists=True),
+    default=None,
+    help="The folder the spec's paths are relative to and must stay inside (the server's root_dir); "
+    "default: the runs root's parent.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @click.pass_context
 def submit(ctx, spec_file, root_dir, as_json):
@@ -196,10 +213,16 @@ def submit(ctx, spec_file, root_dir, as_json):
 
 @jobs.command("schedule")
 @click.option("--until-idle", is_flag=True, help="Exit once no job is queued or running.")
-@click.option("--interval", type=click.FloatRange(0.05), default=0.5, show_default=True,
-              help="Seconds between looks at the jobs.")
-@click.option("--grace", type=click.FloatRange(0), default=10.0, show_default=True,
-              help="Seconds between SIGTERM and SIGKILL when a job is cancelled.")
+@click.option(
+    "--interval", type=click.FloatRange(0.05), default=0.5, show_default=True, help="Seconds between looks at the jobs."
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(0),
+    default=10.0,
+    show_default=True,
+    help="Seconds between SIGTERM and SIGKILL when a job is cancelled.",
+)
 @click.pass_context
 def schedule(ctx, until_idle, interval, grace):
     """Run the scheduler of the runs root here: start queued jobs as slots free up. Only
@@ -218,8 +241,10 @@ def schedule(ctx, until_idle, interval, grace):
                     waiting_shown = False
             elif not waiting_shown:
                 holder = m.lease.holder() or {}
-                click.echo(f"waiting: the jobs of {m.runs_root} are scheduled by "
-                           f"{holder.get('owner') or 'another process'}", err=True)
+                click.echo(
+                    f"waiting: the jobs of {m.runs_root} are scheduled by {holder.get('owner') or 'another process'}",
+                    err=True,
+                )
                 waiting_shown = True
             if until_idle and m.is_scheduler and not any(j["state"] in ACTIVE_STATES for j in m.snapshot()):
                 break

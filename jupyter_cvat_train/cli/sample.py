@@ -1,4 +1,5 @@
 """``cvat-train sample-dataset OUT``: write a sample CVAT export of simple shapes."""
+
 from __future__ import annotations
 
 import click
@@ -8,8 +9,14 @@ from ..datasets.sample import SAMPLE_FORMATS
 
 @click.command(name="sample-dataset")
 @click.argument("out", type=click.Path(path_type=str))
-@click.option("--format", "format_", type=click.Choice(SAMPLE_FORMATS), default="coco", show_default=True,
-              help="CVAT export format to write.")
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(SAMPLE_FORMATS),
+    default="coco",
+    show_default=True,
+    help="CVAT export format to write.",
+)
 @click.option("--images", type=click.IntRange(1), default=200, show_default=True, help="Number of images.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Random seed (same seed, same export).")
 @click.option("--size", default="320x240", show_default=True, help="Image size WIDTHxHEIGHT in pixels.")

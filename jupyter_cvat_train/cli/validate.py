@@ -3,6 +3,7 @@
 Exit status: 0 no errors (warnings allowed), 1 the report has errors, 2 the input cannot
 be read as an export at all. Bad input never gives a traceback.
 """
+
 from __future__ import annotations
 
 import json
@@ -25,8 +26,7 @@ def render(report) -> str:
     s = report.summary
     lines.append(f"{report.path}")
     lines.append(f"  format       {s['format']}")
-    lines.append(f"  images       {s['images']}   subsets: "
-                 + ", ".join(f"{k} ({v})" for k, v in s["subsets"].items()))
+    lines.append(f"  images       {s['images']}   subsets: " + ", ".join(f"{k} ({v})" for k, v in s["subsets"].items()))
     lines.append(f"  annotations  {s['annotations']}")
     if s["labels"]:
         width = max(len(k) for k in s["labels"])
@@ -58,8 +58,13 @@ def render(report) -> str:
 
 @click.command(name="validate")
 @click.argument("path", type=click.Path(path_type=str))
-@click.option("--format", "format_", type=click.Choice(sorted(FORMATS)), default=None,
-              help="Force the format instead of detecting it from the layout.")
+@click.option(
+    "--format",
+    "format_",
+    type=click.Choice(sorted(FORMATS)),
+    default=None,
+    help="Force the format instead of detecting it from the layout.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of the text report.")
 def validate(path: str, format_: str | None, as_json: bool) -> None:
     """Validate the CVAT export at PATH (a .zip or a folder) and report every problem.

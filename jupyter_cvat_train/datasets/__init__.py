@@ -10,6 +10,7 @@ Public API::
 
 The normalized types (Dataset, Item, Annotation) are in :mod:`.model`.
 """
+
 from __future__ import annotations
 
 import os
@@ -18,8 +19,19 @@ from pathlib import Path
 from .findings import CODES, ExportError, Finding
 from .model import Annotation, Dataset, Item
 
-__all__ = ["Annotation", "CODES", "Dataset", "ExportError", "Finding", "Item", "ValidationReport",
-           "detect_format", "generate_sample", "load_export", "validate_export"]
+__all__ = [
+    "Annotation",
+    "CODES",
+    "Dataset",
+    "ExportError",
+    "Finding",
+    "Item",
+    "ValidationReport",
+    "detect_format",
+    "generate_sample",
+    "load_export",
+    "validate_export",
+]
 
 
 def load_export(path: str | os.PathLike, format: str | None = None) -> Dataset:
@@ -34,7 +46,6 @@ def load_export(path: str | os.PathLike, format: str | None = None) -> Dataset:
     """
     from . import formats
     from .archive import open_export
-
     from .validate import gc_paused
 
     root, _ = open_export(path)

@@ -14,6 +14,7 @@ before any reader runs (:mod:`.references`).
 Zip format reference: PKWARE APPNOTE.TXT (https://pkware.cachefly.net/webdocs/casestudies/APPNOTE.TXT);
 Unix mode bits sit in the high 16 bits of ``external_attr``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -85,24 +86,30 @@ def check_layout(zf: zipfile.ZipFile, fp, archive_size: int) -> None:
     for info in zf.infolist():
         key = posixpath.normpath(info.filename.replace("\\", "/"))
         if key in seen:
-            raise ExportError(f"two zip entries are both named {key!r}: refused (a CVAT export never repeats a "
-                              "name; the archive may have been crafted). Export again from CVAT.")
+            raise ExportError(
+                f"two zip entries are both named {key!r}: refused (a CVAT export never repeats a "
+                "name; the archive may have been crafted). Export again from CVAT."
+            )
         seen[key] = info.filename
         fp.seek(info.header_offset)
         head = fp.read(30)
         if len(head) < 30 or head[:4] != b"PK\x03\x04":
-            raise ExportError(f"zip entry {info.filename!r} has no local header where the central directory "
-                              "says; the zip is corrupt. Download the export again.")
+            raise ExportError(
+                f"zip entry {info.filename!r} has no local header where the central directory "
+                "says; the zip is corrupt. Download the export again."
+            )
         name_len, extra_len = struct.unpack("<HH", head[26:30])
         end = info.header_offset + 30 + name_len + extra_len + info.compress_size
         spans.append((info.header_offset, end, info.filename))
     spans.sort()
     directory = zf.start_dir if hasattr(zf, "start_dir") else archive_size
-    for (start, end, name), nxt in zip(spans, spans[1:] + [(directory, directory, "the central directory")]):
+    for (_start, end, name), nxt in zip(spans, spans[1:] + [(directory, directory, "the central directory")]):
         if end > nxt[0] or end > archive_size:
-            raise ExportError(f"zip entry {name!r} overlaps {nxt[2]!r} (its data runs to byte {end}, past byte "
-                              f"{nxt[0]}): refused as a possible zip bomb or a corrupt archive. Export again "
-                              "from CVAT.")
+            raise ExportError(
+                f"zip entry {name!r} overlaps {nxt[2]!r} (its data runs to byte {end}, past byte "
+                f"{nxt[0]}): refused as a possible zip bomb or a corrupt archive. Export again "
+                "from CVAT."
+            )
 
 
 def extract_zip(zip_path: Path, dest: Path) -> list[Finding]:
@@ -126,23 +133,32 @@ def extract_zip(zip_path: Path, dest: Path) -> list[Finding]:
         try:
             zf = zipfile.ZipFile(fp)
         except (zipfile.BadZipFile, OSError) as e:
-            raise ExportError(f"{zip_path} is not a readable zip archive ({e}); it may be truncated by an "
-                              "interrupted download. Expected a CVAT export zip: download it again.") from None
+            raise ExportError(
+                f"{zip_path} is not a readable zip archive ({e}); it may be truncated by an "
+                "interrupted download. Expected a CVAT export zip: download it again."
+            ) from None
         with zf:
             check_layout(zf, fp, archive_size)
             infos = zf.infolist()
             declared = sum(i.file_size for i in infos)
             if declared > MAX_TOTAL_BYTES:
-                raise ExportError(f"{zip_path} would extract to {declared / 1e9:.1f} GB, over the limit of "
-                                  f"{MAX_TOTAL_BYTES / 1e9:.1f} GB (set CVAT_TRAIN_MAX_UNZIPPED_BYTES to raise it)")
+                raise ExportError(
+                    f"{zip_path} would extract to {declared / 1e9:.1f} GB, over the limit of "
+                    f"{MAX_TOTAL_BYTES / 1e9:.1f} GB (set CVAT_TRAIN_MAX_UNZIPPED_BYTES to raise it)"
+                )
             limit = min(MAX_TOTAL_BYTES, max(archive_size * MAX_RATIO, 64 * 1024**2))
             written = 0
             dest.mkdir(parents=True)
             for info in infos:
                 reason = unsafe_reason(info)
                 if reason:
-                    findings.append(finding("unsafe-archive-entry", f"zip entry {info.filename!r} {reason}; it was "
-                                            "not extracted", info.filename))
+                    findings.append(
+                        finding(
+                            "unsafe-archive-entry",
+                            f"zip entry {info.filename!r} {reason}; it was not extracted",
+                            info.filename,
+                        )
+                    )
                     continue
                 target = dest / info.filename
                 if info.is_dir():
@@ -158,13 +174,16 @@ def extract_zip(zip_path: Path, dest: Path) -> list[Finding]:
                                     f"{zip_path} expands to more than {limit / 1e6:.0f} MB from a "
                                     f"{archive_size / 1e6:.1f} MB archive (caps: {MAX_RATIO:.0f}x the archive size, "
                                     f"{MAX_TOTAL_BYTES / 1e9:.0f} GB in all): refused as a possible zip bomb. Set "
-                                    "CVAT_TRAIN_MAX_UNZIPPED_BYTES to raise the total cap")
+                                    "CVAT_TRAIN_MAX_UNZIPPED_BYTES to raise the total cap"
+                                )
                             out.write(chunk)
                 except ExportError:
                     raise
                 except (zipfile.BadZipFile, EOFError, OSError, RuntimeError, NotImplementedError) as e:
-                    raise ExportError(f"{zip_path}: entry {info.filename!r} cannot be read ({e}); the zip is "
-                                      "truncated or corrupt. Download the export again.") from None
+                    raise ExportError(
+                        f"{zip_path}: entry {info.filename!r} cannot be read ({e}); the zip is "
+                        "truncated or corrupt. Download the export again."
+                    ) from None
     return findings
 
 
@@ -193,8 +212,9 @@ def open_export(path: str | os.PathLike) -> tuple[Path, list[Finding]]:
             tmp = Path(tempfile.mkdtemp(prefix=".extract-", dir=cache_root() / "exports"))
             try:
                 findings = extract_zip(path, tmp / "x")
-                (tmp / "x" / meta.name).write_text(json.dumps({"source": str(path), "findings":
-                                                               [f.to_dict() for f in findings]}))
+                (tmp / "x" / meta.name).write_text(
+                    json.dumps({"source": str(path), "findings": [f.to_dict() for f in findings]})
+                )
                 try:
                     os.replace(tmp / "x", root)
                 except OSError:  # another process extracted it meanwhile
@@ -203,8 +223,10 @@ def open_export(path: str | os.PathLike) -> tuple[Path, list[Finding]]:
             finally:
                 shutil.rmtree(tmp, ignore_errors=True)
     else:
-        raise ExportError(f"{path} is neither a folder nor a zip archive. Expected a CVAT export: "
-                          "the .zip CVAT downloads, or the folder it extracts to.")
+        raise ExportError(
+            f"{path} is neither a folder nor a zip archive. Expected a CVAT export: "
+            "the .zip CVAT downloads, or the folder it extracts to."
+        )
     refused = scan_export(root)
     if refused:
         raise UnsafeExport(refused)
@@ -212,8 +234,18 @@ def open_export(path: str | os.PathLike) -> tuple[Path, list[Finding]]:
 
 
 # Folder names that are part of a format's own layout: never descended into.
-_LAYOUT_FOLDERS = {"annotations", "images", "jpegimages", "imagesets", "gt", "img1", "obj_train_data",
-                   "obj_valid_data", "obj_test_data", "labels"}
+_LAYOUT_FOLDERS = {
+    "annotations",
+    "images",
+    "jpegimages",
+    "imagesets",
+    "gt",
+    "img1",
+    "obj_train_data",
+    "obj_valid_data",
+    "obj_test_data",
+    "labels",
+}
 
 
 def descend_single_folder(root: Path) -> Path:
@@ -221,8 +253,12 @@ def descend_single_folder(root: Path) -> Path:
     (hidden files aside) that is not part of a format's layout."""
     for _ in range(3):
         entries = [p for p in root.iterdir() if not p.name.startswith(".") and p.name != "__MACOSX"]
-        if (len(entries) == 1 and not entries[0].is_symlink() and entries[0].is_dir()
-                and entries[0].name.lower() not in _LAYOUT_FOLDERS):
+        if (
+            len(entries) == 1
+            and not entries[0].is_symlink()
+            and entries[0].is_dir()
+            and entries[0].name.lower() not in _LAYOUT_FOLDERS
+        ):
             root = entries[0]
         else:
             break

@@ -13,6 +13,7 @@ mask, between the traced boundary and the written polygon. The default tolerance
 about 5-10x on cell-like shapes. Contours with fewer than 3 points or an area under
 ``min_area`` px are dropped; an empty mask gives ``[]`` (never an error).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -20,9 +21,15 @@ import numpy as np
 DEFAULT_TOLERANCE = 1.0
 
 
-def mask_to_polygons(mask: np.ndarray, *, tolerance: float = DEFAULT_TOLERANCE, mask_threshold: float = 0.5,
-                     min_area: float = 1.0, scale: tuple[float, float] = (1.0, 1.0),
-                     largest_first: bool = True) -> list[list[float]]:
+def mask_to_polygons(
+    mask: np.ndarray,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    mask_threshold: float = 0.5,
+    min_area: float = 1.0,
+    scale: tuple[float, float] = (1.0, 1.0),
+    largest_first: bool = True,
+) -> list[list[float]]:
     """Polygons of the foreground of ``mask``.
 
     mask: (H, W) array, probabilities in [0, 1] or a boolean / 0-1 mask.

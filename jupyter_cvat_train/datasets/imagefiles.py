@@ -6,6 +6,7 @@ bound by them), then falls back to the ``imagesize`` package (GIF, BMP, TIFF, ..
 to Pillow's lazy ``Image.open``. :func:`image_sizes` reads many files
 with a thread pool: the work is mostly system calls, which release the GIL.
 """
+
 from __future__ import annotations
 
 import os
@@ -58,11 +59,11 @@ def _jpeg_or_png_size(path: str) -> tuple[int, int] | None:
             if marker == 0xFF:  # fill byte
                 i += 1
             elif marker in _SOF_MARKERS:
-                return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+                return int.from_bytes(data[i + 7 : i + 9], "big"), int.from_bytes(data[i + 5 : i + 7], "big")
             elif marker == 0x01 or 0xD0 <= marker <= 0xD8:  # markers without a length
                 i += 2
             else:
-                i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+                i += 2 + int.from_bytes(data[i + 2 : i + 4], "big")
     finally:
         os.close(fd)
 
@@ -99,12 +100,12 @@ def image_sizes(paths: list[Path | str | None], threads: int = 8) -> list[tuple[
         for i, p in todo:
             out[i] = image_size(p)
         return out
+
     def work(chunk: list[tuple[int, Path | str]]) -> None:
         for i, p in chunk:
             out[i] = image_size(p)
 
     step = max(64, len(todo) // (threads * 4))
     with ThreadPoolExecutor(threads) as pool:
-        list(pool.map(work, [todo[k:k + step] for k in range(0, len(todo), step)]))
+        list(pool.map(work, [todo[k : k + step] for k in range(0, len(todo), step)]))
     return out
-

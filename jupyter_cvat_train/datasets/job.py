@@ -6,6 +6,7 @@ summary as the job's outputs: format, images, annotations, labels, subsets, erro
 warnings (counts), ok, report (the path of report.json). The job succeeds when the
 export was read, whatever its findings; it fails when the input is no readable export.
 """
+
 from __future__ import annotations
 
 from ..jobs.runtime import JobContext, JobError, write_json_atomic
@@ -27,8 +28,15 @@ def validate_job(ctx: JobContext) -> dict:
     ctx.progress(1, 1, "exports")
     if not report.readable:
         raise JobError(report.errors[0].message)
-    return {"format": data["format"], "images": data["images"], "annotations": data["annotations"],
-            "labels": data["labels"], "subsets": data["subsets"], "errors": len(data["errors"]),
-            "warnings": len(data["warnings"]), "ok": data["ok"], "report": str(path),
-            "message": f"{len(data['errors'])} error(s), {len(data['warnings'])} warning(s)"}
-
+    return {
+        "format": data["format"],
+        "images": data["images"],
+        "annotations": data["annotations"],
+        "labels": data["labels"],
+        "subsets": data["subsets"],
+        "errors": len(data["errors"]),
+        "warnings": len(data["warnings"]),
+        "ok": data["ok"],
+        "report": str(path),
+        "message": f"{len(data['errors'])} error(s), {len(data['warnings'])} warning(s)",
+    }

@@ -9,6 +9,7 @@ in the image's own frame, origin at the top-left corner.
   (COCO's ``segmentation`` layout). Masks (COCO RLE, CVAT masks) are converted to
   polygons on load where a format carries them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

@@ -17,6 +17,7 @@ folder (a FIFO blocks whoever opens it; a device file reads forever).
 :func:`read_annotation_file` reads an annotation file with a size cap
 (:data:`MAX_ANNOTATION_BYTES`, env ``CVAT_TRAIN_MAX_ANNOTATION_BYTES``).
 """
+
 from __future__ import annotations
 
 import errno
@@ -52,13 +53,16 @@ class UnsafeExport(ExportError):
 def show(ref: object, limit: int = 80) -> str:
     """``ref`` as a finding quotes it: repr, cut to ``limit`` characters."""
     text = repr(ref)
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def unsafe_reference(where: str, field: str, ref: object) -> Finding:
     """The ``unsafe-reference`` error for value ``ref`` of ``field`` in file / item ``where``."""
-    return finding("unsafe-reference", f"{where}: {field} {show(ref)} does not resolve inside the export; the file "
-                   "was not read", where)
+    return finding(
+        "unsafe-reference",
+        f"{where}: {field} {show(ref)} does not resolve inside the export; the file was not read",
+        where,
+    )
 
 
 class ExportRoot:
@@ -165,7 +169,7 @@ class ExportRoot:
             if target.startswith("/"):
                 if target != root and not target.startswith(root + "/"):
                     return None
-                cur, target = root, target[len(root):]
+                cur, target = root, target[len(root) :]
             todo.extend(target.split("/")[::-1])
         return cur
 
@@ -198,16 +202,27 @@ def scan_export(root: str | os.PathLike, max_entries: int = 5_000_000) -> list[F
             if kind == "link":
                 real = export.resolve(rel)
                 if real is None:
-                    out.append(finding("unsafe-reference", f"{rel} is a symbolic link that leads outside the export; "
-                                       "it was not followed", rel))
+                    out.append(
+                        finding(
+                            "unsafe-reference",
+                            f"{rel} is a symbolic link that leads outside the export; it was not followed",
+                            rel,
+                        )
+                    )
                 elif export.kind(real) == "other":
-                    out.append(finding("special-file", f"{rel} links to a FIFO, device file or socket; it was not "
-                                       "opened", rel))
+                    out.append(
+                        finding("special-file", f"{rel} links to a FIFO, device file or socket; it was not opened", rel)
+                    )
             elif kind == "dir":
                 todo.append(rel)
             elif kind == "other":
-                out.append(finding("special-file", f"{rel} is a FIFO, device file or socket, not a regular file; it "
-                                   "was not opened", rel))
+                out.append(
+                    finding(
+                        "special-file",
+                        f"{rel} is a FIFO, device file or socket, not a regular file; it was not opened",
+                        rel,
+                    )
+                )
     return out
 
 
@@ -218,11 +233,15 @@ def check_regular(path: str | os.PathLike, what: str = "export") -> os.stat_resu
     try:
         st = os.stat(path)
     except OSError as e:
-        raise ExportError(f"{path} does not exist or cannot be read ({e.strerror}). Expected a CVAT {what}: a .zip "
-                          "file or an extracted folder.") from None
+        raise ExportError(
+            f"{path} does not exist or cannot be read ({e.strerror}). Expected a CVAT {what}: a .zip "
+            "file or an extracted folder."
+        ) from None
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
-        raise ExportError(f"{path} is a FIFO, device file or socket, not a regular file or folder; it was not "
-                          f"opened. Give the path of a CVAT {what}: a .zip file or an extracted folder.")
+        raise ExportError(
+            f"{path} is a FIFO, device file or socket, not a regular file or folder; it was not "
+            f"opened. Give the path of a CVAT {what}: a .zip file or an extracted folder."
+        )
     return st
 
 
@@ -245,9 +264,11 @@ def _bytes(n: int) -> str:
 
 
 def _too_large(rel: str, size: int, limit: int) -> ExportError:
-    return ExportError(f"{rel} is {_bytes(size)}, over the {_bytes(limit)} limit on annotation files (parsing "
-                       "takes some 30x that in memory); set CVAT_TRAIN_MAX_ANNOTATION_BYTES to a larger number of "
-                       "bytes to read it")
+    return ExportError(
+        f"{rel} is {_bytes(size)}, over the {_bytes(limit)} limit on annotation files (parsing "
+        "takes some 30x that in memory); set CVAT_TRAIN_MAX_ANNOTATION_BYTES to a larger number of "
+        "bytes to read it"
+    )
 
 
 def check_annotation_size(path: str | os.PathLike, rel: str | None = None, limit: int | None = None) -> None:

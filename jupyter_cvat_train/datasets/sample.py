@@ -12,6 +12,7 @@ Objects are large (about 10-30 % of the image side) and their colors differ clea
 detector trained from scratch on CPU learns them in a few minutes. The same seed gives
 the same bytes (fixed zip timestamps), so a zip's content hash is stable.
 """
+
 from __future__ import annotations
 
 import json
@@ -93,16 +94,19 @@ def draw_sample(rng: np.random.Generator, width: int, height: int, max_objects: 
         else:
             continue
         base = np.array(COLORS[label]) + rng.integers(-25, 26, size=3)
-        draw.polygon([(poly[i], poly[i + 1]) for i in range(0, len(poly), 2)],
-                     fill=tuple(int(v) for v in np.clip(base, 0, 255)),
-                     outline=tuple(int(v) for v in np.clip(base * 0.6, 0, 255)))
+        draw.polygon(
+            [(poly[i], poly[i + 1]) for i in range(0, len(poly), 2)],
+            fill=tuple(int(v) for v in np.clip(base, 0, 255)),
+            outline=tuple(int(v) for v in np.clip(base * 0.6, 0, 255)),
+        )
         objects.append((label, poly))
     img = img.filter(ImageFilter.GaussianBlur(0.6))
     return img, objects
 
 
-def write_coco_sample(folder: Path, images: int, seed: int, width: int, height: int, subset: str = "default",
-                      max_objects: int = 4) -> Path:
+def write_coco_sample(
+    folder: Path, images: int, seed: int, width: int, height: int, subset: str = "default", max_objects: int = 4
+) -> Path:
     """Write a COCO 1.0 export (CVAT layout) of ``images`` sample images into ``folder``."""
     rng = np.random.default_rng(seed)
     img_dir = folder / "images" / subset
@@ -113,8 +117,14 @@ def write_coco_sample(folder: Path, images: int, seed: int, width: int, height: 
         img, objects = draw_sample(rng, width, height, max_objects)
         name = f"shapes_{i:05d}.jpg"
         img.save(img_dir / name, quality=90)
-        entries.append((name, width, height, [Annotation(label, _bbox(poly), [poly], {"occluded": False})
-                                              for label, poly in objects]))
+        entries.append(
+            (
+                name,
+                width,
+                height,
+                [Annotation(label, _bbox(poly), [poly], {"occluded": False}) for label, poly in objects],
+            )
+        )
     coco = coco_document(entries, LABELS, description="cvat-train sample-dataset")
     (folder / "annotations" / f"instances_{subset}.json").write_text(json.dumps(coco))
     return folder
@@ -144,8 +154,7 @@ def _convert(coco_dir: Path, out_dir: Path, format: str) -> None:
                 anns.append(dm.Bbox(x1, y1, x2 - x1, y2 - y1, label=label, attributes=attrs))
         media = dm.Image.from_file(path=str(it.image_path), size=(it.height, it.width))
         attributes = {"frame": frame} if format in ("cvat", "mot") else {}
-        items.append(dm.DatasetItem(id=it.id, subset=it.subset, media=media, annotations=anns,
-                                    attributes=attributes))
+        items.append(dm.DatasetItem(id=it.id, subset=it.subset, media=media, annotations=anns, attributes=attributes))
     dmds = dm.Dataset.from_iterable(items, categories=categories, media_type=dm.Image)
     exporter = {"cvat": "cvat", "voc": "voc", "yolo": "yolo", "labelme": "label_me", "mot": "mot_seq_gt"}[format]
     extra = {"label_map": "source"} if format == "voc" else {}
@@ -159,7 +168,9 @@ def _zip_folder(folder: Path, out: Path) -> None:
             for p in sorted(folder.rglob("*")):
                 if p.is_file() and p.name != _MARKER:
                     info = zipfile.ZipInfo(p.relative_to(folder).as_posix(), _ZIP_TIME)
-                    info.compress_type = zipfile.ZIP_STORED if p.suffix.lower() in (".jpg", ".png") else zipfile.ZIP_DEFLATED
+                    info.compress_type = (
+                        zipfile.ZIP_STORED if p.suffix.lower() in (".jpg", ".png") else zipfile.ZIP_DEFLATED
+                    )
                     info.external_attr = 0o644 << 16
                     zf.writestr(info, p.read_bytes())
 
@@ -184,8 +195,16 @@ def _check_free(out: Path) -> None:
             raise FileExistsError(f"{out} exists and is not a sample export: choose a new file name")
 
 
-def generate_sample(out: str | Path, format: str = "coco", images: int = 200, seed: int = 0, *,
-                    width: int = 320, height: int = 240, max_objects: int = 4) -> Path:
+def generate_sample(
+    out: str | Path,
+    format: str = "coco",
+    images: int = 200,
+    seed: int = 0,
+    *,
+    width: int = 320,
+    height: int = 240,
+    max_objects: int = 4,
+) -> Path:
     """Write a sample CVAT export of ``images`` JPEG images of shapes to ``out``.
 
     out: a folder, or a ``.zip`` file (then the export is zipped, as CVAT downloads it).

@@ -5,10 +5,11 @@ the first ``round(n * val_split / 100)`` (at least 1, at most n - 1) form the va
 split. The split depends only on (seed, item ids), not on file order, and adding images
 moves few existing ones between the sides. Both sides are never empty.
 """
+
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
+from collections.abc import Sequence
 
 from .model import Item
 
@@ -25,13 +26,15 @@ def split_items(items: Sequence[Item], val_split: float = 20.0, seed: int = 0) -
     """
     n = len(items)
     if n < 2:
-        raise SplitError(f"the dataset has {n} image(s): training needs at least 2 (one to train on, one to "
-                         f"evaluate); add images to the export")
+        raise SplitError(
+            f"the dataset has {n} image(s): training needs at least 2 (one to train on, one to "
+            f"evaluate); add images to the export"
+        )
     n_val = min(max(1, round(n * float(val_split) / 100.0)), n - 1)
 
     def key(i: int) -> str:
         it = items[i]
-        return hashlib.sha1(f"{seed}:{it.subset}/{it.id}".encode("utf-8")).hexdigest()
+        return hashlib.sha1(f"{seed}:{it.subset}/{it.id}".encode()).hexdigest()
 
     ranked = sorted(range(n), key=lambda i: (key(i), i))
     val_idx = set(ranked[:n_val])

@@ -11,10 +11,11 @@ Each sample is ``(image, target)``:
 This is the input torchvision's detection models take (torchvision detection reference
 scripts: ``collate_fn`` = tuple(zip(*batch))).
 """
+
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torchvision import tv_tensors
@@ -50,17 +51,19 @@ def clean_annotations(items: Sequence[Item], labels: Sequence[str]) -> tuple[lis
             if x2 - x1 < 1e-3 or y2 - y1 < 1e-3:
                 dropped["degenerate"] += 1
                 continue
-            keep.append(Annotation(label=a.label, bbox=(x1, y1, x2, y2), polygons=a.polygons,
-                                   attributes=a.attributes))
-        out.append(Item(id=it.id, image_path=it.image_path, width=it.width, height=it.height, subset=it.subset,
-                        annotations=keep))
+            keep.append(Annotation(label=a.label, bbox=(x1, y1, x2, y2), polygons=a.polygons, attributes=a.attributes))
+        out.append(
+            Item(
+                id=it.id, image_path=it.image_path, width=it.width, height=it.height, subset=it.subset, annotations=keep
+            )
+        )
     return out, dropped
 
 
 def rasterize_polygons(polygons: list[list[float]], height: int, width: int) -> torch.Tensor:
     """A uint8 H x W mask (1 inside) of the union of ``polygons`` (flat xy lists, pixels)."""
-    from PIL import Image, ImageDraw
     import numpy as np
+    from PIL import Image, ImageDraw
 
     img = Image.new("L", (width, height), 0)
     draw = ImageDraw.Draw(img)
@@ -84,8 +87,11 @@ def build_transforms(params: dict, train: bool) -> v2.Compose:
         if cj > 0:
             steps.append(v2.ColorJitter(brightness=0.4 * cj, contrast=0.4 * cj, saturation=0.4 * cj, hue=0.05 * cj))
         if float(params.get("zoom_out") or 0.0) > 0:
-            steps.append(v2.RandomZoomOut(fill={tv_tensors.Image: 124, "others": 0}, side_range=(1.0, 2.0),
-                                          p=float(params["zoom_out"])))
+            steps.append(
+                v2.RandomZoomOut(
+                    fill={tv_tensors.Image: 124, "others": 0}, side_range=(1.0, 2.0), p=float(params["zoom_out"])
+                )
+            )
         if float(params.get("hflip") or 0.0) > 0:
             steps.append(v2.RandomHorizontalFlip(p=float(params["hflip"])))
         if float(params.get("vflip") or 0.0) > 0:
@@ -130,9 +136,11 @@ class DetectionDataset(torch.utils.data.Dataset):
         try:
             image = read_rgb(it.image_path)
         except Exception as e:  # noqa: BLE001 - any decoder failure: name the file and the fix
-            return UnreadableSample(f"image {it.image_path} (item {it.subset}/{it.id}) cannot be decoded "
-                                    f"({type(e).__name__}: {e}); re-export the task from CVAT, or delete the image "
-                                    "from it, then train again")
+            return UnreadableSample(
+                f"image {it.image_path} (item {it.subset}/{it.id}) cannot be decoded "
+                f"({type(e).__name__}: {e}); re-export the task from CVAT, or delete the image "
+                "from it, then train again"
+            )
         h, w = int(image.shape[-2]), int(image.shape[-1])
         anns = it.annotations
         boxes = torch.tensor([a.bbox for a in anns], dtype=torch.float32).reshape(-1, 4)
@@ -143,7 +151,9 @@ class DetectionDataset(torch.utils.data.Dataset):
         }
         if self.with_masks:
             masks = [rasterize_polygons(a.polygons, h, w) if a.polygons else _box_mask(a.bbox, h, w) for a in anns]
-            target["masks"] = tv_tensors.Mask(torch.stack(masks) if masks else torch.zeros((0, h, w), dtype=torch.uint8))
+            target["masks"] = tv_tensors.Mask(
+                torch.stack(masks) if masks else torch.zeros((0, h, w), dtype=torch.uint8)
+            )
         image = tv_tensors.Image(image)
         if self.transforms is not None:
             image, target = self.transforms(image, target)
@@ -165,8 +175,10 @@ def read_rgb(path) -> torch.Tensor:
     Image.MAX_IMAGE_PIXELS = MAX_IMAGE_PIXELS  # Pillow itself refuses at twice this
     with Image.open(path) as im:
         if im.width * im.height > MAX_IMAGE_PIXELS:
-            raise ValueError(f"its header declares {im.width}x{im.height} pixels, over the limit of "
-                             f"{MAX_IMAGE_PIXELS} (CVAT_TRAIN_MAX_IMAGE_PIXELS)")
+            raise ValueError(
+                f"its header declares {im.width}x{im.height} pixels, over the limit of "
+                f"{MAX_IMAGE_PIXELS} (CVAT_TRAIN_MAX_IMAGE_PIXELS)"
+            )
         arr = np.asarray(im.convert("RGB"))
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
 
@@ -174,7 +186,7 @@ def read_rgb(path) -> torch.Tensor:
 def _box_mask(bbox, h: int, w: int) -> torch.Tensor:
     m = torch.zeros((h, w), dtype=torch.uint8)
     x1, y1, x2, y2 = (int(round(v)) for v in bbox)
-    m[max(0, y1):max(0, y2), max(0, x1):max(0, x2)] = 1
+    m[max(0, y1) : max(0, y2), max(0, x1) : max(0, x2)] = 1
     return m
 
 

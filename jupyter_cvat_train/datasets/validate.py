@@ -5,6 +5,7 @@ once, and read image sizes from file headers (no decoding), so a 20,000-image ex
 validates in about the time its annotation file takes to parse
 (benchmarks/bench_validate.py).
 """
+
 from __future__ import annotations
 
 import gc
@@ -74,9 +75,18 @@ class ValidationReport:
         """The ``cvat-train validate --json`` object: path, format, images, annotations,
         labels, subsets, errors, warnings (lists of finding objects), box_size, ok."""
         s = self.summary
-        return {"path": self.path, "format": self.format, "images": s["images"], "annotations": s["annotations"],
-                "labels": s["labels"], "subsets": s["subsets"], "errors": [f.to_dict() for f in self.errors],
-                "warnings": [f.to_dict() for f in self.warnings], "box_size": s["box_size"], "ok": self.ok}
+        return {
+            "path": self.path,
+            "format": self.format,
+            "images": s["images"],
+            "annotations": s["annotations"],
+            "labels": s["labels"],
+            "subsets": s["subsets"],
+            "errors": [f.to_dict() for f in self.errors],
+            "warnings": [f.to_dict() for f in self.warnings],
+            "box_size": s["box_size"],
+            "ok": self.ok,
+        }
 
 
 def item_ref(item: Item, root: Path) -> str:
@@ -93,8 +103,14 @@ def _stats(values: np.ndarray) -> dict:
     if values.size == 0:
         return {}
     q = np.percentile(values, [0, 5, 50, 95, 100])
-    return {"min": round(float(q[0]), 2), "p5": round(float(q[1]), 2), "median": round(float(q[2]), 2),
-            "mean": round(float(values.mean()), 2), "p95": round(float(q[3]), 2), "max": round(float(q[4]), 2)}
+    return {
+        "min": round(float(q[0]), 2),
+        "p5": round(float(q[1]), 2),
+        "median": round(float(q[2]), 2),
+        "mean": round(float(values.mean()), 2),
+        "p95": round(float(q[3]), 2),
+        "max": round(float(q[4]), 2),
+    }
 
 
 def _polygon_problem(poly) -> str | None:
@@ -130,8 +146,11 @@ def check_dataset(ds: Dataset, threads: int = 8) -> tuple[list[Finding], dict]:
     out += _check_coverage(ds, boxes)
     out += _check_polygons(ds)
     ok = ~boxes.degenerate
-    box_size = {"width": _stats(boxes.width[ok]), "height": _stats(boxes.height[ok]),
-                "area": _stats((boxes.width * boxes.height)[ok])}
+    box_size = {
+        "width": _stats(boxes.width[ok]),
+        "height": _stats(boxes.height[ok]),
+        "area": _stats((boxes.width * boxes.height)[ok]),
+    }
     return out, box_size
 
 
@@ -158,21 +177,35 @@ def _check_images(ds: Dataset, threads: int) -> tuple[list[Finding], np.ndarray,
     for i, (it, size) in enumerate(zip(items, sizes, strict=True)):
         if size is None:
             if it.image_path is None or not os.path.exists(it.image_path):
-                out.append(finding("missing-image", f"image of item {it.subset}/{it.id} is not in the export",
-                                   item_ref(it, root)))
+                out.append(
+                    finding(
+                        "missing-image", f"image of item {it.subset}/{it.id} is not in the export", item_ref(it, root)
+                    )
+                )
             else:
-                out.append(finding("unreadable-image", f"{item_ref(it, root)} cannot be read as an image",
-                                   item_ref(it, root)))
+                out.append(
+                    finding("unreadable-image", f"{item_ref(it, root)} cannot be read as an image", item_ref(it, root))
+                )
             w, h = it.width, it.height
         else:
             w, h = size
             if w * h > MAX_IMAGE_PIXELS:
-                out.append(finding("image-too-large", f"{item_ref(it, root)} declares {w}x{h} pixels in its header, "
-                                   f"over the limit of {MAX_IMAGE_PIXELS} pixels that training decodes",
-                                   item_ref(it, root)))
+                out.append(
+                    finding(
+                        "image-too-large",
+                        f"{item_ref(it, root)} declares {w}x{h} pixels in its header, "
+                        f"over the limit of {MAX_IMAGE_PIXELS} pixels that training decodes",
+                        item_ref(it, root),
+                    )
+                )
             if it.width is not None and it.height is not None and (it.width, it.height) != (w, h):
-                out.append(finding("image-size-mismatch", f"{item_ref(it, root)} is {w}x{h} pixels but the "
-                                   f"annotation file says {it.width}x{it.height}", item_ref(it, root)))
+                out.append(
+                    finding(
+                        "image-size-mismatch",
+                        f"{item_ref(it, root)} is {w}x{h} pixels but the annotation file says {it.width}x{it.height}",
+                        item_ref(it, root),
+                    )
+                )
                 w, h = it.width, it.height  # boxes were drawn in the declared frame
         if w is not None and h is not None:
             widths[i], heights[i] = w, h
@@ -200,8 +233,9 @@ class _Boxes:
         total = int(counts.sum())
         label_index = {name: k for k, name in enumerate(ds.labels)}
         boxes = np.array([a.bbox for it in items for a in it.annotations], dtype=np.float64).reshape(total, 4)
-        labels = np.fromiter((label_index.get(a.label, -1) for it in items for a in it.annotations),
-                             dtype=np.int64, count=total)
+        labels = np.fromiter(
+            (label_index.get(a.label, -1) for it in items for a in it.annotations), dtype=np.int64, count=total
+        )
         owner = np.repeat(np.arange(n), counts)
         bw, bh = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
         finite = np.isfinite(boxes).all(axis=1)
@@ -225,25 +259,47 @@ def _check_boxes(ds: Dataset, t: _Boxes, widths: np.ndarray, heights: np.ndarray
     root, items, boxes = ds.root, ds.items, t.boxes
     for j in np.flatnonzero(t.labels < 0):
         it = items[t.owner[j]]
-        out.append(finding("undeclared-label", f"an annotation uses label "
-                           f"{it.annotations[j - int(t.counts[:t.owner[j]].sum())].label!r}, "
-                           "which the export does not declare", item_ref(it, root)))
+        out.append(
+            finding(
+                "undeclared-label",
+                f"an annotation uses label "
+                f"{it.annotations[j - int(t.counts[: t.owner[j]].sum())].label!r}, "
+                "which the export does not declare",
+                item_ref(it, root),
+            )
+        )
     for j in np.flatnonzero(t.degenerate):
         it = items[t.owner[j]]
         x1, y1, x2, y2 = boxes[j]
-        out.append(finding("degenerate-box", f"a {t.label_name(ds, j)} box on "
-                           f"{item_ref(it, root)} has width {x2 - x1:g} and height {y2 - y1:g} pixels "
-                           f"(xyxy {x1:g},{y1:g},{x2:g},{y2:g})", item_ref(it, root)))
+        out.append(
+            finding(
+                "degenerate-box",
+                f"a {t.label_name(ds, j)} box on "
+                f"{item_ref(it, root)} has width {x2 - x1:g} and height {y2 - y1:g} pixels "
+                f"(xyxy {x1:g},{y1:g},{x2:g},{y2:g})",
+                item_ref(it, root),
+            )
+        )
     iw, ih = widths[t.owner], heights[t.owner]
     with np.errstate(invalid="ignore"):
-        oob = t.finite & ((boxes[:, 0] < -BOUNDS_TOLERANCE) | (boxes[:, 1] < -BOUNDS_TOLERANCE)
-                          | (boxes[:, 2] > iw + BOUNDS_TOLERANCE) | (boxes[:, 3] > ih + BOUNDS_TOLERANCE))
+        oob = t.finite & (
+            (boxes[:, 0] < -BOUNDS_TOLERANCE)
+            | (boxes[:, 1] < -BOUNDS_TOLERANCE)
+            | (boxes[:, 2] > iw + BOUNDS_TOLERANCE)
+            | (boxes[:, 3] > ih + BOUNDS_TOLERANCE)
+        )
     for j in np.flatnonzero(oob):
         it = items[t.owner[j]]
         x1, y1, x2, y2 = boxes[j]
-        out.append(finding("box-out-of-bounds", f"a {t.label_name(ds, j)} box on "
-                           f"{item_ref(it, root)} (xyxy {x1:g},{y1:g},{x2:g},{y2:g}) reaches outside the "
-                           f"{iw[j]:g}x{ih[j]:g} image", item_ref(it, root)))
+        out.append(
+            finding(
+                "box-out-of-bounds",
+                f"a {t.label_name(ds, j)} box on "
+                f"{item_ref(it, root)} (xyxy {x1:g},{y1:g},{x2:g},{y2:g}) reaches outside the "
+                f"{iw[j]:g}x{ih[j]:g} image",
+                item_ref(it, root),
+            )
+        )
     return out + _check_duplicates(ds, t)
 
 
@@ -259,9 +315,15 @@ def _check_duplicates(ds: Dataset, t: _Boxes) -> list[Finding]:
     same = np.flatnonzero((sk[1:] == sk[:-1]).all(axis=1))
     for j in order[same + 1]:
         it = ds.items[t.owner[j]]
-        out.append(finding("duplicate-annotation", f"{item_ref(it, ds.root)} has two "
-                           f"{t.label_name(ds, j)} boxes at xyxy "
-                           f"{','.join(f'{v:g}' for v in t.boxes[j])}", item_ref(it, ds.root)))
+        out.append(
+            finding(
+                "duplicate-annotation",
+                f"{item_ref(it, ds.root)} has two "
+                f"{t.label_name(ds, j)} boxes at xyxy "
+                f"{','.join(f'{v:g}' for v in t.boxes[j])}",
+                item_ref(it, ds.root),
+            )
+        )
     return out
 
 
@@ -270,8 +332,9 @@ def _check_coverage(ds: Dataset, t: _Boxes) -> list[Finding]:
     out: list[Finding] = []
     for i in np.flatnonzero(t.counts == 0):
         it = ds.items[i]
-        out.append(finding("image-without-annotations", f"{item_ref(it, ds.root)} has no annotations",
-                           item_ref(it, ds.root)))
+        out.append(
+            finding("image-without-annotations", f"{item_ref(it, ds.root)} has no annotations", item_ref(it, ds.root))
+        )
     per_label = np.bincount(t.labels[t.labels >= 0], minlength=len(ds.labels))
     for name, c in zip(ds.labels, per_label, strict=True):
         if c == 0:
@@ -289,8 +352,13 @@ def _check_polygons(ds: Dataset) -> list[Finding]:
             for poly in a.polygons or ():
                 problem = _polygon_problem(poly)
                 if problem:
-                    out.append(finding("invalid-polygon", f"a {a.label} polygon on {item_ref(it, ds.root)} "
-                                       f"{problem}", item_ref(it, ds.root)))
+                    out.append(
+                        finding(
+                            "invalid-polygon",
+                            f"a {a.label} polygon on {item_ref(it, ds.root)} {problem}",
+                            item_ref(it, ds.root),
+                        )
+                    )
     return out
 
 
@@ -343,8 +411,13 @@ def _validate(path, format, threads) -> ValidationReport:
         return report
     except Exception as e:  # noqa: BLE001 - a parser's unexpected failure is still "unreadable"
         report.readable = False
-        report.findings.append(finding("unreadable-export", f"{path} could not be read as a "
-                                       f"{report.format or 'CVAT'} export: {type(e).__name__}: {e}", str(path)))
+        report.findings.append(
+            finding(
+                "unreadable-export",
+                f"{path} could not be read as a {report.format or 'CVAT'} export: {type(e).__name__}: {e}",
+                str(path),
+            )
+        )
         return report
     report.dataset = ds
     checks, report.box_size = check_dataset(ds, threads=threads)

@@ -25,6 +25,7 @@ passes :func:`.specs.check_spec` against the server root again; otherwise it is 
 with a message. A cancel reaches only a process the backend verifies as the job's process.
 A bad record is reported (logged, and on that job) and never stops the others.
 """
+
 from __future__ import annotations
 
 import json
@@ -61,9 +62,11 @@ from .scheduler import SchedulerLease
 from .store import JOB_ID_RE, JobStore
 
 DEFAULT_CANCEL_GRACE = 10.0
-NOT_ENQUEUED = ("not started: this job was not queued through cvat-train (the API, the panel or the CLI), or its "
-                "job.json was changed after it was queued; job folders written by hand are never run. Submit the "
-                "job again")
+NOT_ENQUEUED = (
+    "not started: this job was not queued through cvat-train (the API, the panel or the CLI), or its "
+    "job.json was changed after it was queued; job folders written by hand are never run. Submit the "
+    "job again"
+)
 
 
 def _resource_of(kind: str) -> str:
@@ -94,10 +97,16 @@ def job_to_dict(row: dict, runs_root: Path) -> dict:
     """
     progress = row.get("progress") or {}
     return {
-        "id": row["id"], "kind": row["kind"], "state": row["state"], "message": row.get("message") or "",
+        "id": row["id"],
+        "kind": row["kind"],
+        "state": row["state"],
+        "message": row.get("message") or "",
         "progress": {"done": progress.get("done", 0), "total": progress.get("total"), "unit": progress.get("unit")},
-        "created_at": row.get("created_at"), "started_at": row.get("started_at"), "ended_at": row.get("ended_at"),
-        "dir": str(Path(runs_root) / row["id"]), "outputs": row.get("outputs") or {},
+        "created_at": row.get("created_at"),
+        "started_at": row.get("started_at"),
+        "ended_at": row.get("ended_at"),
+        "dir": str(Path(runs_root) / row["id"]),
+        "outputs": row.get("outputs") or {},
     }
 
 
@@ -122,11 +131,22 @@ class JobManager:
     Thread-safe.
     """
 
-    def __init__(self, runs_root: Path | str, *, root_dir: Path | str | None = None,
-                 key_file: Path | str | None = None, limits: Limits | None = None,
-                 cancel_grace: float = DEFAULT_CANCEL_GRACE, python: str | None = None,
-                 env: dict[str, str] | None = None, niceness: int = 0, log: logging.Logger | None = None,
-                 spec_options: dict | None = None, backend: JobBackend | None = None, owner: str = ""):
+    def __init__(
+        self,
+        runs_root: Path | str,
+        *,
+        root_dir: Path | str | None = None,
+        key_file: Path | str | None = None,
+        limits: Limits | None = None,
+        cancel_grace: float = DEFAULT_CANCEL_GRACE,
+        python: str | None = None,
+        env: dict[str, str] | None = None,
+        niceness: int = 0,
+        log: logging.Logger | None = None,
+        spec_options: dict | None = None,
+        backend: JobBackend | None = None,
+        owner: str = "",
+    ):
         self.runs_root = Path(runs_root).resolve()
         self.root_dir = Path(os.path.realpath(root_dir if root_dir is not None else self.runs_root.parent))
         self.log = log or logging.getLogger(__name__)
@@ -213,9 +233,14 @@ class JobManager:
         spec_bytes = json_bytes(spec)
         jd = JobDir(self.runs_root / job_id).create(spec, spec_bytes)
         with self._lock:
-            self.store.add(job_id, kind.name, JobState.QUEUED, created_at=jd.read_status().get("created_at"),
-                           progress={"done": 0, "total": None, "unit": None},
-                           token=sign(self.key, job_id, spec_bytes))
+            self.store.add(
+                job_id,
+                kind.name,
+                JobState.QUEUED,
+                created_at=jd.read_status().get("created_at"),
+                progress={"done": 0, "total": None, "unit": None},
+                token=sign(self.key, job_id, spec_bytes),
+            )
             self.schedule()
             return self.get(job_id, refresh=False)
 
@@ -320,8 +345,12 @@ class JobManager:
             if not verify(self.key, row["id"], spec_bytes, row.get("token")):
                 raise SpecError(NOT_ENQUEUED)
         except SpecError as e:
-            self._fail(row["id"], str(e) if str(e).startswith("not started") else
-                       f"not started: its spec no longer passes the checks: {e}")
+            self._fail(
+                row["id"],
+                str(e)
+                if str(e).startswith("not started")
+                else f"not started: its spec no longer passes the checks: {e}",
+            )
             return False
         except Exception as e:  # noqa: BLE001 - a bad spec must not stop the queue
             self.log.exception("cvat-train: checking job %s before its start failed", row["id"])
@@ -331,8 +360,11 @@ class JobManager:
         env[SPEC_HASH_ENV] = spec_sha256(spec_bytes)  # the job process reads only this spec
         env[RUN_ENV] = kind.run  # ... and runs this kind's function, as registered here
         try:  # claim the start: launch.json made exclusively, so a job never starts twice
-            os.close(os.open(jd.path / HANDLE_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC,
-                             0o644))
+            os.close(
+                os.open(
+                    jd.path / HANDLE_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
+                )
+            )
         except FileExistsError:
             return False  # started by another process already, or planted: settled by the next refresh
         except OSError as e:
@@ -350,8 +382,14 @@ class JobManager:
             self._fail(row["id"], f"stopped at its start: cannot write {HANDLE_NAME} ({e.strerror or e})")
             return False
         self._launched[row["id"]] = handle
-        self.store.update(row["id"], state=JobState.RUNNING, pid=handle.get("pid"),
-                          pid_start_time=handle.get("pid_start_time"), gpu=row["gpu"], started_at=now_iso())
+        self.store.update(
+            row["id"],
+            state=JobState.RUNNING,
+            pid=handle.get("pid"),
+            pid_start_time=handle.get("pid_start_time"),
+            gpu=row["gpu"],
+            started_at=now_iso(),
+        )
         return True
 
     # -- watching -----------------------------------------------------------------------
@@ -366,8 +404,10 @@ class JobManager:
         stored = read_handle(jd, self.backends)
         backend = self.backends.get(stored.get("backend"), self.backend)
         indexed = backend.check_handle({"pid": row.get("pid"), "pid_start_time": row.get("pid_start_time")})
-        polls = [(h, backend.poll(jd, h))
-                 for h in backend.candidates(jd, [self._launched.get(job_id) or {}, stored, indexed])]
+        polls = [
+            (h, backend.poll(jd, h))
+            for h in backend.candidates(jd, [self._launched.get(job_id) or {}, stored, indexed])
+        ]
         for h, p in polls:
             if p.alive and p.verified:
                 return backend, h, p
@@ -404,31 +444,49 @@ class JobManager:
         if status.get("state") not in FINAL_STATES:
             if not handle:  # never launched
                 if row.get("cancel_requested_at") or status.get("state") == JobState.CANCELLED:
-                    status = self.write_status(job_id, state=JobState.CANCELLED,
-                                                message="cancelled before it started", ended_at=now_iso())
-                elif JobState.RUNNING in (row["state"], status.get("state")):  # no process to watch: it would hold a slot
-                    status = self.write_status(job_id, **self._death_fields(
-                        job_id, row, poll, problem or "its status says running but names no process"))
+                    status = self.write_status(
+                        job_id, state=JobState.CANCELLED, message="cancelled before it started", ended_at=now_iso()
+                    )
+                elif JobState.RUNNING in (
+                    row["state"],
+                    status.get("state"),
+                ):  # no process to watch: it would hold a slot
+                    status = self.write_status(
+                        job_id,
+                        **self._death_fields(
+                            job_id, row, poll, problem or "its status says running but names no process"
+                        ),
+                    )
             elif poll.alive:
                 if verified:
                     self._foreign.discard(job_id)
                 elif job_id not in self._foreign:
                     self._foreign.add(job_id)
-                    self.report(job_id, f"its process {pid} is not a cvat-train job process of this folder: "
-                                        "it is shown but never signalled, and takes no queue slot")
+                    self.report(
+                        job_id,
+                        f"its process {pid} is not a cvat-train job process of this folder: "
+                        "it is shown but never signalled, and takes no queue slot",
+                    )
                 now = time.time()
                 if row.get("cancel_requested_at") and not verified:
-                    status = self.write_status(job_id, state=JobState.CANCELLED, ended_at=now_iso(), message=(
-                        f"cancelled; process {pid} was not signalled: it is not this job's process "
-                        "(its records do not match)"))
+                    status = self.write_status(
+                        job_id,
+                        state=JobState.CANCELLED,
+                        ended_at=now_iso(),
+                        message=(
+                            f"cancelled; process {pid} was not signalled: it is not this job's process "
+                            "(its records do not match)"
+                        ),
+                    )
                 elif row.get("cancel_requested_at") and now - row["cancel_requested_at"] > self.cancel_grace:
                     backend.cancel(jd, handle, 0)  # the grace period is over: stop it by force
                 fields["state"] = JobState.RUNNING
             else:
                 status, problem = jd.load_status()  # it may have finished between the two reads
                 if status.get("state") not in FINAL_STATES:
-                    status = self.write_status(job_id, **self._death_fields(job_id, row, poll, problem if not status
-                                                                             else None))
+                    status = self.write_status(
+                        job_id, **self._death_fields(job_id, row, poll, problem if not status else None)
+                    )
         if status.get("state") in FINAL_STATES:
             fields["state"] = status["state"]
             launched = self._launched.pop(job_id, None)
@@ -466,9 +524,11 @@ class JobManager:
             state, message = JobState.CANCELLED, "cancelled by request"
         elif job_id in self._launched:
             state = JobState.FAILED
-            message = (f"the job process ended (exit code {code}) without reporting a result; see job.log"
-                       if code is None or code >= 0 else
-                       f"the job process was killed by signal {_signal_name(-code)}; see job.log")
+            message = (
+                f"the job process ended (exit code {code}) without reporting a result; see job.log"
+                if code is None or code >= 0
+                else f"the job process was killed by signal {_signal_name(-code)}; see job.log"
+            )
         else:
             state, message = JobState.FAILED, INTERRUPTED
         if problem:  # its record is unreadable: say so rather than guess

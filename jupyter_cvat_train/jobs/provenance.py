@@ -9,6 +9,7 @@ secret), and stores the signature in the job's store row. Before launching it re
 the signature over job.json as it is now: a planted job (no or a copied signature) or a
 spec edited after it was queued does not match and is never started.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -54,12 +55,19 @@ def load_key(path: Path | str | None = None) -> bytes:
             except FileExistsError:
                 pass  # another process wrote it first: read theirs
             except OSError as e:
-                log.warning("cvat-train: cannot write the job signing key %s (%s); queued jobs will start "
-                            "only from this process", path, e)
+                log.warning(
+                    "cvat-train: cannot write the job signing key %s (%s); queued jobs will start "
+                    "only from this process",
+                    path,
+                    e,
+                )
                 return secrets.token_hex(32).encode()
         except (RecordError, OSError) as e:
-            log.warning("cvat-train: cannot read the job signing key %s (%s); queued jobs will start only "
-                        "from this process", path, e)
+            log.warning(
+                "cvat-train: cannot read the job signing key %s (%s); queued jobs will start only from this process",
+                path,
+                e,
+            )
             return secrets.token_hex(32).encode()
     return secrets.token_hex(32).encode()
 

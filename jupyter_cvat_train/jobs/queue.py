@@ -6,6 +6,7 @@ With GPUs each accelerator job gets its own GPU (``CUDA_VISIBLE_DEVICES``).
 Queued jobs start strictly in creation order within a resource: a job never overtakes
 an older one waiting for the same resource.
 """
+
 from __future__ import annotations
 
 import os

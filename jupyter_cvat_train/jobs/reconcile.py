@@ -17,6 +17,7 @@ cannot be read is indexed as a ``failed`` job whose message says what is wrong; 
 of the index are dropped and their folders indexed again. One bad entry never stops the
 others.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,12 +55,16 @@ def reconcile(manager: JobManager) -> dict:
             if jd.is_real_dir() or path.is_symlink():
                 report["skipped"] += 1
                 if path.is_symlink():
-                    manager.log.warning("cvat-train: %s in %s is a symlink, not a job folder: skipped",
-                                        name[:80], manager.runs_root)
+                    manager.log.warning(
+                        "cvat-train: %s in %s is a symlink, not a job folder: skipped", name[:80], manager.runs_root
+                    )
             continue
         if not JOB_ID_RE.fullmatch(name):
-            manager.log.warning("cvat-train: job folder %r in %s has a name the API cannot address: skipped",
-                                name[:80], manager.runs_root)
+            manager.log.warning(
+                "cvat-train: job folder %r in %s has a name the API cannot address: skipped",
+                name[:80],
+                manager.runs_root,
+            )
             report["skipped"] += 1
             continue
         try:
@@ -78,7 +83,9 @@ def reconcile(manager: JobManager) -> dict:
             manager.report(job_id, problem)
             report["bad"] += 1
             if fields["kind"] == "unknown" and fields["state"] == JobState.FAILED:  # its folder says so too
-                manager.write_status(job_id, state=JobState.FAILED, message=fields["message"], ended_at=fields["ended_at"])
+                manager.write_status(
+                    job_id, state=JobState.FAILED, message=fields["message"], ended_at=fields["ended_at"]
+                )
         report["indexed"] += 1
     for row in store.list():
         if not JobDir(manager.runs_root / row["id"]).is_real_dir():
@@ -105,20 +112,37 @@ def _index_entry(jd: JobDir, manager: JobManager) -> tuple[str, str, dict, str |
         spec = jd.read_spec()
     except JobError as e:
         message = valid_text(f"its job.json cannot be used: {e}")
-        return (status.get("created_at") or "", jd.id,
-                {"kind": "unknown", "state": JobState.FAILED, "message": message, "created_at": status.get("created_at"),
-                 "ended_at": now_iso()}, message)
+        return (
+            status.get("created_at") or "",
+            jd.id,
+            {
+                "kind": "unknown",
+                "state": JobState.FAILED,
+                "message": message,
+                "created_at": status.get("created_at"),
+                "ended_at": now_iso(),
+            },
+            message,
+        )
     kind = spec.get("kind")
     kind = kind if isinstance(kind, str) and re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", kind) else "unknown"
     handle = read_handle(jd, manager.backends)
-    pid, start_time = (status.get("pid"), status.get("pid_start_time")) if status.get("pid") else \
-        (handle.get("pid"), handle.get("pid_start_time"))
+    pid, start_time = (
+        (status.get("pid"), status.get("pid_start_time"))
+        if status.get("pid")
+        else (handle.get("pid"), handle.get("pid_start_time"))
+    )
     state = status.get("state", JobState.QUEUED)
     if state == JobState.QUEUED and pid:
         state = JobState.RUNNING
-    fields = {"kind": kind, "state": state, "created_at": status.get("created_at"),
-              "started_at": status.get("started_at") or handle.get("launched_at"),
-              "pid": pid, "pid_start_time": start_time}
+    fields = {
+        "kind": kind,
+        "state": state,
+        "created_at": status.get("created_at"),
+        "started_at": status.get("started_at") or handle.get("launched_at"),
+        "pid": pid,
+        "pid_start_time": start_time,
+    }
     for key in ("message", "progress", "outputs", "ended_at"):
         if status.get(key) is not None:
             fields[key] = status[key]

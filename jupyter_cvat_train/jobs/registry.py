@@ -18,6 +18,7 @@ the entry point group ``jupyter_cvat_train.job_kinds`` (the entry point names a 
 or a module that registers its kinds when imported), or at run time (a test, a notebook).
 See docs/architecture.md, "Worked example: adding a job kind".
 """
+
 from __future__ import annotations
 
 import importlib
@@ -143,16 +144,45 @@ def path_fields() -> frozenset[str]:
     return frozenset(f for kind in list_kinds() for f in kind.all_path_fields)
 
 
-register_kind(JobKind("train", "jupyter_cvat_train.training.job:train_job", "accelerator",
-                      check="jupyter_cvat_train.jobs.specs:check_train",
-                      path_fields=("dataset",), optional_path_fields=("checkpoint",), heavy_check=True,
-                      description="train a model template on a CVAT export"))
-register_kind(JobKind("annotate", "jupyter_cvat_train.annotate.pipeline:run_annotate", "accelerator",
-                      check="jupyter_cvat_train.jobs.specs:check_annotate",
-                      path_fields=("model", "images"), optional_path_fields=("output", "model_dir"),
-                      description="annotate images with a trained model (a CVAT-importable zip)"))
-register_kind(JobKind("sync", "jupyter_cvat_train.storage.job:sync_job", "io",
-                      check="jupyter_cvat_train.jobs.specs:check_sync", path_fields=("workspace",),
-                      description="sync a workspace folder with object storage"))
-register_kind(JobKind("validate", "jupyter_cvat_train.datasets.job:validate_job", "io", path_fields=("dataset",),
-                      description="validate a CVAT export"))
+register_kind(
+    JobKind(
+        "train",
+        "jupyter_cvat_train.training.job:train_job",
+        "accelerator",
+        check="jupyter_cvat_train.jobs.specs:check_train",
+        path_fields=("dataset",),
+        optional_path_fields=("checkpoint",),
+        heavy_check=True,
+        description="train a model template on a CVAT export",
+    )
+)
+register_kind(
+    JobKind(
+        "annotate",
+        "jupyter_cvat_train.annotate.pipeline:run_annotate",
+        "accelerator",
+        check="jupyter_cvat_train.jobs.specs:check_annotate",
+        path_fields=("model", "images"),
+        optional_path_fields=("output", "model_dir"),
+        description="annotate images with a trained model (a CVAT-importable zip)",
+    )
+)
+register_kind(
+    JobKind(
+        "sync",
+        "jupyter_cvat_train.storage.job:sync_job",
+        "io",
+        check="jupyter_cvat_train.jobs.specs:check_sync",
+        path_fields=("workspace",),
+        description="sync a workspace folder with object storage",
+    )
+)
+register_kind(
+    JobKind(
+        "validate",
+        "jupyter_cvat_train.datasets.job:validate_job",
+        "io",
+        path_fields=("dataset",),
+        description="validate a CVAT export",
+    )
+)

@@ -7,6 +7,7 @@ a kind registered only there, a test's or a notebook's, runs too); without it, t
 is looked up in this process's registry (built-in and plug-in kinds). An unknown kind or
 a function that cannot be imported fails the job with a message naming it.
 """
+
 from __future__ import annotations
 
 import os

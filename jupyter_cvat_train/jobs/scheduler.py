@@ -15,6 +15,7 @@ is still the one at the path (one deleted or replaced means the lease is lost, a
 for again). What the file says about its holder (:meth:`SchedulerLease.holder`) is only
 shown, never trusted.
 """
+
 from __future__ import annotations
 
 import errno
@@ -57,8 +58,9 @@ class SchedulerLease:
             if self._fd is not None:
                 if self._still_ours():
                     return True
-                log.warning("cvat-train: the scheduler lease %s was removed or replaced; asking for it again",
-                            self.path)
+                log.warning(
+                    "cvat-train: the scheduler lease %s was removed or replaced; asking for it again", self.path
+                )
                 self._close()
             fd = self._open()
             if fd is None:

@@ -7,6 +7,7 @@ status, a message naming the field and the fix, and details (e.g. the dataset's
 validation report). Paths must resolve inside the root: no ``..``, no symlink that
 leads out.
 """
+
 from __future__ import annotations
 
 import os
@@ -51,19 +52,24 @@ def resolve_inside(root: Path | str, path: Any, field: str = "path", must_exist:
     except UnicodeError:
         raise SpecError(f"{field}: {shown(path)} is not a valid file name (unpaired surrogate)", 400) from None
     if len(encoded) > PATH_MAX:
-        raise SpecError(f"{field}: the path is {len(encoded)} bytes long, more than the {PATH_MAX} bytes a path "
-                        f"can have ({shown(path)})", 400)
+        raise SpecError(
+            f"{field}: the path is {len(encoded)} bytes long, more than the {PATH_MAX} bytes a path "
+            f"can have ({shown(path)})",
+            400,
+        )
     if any(len(part) > NAME_MAX for part in encoded.split(b"/")):
         raise SpecError(f"{field}: a folder or file name in {shown(path)} is longer than {NAME_MAX} bytes", 400)
     root_real = os.path.realpath(root)
     raw = path.strip()
     if ".." in raw.split("/"):
-        raise SpecError(f"{field}: '..' is not allowed in paths ({shown(path)}); give a path inside the server root",
-                        403)
+        raise SpecError(
+            f"{field}: '..' is not allowed in paths ({shown(path)}); give a path inside the server root", 403
+        )
     real = os.path.realpath(os.path.join(root_real, raw))  # an absolute ``raw`` replaces root_real
     if real != root_real and not real.startswith(root_real.rstrip("/") + "/"):
-        raise SpecError(f"{field}: {shown(path)} is outside the server root folder; only files under it can be used",
-                        403)
+        raise SpecError(
+            f"{field}: {shown(path)} is outside the server root folder; only files under it can be used", 403
+        )
     if must_exist and not os.path.exists(real):
         raise SpecError(f"{field}: {shown(path)} does not exist under the server root folder", 404)
     return Path(real)
@@ -136,7 +142,9 @@ def check_train(spec: dict, root: Path, options: SpecOptions) -> dict:
     dataset, report = validate_dataset(root, spec.get("dataset"), format=spec.get("format"))
     report_dict = report.to_dict()
     if not report.ok:
-        raise SpecError(f"dataset: {spec.get('dataset')!r} has validation errors; fix them and try again", 422, report_dict)
+        raise SpecError(
+            f"dataset: {spec.get('dataset')!r} has validation errors; fix them and try again", 422, report_dict
+        )
     out = {**spec, "template": name, "parameters": parameters, "dataset": str(dataset)}
     if spec.get("checkpoint") not in (None, ""):
         out["checkpoint"] = str(resolve_inside(root, spec["checkpoint"], "checkpoint"))
@@ -165,7 +173,7 @@ def check_sync(spec: dict, root: Path, options: SpecOptions) -> dict:
 
     direction = spec.get("direction")
     if direction not in ("up", "down"):
-        raise SpecError("direction: expected \"up\" (workspace to storage) or \"down\"", 400)
+        raise SpecError('direction: expected "up" (workspace to storage) or "down"', 400)
     workspace = resolve_inside(root, spec.get("workspace"), "workspace", must_exist=direction == "up")
     try:
         location = parse_storage_uri(spec.get("storage"))
@@ -176,8 +184,11 @@ def check_sync(spec: dict, root: Path, options: SpecOptions) -> dict:
     if location.scheme == "file":
         resolve_inside(root, str(location.path), "storage", must_exist=False)
         if not location.path.is_dir():
-            raise SpecError(f"storage: the folder {location.uri} does not exist (or is not a folder): create it "
-                            "first, as a bucket must be, or check the URI for a typo", 404)
+            raise SpecError(
+                f"storage: the folder {location.uri} does not exist (or is not a folder): create it "
+                "first, as a bucket must be, or check the URI for a typo",
+                404,
+            )
     if endpoint is not None:
         allowed = set(configured_endpoint_urls())
         for url in allowed_endpoint_urls:
@@ -186,9 +197,12 @@ def check_sync(spec: dict, root: Path, options: SpecOptions) -> dict:
             except StorageError:
                 continue
         if endpoint not in allowed:
-            raise SpecError(f"endpoint_url: {endpoint[:200]} is not an endpoint this server may send requests to; "
-                            "the server's administrator can allow it with "
-                            "c.CvatTrainApp.allowed_endpoint_urls = [...] (or as the user's AWS_ENDPOINT_URL)", 403)
+            raise SpecError(
+                f"endpoint_url: {endpoint[:200]} is not an endpoint this server may send requests to; "
+                "the server's administrator can allow it with "
+                "c.CvatTrainApp.allowed_endpoint_urls = [...] (or as the user's AWS_ENDPOINT_URL)",
+                403,
+            )
     out = {**spec, "workspace": str(workspace), "storage": location.uri, "endpoint_url": endpoint}
     runs = Path(runs_root) if runs_root else root / "cvat-train-runs"
     try:
@@ -209,8 +223,11 @@ def check_annotate(spec: dict, root: Path, options: SpecOptions) -> dict:
     from .runtime import JobError
 
     model = spec.get("model") if spec.get("model") not in (None, "") else spec.get("model_dir")
-    out = {**spec, "images": str(resolve_inside(root, spec.get("images"), "images")),
-           "model": str(resolve_inside(root, model, "model"))}
+    out = {
+        **spec,
+        "images": str(resolve_inside(root, spec.get("images"), "images")),
+        "model": str(resolve_inside(root, model, "model")),
+    }
     out.pop("model_dir", None)
     output = None
     if spec.get("output") not in (None, ""):
@@ -223,8 +240,12 @@ def check_annotate(spec: dict, root: Path, options: SpecOptions) -> dict:
     out["overwrite"] = opts.overwrite
     if output is not None:
         try:
-            plan_outputs(output, inputs=[("images", out["images"]), ("model folder", out["model"])],
-                         overwrite=opts.overwrite, previews=opts.preview > 0)
+            plan_outputs(
+                output,
+                inputs=[("images", out["images"]), ("model folder", out["model"])],
+                overwrite=opts.overwrite,
+                previews=opts.preview > 0,
+            )
         except OutputError as e:
             raise SpecError(str(e), e.status) from None
     return out
@@ -243,8 +264,9 @@ def check_path_fields(kind: JobKind, spec: dict, root: Path) -> dict:
     return out
 
 
-def check_spec(spec: Any, root: Path | str, *, runs_root: Path | str | None = None,
-               allowed_endpoint_urls: Iterable[str] = ()) -> dict:
+def check_spec(
+    spec: Any, root: Path | str, *, runs_root: Path | str | None = None, allowed_endpoint_urls: Iterable[str] = ()
+) -> dict:
     """The spec to write to job.json for client spec ``spec``, paths resolved inside
     ``root``: the check of its kind in the registry (:mod:`.registry`; e.g.
     :func:`check_train`, :func:`check_sync`, :func:`check_annotate`), or

@@ -14,6 +14,7 @@ ValueError) and when it is loaded (a bad row is skipped and logged); a file that
 a usable database is moved aside (``jobs.sqlite.corrupt-<time>``) and a new index is
 built from the folders.
 """
+
 from __future__ import annotations
 
 import json
@@ -56,8 +57,23 @@ CREATE TABLE IF NOT EXISTS forgotten (id TEXT PRIMARY KEY);
 """
 
 _JSON_COLUMNS = ("progress", "outputs")
-COLUMNS = ("seq", "id", "kind", "state", "message", "progress", "outputs", "created_at", "started_at",
-           "ended_at", "pid", "pid_start_time", "gpu", "cancel_requested_at", "token")
+COLUMNS = (
+    "seq",
+    "id",
+    "kind",
+    "state",
+    "message",
+    "progress",
+    "outputs",
+    "created_at",
+    "started_at",
+    "ended_at",
+    "pid",
+    "pid_start_time",
+    "gpu",
+    "cancel_requested_at",
+    "token",
+)
 
 
 def _opt(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
@@ -109,11 +125,21 @@ def _number(v: Any) -> float:
 
 
 _CHECKS: dict[str, Callable[[Any], Any]] = {
-    "seq": _seq, "id": _id, "kind": _kind, "state": valid_state, "message": valid_text,
-    "progress": lambda v: clean_progress(_json_object(v)), "outputs": _json_object,
-    "created_at": _opt(valid_time), "started_at": _opt(valid_time), "ended_at": _opt(valid_time),
-    "pid": _opt(valid_pid), "pid_start_time": _opt(valid_number), "gpu": _opt(_gpu),
-    "cancel_requested_at": _opt(_number), "token": _opt(_token),
+    "seq": _seq,
+    "id": _id,
+    "kind": _kind,
+    "state": valid_state,
+    "message": valid_text,
+    "progress": lambda v: clean_progress(_json_object(v)),
+    "outputs": _json_object,
+    "created_at": _opt(valid_time),
+    "started_at": _opt(valid_time),
+    "ended_at": _opt(valid_time),
+    "pid": _opt(valid_pid),
+    "pid_start_time": _opt(valid_number),
+    "gpu": _opt(_gpu),
+    "cancel_requested_at": _opt(_number),
+    "token": _opt(_token),
 }
 
 
@@ -144,8 +170,12 @@ class JobStore:
         except sqlite3.DatabaseError as e:  # not a database, a folder in its place, a bad schema
             self.close()
             aside = self.path.with_name(f"{STORE_NAME}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}")
-            log.error("cvat-train: the job index %s is not usable (%s); moved to %s, rebuilding it from the "
-                      "job folders", self.path, e, aside.name)
+            log.error(
+                "cvat-train: the job index %s is not usable (%s); moved to %s, rebuilding it from the job folders",
+                self.path,
+                e,
+                aside.name,
+            )
             os.replace(self.path, aside)
             for extra in ("-wal", "-shm"):
                 try:
@@ -209,7 +239,8 @@ class JobStore:
                 except (ValueError, RecursionError):
                     raise ValueError(f"job store column {k}: not valid JSON") from None
             return {k: check_value(k, d.get(k)) for k in COLUMNS if k != "message"} | {
-                "message": check_value("message", d.get("message") or "")}
+                "message": check_value("message", d.get("message") or "")
+            }
         except ValueError as e:
             log.warning("cvat-train: skipping a bad row of the job index (job %s): %s", str(d.get("id"))[:80], e)
             return None
@@ -221,8 +252,10 @@ class JobStore:
         with self._tx() as db:
             db.execute("DELETE FROM forgotten WHERE id = ?", (id,))
             cols = ", ".join(fields)
-            db.execute(f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(fields))})",
-                       [self._encode(k, v) for k, v in fields.items()])
+            db.execute(
+                f"INSERT INTO jobs ({cols}) VALUES ({', '.join('?' * len(fields))})",
+                [self._encode(k, v) for k, v in fields.items()],
+            )
         return self.get(id)
 
     @staticmethod

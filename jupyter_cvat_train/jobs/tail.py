@@ -12,6 +12,7 @@ opened without following a symlink and read only when they are regular files (a
 planted link, FIFO or device reads as empty), and an events line that is not a JSON
 object with a string ``type`` is sent as an ``unparsed`` event.
 """
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,14 @@ class JobFollower:
         out = []
         data, nxt = read_from(self.job_dir.log_path, self.log_offset, whole_lines=not final)
         if data:
-            out.append({"type": "log", "offset": nxt - len(data), "next_offset": nxt,
-                        "text": data.decode("utf-8", errors="replace")})
+            out.append(
+                {
+                    "type": "log",
+                    "offset": nxt - len(data),
+                    "next_offset": nxt,
+                    "text": data.decode("utf-8", errors="replace"),
+                }
+            )
         self.log_offset = nxt
         data, nxt = read_from(self.job_dir.events_path, self._events_line_start())
         pos = nxt - len(data)

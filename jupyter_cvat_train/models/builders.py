@@ -12,6 +12,7 @@ back (model.pt keeps all three).
 Sources: torchvision.models.detection builders and their weights (COCO_V1 / IMAGENET1K_V2),
 torchvision's detection reference scripts (fine-tuning by replacing the class heads).
 """
+
 from __future__ import annotations
 
 import socket
@@ -76,7 +77,7 @@ def set_trainable_backbone_layers(model: nn.Module, trainable: int | None) -> No
             p.requires_grad_(i >= freeze_before)
 
 
-def build_model(template_name: "str | Template", num_classes: int, params: dict | None = None) -> nn.Module:
+def build_model(template_name: str | Template, num_classes: int, params: dict | None = None) -> nn.Module:
     """Build the model of ``template_name`` with random weights, through its family
     (:class:`.registry.ModelFamily`): ``family.build(template, num_classes, params)``.
 
@@ -103,8 +104,10 @@ def build_model(template_name: "str | Template", num_classes: int, params: dict 
 # ---- the torchvision families (registered in .registry) -------------------------------------
 def _torchvision_builder(t: Template):
     if not t.builder:
-        raise ValueError(f"{t.where} names no builder: add 'builder:' with a torchvision get_model name "
-                         f"(e.g. fasterrcnn_resnet50_fpn_v2) or a registered builder")
+        raise ValueError(
+            f"{t.where} names no builder: add 'builder:' with a torchvision get_model name "
+            f"(e.g. fasterrcnn_resnet50_fpn_v2) or a registered builder"
+        )
     return registry.get_builder(t.builder)
 
 
@@ -129,25 +132,36 @@ def build_ssd(t: Template, num_classes: int, p: dict) -> nn.Module:
     model = _torchvision_builder(t)(weights=None, weights_backbone=None, num_classes=num_classes)
     size = int(p["image_size"])
     old = model.transform
-    model.transform = GeneralizedRCNNTransform(size, size, old.image_mean, old.image_std,
-                                               size_divisible=1, fixed_size=(size, size))
+    model.transform = GeneralizedRCNNTransform(
+        size, size, old.image_mean, old.image_std, size_divisible=1, fixed_size=(size, size)
+    )
     model.detections_per_img = p["detections_per_img"]
     return finish_torchvision_model(model, t, p)
 
 
 def build_rcnn(t: Template, num_classes: int, p: dict) -> nn.Module:
     """Faster / Mask R-CNN: short side ``image_size``, ``max_proposals`` kept at test time."""
-    model = _torchvision_builder(t)(weights=None, weights_backbone=None, num_classes=num_classes, **_rcnn_size(p),
-                                    box_detections_per_img=p["detections_per_img"],
-                                    rpn_post_nms_top_n_test=p["max_proposals"],
-                                    rpn_pre_nms_top_n_test=max(1000, p["max_proposals"]))
+    model = _torchvision_builder(t)(
+        weights=None,
+        weights_backbone=None,
+        num_classes=num_classes,
+        **_rcnn_size(p),
+        box_detections_per_img=p["detections_per_img"],
+        rpn_post_nms_top_n_test=p["max_proposals"],
+        rpn_pre_nms_top_n_test=max(1000, p["max_proposals"]),
+    )
     return finish_torchvision_model(model, t, p)
 
 
 def build_dense(t: Template, num_classes: int, p: dict) -> nn.Module:
     """RetinaNet / FCOS: short side ``image_size``, ``detections_per_img``."""
-    model = _torchvision_builder(t)(weights=None, weights_backbone=None, num_classes=num_classes, **_rcnn_size(p),
-                                    detections_per_img=p["detections_per_img"])
+    model = _torchvision_builder(t)(
+        weights=None,
+        weights_backbone=None,
+        num_classes=num_classes,
+        **_rcnn_size(p),
+        detections_per_img=p["detections_per_img"],
+    )
     return finish_torchvision_model(model, t, p)
 
 
@@ -157,8 +171,9 @@ def fasterrcnn_resnet101_fpn(*, weights=None, weights_backbone=None, num_classes
     ``weights_backbone`` is loaded afterwards by :func:`load_pretrained_weights`."""
     if weights is not None or weights_backbone is not None:
         raise ValueError("fasterrcnn_resnet101_fpn builds with random weights; load_pretrained_weights fills them")
-    backbone = resnet_fpn_backbone(backbone_name="resnet101", weights=None, norm_layer=nn.BatchNorm2d,
-                                   trainable_layers=5)
+    backbone = resnet_fpn_backbone(
+        backbone_name="resnet101", weights=None, norm_layer=nn.BatchNorm2d, trainable_layers=5
+    )
     return FasterRCNN(backbone, num_classes=num_classes, **kwargs)
 
 
@@ -175,8 +190,10 @@ def check_torchvision_template(t: Template) -> None:
             try:
                 _weights_enum(name)
             except ValueError:
-                raise ValueError(f"{t.where}: {key} {name!r} is not a torchvision weights name (e.g. "
-                                 f"FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1, ResNet101_Weights.IMAGENET1K_V2)") from None
+                raise ValueError(
+                    f"{t.where}: {key} {name!r} is not a torchvision weights name (e.g. "
+                    f"FasterRCNN_ResNet50_FPN_V2_Weights.COCO_V1, ResNet101_Weights.IMAGENET1K_V2)"
+                ) from None
 
 
 # ---- pretrained weights -----------------------------------------------------------------------
@@ -196,11 +213,13 @@ def _pretrained(t: Template) -> tuple[str, str]:
         return t.weights, "model"
     if t.weights_backbone:
         return t.weights_backbone, "backbone.body"
-    raise PretrainedWeightsUnavailable(f"{t.where} names no pretrained weights: train from scratch with the "
-                                       f"hyperparameter 'pretrained: false', or add 'weights:' to the template")
+    raise PretrainedWeightsUnavailable(
+        f"{t.where} names no pretrained weights: train from scratch with the "
+        f"hyperparameter 'pretrained: false', or add 'weights:' to the template"
+    )
 
 
-def pretrained_weights_file(template_name: "str | Template") -> Path:
+def pretrained_weights_file(template_name: str | Template) -> Path:
     """Where torchvision keeps the template's pretrained weights:
     ``torch.hub.get_dir()/checkpoints/<file name of the weights URL>``."""
     weights = _weights_enum(_pretrained(get_template(template_name))[0])
@@ -220,14 +239,17 @@ def load_matching_state_dict(module: nn.Module, state_dict: dict, skip_prefixes:
     keys starting with one of ``skip_prefixes``. Returns (loaded keys, skipped keys) where
     skipped are the module's keys left as initialized."""
     own = module.state_dict()
-    take = {k: v for k, v in state_dict.items()
-            if k in own and tuple(v.shape) == tuple(own[k].shape) and not k.startswith(tuple(skip_prefixes))}
+    take = {
+        k: v
+        for k, v in state_dict.items()
+        if k in own and tuple(v.shape) == tuple(own[k].shape) and not k.startswith(tuple(skip_prefixes))
+    }
     module.load_state_dict(take, strict=False)
     skipped = [k for k in own if k not in take and not k.endswith("num_batches_tracked")]
     return sorted(take), skipped
 
 
-def load_pretrained_weights(model: nn.Module, template_name: "str | Template") -> str:
+def load_pretrained_weights(model: nn.Module, template_name: str | Template) -> str:
     """Fill ``model`` (from :func:`build_model`) with torchvision's pretrained weights of
     the template (``weights``: the whole model, e.g. COCO detection weights;
     ``weights_backbone``: ``backbone.body``, e.g. ImageNet ResNet-101),
@@ -245,15 +267,20 @@ def load_pretrained_weights(model: nn.Module, template_name: "str | Template") -
         raise PretrainedWeightsUnavailable(
             f"pretrained weights for {t.name} are not in the torch hub cache and cannot be downloaded "
             f"(offline): put {path.name} (from {weights.url}) into {path.parent}/, "
-            f"or train from scratch with the hyperparameter 'pretrained: false'")
+            f"or train from scratch with the hyperparameter 'pretrained: false'"
+        )
     try:
         state = weights.get_state_dict(progress=False, check_hash=True)
     except Exception as e:  # noqa: BLE001 - network, hash or format errors all mean "unavailable"
         raise PretrainedWeightsUnavailable(
             f"could not load pretrained weights for {t.name} from {path} ({type(e).__name__}: {e}): "
             f"put {path.name} (from {weights.url}) into {path.parent}/, "
-            f"or train from scratch with the hyperparameter 'pretrained: false'") from None
+            f"or train from scratch with the hyperparameter 'pretrained: false'"
+        ) from None
     target = model.get_submodule(part) if part != "model" else model
     loaded, skipped = load_matching_state_dict(target, state)
-    return (f"pretrained weights {spec} loaded from {path} ({len(loaded)} tensors"
-            + (f"; {len(skipped)} left initialized, e.g. the class heads" if skipped else "") + ")")
+    return (
+        f"pretrained weights {spec} loaded from {path} ({len(loaded)} tensors"
+        + (f"; {len(skipped)} left initialized, e.g. the class heads" if skipped else "")
+        + ")"
+    )

@@ -20,16 +20,17 @@ that is broken, or whose name is taken (a built-in's or an earlier folder's), is
 with a warning naming the file; it never breaks the catalog. Files are re-read when they
 change.
 """
+
 from __future__ import annotations
 
 import logging
 import os
 import re
 import threading
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Iterable, Sequence
 
 import yaml
 
@@ -156,7 +157,9 @@ def _read_yaml(path: Path) -> dict:
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark is not None else ""
-        raise TemplateError(f"{path}: not valid YAML ({where}{getattr(e, 'problem', None) or 'cannot be parsed'})") from None
+        raise TemplateError(
+            f"{path}: not valid YAML ({where}{getattr(e, 'problem', None) or 'cannot be parsed'})"
+        ) from None
     if not isinstance(doc, dict):
         raise TemplateError(f"{path}: a template needs a YAML mapping with a 'name'")
     return doc
@@ -193,17 +196,30 @@ def load_template(path: Path | str, *, builtin: bool = False) -> Template:
     frozen = doc.get("frozen_batchnorm_when_pretrained", False)
     if not isinstance(frozen, bool):
         raise TemplateError(f"{path}: frozen_batchnorm_when_pretrained must be true or false")
-    t = Template(name=name, display_name=str(doc.get("displayName") or name), framework=framework, family=family,
-                 task=task, description=" ".join(str(doc.get("description", "")).split()), parameters=params,
-                 path=path, raw=doc, builder=_str_field(doc, "builder", path),
-                 weights=_str_field(doc, "weights", path), weights_backbone=_str_field(doc, "weights_backbone", path),
-                 frozen_batchnorm_when_pretrained=frozen, builtin=builtin)
+    t = Template(
+        name=name,
+        display_name=str(doc.get("displayName") or name),
+        framework=framework,
+        family=family,
+        task=task,
+        description=" ".join(str(doc.get("description", "")).split()),
+        parameters=params,
+        path=path,
+        raw=doc,
+        builder=_str_field(doc, "builder", path),
+        weights=_str_field(doc, "weights", path),
+        weights_backbone=_str_field(doc, "weights_backbone", path),
+        frozen_batchnorm_when_pretrained=frozen,
+        builtin=builtin,
+    )
     keys = t.keys()
     for k, v in raw_defaults.items():
         nk = normalize_key(k)
         if nk not in keys:
-            raise TemplateError(f"{path}: unknown hyperparameter {k!r} in its defaults for family {family}; "
-                                f"valid keys: {', '.join(sorted(keys))}")
+            raise TemplateError(
+                f"{path}: unknown hyperparameter {k!r} in its defaults for family {family}; "
+                f"valid keys: {', '.join(sorted(keys))}"
+            )
         try:
             t.defaults[nk] = coerce(nk, v, keys[nk], []) if v is not None else None
         except HyperparameterError as e:
@@ -273,7 +289,7 @@ def _builtin() -> dict[str, Template]:
     return out
 
 
-_file_cache: dict[Path, tuple[tuple, "Template | str"]] = {}
+_file_cache: dict[Path, tuple[tuple, Template | str]] = {}
 _warned: set[str] = set()
 _cache_lock = threading.Lock()
 
@@ -287,7 +303,7 @@ def _warn_once(message: str) -> None:
     log.warning("cvat-train: template file skipped: %s", message)
 
 
-def _user_file(path: Path) -> "Template | str":
+def _user_file(path: Path) -> Template | str:
     """The template in ``path`` or the problem with it, re-read when the file changes."""
     try:
         st = path.stat()
@@ -299,7 +315,7 @@ def _user_file(path: Path) -> "Template | str":
     if hit is not None and hit[0] == stamp:
         return hit[1]
     try:
-        result: "Template | str" = load_template(path)
+        result: Template | str = load_template(path)
     except TemplateError as e:
         result = str(e)
         _warn_once(result)
@@ -323,10 +339,11 @@ def load_catalog(search_path_: Sequence[Path | str] | None = None) -> Catalog:
     or an earlier file already has, is skipped and reported in ``Catalog.skipped``."""
     templates = dict(_builtin())
     skipped: list[str] = []
-    for folder in (search_path() if search_path_ is None else [Path(p) for p in search_path_]):
+    for folder in search_path() if search_path_ is None else [Path(p) for p in search_path_]:
         try:
-            files = sorted(p for p in Path(folder).expanduser().iterdir()
-                           if p.suffix in (".yaml", ".yml") and p.is_file())
+            files = sorted(
+                p for p in Path(folder).expanduser().iterdir() if p.suffix in (".yaml", ".yml") and p.is_file()
+            )
         except FileNotFoundError:
             continue
         except OSError as e:
@@ -340,8 +357,10 @@ def load_catalog(search_path_: Sequence[Path | str] | None = None) -> Catalog:
             have = templates.get(t.name)
             if have is not None:
                 whose = "a built-in template's" if have.builtin else f"also in {have.path}, read first"
-                msg = (f"{path}: template name {t.name!r} is taken ({whose}); user templates cannot replace "
-                       f"others: give it another name")
+                msg = (
+                    f"{path}: template name {t.name!r} is taken ({whose}); user templates cannot replace "
+                    f"others: give it another name"
+                )
                 _warn_once(msg)
                 skipped.append(msg)
                 continue
@@ -356,7 +375,7 @@ def list_templates(search_path: Sequence[Path | str] | None = None) -> list[Temp
     return sorted(cat.values(), key=lambda t: (t.name != DEFAULT_TEMPLATE, t.name))
 
 
-def get_template(name: "str | Template", search_path: Sequence[Path | str] | None = None) -> Template:
+def get_template(name: str | Template, search_path: Sequence[Path | str] | None = None) -> Template:
     """The template called ``name`` (a Template passes through), looked up in the built-in
     templates, then the user folders ``search_path`` (default: this process's).
     Raises TemplateNotFound (a KeyError) listing the valid names."""
@@ -369,11 +388,12 @@ def get_template(name: "str | Template", search_path: Sequence[Path | str] | Non
     try:
         return cat[name]
     except (KeyError, TypeError):
-        raise TemplateNotFound(f"unknown model template {str(name)[:100]!r}; valid templates: "
-                               f"{', '.join(sorted(cat))}") from None
+        raise TemplateNotFound(
+            f"unknown model template {str(name)[:100]!r}; valid templates: {', '.join(sorted(cat))}"
+        ) from None
 
 
-def check_template(template: "str | Template", *, deep: bool = False) -> registry.ModelFamily:
+def check_template(template: str | Template, *, deep: bool = False) -> registry.ModelFamily:
     """Check that ``template`` can run here: its framework is implemented, its family
     registered, of that framework and serving its task; with ``deep`` (when a run is
     planned; may import the framework) also the family's own check (for torchvision:
@@ -387,14 +407,20 @@ def check_template(template: "str | Template", *, deep: bool = False) -> registr
     fam = registry.find_family(t.family)
     if fam is None:
         known = ", ".join(f.name for f in registry.list_families())
-        raise TemplateUnavailable(f"{t.where} names family {t.family!r}, which is not registered (families: {known}): "
-                                  f"fix 'family:', or register the family (docs/architecture.md, 'Adding a model family')")
+        raise TemplateUnavailable(
+            f"{t.where} names family {t.family!r}, which is not registered (families: {known}): "
+            f"fix 'family:', or register the family (docs/architecture.md, 'Adding a model family')"
+        )
     if fam.framework != t.framework:
-        raise TemplateUnavailable(f"{t.where} says framework {t.framework!r}, but its family {fam.name} is a "
-                                  f"{fam.framework} family: fix 'framework:' or 'family:'")
+        raise TemplateUnavailable(
+            f"{t.where} says framework {t.framework!r}, but its family {fam.name} is a "
+            f"{fam.framework} family: fix 'framework:' or 'family:'"
+        )
     if t.task not in fam.tasks:
-        raise TemplateUnavailable(f"{t.where} has task {t.task!r}, which family {fam.name} does not serve "
-                                  f"({', '.join(fam.tasks)}): fix 'task:' or 'family:'")
+        raise TemplateUnavailable(
+            f"{t.where} has task {t.task!r}, which family {fam.name} does not serve "
+            f"({', '.join(fam.tasks)}): fix 'task:' or 'family:'"
+        )
     if deep and fam.check is not None:
         try:
             registry.resolve(fam.check)(t)

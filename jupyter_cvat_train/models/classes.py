@@ -11,6 +11,7 @@ Read in any of the variants found in Onepanel-era model folders:
 
 A ``background`` row with id 0 is ignored.
 """
+
 from __future__ import annotations
 
 import csv

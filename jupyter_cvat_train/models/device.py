@@ -1,4 +1,5 @@
 """Which torch device a job runs its model on."""
+
 from __future__ import annotations
 
 import re
@@ -19,8 +20,9 @@ def resolve_device(requested: str | None) -> str:
     if requested == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if requested.startswith("cuda") and not torch.cuda.is_available():
-        raise JobError(f"device {requested[:40]!r} was requested but no CUDA GPU is available here: "
-                       "use --device cpu or auto")
+        raise JobError(
+            f"device {requested[:40]!r} was requested but no CUDA GPU is available here: use --device cpu or auto"
+        )
     if requested not in ("cpu", "cuda") and not re.fullmatch(r"cuda:\d{1,4}", requested):
         raise JobError(f"device must be auto, cpu, cuda or cuda:N, got {requested[:40]!r}")
     return requested

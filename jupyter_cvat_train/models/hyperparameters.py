@@ -15,10 +15,11 @@ mapped to ours (``num-steps`` -> num_steps, ``initial-learning-rate`` -> learnin
 ``num-clones`` -> num_gpus, ``batch-size`` -> batch_size, ...; see :data:`ALIASES`).
 Values in forms 2/3 are read as YAML scalars (``true``, ``0.01``, ``8``).
 """
+
 from __future__ import annotations
 
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 import yaml
 
@@ -26,18 +27,26 @@ from . import registry
 from .catalog import Template, describe_keys, get_template
 from .schema import ALIASES, KEYS, HyperparameterError, Key, coerce, normalize_key
 
-__all__ = ["ALIASES", "KEYS", "HyperparameterError", "Key", "key_schema", "normalize_key", "parse_hyperparameters",
-           "valid_keys"]
+__all__ = [
+    "ALIASES",
+    "KEYS",
+    "HyperparameterError",
+    "Key",
+    "key_schema",
+    "normalize_key",
+    "parse_hyperparameters",
+    "valid_keys",
+]
 
 _KV_RE = re.compile(r"^\s*[A-Za-z][\w\-]*\s*=")
 
 
-def valid_keys(template: "str | Template") -> list[str]:
+def valid_keys(template: str | Template) -> list[str]:
     """The hyperparameter keys ``template`` accepts (its family's), sorted."""
     return sorted(get_template(template).keys())
 
 
-def key_schema(template: "str | Template") -> dict[str, dict]:
+def key_schema(template: str | Template) -> dict[str, dict]:
     """JSON-able description of the valid keys: name -> {type, default, help, choices?, min?, max?}."""
     t = get_template(template)
     return describe_keys(t.keys(), t.defaults)
@@ -68,12 +77,15 @@ def _split_text(text: str) -> dict:
     if doc is None:
         return {}
     if not isinstance(doc, dict):
-        raise HyperparameterError(f"hyperparameters must be 'key: value' (YAML) or 'key=value' pairs, got {text[:60]!r}")
+        raise HyperparameterError(
+            f"hyperparameters must be 'key: value' (YAML) or 'key=value' pairs, got {text[:60]!r}"
+        )
     return doc
 
 
-def parse_hyperparameters(text_or_dict: "str | dict | Iterable[str | dict] | None", template: "str | Template",
-                          *, with_defaults: bool = True) -> dict:
+def parse_hyperparameters(
+    text_or_dict: str | dict | Iterable[str | dict] | None, template: str | Template, *, with_defaults: bool = True
+) -> dict:
     """Parse user hyperparameters for ``template`` and return the complete parameter dict.
 
     text_or_dict: a text in any of the three forms (module docstring), a dict, None, or a

@@ -14,13 +14,15 @@ a package adds its own with :func:`register_family` / :func:`register_builder` /
 ``jupyter_cvat_train.models`` (a callable that registers, or a module that registers
 when imported; loaded on the first lookup). docs/architecture.md ("Adding a model family") has worked examples.
 """
+
 from __future__ import annotations
 
 import importlib
 import logging
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any
 
 from .schema import KEYS, HyperparameterError, Key
 
@@ -43,7 +45,7 @@ class FrameworkUnavailable(LookupError):
     """No implementation of this framework is registered; the message says what to install."""
 
 
-def resolve(obj: "str | Callable") -> Callable:
+def resolve(obj: str | Callable) -> Callable:
     """The callable ``obj`` names: itself, or ``"package.module:attribute"`` imported now."""
     if callable(obj):
         return obj
@@ -72,7 +74,7 @@ class ModelFamily:
     """
 
     name: str
-    build: "str | Callable[..., Any]"
+    build: str | Callable[..., Any]
     framework: str = "pytorch"
     tasks: tuple[str, ...] = ("detection",)
     head_prefixes: tuple[str, ...] = ()
@@ -82,7 +84,7 @@ class ModelFamily:
     min_batch_size: int = 1
     min_batch_size_reason: str = ""
     max_labels: int | None = None
-    check: "str | Callable[..., None] | None" = None
+    check: str | Callable[..., None] | None = None
 
     def keys(self) -> dict[str, Key]:
         """The hyperparameters this family accepts: the common keys plus its own."""
@@ -95,12 +97,14 @@ class ModelFamily:
         """Raise HyperparameterError when ``params`` (the user's values) break a limit."""
         size, bs = params.get("image_size"), params.get("batch_size")
         if size is not None and self.min_image_size and size < self.min_image_size:
-            raise HyperparameterError(f"image_size must be >= {self.min_image_size} for {template_name}, got {size}",
-                                      valid)
+            raise HyperparameterError(
+                f"image_size must be >= {self.min_image_size} for {template_name}, got {size}", valid
+            )
         if bs is not None and bs < self.min_batch_size:
             why = f" ({self.min_batch_size_reason})" if self.min_batch_size_reason else ""
-            raise HyperparameterError(f"batch_size must be >= {self.min_batch_size} for {template_name}{why}, "
-                                      f"got {bs}", valid)
+            raise HyperparameterError(
+                f"batch_size must be >= {self.min_batch_size} for {template_name}{why}, got {bs}", valid
+            )
 
     def builder(self) -> Callable[..., Any]:
         """The build callable (imported on first use when given as a string)."""
@@ -116,7 +120,7 @@ class Framework:
     (``annotate.engine.Detections``: boxes (N, 4) float32 xyxy pixels, scores, labels)."""
 
     name: str
-    train: "str | Callable[..., dict]"
+    train: str | Callable[..., dict]
 
     def trainer(self) -> Callable[..., dict]:
         """The train callable (imported on first use when given as a string)."""
@@ -125,7 +129,7 @@ class Framework:
 
 _lock = threading.RLock()
 _families: dict[str, ModelFamily] = {}
-_builders: dict[str, "str | Callable"] = {}
+_builders: dict[str, str | Callable] = {}
 _frameworks: dict[str, Framework] = {}
 _plugins_loaded = False
 
@@ -150,7 +154,7 @@ def register_family(family: ModelFamily, *, replace: bool = False) -> ModelFamil
     return _register(_families, family.name, family, "model family", replace)
 
 
-def register_builder(name: str, fn: "str | Callable", *, replace: bool = False) -> "str | Callable":
+def register_builder(name: str, fn: str | Callable, *, replace: bool = False) -> str | Callable:
     """Add a model builder with torchvision's builder signature
     ``fn(*, weights=None, weights_backbone=None, num_classes, **kwargs) -> nn.Module``
     (or ``"module:function"``), for templates to name as ``builder:``. A registered
@@ -179,8 +183,13 @@ def _load_plugins() -> None:
             if callable(obj):
                 obj()
         except Exception as e:  # noqa: BLE001 - a broken plugin must not break the catalog
-            log.warning("cvat-train: model plugin %r (%s) failed to load and was skipped: %s: %s",
-                        ep.name, ep.value, type(e).__name__, e)
+            log.warning(
+                "cvat-train: model plugin %r (%s) failed to load and was skipped: %s: %s",
+                ep.name,
+                ep.value,
+                type(e).__name__,
+                e,
+            )
 
 
 def find_family(name: str) -> ModelFamily | None:
@@ -193,8 +202,9 @@ def get_family(name: str) -> ModelFamily:
     """The registered family called ``name``. Raises :class:`UnknownFamily` listing the names."""
     fam = find_family(name)
     if fam is None:
-        raise UnknownFamily(f"model family {name!r} is not registered; registered families: "
-                            f"{', '.join(sorted(_families))}")
+        raise UnknownFamily(
+            f"model family {name!r} is not registered; registered families: {', '.join(sorted(_families))}"
+        )
     return fam
 
 
@@ -218,8 +228,10 @@ def get_builder(name: str) -> Callable:
         return torchvision.models.get_model_builder(name)
     except ValueError:
         known = sorted(_builders) + torchvision.models.list_models(module=detection)
-        raise UnknownBuilder(f"builder {name!r} is neither a registered builder nor a torchvision model; "
-                             f"detection builders: {', '.join(known)}") from None
+        raise UnknownBuilder(
+            f"builder {name!r} is neither a registered builder nor a torchvision model; "
+            f"detection builders: {', '.join(known)}"
+        ) from None
 
 
 def get_framework(name: str) -> Framework:
@@ -234,9 +246,12 @@ def get_framework(name: str) -> Framework:
     if extra:
         raise FrameworkUnavailable(
             f"framework {name} needs the `{extra}` extra: pip install jupyter_cvat_train[{extra}], and a package "
-            f"that registers the {name} framework (none is installed; frameworks here: {have})")
-    raise FrameworkUnavailable(f"framework {name!r} is not implemented here (frameworks here: {have}): install the "
-                               f"package that registers it, or use framework: pytorch")
+            f"that registers the {name} framework (none is installed; frameworks here: {have})"
+        )
+    raise FrameworkUnavailable(
+        f"framework {name!r} is not implemented here (frameworks here: {have}): install the "
+        f"package that registers it, or use framework: pytorch"
+    )
 
 
 # ---- the torchvision families, from data ---------------------------------------------------
@@ -244,15 +259,26 @@ _TV = "jupyter_cvat_train.models.builders:"
 _RCNN_KEYS = ("max_proposals",)
 _STAGE_KEYS = ("stage_1_epochs", "stage_2_epochs", "stage_3_epochs")
 TORCHVISION_FAMILIES = [
-    dict(name="ssdlite", build="build_ssd", head_prefixes=("head.classification_head.",), min_batch_size=2,
-         min_batch_size_reason="batch norm in its last, 1x1 feature maps needs two images per step"),
-    dict(name="ssd", build="build_ssd", head_prefixes=("head.classification_head.",),
-         min_image_size=280),  # SSD300's VGG extra layers fail below ~280 px
-    dict(name="fasterrcnn", build="build_rcnn", head_prefixes=("roi_heads.box_predictor.",),
-         hyperparameters=_RCNN_KEYS),
-    dict(name="maskrcnn", build="build_rcnn", tasks=("instance-segmentation",),
-         head_prefixes=("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits."),
-         hyperparameters=_RCNN_KEYS + _STAGE_KEYS),
+    dict(
+        name="ssdlite",
+        build="build_ssd",
+        head_prefixes=("head.classification_head.",),
+        min_batch_size=2,
+        min_batch_size_reason="batch norm in its last, 1x1 feature maps needs two images per step",
+    ),
+    dict(
+        name="ssd", build="build_ssd", head_prefixes=("head.classification_head.",), min_image_size=280
+    ),  # SSD300's VGG extra layers fail below ~280 px
+    dict(
+        name="fasterrcnn", build="build_rcnn", head_prefixes=("roi_heads.box_predictor.",), hyperparameters=_RCNN_KEYS
+    ),
+    dict(
+        name="maskrcnn",
+        build="build_rcnn",
+        tasks=("instance-segmentation",),
+        head_prefixes=("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits."),
+        hyperparameters=_RCNN_KEYS + _STAGE_KEYS,
+    ),
     dict(name="retinanet", build="build_dense", head_prefixes=("head.classification_head.cls_logits.",)),
     dict(name="fcos", build="build_dense", head_prefixes=("head.classification_head.cls_logits.",)),
 ]

@@ -3,11 +3,13 @@
 This module imports nothing of the project, so the family registry, the catalog and the
 parser (:mod:`.hyperparameters`) all build on it without import cycles.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import Any
 
 import yaml
 
@@ -44,50 +46,122 @@ class Key:
 
 
 KEYS: dict[str, Key] = {
-    "epochs": Key(int, None, "passes over the training split; empty = ceil(num_steps / steps per epoch)", min=1, optional=True, max=100_000),
-    "num_steps": Key(int, 3000, "optimizer steps used to derive epochs when epochs is not given", min=1, max=10_000_000),
+    "epochs": Key(
+        int,
+        None,
+        "passes over the training split; empty = ceil(num_steps / steps per epoch)",
+        min=1,
+        optional=True,
+        max=100_000,
+    ),
+    "num_steps": Key(
+        int, 3000, "optimizer steps used to derive epochs when epochs is not given", min=1, max=10_000_000
+    ),
     "batch_size": Key(int, 4, "images per optimizer step (per GPU with num_gpus > 1)", min=1, max=4096),
     "learning_rate": Key(float, 0.01, "peak learning rate (after warm-up)", min=0.0),
     "optimizer": Key(str, "sgd", "sgd (momentum) or adamw", choices=("sgd", "adamw")),
     "momentum": Key(float, 0.9, "SGD momentum", min=0.0, max=1.0),
     "weight_decay": Key(float, 1e-4, "L2 weight decay", min=0.0),
-    "lr_schedule": Key(str, "cosine", "cosine (to 1% at the end), step (x0.1 at 2/3 and 8/9 of the run) or constant",
-                       choices=("cosine", "step", "constant")),
+    "lr_schedule": Key(
+        str,
+        "cosine",
+        "cosine (to 1% at the end), step (x0.1 at 2/3 and 8/9 of the run) or constant",
+        choices=("cosine", "step", "constant"),
+    ),
     "warmup_iters": Key(int, 200, "linear learning-rate warm-up steps (capped at one epoch)", min=0, max=10_000_000),
-    "image_size": Key(int, 800, "input size in pixels: the short side for R-CNN/RetinaNet/FCOS (long side <= 1333/800 of it), the square side for SSD", min=32, max=4096),
-    "val_split": Key(float, 20.0, "percent of the images held out for evaluation (never empty on either side)", min=0.0, max=90.0),
+    "image_size": Key(
+        int,
+        800,
+        "input size in pixels: the short side for R-CNN/RetinaNet/FCOS (long side <= 1333/800 of it), the square side for SSD",
+        min=32,
+        max=4096,
+    ),
+    "val_split": Key(
+        float, 20.0, "percent of the images held out for evaluation (never empty on either side)", min=0.0, max=90.0
+    ),
     "seed": Key(int, 0, "seed of the train/val split, initialization and augmentation", min=0, max=2**32 - 1),
-    "threads": Key(int, 0, "CPU threads of the training process (0 = the CPUs it may run on, shared among DDP ranks); "
-                           "set with the seed, so a run does not depend on what ran before in the process", min=0, max=4096),
-    "pretrained": Key(bool, True, "start from torchvision's COCO (or ImageNet backbone) weights from the torch hub cache"),
-    "trainable_backbone_layers": Key(int, None, "backbone stages left trainable (0..5; SSDlite 0..6); empty = torchvision's default", min=0, max=6, optional=True),
+    "threads": Key(
+        int,
+        0,
+        "CPU threads of the training process (0 = the CPUs it may run on, shared among DDP ranks); "
+        "set with the seed, so a run does not depend on what ran before in the process",
+        min=0,
+        max=4096,
+    ),
+    "pretrained": Key(
+        bool, True, "start from torchvision's COCO (or ImageNet backbone) weights from the torch hub cache"
+    ),
+    "trainable_backbone_layers": Key(
+        int,
+        None,
+        "backbone stages left trainable (0..5; SSDlite 0..6); empty = torchvision's default",
+        min=0,
+        max=6,
+        optional=True,
+    ),
     "hflip": Key(float, 0.5, "probability of a horizontal flip", min=0.0, max=1.0),
     "vflip": Key(float, 0.0, "probability of a vertical flip", min=0.0, max=1.0),
     "color_jitter": Key(float, 0.0, "strength of brightness/contrast/saturation jitter (0 = off)", min=0.0, max=1.0),
     "zoom_out": Key(float, 0.0, "probability of an SSD-style zoom-out (object on a larger canvas)", min=0.0, max=1.0),
     "num_gpus": Key(int, 1, "GPUs (processes) for DistributedDataParallel via torchrun", min=1, max=1024),
     "num_workers": Key(int, 2, "data-loading worker processes (0 = in the training process)", min=0, max=256),
-    "precise_bn_batches": Key(int, 10, "training batches used to recompute BatchNorm statistics before each evaluation (precise BN; 0 = off)", min=0, max=100_000),
+    "precise_bn_batches": Key(
+        int,
+        10,
+        "training batches used to recompute BatchNorm statistics before each evaluation (precise BN; 0 = off)",
+        min=0,
+        max=100_000,
+    ),
     "amp": Key(bool, True, "automatic mixed precision on CUDA (ignored on the CPU)"),
     "detections_per_img": Key(int, 100, "maximum detections per image at evaluation/inference", min=1, max=100_000),
-    "max_proposals": Key(int, 1000, "region proposals kept per image at test time (300 / 100 = Onepanel's default / low proposals)", min=1, common=False, max=1_000_000),
-    "stage_1_epochs": Key(int, 0, "Mask R-CNN stage 1: heads only (RPN, box and mask heads, FPN)", min=0, common=False, max=100_000),
-    "stage_2_epochs": Key(int, 0, "Mask R-CNN stage 2: backbone from layer4 up plus heads", min=0, common=False, max=100_000),
-    "stage_3_epochs": Key(int, 0, "Mask R-CNN stage 3: all layers at learning rate / 10", min=0, common=False, max=100_000),
+    "max_proposals": Key(
+        int,
+        1000,
+        "region proposals kept per image at test time (300 / 100 = Onepanel's default / low proposals)",
+        min=1,
+        common=False,
+        max=1_000_000,
+    ),
+    "stage_1_epochs": Key(
+        int, 0, "Mask R-CNN stage 1: heads only (RPN, box and mask heads, FPN)", min=0, common=False, max=100_000
+    ),
+    "stage_2_epochs": Key(
+        int, 0, "Mask R-CNN stage 2: backbone from layer4 up plus heads", min=0, common=False, max=100_000
+    ),
+    "stage_3_epochs": Key(
+        int, 0, "Mask R-CNN stage 3: all layers at learning rate / 10", min=0, common=False, max=100_000
+    ),
 }
 
 # Onepanel-era and common spellings (after lower-casing and '-' -> '_') -> our key.
 ALIASES = {
-    "num_epochs": "epochs", "epoch": "epochs",
-    "steps": "num_steps", "num_train_steps": "num_steps", "train_steps": "num_steps",
-    "batch": "batch_size", "batchsize": "batch_size",
-    "initial_learning_rate": "learning_rate", "lr": "learning_rate", "base_lr": "learning_rate",
-    "num_clones": "num_gpus", "gpus": "num_gpus", "ngpus": "num_gpus",
-    "warmup_steps": "warmup_iters", "warmup": "warmup_iters",
-    "img_size": "image_size", "input_size": "image_size", "resize": "image_size", "min_size": "image_size",
-    "validation_split": "val_split", "val_percent": "val_split", "val_split_percent": "val_split",
-    "stage1_epochs": "stage_1_epochs", "stage2_epochs": "stage_2_epochs", "stage3_epochs": "stage_3_epochs",
-    "horizontal_flip": "hflip", "vertical_flip": "vflip",
+    "num_epochs": "epochs",
+    "epoch": "epochs",
+    "steps": "num_steps",
+    "num_train_steps": "num_steps",
+    "train_steps": "num_steps",
+    "batch": "batch_size",
+    "batchsize": "batch_size",
+    "initial_learning_rate": "learning_rate",
+    "lr": "learning_rate",
+    "base_lr": "learning_rate",
+    "num_clones": "num_gpus",
+    "gpus": "num_gpus",
+    "ngpus": "num_gpus",
+    "warmup_steps": "warmup_iters",
+    "warmup": "warmup_iters",
+    "img_size": "image_size",
+    "input_size": "image_size",
+    "resize": "image_size",
+    "min_size": "image_size",
+    "validation_split": "val_split",
+    "val_percent": "val_split",
+    "val_split_percent": "val_split",
+    "stage1_epochs": "stage_1_epochs",
+    "stage2_epochs": "stage_2_epochs",
+    "stage3_epochs": "stage_3_epochs",
+    "horizontal_flip": "hflip",
+    "vertical_flip": "vflip",
     "workers": "num_workers",
 }
 
@@ -116,7 +190,10 @@ def coerce(key: str, value: Any, spec: Key, keys: list[str]) -> Any:
             value = float(value)
         except ValueError:
             pass
-    bad = HyperparameterError(f"{key} must be {'an integer' if spec.type is int else 'a number' if spec.type is float else 'true or false' if spec.type is bool else 'text'}, got {shown(value, 40)}", keys)
+    bad = HyperparameterError(
+        f"{key} must be {'an integer' if spec.type is int else 'a number' if spec.type is float else 'true or false' if spec.type is bool else 'text'}, got {shown(value, 40)}",
+        keys,
+    )
     if spec.type is bool:
         if isinstance(value, bool):
             out: Any = value
@@ -127,7 +204,12 @@ def coerce(key: str, value: Any, spec: Key, keys: list[str]) -> Any:
         else:
             raise bad
     elif spec.type is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or int(value) != value:
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or not math.isfinite(value)
+            or int(value) != value
+        ):
             raise bad
         out = int(value)
     elif spec.type is float:

@@ -11,6 +11,7 @@ A model folder (``output/model/`` of a training job)::
 A checkpoint (``output/checkpoints/last.pt`` / ``best.pt``) holds the same keys with
 the weights under "model" plus the training state (see training.checkpoints).
 """
+
 from __future__ import annotations
 
 import json
@@ -77,8 +78,9 @@ def unwrap(model: nn.Module) -> nn.Module:
     return model.module if hasattr(model, "module") and isinstance(model.module, nn.Module) else model
 
 
-def save_model_dir(model_dir: Path | str, model: nn.Module, template: str, labels: list[str], params: dict,
-                   meta: dict | None = None) -> Path:
+def save_model_dir(
+    model_dir: Path | str, model: nn.Module, template: str, labels: list[str], params: dict, meta: dict | None = None
+) -> Path:
     """Write a model folder (module docstring) for ``model`` and return its path.
 
     labels: names, ids 1..N in this order. params: the full hyperparameters.
@@ -89,13 +91,27 @@ def save_model_dir(model_dir: Path | str, model: nn.Module, template: str, label
     model_dir.mkdir(parents=True, exist_ok=True)
     t = get_template(template)
     write_classes_csv(model_dir / "classes.csv", list(labels))
-    info = {"format_version": FORMAT_VERSION, "template": t.name, "task": t.task, "labels": list(labels),
-            "num_classes": len(labels) + 1, "image_size": params.get("image_size"), "parameters": params,
-            **(meta or {})}
+    info = {
+        "format_version": FORMAT_VERSION,
+        "template": t.name,
+        "task": t.task,
+        "labels": list(labels),
+        "num_classes": len(labels) + 1,
+        "image_size": params.get("image_size"),
+        "parameters": params,
+        **(meta or {}),
+    }
     atomic_write(model_dir / "model.json", json.dumps(info, indent=1, default=str))
     state = {k: v.detach().cpu() for k, v in unwrap(model).state_dict().items()}
-    weights = {"format_version": FORMAT_VERSION, "template": t.name, "task": t.task,
-               "num_classes": len(labels) + 1, "labels": list(labels), "params": params, "state_dict": state}
+    weights = {
+        "format_version": FORMAT_VERSION,
+        "template": t.name,
+        "task": t.task,
+        "num_classes": len(labels) + 1,
+        "labels": list(labels),
+        "params": params,
+        "state_dict": state,
+    }
     atomic_write_with(model_dir / "model.pt", lambda tmp: torch.save(weights, tmp))
     return model_dir
 
@@ -108,14 +124,26 @@ def resolve_weights_path(path: Path | str) -> Path:
     if p.is_file():
         return p
     if not p.exists():
-        raise WeightsError(f"checkpoint {p} does not exist: give a model/ or checkpoints/ folder of a training run, "
-                           f"or a .pt file")
-    for cand in ("model.pt", "best.pt", "last.pt", "model/model.pt", "checkpoints/best.pt", "checkpoints/last.pt",
-                 "output/model/model.pt", "output/checkpoints/best.pt", "output/checkpoints/last.pt"):
+        raise WeightsError(
+            f"checkpoint {p} does not exist: give a model/ or checkpoints/ folder of a training run, or a .pt file"
+        )
+    for cand in (
+        "model.pt",
+        "best.pt",
+        "last.pt",
+        "model/model.pt",
+        "checkpoints/best.pt",
+        "checkpoints/last.pt",
+        "output/model/model.pt",
+        "output/checkpoints/best.pt",
+        "output/checkpoints/last.pt",
+    ):
         if (p / cand).is_file():
             return p / cand
-    raise WeightsError(f"{p} holds no model.pt, best.pt or last.pt: give a model/ or checkpoints/ folder of a "
-                       f"training run, or a .pt file")
+    raise WeightsError(
+        f"{p} holds no model.pt, best.pt or last.pt: give a model/ or checkpoints/ folder of a "
+        f"training run, or a .pt file"
+    )
 
 
 def read_weights(path: Path | str) -> WeightsSource:
@@ -148,8 +176,9 @@ def read_weights(path: Path | str) -> WeightsSource:
             labels = None
     template = obj.get("template") if isinstance(obj.get("template"), str) else None
     params = obj.get("params") if isinstance(obj.get("params"), dict) else None
-    return WeightsSource(path=f, state_dict=state, template=template, labels=labels, params=params,
-                         checkpoint=checkpoint)
+    return WeightsSource(
+        path=f, state_dict=state, template=template, labels=labels, params=params, checkpoint=checkpoint
+    )
 
 
 def load_trained_model(model_dir: Path | str, device: str | torch.device = "cpu") -> TrainedModel:
@@ -162,8 +191,10 @@ def load_trained_model(model_dir: Path | str, device: str | torch.device = "cpu"
     """
     src = read_weights(model_dir)
     if not src.template or not src.labels:
-        raise WeightsError(f"{src.path} does not record its template and labels: use the model.pt of a "
-                           f"training run's output/model folder")
+        raise WeightsError(
+            f"{src.path} does not record its template and labels: use the model.pt of a "
+            f"training run's output/model folder"
+        )
     params = dict(src.params or {})
     params["pretrained"] = params.get("pretrained", False)
     model = build_model(src.template, len(src.labels) + 1, params)
@@ -182,6 +213,13 @@ def load_trained_model(model_dir: Path | str, device: str | torch.device = "cpu"
     from .hyperparameters import parse_hyperparameters
 
     full = parse_hyperparameters(params, src.template)
-    return TrainedModel(model=model, labels=list(src.labels), template=src.template,
-                        task=get_template(src.template).task, params=full, image_size=int(full["image_size"]),
-                        meta=meta, source=src.path)
+    return TrainedModel(
+        model=model,
+        labels=list(src.labels),
+        template=src.template,
+        task=get_template(src.template).task,
+        params=full,
+        image_size=int(full["image_size"]),
+        meta=meta,
+        source=src.path,
+    )

@@ -2,6 +2,7 @@
 
 Configure with ``--CvatTrainApp.runs_root=...`` etc. or in a jupyter_server_config file.
 """
+
 from __future__ import annotations
 
 import os
@@ -19,25 +20,38 @@ class CvatTrainApp(ExtensionApp):
     name = "jupyter_cvat_train"
     load_other_extensions = True
 
-    runs_root = Unicode("", config=True,
-                        help="Folder of job folders and the job store; default <root_dir>/cvat-train-runs.")
-    max_accelerator_jobs = Int(0, config=True,
-                               help="Training/annotation jobs at once; 0 = one per GPU, or 1 without a GPU.")
+    runs_root = Unicode(
+        "", config=True, help="Folder of job folders and the job store; default <root_dir>/cvat-train-runs."
+    )
+    max_accelerator_jobs = Int(
+        0, config=True, help="Training/annotation jobs at once; 0 = one per GPU, or 1 without a GPU."
+    )
     max_io_jobs = Int(2, config=True, help="Sync/validation jobs at once.")
     cancel_grace_seconds = Float(10.0, config=True, help="Seconds between SIGTERM and SIGKILL on cancel.")
-    job_niceness = Int(5, config=True, help="Nice value added to job processes, so training leaves the server "
-                                            "responsive (0 = same priority as the server).")
+    job_niceness = Int(
+        5,
+        config=True,
+        help="Nice value added to job processes, so training leaves the server "
+        "responsive (0 = same priority as the server).",
+    )
     poll_interval = Float(0.2, config=True, help="Seconds between polls of running jobs.")
     tensorboard_enabled = Bool(True, config=True, help="Allow starting TensorBoard for jobs.")
-    allowed_endpoint_urls = List(Unicode(), config=True,
-                                 help="S3-compatible endpoints (http(s)://host[:port]) a client's sync job may name "
-                                      "as endpoint_url; the server signs requests to them with its credentials. "
-                                      "The user's own endpoint (AWS_ENDPOINT_URL[_S3], or endpoint_url in the AWS "
-                                      "config) is always allowed; any other is refused (403).")
-    validation_workers = Int(2, config=True, help="Dataset validations at once, in threads of their own (not the "
-                                                  "ones log and stream requests use).")
-    validation_queue = Int(4, config=True, help="Dataset validations that may wait for a thread; more are "
-                                                "answered 503 with Retry-After.")
+    allowed_endpoint_urls = List(
+        Unicode(),
+        config=True,
+        help="S3-compatible endpoints (http(s)://host[:port]) a client's sync job may name "
+        "as endpoint_url; the server signs requests to them with its credentials. "
+        "The user's own endpoint (AWS_ENDPOINT_URL[_S3], or endpoint_url in the AWS "
+        "config) is always allowed; any other is refused (403).",
+    )
+    validation_workers = Int(
+        2,
+        config=True,
+        help="Dataset validations at once, in threads of their own (not the ones log and stream requests use).",
+    )
+    validation_queue = Int(
+        4, config=True, help="Dataset validations that may wait for a thread; more are answered 503 with Retry-After."
+    )
 
     def initialize_settings(self):
         from ..jobs.manager import JobManager
@@ -48,14 +62,29 @@ class CvatTrainApp(ExtensionApp):
         root_dir = self.serverapp.root_dir
         configure_search_path(root_dir=root_dir)  # user templates: <root_dir>/cvat-train-templates and more
         runs_root = os.path.expanduser(self.runs_root) if self.runs_root else os.path.join(root_dir, "cvat-train-runs")
-        spec_options = {"runs_root": os.path.realpath(runs_root),  # check_spec's, for POST jobs and each start
-                        "allowed_endpoint_urls": list(self.allowed_endpoint_urls)}
-        manager = JobManager(runs_root, root_dir=root_dir, limits=Limits(self.max_accelerator_jobs, self.max_io_jobs),
-                             cancel_grace=self.cancel_grace_seconds, niceness=self.job_niceness,
-                             spec_options=spec_options, log=self.log, owner=f"jupyter server (pid {os.getpid()})")
-        self.service = JobService(root_dir, manager, poll_interval=self.poll_interval,
-                                  tensorboard_enabled=self.tensorboard_enabled, log=self.log,
-                                  validation_workers=self.validation_workers, validation_queue=self.validation_queue)
+        spec_options = {
+            "runs_root": os.path.realpath(runs_root),  # check_spec's, for POST jobs and each start
+            "allowed_endpoint_urls": list(self.allowed_endpoint_urls),
+        }
+        manager = JobManager(
+            runs_root,
+            root_dir=root_dir,
+            limits=Limits(self.max_accelerator_jobs, self.max_io_jobs),
+            cancel_grace=self.cancel_grace_seconds,
+            niceness=self.job_niceness,
+            spec_options=spec_options,
+            log=self.log,
+            owner=f"jupyter server (pid {os.getpid()})",
+        )
+        self.service = JobService(
+            root_dir,
+            manager,
+            poll_interval=self.poll_interval,
+            tensorboard_enabled=self.tensorboard_enabled,
+            log=self.log,
+            validation_workers=self.validation_workers,
+            validation_queue=self.validation_queue,
+        )
         self.service.start()
         self.settings.update({"cvat_train": self.service, "cvat_train_spec_options": spec_options})
 

@@ -29,6 +29,7 @@ Routes (relative to ``{base_url}cvat-train/api/``)::
                                      {"type": "end", "job"}; then the server closes
     POST   jobs/{id}/tensorboard     {"url": "{base_url}proxy/<port>/", "port"}
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -42,8 +43,8 @@ from jupyter_server.utils import url_path_join
 from tornado import web, websocket
 
 from .._version import __version__
-from ..jobs.runtime import FINAL_STATES
 from ..jobs.manager import JobNotFound
+from ..jobs.runtime import FINAL_STATES
 from ..jobs.runtime.messages import shown
 from ..jobs.specs import SpecError, validate_dataset
 from ..jobs.tail import JobFollower, read_from
@@ -251,8 +252,16 @@ class JobLogHandler(ApiHandler):
             raise ApiError(400, "offset must be a whole number of bytes") from None
         path = self.service.manager.job_dir(job_id).log_path
         data, nxt = await self.service.run(read_from, path, offset, whole_lines=job["state"] not in FINAL_STATES)
-        self.finish(json.dumps({"offset": nxt - len(data), "next_offset": nxt,
-                                "text": data.decode("utf-8", errors="replace"), "state": job["state"]}))
+        self.finish(
+            json.dumps(
+                {
+                    "offset": nxt - len(data),
+                    "next_offset": nxt,
+                    "text": data.decode("utf-8", errors="replace"),
+                    "state": job["state"],
+                }
+            )
+        )
 
 
 class TensorBoardHandler(ApiHandler):
@@ -297,8 +306,10 @@ class JobStreamHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHandle
         except JobNotFound:
             raise web.HTTPError(404, f"no job {shown(job_id)}") from None
         try:
-            self._offsets = (max(0, int(self.get_query_argument("log_offset", self.get_query_argument("offset", "0")))),
-                             max(0, int(self.get_query_argument("events_offset", "0"))))
+            self._offsets = (
+                max(0, int(self.get_query_argument("log_offset", self.get_query_argument("offset", "0")))),
+                max(0, int(self.get_query_argument("events_offset", "0"))),
+            )
         except ValueError:
             raise web.HTTPError(400, "log_offset and events_offset must be whole numbers of bytes") from None
         res = super().get(job_id)
@@ -357,7 +368,9 @@ class JobStreamHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHandle
             self.close(1000)
         except Exception as e:  # noqa: BLE001 - report to the client, then close
             self.log.exception("cvat-train: streaming job %s failed", job_id)
-            self._send({"type": "error", "message": f"internal error ({type(e).__name__}); the server log has the details"})
+            self._send(
+                {"type": "error", "message": f"internal error ({type(e).__name__}); the server log has the details"}
+            )
             self.close(1011)
 
 

@@ -15,6 +15,7 @@ that validations hold the threads log and stream requests need: so they get thei
 ``validation_workers`` threads, and at most ``validation_queue`` more wait; beyond that a
 request is answered 503 with ``Retry-After`` instead of piling up.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -78,9 +79,18 @@ class JobService:
     workers: threads for short blocking work; validation_workers / validation_queue:
     threads for dataset validation and how many more validations may wait for one."""
 
-    def __init__(self, root_dir: Path | str, manager: JobManager, *, poll_interval: float = 0.2,
-                 tensorboard_enabled: bool = True, workers: int = 4, validation_workers: int = 2,
-                 validation_queue: int = 4, log=None):
+    def __init__(
+        self,
+        root_dir: Path | str,
+        manager: JobManager,
+        *,
+        poll_interval: float = 0.2,
+        tensorboard_enabled: bool = True,
+        workers: int = 4,
+        validation_workers: int = 2,
+        validation_queue: int = 4,
+        log=None,
+    ):
         self.root_dir = Path(os.path.realpath(root_dir))
         self.manager = manager
         self.poll_interval = poll_interval
@@ -133,8 +143,11 @@ class JobService:
             self.log.info("cvat-train: this server schedules the jobs of %s", self.manager.runs_root)
         else:
             holder = self.manager.lease.holder() or {}
-            self.log.warning("cvat-train: the jobs of %s are scheduled by %s; this server starts none until "
-                             "that process ends", self.manager.runs_root, holder.get("owner") or "another process")
+            self.log.warning(
+                "cvat-train: the jobs of %s are scheduled by %s; this server starts none until that process ends",
+                self.manager.runs_root,
+                holder.get("owner") or "another process",
+            )
 
     # -- helpers for handlers -----------------------------------------------------------
     async def run(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -165,8 +178,7 @@ class JobService:
             spec = None
         if spec is not None:
             fields = path_fields()
-            spec = {k: self.shown_path(v) if k in fields and isinstance(v, str) else v
-                    for k, v in spec.items()}
+            spec = {k: self.shown_path(v) if k in fields and isinstance(v, str) else v for k, v in spec.items()}
             if len(json.dumps(spec, default=str)) > MAX_SHOWN_SPEC_CHARS:
                 spec = None
         self._specs[job_id] = spec

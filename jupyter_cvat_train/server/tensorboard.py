@@ -8,6 +8,7 @@ deleted and when the server stops, without blocking the event loop. On Linux eac
 gets the parent-death signal, so it ends even when the server is killed without
 cleanup: no orphans.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -35,9 +36,11 @@ def _free_port() -> int:
 
 # Sets the parent-death signal (Linux prctl PR_SET_PDEATHSIG), then becomes TensorBoard:
 # the signal survives exec, and no preexec_fn runs in the (threaded) server.
-_LAUNCHER = ("import ctypes, os, signal, sys\n"
-             "try:\n    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\nexcept (OSError, AttributeError):\n    pass\n"
-             "os.execv(sys.executable, [sys.executable, '-m', 'tensorboard.main', *sys.argv[1:]])")
+_LAUNCHER = (
+    "import ctypes, os, signal, sys\n"
+    "try:\n    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)\nexcept (OSError, AttributeError):\n    pass\n"
+    "os.execv(sys.executable, [sys.executable, '-m', 'tensorboard.main', *sys.argv[1:]])"
+)
 
 
 @dataclass
@@ -89,18 +92,35 @@ class TensorBoards:
 
             with open(logdir.parent.parent / "tensorboard.log", "ab") as out:
                 proc = SupervisedProcess(
-                    f"tensorboard-{job_id}", self.python, "-c", _LAUNCHER, "--logdir", str(logdir),
-                    "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "5",
-                    ready_func=ready, ready_timeout=timeout,
-                    stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
-                    start_new_session=True)
+                    f"tensorboard-{job_id}",
+                    self.python,
+                    "-c",
+                    _LAUNCHER,
+                    "--logdir",
+                    str(logdir),
+                    "--host",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--reload_interval",
+                    "5",
+                    ready_func=ready,
+                    ready_timeout=timeout,
+                    stdin=asyncio.subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=asyncio.subprocess.STDOUT,
+                    start_new_session=True,
+                )
                 await proc.start()
             self._running[job_id] = _TB(proc, port)
             answered = await proc.ready()
             if exited or not answered:
                 await self.stop(job_id)
-                raise TensorBoardError("TensorBoard exited while starting (see tensorboard.log in the job folder)"
-                                       if exited else f"TensorBoard did not answer on port {port} within {timeout:.0f} s")
+                raise TensorBoardError(
+                    "TensorBoard exited while starting (see tensorboard.log in the job folder)"
+                    if exited
+                    else f"TensorBoard did not answer on port {port} within {timeout:.0f} s"
+                )
             return port
 
     async def stop(self, job_id: str, grace: float = 5.0) -> None:

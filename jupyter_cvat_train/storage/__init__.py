@@ -11,6 +11,7 @@ Modules: :mod:`.sync` (engine), :mod:`.plan` (compare + filters), :mod:`.backend
 key safety, temp files), :mod:`.lock` (one sync per folder pair), :mod:`.job` (the
 ``sync`` job kind, ``python -m jupyter_cvat_train.storage JOB_DIR``).
 """
+
 from __future__ import annotations
 
 from .backends import Storage, StorageError

@@ -13,12 +13,13 @@ URIs:
 Credentials never appear in a URI (one with ``user@`` is refused without echoing it),
 in messages, or in any value returned here.
 """
+
 from __future__ import annotations
 
 import hashlib
 import os
 import shutil
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from ..fileio import atomic_write_with
 from .errors import SourceChanged, StorageError, TransferError  # noqa: F401 - re-exported
@@ -42,8 +43,9 @@ class Storage:
     """Seconds by which mtimes may differ and still count as equal (S3's LastModified
     has one-second resolution)."""
 
-    def list(self, on_skip: Callable[[str, str], None] | None = None,
-             unreadable: list[str] | None = None) -> Iterator[Entry]:
+    def list(
+        self, on_skip: Callable[[str, str], None] | None = None, unreadable: list[str] | None = None
+    ) -> Iterator[Entry]:
         """Every object under the location, as :class:`Entry` (size in bytes, mtime in
         epoch seconds, ETag if any). Keys are returned as stored: the caller checks them
         with :func:`.local.check_key` before writing anything locally. Keys of parts
@@ -114,8 +116,10 @@ class FileStorage(Storage):
         if not os.path.isdir(self.root):
             if os.path.exists(self.root):
                 raise StorageError(f"storage {self.uri} is not a folder")
-            raise StorageError(f"storage folder {self.uri} does not exist: create it first (as a bucket must be), "
-                               "or check the URI for a typo")
+            raise StorageError(
+                f"storage folder {self.uri} does not exist: create it first (as a bucket must be), "
+                "or check the URI for a typo"
+            )
         self._temp_files = []
         return walk(self.root, on_skip=on_skip, temp_files=self._temp_files, unreadable=unreadable)
 

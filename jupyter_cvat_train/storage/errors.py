@@ -1,4 +1,5 @@
 """Errors of the storage layer (shared by the URI parser, the backends and the engine)."""
+
 from __future__ import annotations
 
 from ..jobs.runtime import JobError

@@ -16,6 +16,7 @@ flight complete. The job also fails when deletes were asked for but refused beca
 listing was incomplete (the transfers are done). The workspace must not contain the
 job's own folder.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -50,9 +51,14 @@ def options_from_spec(spec: dict) -> SyncOptions:
         if not isinstance(spec["endpoint_url"], str):
             raise JobError("job.json: 'endpoint_url' must be a string or null")
         kwargs["endpoint_url"] = spec["endpoint_url"] or None
-    for name, kind in (("concurrency", int), ("lock_timeout", (int, float)), ("max_attempts", int),
-                       ("multipart_threshold", int), ("multipart_chunksize", int),
-                       ("download_chunksize", int)):
+    for name, kind in (
+        ("concurrency", int),
+        ("lock_timeout", (int, float)),
+        ("max_attempts", int),
+        ("multipart_threshold", int),
+        ("multipart_chunksize", int),
+        ("download_chunksize", int),
+    ):
         if spec.get(name) is not None:
             if not isinstance(spec[name], kind) or isinstance(spec[name], bool) or spec[name] < 0:
                 raise JobError(f"job.json: '{name}' must be a non-negative number")
@@ -67,8 +73,14 @@ def sync_job(ctx: JobContext) -> dict:
     options = replace(options_from_spec(ctx.spec), protected=(str(ctx.dir.path),))
 
     def progress(p: dict) -> None:
-        ctx.progress(p["bytes_done"], p["bytes_total"], "bytes", files_done=p["files_done"],
-                     files_total=p["files_total"], rate=round(p["rate"], 1))
+        ctx.progress(
+            p["bytes_done"],
+            p["bytes_total"],
+            "bytes",
+            files_done=p["files_done"],
+            files_total=p["files_total"],
+            rate=round(p["rate"], 1),
+        )
 
     def save(summary: dict) -> None:
         write_json_atomic(ctx.output_dir / "summary.json", summary)
@@ -89,6 +101,8 @@ def sync_job(ctx: JobContext) -> dict:
         raise JobError(summary["delete_refused"] + "; the other changes were synced.")
     if summary["failed"]:
         first = summary["errors"][0] if summary["errors"] else ""
-        raise JobError(f"{summary['failed']} file(s) failed (first: {first}); the others were synced. "
-                       "Fix the cause and run the sync again: it transfers only what is missing.")
+        raise JobError(
+            f"{summary['failed']} file(s) failed (first: {first}); the others were synced. "
+            "Fix the cause and run the sync again: it transfers only what is missing."
+        )
     return summary

@@ -17,13 +17,14 @@ Safety rules enforced here:
 - A walk reports what it could not read (``unreadable``), so that a sync never deletes
   on the strength of an incomplete listing.
 """
+
 from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 TEMP_MARK = ".cvat-sync-tmp"
 
@@ -132,8 +133,13 @@ def _inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root.rstrip(os.sep) + os.sep)
 
 
-def walk(root: str | os.PathLike, *, on_skip: Callable[[str, str], None] | None = None,
-         temp_files: list[str] | None = None, unreadable: list[str] | None = None) -> Iterator[Entry]:
+def walk(
+    root: str | os.PathLike,
+    *,
+    on_skip: Callable[[str, str], None] | None = None,
+    temp_files: list[str] | None = None,
+    unreadable: list[str] | None = None,
+) -> Iterator[Entry]:
     """Yield an :class:`Entry` for each regular file under ``root`` (recursively, with
     ``os.scandir``; order unspecified).
 
@@ -146,6 +152,7 @@ def walk(root: str | os.PathLike, *, on_skip: Callable[[str, str], None] | None 
     yielded; their paths are appended to ``temp_files`` when given. A missing root
     yields nothing.
     """
+
     def cannot_read(key: str, reason: str) -> None:
         if unreadable is not None:
             unreadable.append(key)

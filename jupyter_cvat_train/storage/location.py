@@ -22,6 +22,7 @@ Rules of :func:`parse_storage_uri`:
 Endpoints: :func:`normalize_endpoint_url` and :func:`configured_endpoint_urls` (the
 user's own endpoint from the AWS environment/config), used by the server's allow-list.
 """
+
 from __future__ import annotations
 
 import os
@@ -105,12 +106,16 @@ def parse_storage_uri(uri: object) -> StorageLocation:
     if not colon or scheme not in ("s3", "file"):
         raise LocationError(f"storage: unsupported URI {shown(uri)}: {EXPECTED}")
     if "?" in uri or "#" in uri:
-        raise LocationError(f"storage: {shown(uri)} has a query or fragment ('?' or '#'); "
-                            "percent-encode such characters in names (%3F, %23)")
+        raise LocationError(
+            f"storage: {shown(uri)} has a query or fragment ('?' or '#'); "
+            "percent-encode such characters in names (%3F, %23)"
+        )
     parts = urlsplit(uri)
     if "@" in parts.netloc:
-        raise LocationError("storage: the URI must not contain credentials (user@ / user:secret@): "
-                            "use environment variables, a profile or an instance role")
+        raise LocationError(
+            "storage: the URI must not contain credentials (user@ / user:secret@): "
+            "use environment variables, a profile or an instance role"
+        )
     if scheme == "file":
         return _parse_file(uri, parts.netloc, parts.path)
     return _parse_s3(uri, parts.netloc, parts.path)
@@ -118,8 +123,10 @@ def parse_storage_uri(uri: object) -> StorageLocation:
 
 def _parse_file(uri: str, host: str, raw_path: str) -> StorageLocation:
     if host.lower() not in ("", "localhost"):
-        raise LocationError(f"storage: a file URI names a folder of this machine: file:///absolute/path "
-                            f"(three slashes), not host {shown(host, 60)}")
+        raise LocationError(
+            f"storage: a file URI names a folder of this machine: file:///absolute/path "
+            f"(three slashes), not host {shown(host, 60)}"
+        )
     try:
         path = unquote(raw_path, errors="strict")
     except UnicodeDecodeError:
@@ -129,15 +136,17 @@ def _parse_file(uri: str, host: str, raw_path: str) -> StorageLocation:
     if not path.startswith("/"):
         raise LocationError(f"storage: a file URI needs an absolute path: file:///absolute/path, not {shown(uri)}")
     if ".." in path.split("/"):
-        raise LocationError(f"storage: '..' is not allowed in storage paths ({shown(uri)}); give the folder itself",
-                            403)
+        raise LocationError(
+            f"storage: '..' is not allowed in storage paths ({shown(uri)}); give the folder itself", 403
+        )
     return StorageLocation("file", path=Path(os.path.realpath(path)))
 
 
 def _parse_s3(uri: str, bucket: str, raw_prefix: str) -> StorageLocation:
     if not _BUCKET.fullmatch(bucket):
-        raise LocationError(f"storage: {shown(uri)} needs a bucket name (letters, digits, '.', '-', '_'): "
-                            "s3://bucket/prefix")
+        raise LocationError(
+            f"storage: {shown(uri)} needs a bucket name (letters, digits, '.', '-', '_'): s3://bucket/prefix"
+        )
     prefix = raw_prefix.strip("/")
     if prefix and any(part in ("", ".", "..") for part in prefix.split("/")):
         raise LocationError(f"storage: the prefix of {shown(uri)} has an empty, '.' or '..' part", 403)
@@ -158,10 +167,20 @@ def normalize_endpoint_url(url: object) -> str:
         port = parts.port
     except ValueError:
         port = -1
-    if scheme not in ("http", "https") or not parts.hostname or port == -1 or "@" in parts.netloc \
-            or parts.query or parts.fragment or "?" in url or "#" in url:
-        raise LocationError(f"endpoint_url: {shown(url)} is not a plain http(s) URL "
-                            "(scheme://host[:port][/path], no user, query or fragment)")
+    if (
+        scheme not in ("http", "https")
+        or not parts.hostname
+        or port == -1
+        or "@" in parts.netloc
+        or parts.query
+        or parts.fragment
+        or "?" in url
+        or "#" in url
+    ):
+        raise LocationError(
+            f"endpoint_url: {shown(url)} is not a plain http(s) URL "
+            "(scheme://host[:port][/path], no user, query or fragment)"
+        )
     host = parts.hostname
     if ":" in host:
         host = f"[{host}]"

@@ -13,6 +13,7 @@ second sync can say who holds it. The second sync waits up to ``timeout`` second
 then is refused with a :class:`.backends.StorageError` naming the holder — never
 silently dropped. (POSIX only: on systems without ``fcntl`` no lock is taken.)
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -51,7 +52,7 @@ class SyncLock:
         self.path = lock_dir() / f"{digest}.lock"
         self._fd: int | None = None
 
-    def __enter__(self) -> "SyncLock":
+    def __enter__(self) -> SyncLock:
         if fcntl is None:
             return self
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -68,11 +69,15 @@ class SyncLock:
                     waited = f" after waiting {self.timeout:g} s" if self.timeout else ""
                     raise StorageError(
                         f"another sync of {self.workspace} <-> {self.storage_id.split(chr(0))[0]} is running{waited} "
-                        f"({holder}); wait for it to finish, or retry with a longer wait (--wait SECONDS)") from None
+                        f"({holder}); wait for it to finish, or retry with a longer wait (--wait SECONDS)"
+                    ) from None
                 time.sleep(min(0.2, max(0.0, deadline - time.monotonic())))
         os.ftruncate(fd, 0)
-        info = {"pid": os.getpid(), "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-                "direction": self.direction}
+        info = {
+            "pid": os.getpid(),
+            "since": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "direction": self.direction,
+        }
         os.pwrite(fd, json.dumps(info).encode(), 0)
         self._fd = fd
         return self

@@ -1,5 +1,6 @@
 """The :class:`~.backends.Storage` for a location: ``file://`` here, S3 imported only when
 used (so a local sync never imports botocore)."""
+
 from __future__ import annotations
 
 from .backends import FileStorage, Storage

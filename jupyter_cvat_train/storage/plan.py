@@ -16,13 +16,14 @@ Rules (those of ``aws s3 sync``, with the differences noted):
   ``/``.
 - Downloads refuse keys that would land outside the workspace (:func:`.local.check_key`).
 """
+
 from __future__ import annotations
 
 import fnmatch
 import re
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
 
 from .local import Entry, UnsafeKeyError, check_key
 
@@ -86,10 +87,18 @@ class SyncPlan:
         return out
 
 
-def plan_sync(src: Iterable[Entry], dst: Iterable[Entry], *, filters: Filters | None = None,
-              delete: bool = False, checksum: bool = False, mtime_tolerance: float = 0.0,
-              same_content: Callable[[Entry, Entry], bool] | None = None, download: bool = False,
-              threads: int = 8) -> SyncPlan:
+def plan_sync(
+    src: Iterable[Entry],
+    dst: Iterable[Entry],
+    *,
+    filters: Filters | None = None,
+    delete: bool = False,
+    checksum: bool = False,
+    mtime_tolerance: float = 0.0,
+    same_content: Callable[[Entry, Entry], bool] | None = None,
+    download: bool = False,
+    threads: int = 8,
+) -> SyncPlan:
     """Compare source and destination entries and decide each key's action.
 
     ``same_content(src_entry, dst_entry)`` is called (in ``threads`` threads) for

@@ -23,6 +23,7 @@
   does); comparisons use the listing's LastModified (no per-object HEAD), like
   ``aws s3 sync``. Multipart uploads made with ``checksum=True`` also store ``sha256``.
 """
+
 from __future__ import annotations
 
 import base64
@@ -38,8 +39,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from urllib.parse import unquote_plus
 
-import botocore.session
 import botocore.exceptions as bexc
+import botocore.session
 from botocore.awsrequest import AWSRequest
 from botocore.config import Config
 from botocore.httpsession import URLLib3Session, get_cert_path
@@ -54,11 +55,23 @@ from .location import StorageLocation
 MiB = 1 << 20
 
 # Error codes that mean "this whole sync cannot work", as opposed to one bad object.
-_CREDENTIAL_CODES = {"InvalidAccessKeyId", "SignatureDoesNotMatch", "InvalidToken", "ExpiredToken",
-                     "TokenRefreshRequired", "InvalidClientTokenId", "UnrecognizedClientException",
-                     "AuthorizationHeaderMalformed"}
-_FATAL_CODES = _CREDENTIAL_CODES | {"NoSuchBucket", "AccessDenied", "AllAccessDisabled", "InvalidBucketName",
-                                    "PermanentRedirect"}
+_CREDENTIAL_CODES = {
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "InvalidToken",
+    "ExpiredToken",
+    "TokenRefreshRequired",
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "AuthorizationHeaderMalformed",
+}
+_FATAL_CODES = _CREDENTIAL_CODES | {
+    "NoSuchBucket",
+    "AccessDenied",
+    "AllAccessDisabled",
+    "InvalidBucketName",
+    "PermanentRedirect",
+}
 
 
 def describe_error(exc: BaseException, where: str) -> tuple[str, bool]:
@@ -70,13 +83,19 @@ def describe_error(exc: BaseException, where: str) -> tuple[str, bool]:
     text: an S3 error is summarized as its error code (cut to 64 characters of
     ``[A-Za-z0-9._-]``) and HTTP status.
     """
-    if isinstance(exc, (bexc.EndpointConnectionError, bexc.ConnectTimeoutError, bexc.ConnectionClosedError,
-                        bexc.ProxyConnectionError)):
-        return (f"cannot reach the storage endpoint for {where}: {type(exc).__name__}. "
-                "Check --endpoint-url (scheme, host, port) and that the server is running."), True
+    if isinstance(
+        exc,
+        (bexc.EndpointConnectionError, bexc.ConnectTimeoutError, bexc.ConnectionClosedError, bexc.ProxyConnectionError),
+    ):
+        return (
+            f"cannot reach the storage endpoint for {where}: {type(exc).__name__}. "
+            "Check --endpoint-url (scheme, host, port) and that the server is running."
+        ), True
     if isinstance(exc, (bexc.NoCredentialsError, bexc.PartialCredentialsError)):
-        return (f"no usable credentials for {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
-                "a profile (AWS_PROFILE) or an instance role."), True
+        return (
+            f"no usable credentials for {where}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
+            "a profile (AWS_PROFILE) or an instance role."
+        ), True
     if isinstance(exc, bexc.SSLError):
         return f"TLS error talking to the storage endpoint for {where}: check the endpoint URL and certificates.", True
     if isinstance(exc, bexc.ClientError):
@@ -85,8 +104,10 @@ def describe_error(exc: BaseException, where: str) -> tuple[str, bool]:
         code = error_code(err.get("Code")) or str(status or "?")
         http = f"HTTP {status}" if status else ""
         if code in _CREDENTIAL_CODES:
-            return (f"the storage refused the credentials for {where} ({code}): check AWS_ACCESS_KEY_ID / "
-                    "AWS_SECRET_ACCESS_KEY or the profile, and --endpoint-url."), True
+            return (
+                f"the storage refused the credentials for {where} ({code}): check AWS_ACCESS_KEY_ID / "
+                "AWS_SECRET_ACCESS_KEY or the profile, and --endpoint-url."
+            ), True
         if code in ("NoSuchBucket", "404") and exc.operation_name in ("ListObjectsV2", "HeadBucket"):
             return f"bucket not found for {where}: create it first or check the URI and --endpoint-url.", True
         if code in ("AccessDenied", "403", "AllAccessDisabled"):
@@ -133,8 +154,12 @@ class _Progress:
 
 _S3_NS = "{http://s3.amazonaws.com/doc/2006-03-01/}"
 _RETRY_STATUS = {429, 500, 502, 503, 504}
-_RETRY_ERRORS = (bexc.EndpointConnectionError, bexc.ConnectTimeoutError, bexc.ConnectionClosedError,
-                 bexc.ReadTimeoutError)
+_RETRY_ERRORS = (
+    bexc.EndpointConnectionError,
+    bexc.ConnectTimeoutError,
+    bexc.ConnectionClosedError,
+    bexc.ReadTimeoutError,
+)
 
 
 class _Presigned:
@@ -144,15 +169,26 @@ class _Presigned:
     raise botocore's ClientError, transport errors botocore's own exceptions, so
     :func:`describe_error` treats them like client calls."""
 
-    def __init__(self, client, endpoint_url: str | None, *, max_attempts: int, timeout: tuple[float, float],
-                 pool: int):
+    def __init__(self, client, endpoint_url: str | None, *, max_attempts: int, timeout: tuple[float, float], pool: int):
         self.client, self.max_attempts = client, max(1, max_attempts)
         url = endpoint_url or client.meta.endpoint_url
-        self.session = URLLib3Session(verify=get_cert_path(os.environ.get("AWS_CA_BUNDLE") or True),
-                                      proxies=get_environ_proxies(url), timeout=timeout, max_pool_connections=pool)
+        self.session = URLLib3Session(
+            verify=get_cert_path(os.environ.get("AWS_CA_BUNDLE") or True),
+            proxies=get_environ_proxies(url),
+            timeout=timeout,
+            max_pool_connections=pool,
+        )
 
-    def send(self, operation: str, params: dict, method: str, *, body: bytes | None = None,
-             headers: dict | None = None, stream: bool = False):
+    def send(
+        self,
+        operation: str,
+        params: dict,
+        method: str,
+        *,
+        body: bytes | None = None,
+        headers: dict | None = None,
+        stream: bool = False,
+    ):
         for attempt in range(self.max_attempts):
             last = attempt == self.max_attempts - 1
             url = self.client.generate_presigned_url(operation, Params=params, ExpiresIn=3600)
@@ -167,8 +203,8 @@ class _Presigned:
                     return resp
                 if resp.status_code not in _RETRY_STATUS or last:
                     raise self._client_error(resp, self.client.meta.method_to_api_mapping.get(operation, operation))
-                resp.content  # drain, so the connection goes back to the pool
-            time.sleep(random.uniform(0, min(20.0, 0.5 * 2 ** attempt)))
+                _ = resp.content  # drain, so the connection goes back to the pool
+            time.sleep(random.uniform(0, min(20.0, 0.5 * 2**attempt)))
         raise AssertionError("unreachable")
 
     @staticmethod
@@ -180,8 +216,10 @@ class _Presigned:
             message = root.findtext("Message") or ""
         except ET.ParseError:
             pass
-        return bexc.ClientError({"Error": {"Code": code, "Message": message},
-                                 "ResponseMetadata": {"HTTPStatusCode": resp.status_code}}, operation)
+        return bexc.ClientError(
+            {"Error": {"Code": code, "Message": message}, "ResponseMetadata": {"HTTPStatusCode": resp.status_code}},
+            operation,
+        )
 
 
 class _S3DataLoader(Loader):
@@ -198,8 +236,9 @@ class _S3DataLoader(Loader):
         for service in self.SERVICES:
             for base in self.search_paths:
                 folder = os.path.join(base, service)
-                if os.path.isdir(folder) and any(self.file_loader.exists(os.path.join(folder, version, type_name))
-                                                 for version in os.listdir(folder)):
+                if os.path.isdir(folder) and any(
+                    self.file_loader.exists(os.path.join(folder, version, type_name)) for version in os.listdir(folder)
+                ):
                     found.add(service)
         return sorted(found)
 
@@ -235,11 +274,22 @@ class S3Storage(Storage):
 
     mtime_tolerance = 1.0  # LastModified has one-second resolution
 
-    def __init__(self, location: StorageLocation, *, endpoint_url: str | None = None,
-                 concurrency: int = 16, multipart_threshold: int = 16 * MiB, multipart_chunksize: int = 8 * MiB,
-                 download_chunksize: int = 64 * MiB,
-                 retry_mode: str = "standard", max_attempts: int = 5, checksum: bool = False,
-                 region_name: str | None = None, connect_timeout: float = 5.0, read_timeout: float = 60.0):
+    def __init__(
+        self,
+        location: StorageLocation,
+        *,
+        endpoint_url: str | None = None,
+        concurrency: int = 16,
+        multipart_threshold: int = 16 * MiB,
+        multipart_chunksize: int = 8 * MiB,
+        download_chunksize: int = 64 * MiB,
+        retry_mode: str = "standard",
+        max_attempts: int = 5,
+        checksum: bool = False,
+        region_name: str | None = None,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+    ):
         self.location = location
         self.uri = location.uri
         self.bucket = location.bucket
@@ -249,12 +299,15 @@ class S3Storage(Storage):
         self.checksum = checksum
         self._where = self.uri + (f" at {self.endpoint_url}" if self.endpoint_url else "")
         config = Config(
-            max_pool_connections=2 * concurrency + 4, signature_version="s3v4",
+            max_pool_connections=2 * concurrency + 4,
+            signature_version="s3v4",
             retries={"mode": retry_mode, "max_attempts": max_attempts},
-            connect_timeout=connect_timeout, read_timeout=read_timeout,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
             # Content-MD5 (small objects) and s3transfer cover integrity; skipping the
             # extra CRC trailer keeps requests plain for S3-compatible servers.
-            request_checksum_calculation="when_required", response_checksum_validation="when_required",
+            request_checksum_calculation="when_required",
+            response_checksum_validation="when_required",
         )
         # botocore's session is the one boto3 wraps (same credential chain); using it
         # directly skips importing boto3 and s3transfer (~20 ms of every CLI start).
@@ -270,8 +323,13 @@ class S3Storage(Storage):
         self._manager = None  # s3transfer.manager.TransferManager, made on first large upload
         self._pool: ThreadPoolExecutor | None = None
         self._manager_lock = threading.Lock()
-        self._raw = _Presigned(self.client, self.endpoint_url, max_attempts=max_attempts,
-                               timeout=(connect_timeout, read_timeout), pool=2 * concurrency + 4)
+        self._raw = _Presigned(
+            self.client,
+            self.endpoint_url,
+            max_attempts=max_attempts,
+            timeout=(connect_timeout, read_timeout),
+            pool=2 * concurrency + 4,
+        )
 
     def _key(self, key: str) -> str:
         return self.prefix + key
@@ -283,9 +341,12 @@ class S3Storage(Storage):
             if self._manager is None:
                 from s3transfer.manager import TransferConfig, TransferManager
 
-                config = TransferConfig(multipart_threshold=self.multipart_threshold,
-                                        multipart_chunksize=self.multipart_chunksize,
-                                        max_request_concurrency=self.concurrency, io_chunksize=MiB)
+                config = TransferConfig(
+                    multipart_threshold=self.multipart_threshold,
+                    multipart_chunksize=self.multipart_chunksize,
+                    max_request_concurrency=self.concurrency,
+                    io_chunksize=MiB,
+                )
                 self._manager = TransferManager(self.client, config)
             return self._manager
 
@@ -301,8 +362,12 @@ class S3Storage(Storage):
                     if key.endswith("/") and size == 0:
                         continue  # a "folder" marker made by consoles; holds no file
                     modified = datetime.fromisoformat(obj.findtext(f"{_S3_NS}LastModified").replace("Z", "+00:00"))
-                    yield Entry(key=key, size=size, mtime=modified.timestamp(),
-                                etag=(obj.findtext(f"{_S3_NS}ETag") or "").strip('"') or None)
+                    yield Entry(
+                        key=key,
+                        size=size,
+                        mtime=modified.timestamp(),
+                        etag=(obj.findtext(f"{_S3_NS}ETag") or "").strip('"') or None,
+                    )
                 token = root.findtext(f"{_S3_NS}NextContinuationToken")
                 if root.findtext(f"{_S3_NS}IsTruncated") != "true" or not token:
                     return
@@ -318,8 +383,9 @@ class S3Storage(Storage):
                     pass
             raise StorageError(f"cannot list {self._where}: {message}" if not fatal else message) from None
         except ET.ParseError:
-            raise StorageError(f"the endpoint for {self._where} did not answer like S3 (no listing XML): "
-                               "check --endpoint-url") from None
+            raise StorageError(
+                f"the endpoint for {self._where} did not answer like S3 (no listing XML): check --endpoint-url"
+            ) from None
 
     def get(self, obj, dest, on_bytes):
         try:
@@ -366,8 +432,10 @@ class S3Storage(Storage):
         try:
             os.ftruncate(fd, obj.size)
             step = self.download_chunksize
-            futures = [self._parts_pool.submit(self._get_range, obj, fd, a, min(a + step, obj.size), on_bytes)
-                       for a in range(0, obj.size, step)]
+            futures = [
+                self._parts_pool.submit(self._get_range, obj, fd, a, min(a + step, obj.size), on_bytes)
+                for a in range(0, obj.size, step)
+            ]
             errors = []
             for f in futures:  # wait for all: none may still write to fd once it is closed
                 try:
@@ -397,15 +465,24 @@ class S3Storage(Storage):
                 if len(data) != src.size or not unchanged(src):
                     raise SourceChanged("changed while it was being read")
                 md5 = base64.b64encode(hashlib.md5(data).digest()).decode()
-                self._raw.send("put_object", {"Bucket": self.bucket, "Key": self._key(key), "ContentMD5": md5,
-                                              "Metadata": meta}, "PUT", body=data,
-                               headers={"Content-MD5": md5, **{f"x-amz-meta-{k}": v for k, v in meta.items()}})
+                self._raw.send(
+                    "put_object",
+                    {"Bucket": self.bucket, "Key": self._key(key), "ContentMD5": md5, "Metadata": meta},
+                    "PUT",
+                    body=data,
+                    headers={"Content-MD5": md5, **{f"x-amz-meta-{k}": v for k, v in meta.items()}},
+                )
                 on_bytes(len(data))
             else:
                 if self.checksum:
                     meta["sha256"] = file_digest(src.path, "sha256")
-                self.manager.upload(src.path, self.bucket, self._key(key), extra_args={"Metadata": meta},
-                                    subscribers=[_Progress(on_bytes)]).result()
+                self.manager.upload(
+                    src.path,
+                    self.bucket,
+                    self._key(key),
+                    extra_args={"Metadata": meta},
+                    subscribers=[_Progress(on_bytes)],
+                ).result()
                 if not unchanged(src):  # the parts may mix two versions: never keep that object
                     self.client.delete_object(Bucket=self.bucket, Key=self._key(key))
                     raise SourceChanged("changed while it was being uploaded (the stored copy was removed)")
@@ -415,10 +492,11 @@ class S3Storage(Storage):
     def delete(self, keys):
         failed = {}
         for i in range(0, len(keys), 1000):
-            batch = keys[i:i + 1000]
+            batch = keys[i : i + 1000]
             try:
-                resp = self.client.delete_objects(Bucket=self.bucket, Delete={
-                    "Objects": [{"Key": self._key(k)} for k in batch], "Quiet": True})
+                resp = self.client.delete_objects(
+                    Bucket=self.bucket, Delete={"Objects": [{"Key": self._key(k)} for k in batch], "Quiet": True}
+                )
             except (bexc.BotoCoreError, bexc.ClientError) as e:
                 message, fatal = describe_error(e, self._where)
                 if fatal:
@@ -454,13 +532,11 @@ class S3Storage(Storage):
             return 0
         aborted = 0
         try:
-            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket,
-                                                                               Prefix=self.prefix)
+            pages = self.client.get_paginator("list_multipart_uploads").paginate(Bucket=self.bucket, Prefix=self.prefix)
             for page in pages:
                 for up in page.get("Uploads", ()):
-                    if up["Key"][len(self.prefix):] in keys:
-                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"],
-                                                           UploadId=up["UploadId"])
+                    if up["Key"][len(self.prefix) :] in keys:
+                        self.client.abort_multipart_upload(Bucket=self.bucket, Key=up["Key"], UploadId=up["UploadId"])
                         aborted += 1
         except (bexc.BotoCoreError, bexc.ClientError) as e:
             raise _s3_error(e, self._where) from None

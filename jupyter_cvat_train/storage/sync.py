@@ -25,15 +25,16 @@ recorded and the rest goes on. Cancellation (``cancelled`` event) stops new work
 lets transfers in flight finish; what is done stays done, so a re-run transfers only
 what is still missing.
 """
+
 from __future__ import annotations
 
 import os
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Callable
 
 from ..fileio import atomic_write_with
 from .errors import SourceChanged, StorageError, TransferError
@@ -110,13 +111,17 @@ class SyncOptions:
         if self.retry_mode not in ("standard", "adaptive", "legacy"):
             raise StorageError("retry_mode must be 'standard' or 'adaptive'")
         if location.overlaps(self.workspace):
-            raise StorageError(f"workspace {self.workspace} and storage {location.uri} overlap (one contains the "
-                               "other): a sync would copy the storage into itself; choose separate folders")
+            raise StorageError(
+                f"workspace {self.workspace} and storage {location.uri} overlap (one contains the "
+                "other): a sync would copy the storage into itself; choose separate folders"
+            )
         for folder in self.protected:
             if is_within(folder, self.workspace):
-                raise StorageError(f"workspace {self.workspace} contains {folder}, the job folders of "
-                                   "cvat-train: a sync would copy or delete the jobs' own files; "
-                                   "choose a folder that does not contain it")
+                raise StorageError(
+                    f"workspace {self.workspace} contains {folder}, the job folders of "
+                    "cvat-train: a sync would copy or delete the jobs' own files; "
+                    "choose a folder that does not contain it"
+                )
         return location
 
 
@@ -125,8 +130,9 @@ class _Counters:
     runs :func:`sync` calls :meth:`maybe_report`, so writing progress (events.jsonl,
     status.json with its fsync) never stalls a transfer."""
 
-    def __init__(self, files_total: int, bytes_total: int, report: Callable[[dict], None] | None,
-                 interval: float = 0.2):
+    def __init__(
+        self, files_total: int, bytes_total: int, report: Callable[[dict], None] | None, interval: float = 0.2
+    ):
         self.files_total, self.bytes_total = files_total, bytes_total
         self.files_done = self.bytes_done = 0
         self.t0 = time.monotonic()
@@ -145,8 +151,14 @@ class _Counters:
         dt = max(time.monotonic() - self.t0, 1e-9)
         with self._lock:
             files_done, bytes_done = self.files_done, self.bytes_done
-        return {"files_done": files_done, "files_total": self.files_total, "bytes_done": bytes_done,
-                "bytes_total": self.bytes_total, "rate": bytes_done / dt, "seconds": dt}
+        return {
+            "files_done": files_done,
+            "files_total": self.files_total,
+            "bytes_done": bytes_done,
+            "bytes_total": self.bytes_total,
+            "rate": bytes_done / dt,
+            "seconds": dt,
+        }
 
     def maybe_report(self, force: bool = False) -> None:
         """Report a snapshot if ``interval`` seconds passed since the last (or ``force``)."""
@@ -159,9 +171,14 @@ class _Counters:
         self._report(self.snapshot())
 
 
-def sync(options: SyncOptions, *, progress: Callable[[dict], None] | None = None,
-         log: Callable[[str], None] = print, warn: Callable[[str], None] | None = None,
-         cancelled: threading.Event | None = None) -> dict:
+def sync(
+    options: SyncOptions,
+    *,
+    progress: Callable[[dict], None] | None = None,
+    log: Callable[[str], None] = print,
+    warn: Callable[[str], None] | None = None,
+    cancelled: threading.Event | None = None,
+) -> dict:
     """Run one sync and return its summary.
 
     Summary keys: direction, workspace, storage, dry_run, copied, updated, deleted,
@@ -183,20 +200,46 @@ def sync(options: SyncOptions, *, progress: Callable[[dict], None] | None = None
     location = options.validate()
     warn = warn or (lambda m: log(f"WARNING: {m}"))
     workspace = os.path.abspath(options.workspace)
-    storage = open_storage(location, endpoint_url=options.endpoint_url,
-                           **({} if location.scheme != "s3" else dict(
-                               concurrency=options.concurrency, max_attempts=options.max_attempts,
-                               retry_mode=options.retry_mode, checksum=options.checksum,
-                               multipart_threshold=options.multipart_threshold,
-                               multipart_chunksize=options.multipart_chunksize,
-                               download_chunksize=options.download_chunksize)))
-    summary = {"direction": options.direction, "workspace": workspace, "storage": location.uri,
-               "dry_run": bool(options.dry_run), "copied": 0, "updated": 0, "deleted": 0, "skipped": 0,
-               "failed": 0, "refused": 0, "bytes": 0, "seconds": 0.0, "errors": [], "cancelled": False,
-               "delete_refused": None}
+    storage = open_storage(
+        location,
+        endpoint_url=options.endpoint_url,
+        **(
+            {}
+            if location.scheme != "s3"
+            else dict(
+                concurrency=options.concurrency,
+                max_attempts=options.max_attempts,
+                retry_mode=options.retry_mode,
+                checksum=options.checksum,
+                multipart_threshold=options.multipart_threshold,
+                multipart_chunksize=options.multipart_chunksize,
+                download_chunksize=options.download_chunksize,
+            )
+        ),
+    )
+    summary = {
+        "direction": options.direction,
+        "workspace": workspace,
+        "storage": location.uri,
+        "dry_run": bool(options.dry_run),
+        "copied": 0,
+        "updated": 0,
+        "deleted": 0,
+        "skipped": 0,
+        "failed": 0,
+        "refused": 0,
+        "bytes": 0,
+        "seconds": 0.0,
+        "errors": [],
+        "cancelled": False,
+        "delete_refused": None,
+    }
     storage_id = location.uri + ("\0" + _endpoint_id(options.endpoint_url) if options.endpoint_url else "")
-    lock = SyncLock(workspace, storage_id, timeout=options.lock_timeout, direction=options.direction) \
-        if not options.dry_run else None
+    lock = (
+        SyncLock(workspace, storage_id, timeout=options.lock_timeout, direction=options.direction)
+        if not options.dry_run
+        else None
+    )
     try:
         if lock:
             lock.__enter__()
@@ -228,11 +271,15 @@ def format_summary(s: dict) -> str:
     a dry run says ``dry run: would copy 3, update 1, delete 0; skip 996; 3.2 MB``."""
     refused = f", refused {s['refused']}" if s.get("refused") else ""
     if s.get("dry_run"):
-        return (f"dry run: would copy {s['copied']}, update {s['updated']}, delete {s['deleted']}; "
-                f"skip {s['skipped']}{refused}; {s['bytes'] / 1e6:.1f} MB to transfer")
-    return (f"copied {s['copied']}, updated {s['updated']}, deleted {s['deleted']}, skipped {s['skipped']}, "
-            f"failed {s['failed']}{refused}; {s['bytes'] / 1e6:.1f} MB in {s['seconds']:.2f} s"
-            + (" (cancelled)" if s.get("cancelled") else ""))
+        return (
+            f"dry run: would copy {s['copied']}, update {s['updated']}, delete {s['deleted']}; "
+            f"skip {s['skipped']}{refused}; {s['bytes'] / 1e6:.1f} MB to transfer"
+        )
+    return (
+        f"copied {s['copied']}, updated {s['updated']}, deleted {s['deleted']}, skipped {s['skipped']}, "
+        f"failed {s['failed']}{refused}; {s['bytes'] / 1e6:.1f} MB in {s['seconds']:.2f} s"
+        + (" (cancelled)" if s.get("cancelled") else "")
+    )
 
 
 def _run(options, storage, workspace, summary, progress, log, warn, cancelled) -> None:
@@ -250,15 +297,24 @@ def _run(options, storage, workspace, summary, progress, log, warn, cancelled) -
         more = f" and {len(keys) - 1} more" if len(keys) > 1 else ""
         summary["delete_refused"] = (
             f"nothing deleted: the {side} could not be read completely ({keys[0]!r}{more} could not be read), so "
-            "files there would look absent. Fix the permissions (or remove the broken link) and sync again")
+            "files there would look absent. Fix the permissions (or remove the broken link) and sync again"
+        )
         warn(summary["delete_refused"])
     if up:
         same = lambda s, d: storage.same_content(d, s)  # noqa: E731
     else:
         same = lambda s, d: storage.same_content(s, d)  # noqa: E731
-    plan = plan_sync(src, dst, filters=Filters(options.include, options.exclude), delete=delete,
-                     checksum=options.checksum, mtime_tolerance=storage.mtime_tolerance, same_content=same,
-                     download=not up, threads=options.concurrency)
+    plan = plan_sync(
+        src,
+        dst,
+        filters=Filters(options.include, options.exclude),
+        delete=delete,
+        checksum=options.checksum,
+        mtime_tolerance=storage.mtime_tolerance,
+        same_content=same,
+        download=not up,
+        threads=options.concurrency,
+    )
     summary["skipped"] = plan.skipped
     summary["refused"] = len(plan.refused)
     for key, reason in plan.refused:
@@ -266,21 +322,27 @@ def _run(options, storage, workspace, summary, progress, log, warn, cancelled) -
     if options.dry_run:
         for line in plan.lines():
             log(line)
-        summary.update(copied=plan.count("copy"), updated=plan.count("update"), deleted=plan.count("delete"),
-                       bytes=plan.transfer_bytes,
-                       plan=[{"op": a.op, "key": a.key, "bytes": a.size} for a in plan.actions])
+        summary.update(
+            copied=plan.count("copy"),
+            updated=plan.count("update"),
+            deleted=plan.count("delete"),
+            bytes=plan.transfer_bytes,
+            plan=[{"op": a.op, "key": a.key, "bytes": a.size} for a in plan.actions],
+        )
         return
 
     remove_stale_temp_files(local_temps)
     storage.cleanup()
     if up and hasattr(storage, "abort_incomplete_uploads"):
-        storage.abort_incomplete_uploads({a.key for a in plan.actions
-                                          if a.op != "delete" and a.size >= options.multipart_threshold})
+        storage.abort_incomplete_uploads(
+            {a.key for a in plan.actions if a.op != "delete" and a.size >= options.multipart_threshold}
+        )
     _execute(plan, options, storage, workspace, summary, progress, warn, cancelled)
 
 
-def _list_both(storage, workspace: str, on_skip, local_temps: list[str], remote_unreadable: list[str],
-               local_unreadable: list[str]) -> tuple[list[Entry], list[Entry]]:
+def _list_both(
+    storage, workspace: str, on_skip, local_temps: list[str], remote_unreadable: list[str], local_unreadable: list[str]
+) -> tuple[list[Entry], list[Entry]]:
     """List the storage (in a helper thread: mostly waiting for the server) while
     walking the workspace; return ``(remote, local)``; keys that could not be read are
     appended to the ``*_unreadable`` lists. A storage error is raised after the walk
@@ -295,8 +357,14 @@ def _list_both(storage, workspace: str, on_skip, local_temps: list[str], remote_
 
     lister = threading.Thread(target=list_storage, name="sync-list", daemon=True)
     lister.start()
-    local = list(walk(workspace, on_skip=on_skip, temp_files=local_temps,  # on error the daemon lister is left
-                      unreadable=local_unreadable))
+    local = list(
+        walk(
+            workspace,
+            on_skip=on_skip,
+            temp_files=local_temps,  # on error the daemon lister is left
+            unreadable=local_unreadable,
+        )
+    )
     lister.join()
     if "error" in result:
         raise result["error"]
@@ -337,8 +405,10 @@ def _upload(storage, action: Action, on_bytes) -> None:
             except OSError as e:
                 raise TransferError(f"vanished while being uploaded ({e.strerror})") from None
             src = replace(src, size=st.st_size, mtime=st.st_mtime_ns / 1e9)
-    raise SourceChanged(f"changed while being uploaded, {CHANGED_RETRIES + 1} times: nothing partial was kept; "
-                        "sync again once the file is no longer being written")
+    raise SourceChanged(
+        f"changed while being uploaded, {CHANGED_RETRIES + 1} times: nothing partial was kept; "
+        "sync again once the file is no longer being written"
+    )
 
 
 def _execute(plan: SyncPlan, options, storage, workspace, summary, progress, warn, cancelled) -> None:

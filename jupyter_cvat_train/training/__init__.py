@@ -3,6 +3,7 @@
 Run as a job: ``python -m jupyter_cvat_train.training JOB_DIR`` (see :mod:`.plan` for
 job.json) or in the foreground with ``cvat-train train``.
 """
+
 from __future__ import annotations
 
 

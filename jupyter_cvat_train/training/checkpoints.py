@@ -10,6 +10,7 @@
 The weights are readable by :func:`jupyter_cvat_train.models.read_weights` (fine-tune,
 inference) like a model.pt.
 """
+
 from __future__ import annotations
 
 import random
@@ -25,11 +26,18 @@ from ..models.store import FORMAT_VERSION, unwrap
 def rng_state() -> dict:
     """The random number generator states of python, numpy, torch (CPU) and CUDA."""
     name, keys, pos, has_gauss, cached = np.random.get_state()
-    return {"python": random.getstate(),
-            "numpy": {"name": name, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "cached_gaussian": float(cached)},
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    return {
+        "python": random.getstate(),
+        "numpy": {
+            "name": name,
+            "keys": torch.from_numpy(keys.astype(np.int64)),
+            "pos": int(pos),
+            "has_gauss": int(has_gauss),
+            "cached_gaussian": float(cached),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
 
 
 def set_rng_state(state: dict | None) -> None:
@@ -40,8 +48,9 @@ def set_rng_state(state: dict | None) -> None:
         random.setstate(_as_python_state(state["python"]))
     if "numpy" in state:
         n = state["numpy"]
-        np.random.set_state((n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"],
-                             n["cached_gaussian"]))
+        np.random.set_state(
+            (n["name"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["cached_gaussian"])
+        )
     if "torch" in state:
         torch.set_rng_state(state["torch"])
     if state.get("cuda") and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
@@ -53,16 +62,41 @@ def _as_python_state(s):
     return (s[0], tuple(s[1]), s[2]) if isinstance(s, (list, tuple)) else s
 
 
-def save_checkpoint(path: Path, *, model, optimizer, scheduler, scaler, epoch: int, step: int, template: str,
-                    task: str, labels: list[str], params: dict, **extra) -> Path:
+def save_checkpoint(
+    path: Path,
+    *,
+    model,
+    optimizer,
+    scheduler,
+    scaler,
+    epoch: int,
+    step: int,
+    template: str,
+    task: str,
+    labels: list[str],
+    params: dict,
+    **extra,
+) -> Path:
     """Write a checkpoint (module docstring) atomically (temp file + rename) and return its path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"format_version": FORMAT_VERSION, "kind": "checkpoint", "template": template, "task": task,
-             "num_classes": len(labels) + 1, "labels": list(labels), "params": params,
-             "model": unwrap(model).state_dict(), "optimizer": optimizer.state_dict(),
-             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict() if scaler is not None else None,
-             "epoch": epoch, "step": step, "rng": rng_state(), **extra}
+    state = {
+        "format_version": FORMAT_VERSION,
+        "kind": "checkpoint",
+        "template": template,
+        "task": task,
+        "num_classes": len(labels) + 1,
+        "labels": list(labels),
+        "params": params,
+        "model": unwrap(model).state_dict(),
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "scaler": scaler.state_dict() if scaler is not None else None,
+        "epoch": epoch,
+        "step": step,
+        "rng": rng_state(),
+        **extra,
+    }
     return atomic_write_with(path, lambda tmp: torch.save(state, tmp))
 
 

@@ -28,6 +28,7 @@ No hang: a rank that exits is seen by torchrun within 0.1 s and the others are s
 after the process-group timeout (``CVAT_TRAIN_DDP_TIMEOUT_S``, default 1800 s: it also
 bounds how long the other ranks wait while rank 0 evaluates).
 """
+
 from __future__ import annotations
 
 import json
@@ -54,9 +55,18 @@ POLL_S = 0.2
 def torchrun_command(job_dir: str | Path, nproc: int, python: str | None = None) -> list[str]:
     """The torchrun command line that runs the ``nproc`` ranks of the job in ``job_dir``
     with the interpreter ``python`` (default: this one). Single node, no restarts."""
-    return [python or sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={int(nproc)}",
-            "--max-restarts=0", f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}",
-            "-m", "jupyter_cvat_train.training.distributed", str(job_dir)]
+    return [
+        python or sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={int(nproc)}",
+        "--max-restarts=0",
+        f"--shutdown-timeout={SHUTDOWN_TIMEOUT_S}",
+        "-m",
+        "jupyter_cvat_train.training.distributed",
+        str(job_dir),
+    ]
 
 
 def worker_env(run_dir: Path, nproc: int, device: str, base: dict | None = None) -> dict:
@@ -120,8 +130,9 @@ def run_torchrun(ctx: JobContext, nproc: int, device: str = "cpu") -> dict:
         cmd = torchrun_command(ctx.dir.path, nproc)
         ctx.log("launching: " + " ".join(cmd))
         mirror = _EventMirror(ctx)
-        proc = subprocess.Popen(cmd, env=worker_env(run_dir, nproc, device), stdin=subprocess.DEVNULL,
-                                preexec_fn=_die_with_parent)
+        proc = subprocess.Popen(
+            cmd, env=worker_env(run_dir, nproc, device), stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
+        )
         cancel_file = run_dir / CANCEL_FILE
         while proc.poll() is None:
             if ctx.cancelled.is_set() and not cancel_file.exists():
@@ -149,16 +160,23 @@ def combine_results(results: dict[int, dict], nproc: int, returncode: int | None
     failed = sorted((r for r in results.values() if r.get("state") == "failed"), key=lambda r: r.get("time", 0))
     if failed:
         first = failed[0]
-        raise JobError(f"rank {first['rank']} of {nproc} failed: {first.get('message') or 'see job.log'}"
-                       + (" (the other ranks were stopped)" if nproc > 1 else ""))
+        raise JobError(
+            f"rank {first['rank']} of {nproc} failed: {first.get('message') or 'see job.log'}"
+            + (" (the other ranks were stopped)" if nproc > 1 else "")
+        )
     missing = [r for r in range(nproc) if r not in results]
     if missing:
-        raise JobError(f"rank(s) {', '.join(map(str, missing))} of {nproc} ended without a result (torchrun exit "
-                       f"code {returncode}): killed, e.g. out of memory, or failed to start; see job.log")
+        raise JobError(
+            f"rank(s) {', '.join(map(str, missing))} of {nproc} ended without a result (torchrun exit "
+            f"code {returncode}): killed, e.g. out of memory, or failed to start; see job.log"
+        )
     cancelled = [r for r in results.values() if r.get("state") == "cancelled"]
     if cancelled:
-        raise JobCancelled(results[0].get("message") if results[0].get("state") == "cancelled"
-                           else cancelled[0].get("message") or "cancelled by request")
+        raise JobCancelled(
+            results[0].get("message")
+            if results[0].get("state") == "cancelled"
+            else cancelled[0].get("message") or "cancelled by request"
+        )
     return results[0].get("outputs") or {}
 
 
@@ -241,8 +259,11 @@ def worker_main(job_dir: str) -> int:
         traceback.print_exc()
         result.update(state="failed", message=f"{type(e).__name__}: {e}")
     result["time"] = time.time()
-    print(f"rank {rank}/{world}: {result['state']}" + (f": {result['message']}" if result["message"] else ""),
-          file=sys.stderr, flush=True)
+    print(
+        f"rank {rank}/{world}: {result['state']}" + (f": {result['message']}" if result["message"] else ""),
+        file=sys.stderr,
+        flush=True,
+    )
     write_json_atomic(run_dir / f"rank{rank}.json", result)
     try:
         if dist.is_initialized():

@@ -8,6 +8,7 @@ step: last.pt is saved, then :class:`JobCancelled` is raised.
 
 The loop follows torchvision's detection reference scripts (train_one_epoch / evaluate).
 """
+
 from __future__ import annotations
 
 import copy
@@ -61,12 +62,15 @@ def set_stage(model: torch.nn.Module, stage: int) -> str:
         p.requires_grad_(True)
     for name, p in body.named_parameters():
         p.requires_grad_(trainable is None or name.split(".")[0] in trainable)
-    return {1: "heads only", 2: "ResNet stage 4 and up (layer3, layer4) + heads", 3: "all layers, learning rate / 10"}[stage]
+    return {1: "heads only", 2: "ResNet stage 4 and up (layer3, layer4) + heads", 3: "all layers, learning rate / 10"}[
+        stage
+    ]
 
 
 @torch.no_grad()
-def recompute_batchnorm_stats(model: torch.nn.Module, loader, device: torch.device, max_batches: int,
-                              use_amp: bool = False, cancelled=None) -> int:
+def recompute_batchnorm_stats(
+    model: torch.nn.Module, loader, device: torch.device, max_batches: int, use_amp: bool = False, cancelled=None
+) -> int:
     """Precise BN: replace the running mean / variance of every BatchNorm layer with the
     average of the batch statistics over ``max_batches`` training batches, no gradients.
 
@@ -79,8 +83,7 @@ def recompute_batchnorm_stats(model: torch.nn.Module, loader, device: torch.devi
     ``cancelled``: an Event; when set, the average covers the batches seen so far.
     Returns the number of batches used (0 when the model has no BatchNorm layer).
     """
-    bns = [m for m in model.modules()
-           if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
     if not bns or max_batches <= 0:
         return 0
     was_training = model.training
@@ -204,8 +207,9 @@ class SignalSafeLoader:
 def _to_device(images: list, targets: list[dict], device: torch.device) -> tuple[list, list[dict]]:
     """A batch from the loaders moved to ``device`` (the tensors of each target dict)."""
     images = [im.to(device, non_blocking=True) for im in images]
-    targets = [{k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()}
-               for t in targets]
+    targets = [
+        {k: (v.to(device, non_blocking=True) if torch.is_tensor(v) else v) for k, v in t.items()} for t in targets
+    ]
     return images, targets
 
 
@@ -247,8 +251,9 @@ class Trainer:
     """Runs a :class:`Plan` in this process. ``rank``/``world_size`` > 1 under torchrun
     (DistributedDataParallel; rank 0 evaluates, reports and writes files)."""
 
-    def __init__(self, plan: Plan, ctx: JobContext, rank: int = 0, world_size: int = 1, local_rank: int = 0,
-                 cancel_check=None):
+    def __init__(
+        self, plan: Plan, ctx: JobContext, rank: int = 0, world_size: int = 1, local_rank: int = 0, cancel_check=None
+    ):
         self.plan, self.ctx = plan, ctx
         self.rank, self.world_size = rank, world_size
         self.main = rank == 0
@@ -291,9 +296,11 @@ class Trainer:
             if same:
                 self.ctx.log(f"fine-tuning from {src.path}: {len(loaded)} tensors loaded")
             else:
-                msg = (f"fine-tuning from {src.path}: its labels {src.labels} differ from the export's {plan.labels}, "
-                       f"so the label heads were rebuilt ({len(skipped)} tensors re-initialized); "
-                       f"{len(loaded)} tensors loaded")
+                msg = (
+                    f"fine-tuning from {src.path}: its labels {src.labels} differ from the export's {plan.labels}, "
+                    f"so the label heads were rebuilt ({len(skipped)} tensors re-initialized); "
+                    f"{len(loaded)} tensors loaded"
+                )
                 if self.main:
                     self.ctx.warn(msg)
         elif p["pretrained"]:
@@ -319,13 +326,25 @@ class Trainer:
         g.manual_seed(int(p["seed"]))
         sampler = None
         if self.world_size > 1:
-            sampler = torch.utils.data.DistributedSampler(train_ds, self.world_size, self.rank, shuffle=True,
-                                                          seed=int(p["seed"]), drop_last=True)
-        common = dict(collate_fn=collate, num_workers=workers, persistent_workers=workers > 0,
-                      pin_memory=self.device.type == "cuda", worker_init_fn=_ignore_stop_signals if workers else None)
-        train = torch.utils.data.DataLoader(train_ds, batch_size=int(p["batch_size"]), shuffle=sampler is None,
-                                            sampler=sampler, generator=g, **common,
-                                            drop_last=drop_last(len(train_ds) // self.world_size, int(p["batch_size"])))
+            sampler = torch.utils.data.DistributedSampler(
+                train_ds, self.world_size, self.rank, shuffle=True, seed=int(p["seed"]), drop_last=True
+            )
+        common = dict(
+            collate_fn=collate,
+            num_workers=workers,
+            persistent_workers=workers > 0,
+            pin_memory=self.device.type == "cuda",
+            worker_init_fn=_ignore_stop_signals if workers else None,
+        )
+        train = torch.utils.data.DataLoader(
+            train_ds,
+            batch_size=int(p["batch_size"]),
+            shuffle=sampler is None,
+            sampler=sampler,
+            generator=g,
+            **common,
+            drop_last=drop_last(len(train_ds) // self.world_size, int(p["batch_size"])),
+        )
         val = torch.utils.data.DataLoader(val_ds, batch_size=int(p["batch_size"]), shuffle=False, **common)
         return SignalSafeLoader(train), SignalSafeLoader(val), sampler
 
@@ -340,8 +359,13 @@ class Trainer:
         train_loader, val_loader, sampler = self._loaders()
         ddp_model = self._distributed(model)
         optimizer = self._make_optimizer(model)
-        run = _Run(model=model, ddp_model=ddp_model, optimizer=optimizer, scheduler=self._make_scheduler(optimizer),
-                   scaler=torch.amp.GradScaler("cuda", enabled=self.use_amp))
+        run = _Run(
+            model=model,
+            ddp_model=ddp_model,
+            optimizer=optimizer,
+            scheduler=self._make_scheduler(optimizer),
+            scaler=torch.amp.GradScaler("cuda", enabled=self.use_amp),
+        )
         self._restore(run)
         self._start_reporting(run)
         stage = None
@@ -371,8 +395,10 @@ class Trainer:
         if self.world_size == 1:
             return model
         return torch.nn.parallel.DistributedDataParallel(
-            model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
-            find_unused_parameters=bool(self.plan.stages))
+            model,
+            device_ids=[self.device.index] if self.device.type == "cuda" else None,
+            find_unused_parameters=bool(self.plan.stages),
+        )
 
     def _make_optimizer(self, model: torch.nn.Module) -> torch.optim.Optimizer:
         """SGD with momentum or AdamW over all parameters (frozen Mask R-CNN stages get no gradient)."""
@@ -424,13 +450,26 @@ class Trainer:
 
         plan, p, ctx = self.plan, self.plan.params, self.ctx
         run.writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=run.step if run.step else None)
-        ctx.event("plan", template=plan.template, epochs=plan.epochs, steps_per_epoch=plan.steps_per_epoch,
-                  train_images=len(plan.train_items), val_images=len(plan.val_items), labels=plan.labels,
-                  device=str(self.device), gpus=self.world_size, dropped=plan.dropped, notes=plan.notes)
-        ctx.log(f"{plan.template}: {len(plan.train_items)} training / {len(plan.val_items)} validation images, "
-                f"{plan.epochs} epochs x {plan.steps_per_epoch} steps, batch_size {p['batch_size']}, "
-                f"device {self.device}"
-                + (f" x {self.world_size}" if self.world_size > 1 else "") + (", AMP" if self.use_amp else ""))
+        ctx.event(
+            "plan",
+            template=plan.template,
+            epochs=plan.epochs,
+            steps_per_epoch=plan.steps_per_epoch,
+            train_images=len(plan.train_items),
+            val_images=len(plan.val_items),
+            labels=plan.labels,
+            device=str(self.device),
+            gpus=self.world_size,
+            dropped=plan.dropped,
+            notes=plan.notes,
+        )
+        ctx.log(
+            f"{plan.template}: {len(plan.train_items)} training / {len(plan.val_items)} validation images, "
+            f"{plan.epochs} epochs x {plan.steps_per_epoch} steps, batch_size {p['batch_size']}, "
+            f"device {self.device}"
+            + (f" x {self.world_size}" if self.world_size > 1 else "")
+            + (", AMP" if self.use_amp else "")
+        )
 
     def _enter_stage(self, model: torch.nn.Module, epoch: int, stage: int | None) -> int | None:
         """Mask R-CNN: switch to the stage of ``epoch`` when it differs from ``stage`` (freeze
@@ -461,8 +500,10 @@ class Trainer:
                 loss_dict = run.ddp_model(images, targets)
             loss = sum(loss_dict.values())
             if not torch.isfinite(loss):
-                raise JobError(f"the loss became {loss.item()} at epoch {epoch + 1}, step {n_steps + 1}: training "
-                               f"diverged; lower learning_rate (now {lr:g}) or check the boxes of the export")
+                raise JobError(
+                    f"the loss became {loss.item()} at epoch {epoch + 1}, step {n_steps + 1}: training "
+                    f"diverged; lower learning_rate (now {lr:g}) or check the boxes of the export"
+                )
             run.optimizer.zero_grad(set_to_none=True)
             run.scaler.scale(loss).backward()
             run.scaler.step(run.optimizer)
@@ -491,8 +532,9 @@ class Trainer:
             cur_lr = run.optimizer.param_groups[0]["lr"]
             run.writer.add_scalar("train/loss", loss, run.step)
             run.writer.add_scalar("train/learning_rate", cur_lr, run.step)
-            self.ctx.progress(run.step, total, "steps", epoch=epoch + 1, epochs=self.plan.epochs,
-                              loss=round(loss, 4), lr=cur_lr)
+            self.ctx.progress(
+                run.step, total, "steps", epoch=epoch + 1, epochs=self.plan.epochs, loss=round(loss, 4), lr=cur_lr
+            )
 
     def _evaluate(self, model: torch.nn.Module, train_loader, val_loader) -> dict | None:
         """Rank 0: precise BatchNorm statistics over training batches, then COCO evaluation
@@ -503,20 +545,39 @@ class Trainer:
         if not self.main:
             return None
         plan, ctx = self.plan, self.ctx
-        recompute_batchnorm_stats(model, train_loader, self.device, int(plan.params["precise_bn_batches"]),
-                                  use_amp=self.use_amp, cancelled=ctx.cancelled)
-        return evaluate(model, val_loader, plan.val_items, plan.labels, self.device,
-                        with_masks=plan.task == "instance-segmentation", cancelled=ctx.cancelled)
+        recompute_batchnorm_stats(
+            model,
+            train_loader,
+            self.device,
+            int(plan.params["precise_bn_batches"]),
+            use_amp=self.use_amp,
+            cancelled=ctx.cancelled,
+        )
+        return evaluate(
+            model,
+            val_loader,
+            plan.val_items,
+            plan.labels,
+            self.device,
+            with_masks=plan.task == "instance-segmentation",
+            cancelled=ctx.cancelled,
+        )
 
-    def _report_epoch(self, run: _Run, epoch: int, stage: int | None, losses: dict, metrics: dict,
-                      train_time: float) -> None:
+    def _report_epoch(
+        self, run: _Run, epoch: int, stage: int | None, losses: dict, metrics: dict, train_time: float
+    ) -> None:
         """Rank 0, after evaluating: the epoch's record appended to the history, TensorBoard
         scalars, a ``metrics`` event and a log line."""
         plan, ctx, writer = self.plan, self.ctx, run.writer
-        record = {"epoch": epoch + 1, "step": run.step, "train_time_s": round(train_time, 2),
-                  "images_per_s": round(len(plan.train_items) / max(train_time, 1e-9), 2),
-                  "lr": run.optimizer.param_groups[0]["lr"], "losses": losses,
-                  **{k: metrics[k] for k in ("map", "map_50", "map_75", "per_label")}}
+        record = {
+            "epoch": epoch + 1,
+            "step": run.step,
+            "train_time_s": round(train_time, 2),
+            "images_per_s": round(len(plan.train_items) / max(train_time, 1e-9), 2),
+            "lr": run.optimizer.param_groups[0]["lr"],
+            "losses": losses,
+            **{k: metrics[k] for k in ("map", "map_50", "map_75", "per_label")},
+        }
         if "bbox" in metrics:
             record["bbox"] = {k: metrics["bbox"][k] for k in ("map", "map_50", "map_75", "per_label")}
         if stage:
@@ -530,10 +591,20 @@ class Trainer:
             if ap is not None:
                 writer.add_scalar(f"val_AP/{name}", ap, epoch + 1)
         writer.flush()
-        ctx.event("metrics", epoch=epoch + 1, epochs=plan.epochs, loss=losses.get("loss"), map=metrics["map"],
-                  map_50=metrics["map_50"], map_75=metrics["map_75"], per_label=metrics["per_label"])
-        ctx.log(f"epoch {epoch + 1}/{plan.epochs}: loss {losses.get('loss', 0):.4f}, mAP@[.5:.95] "
-                f"{metrics['map']:.4f}, mAP@.5 {metrics['map_50']:.4f} ({train_time:.1f} s)")
+        ctx.event(
+            "metrics",
+            epoch=epoch + 1,
+            epochs=plan.epochs,
+            loss=losses.get("loss"),
+            map=metrics["map"],
+            map_50=metrics["map_50"],
+            map_75=metrics["map_75"],
+            per_label=metrics["per_label"],
+        )
+        ctx.log(
+            f"epoch {epoch + 1}/{plan.epochs}: loss {losses.get('loss', 0):.4f}, mAP@[.5:.95] "
+            f"{metrics['map']:.4f}, mAP@.5 {metrics['map_50']:.4f} ({train_time:.1f} s)"
+        )
 
     def _save_checkpoints(self, run: _Run, epoch: int, metrics: dict) -> None:
         """Rank 0, after an epoch: best.pt (and the best weights in memory) when mAP
@@ -553,10 +624,24 @@ class Trainer:
         from .checkpoints import save_checkpoint
 
         plan = self.plan
-        save_checkpoint(path, model=run.model, optimizer=run.optimizer, scheduler=run.scheduler, scaler=run.scaler,
-                        epoch=epoch_done, step=run.step, best_map=run.best_map, best_epoch=run.best_epoch,
-                        history=run.history, template=plan.template, task=plan.task, labels=plan.labels,
-                        params=plan.params, dataset_fingerprint=plan.dataset_fingerprint, **extra)
+        save_checkpoint(
+            path,
+            model=run.model,
+            optimizer=run.optimizer,
+            scheduler=run.scheduler,
+            scaler=run.scaler,
+            epoch=epoch_done,
+            step=run.step,
+            best_map=run.best_map,
+            best_epoch=run.best_epoch,
+            history=run.history,
+            template=plan.template,
+            task=plan.task,
+            labels=plan.labels,
+            params=plan.params,
+            dataset_fingerprint=plan.dataset_fingerprint,
+            **extra,
+        )
 
     def _should_stop(self) -> bool:
         return self._any_rank(bool(self.cancel_check()))
@@ -572,10 +657,20 @@ class Trainer:
 
     def _write_metrics(self, history: list, best_epoch: int, evaluator: str | None) -> None:
         best = next((h for h in history if h["epoch"] == best_epoch), None)
-        write_json_atomic(self.out / "metrics.json", {
-            "template": self.plan.template, "labels": self.plan.labels, "epochs": self.plan.epochs,
-            "evaluator": evaluator, "primary": "segm" if self.plan.task == "instance-segmentation" else "bbox",
-            "best_epoch": best_epoch, "best": best, "final": history[-1] if history else None, "history": history})
+        write_json_atomic(
+            self.out / "metrics.json",
+            {
+                "template": self.plan.template,
+                "labels": self.plan.labels,
+                "epochs": self.plan.epochs,
+                "evaluator": evaluator,
+                "primary": "segm" if self.plan.task == "instance-segmentation" else "bbox",
+                "best_epoch": best_epoch,
+                "best": best,
+                "final": history[-1] if history else None,
+                "history": history,
+            },
+        )
 
     def _finish(self, model, history: list, best_epoch: int, best_state) -> dict:
         from ..models import save_model_dir
@@ -585,13 +680,24 @@ class Trainer:
         if best_state is not None:
             model.load_state_dict(best_state)
         best = next((h for h in history if h["epoch"] == best_epoch), history[-1] if history else {})
-        meta = {"dataset": plan.dataset_path, "dataset_fingerprint": plan.dataset_fingerprint,
-                "epochs": plan.epochs, "best_epoch": best_epoch,
-                "metrics": {k: best.get(k) for k in ("map", "map_50", "map_75", "per_label")},
-                "final_metrics": {k: history[-1].get(k) for k in ("map", "map_50", "map_75")} if history else {},
-                "train_images": len(plan.train_items), "val_images": len(plan.val_items)}
+        meta = {
+            "dataset": plan.dataset_path,
+            "dataset_fingerprint": plan.dataset_fingerprint,
+            "epochs": plan.epochs,
+            "best_epoch": best_epoch,
+            "metrics": {k: best.get(k) for k in ("map", "map_50", "map_75", "per_label")},
+            "final_metrics": {k: history[-1].get(k) for k in ("map", "map_50", "map_75")} if history else {},
+            "train_images": len(plan.train_items),
+            "val_images": len(plan.val_items),
+        }
         model_dir = save_model_dir(self.out / "model", model, plan.template, plan.labels, plan.params, meta)
         model.load_state_dict(final_state)
         m, m50 = best.get("map") or 0.0, best.get("map_50") or 0.0
-        return {"model_dir": str(model_dir), "map": m, "map_50": m50, "best_epoch": best_epoch, "epochs": plan.epochs,
-                "message": f"mAP@[.5:.95] {m:.4f}, mAP@.5 {m50:.4f} (best epoch {best_epoch} of {plan.epochs})"}
+        return {
+            "model_dir": str(model_dir),
+            "map": m,
+            "map_50": m50,
+            "best_epoch": best_epoch,
+            "epochs": plan.epochs,
+            "message": f"mAP@[.5:.95] {m:.4f}, mAP@.5 {m50:.4f} (best epoch {best_epoch} of {plan.epochs})",
+        }

@@ -8,11 +8,12 @@ when it is not installed, pycocotools:
 - ``map_50``, ``map_75``: AP at IoU 0.5 / 0.75;
 - ``per_label``: {label: AP@[.5:.95]} (None for a label absent from the val split).
 """
+
 from __future__ import annotations
 
 import contextlib
 import io
-from typing import Iterable, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -23,11 +24,13 @@ try:  # faster-coco-eval: same results as pycocotools, several times faster
     from faster_coco_eval import COCO as _COCO
     from faster_coco_eval import COCOeval_faster as _COCOeval
     from faster_coco_eval.core import mask as _mask_utils
+
     EVALUATOR = "faster-coco-eval"
 except ImportError:  # pragma: no cover - depends on the installation
     from pycocotools import mask as _mask_utils
     from pycocotools.coco import COCO as _COCO
     from pycocotools.cocoeval import COCOeval as _COCOeval
+
     EVALUATOR = "pycocotools"
 
 
@@ -42,18 +45,35 @@ def coco_ground_truth(items: Sequence[Item], labels: Sequence[str], sizes: Seque
         for a in it.annotations:
             x1, y1, x2, y2 = a.bbox
             polys = [p for p in a.polygons if len(p) >= 6] or [[x1, y1, x2, y1, x2, y2, x1, y2]]
-            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": ids[a.label],
-                         "bbox": [x1, y1, x2 - x1, y2 - y1], "area": float((x2 - x1) * (y2 - y1)),
-                         "iscrowd": 0, "segmentation": polys})
-    return {"images": images, "annotations": anns,
-            "categories": [{"id": k + 1, "name": name} for k, name in enumerate(labels)]}
+            anns.append(
+                {
+                    "id": len(anns) + 1,
+                    "image_id": i,
+                    "category_id": ids[a.label],
+                    "bbox": [x1, y1, x2 - x1, y2 - y1],
+                    "area": float((x2 - x1) * (y2 - y1)),
+                    "iscrowd": 0,
+                    "segmentation": polys,
+                }
+            )
+    return {
+        "images": images,
+        "annotations": anns,
+        "categories": [{"id": k + 1, "name": name} for k, name in enumerate(labels)],
+    }
 
 
 def _summarize(gt, dets: list, iou_type: str, labels: Sequence[str]) -> dict:
     if not dets:
-        return {"map": 0.0, "map_50": 0.0, "map_75": 0.0,
-                "per_label": {name: (0.0 if any(a["category_id"] == k + 1 for a in gt.dataset["annotations"]) else None)
-                              for k, name in enumerate(labels)}}
+        return {
+            "map": 0.0,
+            "map_50": 0.0,
+            "map_75": 0.0,
+            "per_label": {
+                name: (0.0 if any(a["category_id"] == k + 1 for a in gt.dataset["annotations"]) else None)
+                for k, name in enumerate(labels)
+            },
+        }
     with contextlib.redirect_stdout(io.StringIO()):
         dt = gt.loadRes(dets)
         ev = _COCOeval(gt, dt, iouType=iou_type)
@@ -71,13 +91,24 @@ def _summarize(gt, dets: list, iou_type: str, labels: Sequence[str]) -> dict:
         p = precision[:, :, cat_ids.index(k + 1), 0, -1]
         p = p[p > -1]
         per_label[name] = float(p.mean()) if p.size else None
-    return {"map": max(stats[0], 0.0), "map_50": max(stats[1], 0.0), "map_75": max(stats[2], 0.0),
-            "per_label": per_label}
+    return {
+        "map": max(stats[0], 0.0),
+        "map_50": max(stats[1], 0.0),
+        "map_75": max(stats[2], 0.0),
+        "per_label": per_label,
+    }
 
 
 @torch.inference_mode()
-def evaluate(model: torch.nn.Module, loader: Iterable, items: Sequence[Item], labels: Sequence[str],
-             device: torch.device, with_masks: bool = False, cancelled=None) -> dict:
+def evaluate(
+    model: torch.nn.Module,
+    loader: Iterable,
+    items: Sequence[Item],
+    labels: Sequence[str],
+    device: torch.device,
+    with_masks: bool = False,
+    cancelled=None,
+) -> dict:
     """Run ``model`` (eval mode) over ``loader`` (batches of (images, targets) in the order
     of ``items``, targets with "image_id" = index in items) and return the COCO metrics:
     {"map", "map_50", "map_75", "per_label", "evaluator", and for masks "segm": {...} and
@@ -100,14 +131,22 @@ def evaluate(model: torch.nn.Module, loader: Iterable, items: Sequence[Item], la
             scores = out["scores"].float().cpu().numpy()
             cats = out["labels"].cpu().numpy()
             for b, s, c in zip(boxes, scores, cats):
-                box_dets.append({"image_id": i, "category_id": int(c), "score": float(s),
-                                 "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])]})
+                box_dets.append(
+                    {
+                        "image_id": i,
+                        "category_id": int(c),
+                        "score": float(s),
+                        "bbox": [float(b[0]), float(b[1]), float(b[2] - b[0]), float(b[3] - b[1])],
+                    }
+                )
             if with_masks and "masks" in out:
                 masks = (out["masks"][:, 0] > 0.5).cpu().numpy().astype(np.uint8)
                 if len(masks):
                     rles = _mask_utils.encode(np.asfortranarray(masks.transpose(1, 2, 0)))
                     for rle, s, c in zip(rles, scores, cats):
-                        rle["counts"] = rle["counts"].decode("ascii") if isinstance(rle["counts"], bytes) else rle["counts"]
+                        rle["counts"] = (
+                            rle["counts"].decode("ascii") if isinstance(rle["counts"], bytes) else rle["counts"]
+                        )
                         segm_dets.append({"image_id": i, "category_id": int(c), "score": float(s), "segmentation": rle})
     model.train(was_training)
     with contextlib.redirect_stdout(io.StringIO()):

@@ -5,6 +5,7 @@ it checks the run (:func:`.plan.make_plan`), then hands the plan to the framewor
 template's family (``models.get_framework``). The pytorch framework (:func:`train_pytorch`)
 trains in this process, or, with more than one GPU, under torchrun (:mod:`.distributed`).
 """
+
 from __future__ import annotations
 
 from ..jobs.runtime import JobContext

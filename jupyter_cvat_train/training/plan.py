@@ -16,6 +16,7 @@ Train job spec (job.json)::
 DistributedDataParallel under torchrun: one GPU per process on CUDA, N gloo processes on
 the CPU (see :mod:`.distributed`).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -90,8 +91,9 @@ def _user_parameters(spec: dict) -> list:
     return out
 
 
-def make_plan(spec: dict, output_dir: Path, log: Callable[[str], None] = print,
-              warn: Callable[[str], None] | None = None) -> Plan:
+def make_plan(
+    spec: dict, output_dir: Path, log: Callable[[str], None] = print, warn: Callable[[str], None] | None = None
+) -> Plan:
     """Check a train spec and return the :class:`Plan` (module docstring for the spec).
     ``log``/``warn`` get the plan's notes and the dropped-annotation warnings.
     Raises JobError for every problem found before training, in this order: template,
@@ -108,8 +110,10 @@ def make_plan(spec: dict, output_dir: Path, log: Callable[[str], None] = print,
     items, dropped = _usable_items(ds, labels, warn)
     _check_task(template, items, dataset, ds.format)
     if resume_ck is not None and list(resume_ck.get("labels") or []) != labels:
-        raise JobError(f"cannot resume: the checkpoint's labels {resume_ck.get('labels')} differ from the export's "
-                       f"{labels}; fine-tune from it instead (without --resume)")
+        raise JobError(
+            f"cannot resume: the checkpoint's labels {resume_ck.get('labels')} differ from the export's "
+            f"{labels}; fine-tune from it instead (without --resume)"
+        )
     train_items, val_items, steps_per_epoch = _split(items, params, gpus)
     epochs, stages, notes = _epochs(params, steps_per_epoch, len(train_items), gpus)
     params["epochs"] = epochs
@@ -118,12 +122,28 @@ def make_plan(spec: dict, output_dir: Path, log: Callable[[str], None] = print,
         notes.append(_resume_note(resume_ck, resume_path, epochs))
     for n in notes:
         log(n)
-    return Plan(template=template.name, family=family.name, task=template.task, framework=family.framework,
-                params=params, labels=labels,
-                train_items=train_items, val_items=val_items, epochs=epochs, steps_per_epoch=steps_per_epoch,
-                device=device, gpus=gpus, dataset_path=str(dataset), dataset_fingerprint=_fingerprint(labels, items),
-                dropped=dropped, stages=stages, finetune=finetune, resume=resume_ck, resume_path=resume_path,
-                notes=notes)
+    return Plan(
+        template=template.name,
+        family=family.name,
+        task=template.task,
+        framework=family.framework,
+        params=params,
+        labels=labels,
+        train_items=train_items,
+        val_items=val_items,
+        epochs=epochs,
+        steps_per_epoch=steps_per_epoch,
+        device=device,
+        gpus=gpus,
+        dataset_path=str(dataset),
+        dataset_fingerprint=_fingerprint(labels, items),
+        dropped=dropped,
+        stages=stages,
+        finetune=finetune,
+        resume=resume_ck,
+        resume_path=resume_path,
+        notes=notes,
+    )
 
 
 def _template(spec: dict):
@@ -158,11 +178,15 @@ def _resume_checkpoint(spec: dict, output_dir: Path, template) -> tuple[dict | N
     except Exception as e:  # noqa: BLE001
         raise JobError(f"cannot resume: {resume_file} is not a readable checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(resume_ck, dict) or resume_ck.get("kind") != "checkpoint" or "optimizer" not in resume_ck:
-        raise JobError(f"cannot resume from {resume_file}: it holds weights but no training state "
-                       f"(give a checkpoints/last.pt; to start from its weights use it as a fine-tune checkpoint)")
+        raise JobError(
+            f"cannot resume from {resume_file}: it holds weights but no training state "
+            f"(give a checkpoints/last.pt; to start from its weights use it as a fine-tune checkpoint)"
+        )
     if resume_ck.get("template") != template.name:
-        raise JobError(f"cannot resume: {resume_file} was trained with template {resume_ck.get('template')!r}, "
-                       f"not {template.name!r}")
+        raise JobError(
+            f"cannot resume: {resume_file} was trained with template {resume_ck.get('template')!r}, "
+            f"not {template.name!r}"
+        )
     return resume_ck, str(resume_file)
 
 
@@ -179,8 +203,10 @@ def _parameters(spec: dict, template, resume_ck: dict | None) -> dict:
     except ValueError as e:
         raise JobError(f"hyperparameters: {e}") from None
     if params["pretrained"] and not (template.weights or template.weights_backbone):
-        raise JobError(f"{template.where} names no pretrained weights: set the hyperparameter 'pretrained: false' "
-                       f"(train from scratch), or add 'weights:' to the template")
+        raise JobError(
+            f"{template.where} names no pretrained weights: set the hyperparameter 'pretrained: false' "
+            f"(train from scratch), or add 'weights:' to the template"
+        )
     return params
 
 
@@ -196,8 +222,10 @@ def _device_and_gpus(spec: dict, params: dict) -> tuple[str, int]:
         if device != "cuda":
             raise JobError(f"num_gpus {gpus} takes one GPU per process: give device cuda, not {device}")
         if gpus > torch.cuda.device_count():
-            raise JobError(f"num_gpus {gpus} asks for more GPUs than the {torch.cuda.device_count()} visible here: "
-                           f"set num_gpus (--gpus) to at most {torch.cuda.device_count()}")
+            raise JobError(
+                f"num_gpus {gpus} asks for more GPUs than the {torch.cuda.device_count()} visible here: "
+                f"set num_gpus (--gpus) to at most {torch.cuda.device_count()}"
+            )
     return device, gpus
 
 
@@ -216,8 +244,11 @@ def _checked_export(dataset, format: str | None, output_dir: Path):
             (Path(output_dir) / "validation.json").write_text(json.dumps(report.to_dict(), indent=1, default=str))
         except OSError:
             pass
-        raise JobError(f"the export {dataset} has {len(report.errors)} validation error(s); training did not start:\n"
-                       + "\n".join(lines) + more)
+        raise JobError(
+            f"the export {dataset} has {len(report.errors)} validation error(s); training did not start:\n"
+            + "\n".join(lines)
+            + more
+        )
     try:
         return load_export(dataset, format)
     except ExportError as e:
@@ -230,8 +261,10 @@ def _labels(ds, dataset, template, family) -> list[str]:
     if not labels:
         raise JobError(f"the export {dataset} declares no labels: add labels in CVAT and export again")
     if family.max_labels is not None and len(labels) > family.max_labels:
-        raise JobError(f"{template.where} takes at most {family.max_labels} labels, but the export {dataset} has "
-                       f"{len(labels)}: choose another template or merge labels in CVAT")
+        raise JobError(
+            f"{template.where} takes at most {family.max_labels} labels, but the export {dataset} has "
+            f"{len(labels)}: choose another template or merge labels in CVAT"
+        )
     return labels
 
 
@@ -246,17 +279,22 @@ def _usable_items(ds, labels: list[str], warn: Callable[[str], None]) -> tuple[l
     dropped["missing_image"] = missing
     for what, n in dropped.items():
         if n:
-            warn(f"{n} {what.replace('_', ' ')} annotation(s)/image(s) dropped before training"
-                 if what != "missing_image" else f"{n} image(s) without an image file dropped before training")
+            warn(
+                f"{n} {what.replace('_', ' ')} annotation(s)/image(s) dropped before training"
+                if what != "missing_image"
+                else f"{n} image(s) without an image file dropped before training"
+            )
     return items, dropped
 
 
 def _check_task(template, items: list[Item], dataset, format: str) -> None:
     """Instance segmentation needs polygons or masks in the export."""
     if template.task == "instance-segmentation" and not any(a.polygons for it in items for a in it.annotations):
-        raise JobError(f"template {template.name} trains instance segmentation and needs polygons or masks, but the "
-                       f"export {dataset} ({format}) has boxes only: export from CVAT as 'COCO 1.0' or 'CVAT for "
-                       f"images 1.1' with polygons, or choose a detection template")
+        raise JobError(
+            f"template {template.name} trains instance segmentation and needs polygons or masks, but the "
+            f"export {dataset} ({format}) has boxes only: export from CVAT as 'COCO 1.0' or 'CVAT for "
+            f"images 1.1' with polygons, or choose a detection template"
+        )
 
 
 def _split(items: list[Item], params: dict, gpus: int) -> tuple[list[Item], list[Item], int]:
@@ -272,14 +310,17 @@ def _split(items: list[Item], params: dict, gpus: int) -> tuple[list[Item], list
     per_rank = len(train_items) // gpus
     if bs > per_rank:
         where = f" per GPU ({len(train_items)} / {gpus} GPUs = {per_rank})" if gpus > 1 else ""
-        raise JobError(f"batch_size {bs} is larger than the training split{where}: it has {len(train_items)} images "
-                       f"({len(items)} in the export, {len(val_items)} held out by val_split {params['val_split']:g}%); "
-                       f"set batch_size to at most {per_rank} or add images")
+        raise JobError(
+            f"batch_size {bs} is larger than the training split{where}: it has {len(train_items)} images "
+            f"({len(items)} in the export, {len(val_items)} held out by val_split {params['val_split']:g}%); "
+            f"set batch_size to at most {per_rank} or add images"
+        )
     return train_items, val_items, steps_for(per_rank, bs)
 
 
-def _epochs(params: dict, steps_per_epoch: int, n_train: int,
-            gpus: int) -> tuple[int, list[tuple[int, int, int]], list[str]]:
+def _epochs(
+    params: dict, steps_per_epoch: int, n_train: int, gpus: int
+) -> tuple[int, list[tuple[int, int, int]], list[str]]:
     """(epochs, Mask R-CNN stages, notes): the sum of the ``stage_*_epochs`` when any is
     set, else ``epochs``, else ceil(num_steps / steps per epoch)."""
     notes = []
@@ -297,9 +338,12 @@ def _epochs(params: dict, steps_per_epoch: int, n_train: int,
         epochs = int(params["epochs"])
     else:
         epochs = max(1, math.ceil(params["num_steps"] / steps_per_epoch))
-        notes.append(f"epochs not given: derived {epochs} = ceil(num_steps {params['num_steps']} / {steps_per_epoch} "
-                     f"steps per epoch) ({n_train} training images, batch_size {int(params['batch_size'])}"
-                     + (f" x {gpus} GPUs" if gpus > 1 else "") + ")")
+        notes.append(
+            f"epochs not given: derived {epochs} = ceil(num_steps {params['num_steps']} / {steps_per_epoch} "
+            f"steps per epoch) ({n_train} training images, batch_size {int(params['batch_size'])}"
+            + (f" x {gpus} GPUs" if gpus > 1 else "")
+            + ")"
+        )
     return epochs, stages, notes
 
 
@@ -315,8 +359,10 @@ def _finetune_source(spec: dict, template, labels: list[str], params: dict):
     except models.WeightsError as e:
         raise JobError(f"cannot fine-tune: {e}") from None
     if finetune.template and finetune.template != template.name:
-        raise JobError(f"cannot fine-tune: {finetune.path} holds a {finetune.template} model, not "
-                       f"{template.name}; choose --model {finetune.template}")
+        raise JobError(
+            f"cannot fine-tune: {finetune.path} holds a {finetune.template} model, not "
+            f"{template.name}; choose --model {finetune.template}"
+        )
     _check_fits(finetune, template.name, labels, params)
     return finetune
 
@@ -325,8 +371,9 @@ def _resume_note(resume_ck: dict, resume_path: str, epochs: int) -> str:
     """The note of a resumed run; a JobError when it already ran all ``epochs``."""
     done = int(resume_ck.get("epoch", 0))
     if done >= epochs:
-        raise JobError(f"the run in {resume_path} already completed {done} of {epochs} epochs: give a larger "
-                       f"'epochs' to extend it")
+        raise JobError(
+            f"the run in {resume_path} already completed {done} of {epochs} epochs: give a larger 'epochs' to extend it"
+        )
     return f"resuming from {resume_path} after epoch {done} of {epochs}"
 
 
@@ -338,5 +385,7 @@ def _check_fits(src, template: str, labels: list[str], params: dict) -> None:
     own = model.state_dict()
     fitting = sum(1 for k, v in src.state_dict.items() if k in own and tuple(v.shape) == tuple(own[k].shape))
     if fitting < len(own) // 2:
-        raise JobError(f"cannot fine-tune: {src.path} holds no usable weights for {template} "
-                       f"({fitting} of {len(own)} tensors match)")
+        raise JobError(
+            f"cannot fine-tune: {src.path} holds no usable weights for {template} "
+            f"({fitting} of {len(own)} tensors match)"
+        )

@@ -18,11 +18,12 @@ mot       MOT 1.1                                     Datumaro ``mot_seq``
 Every reader is ``load(root: Path) -> (Dataset, list[Finding])`` and raises ExportError
 when the folder cannot be read in its format.
 """
+
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from ..findings import ExportError, Finding
 from ..model import Dataset
@@ -38,9 +39,19 @@ FORMATS: dict[str, tuple[str, str]] = {
     "mot": ("datumaro_formats", "gt/gt.txt + gt/labels.txt + img1/"),
 }
 
-ALIASES = {"coco 1.0": "coco", "cvat for images 1.1": "cvat", "pascal voc 1.1": "voc", "pascal_voc": "voc",
-           "yolo 1.1": "yolo", "tfrecord 1.0": "tfrecord", "tf_detection_api": "tfrecord",
-           "labelme 3.0": "labelme", "label_me": "labelme", "mot 1.1": "mot", "mot_seq": "mot"}
+ALIASES = {
+    "coco 1.0": "coco",
+    "cvat for images 1.1": "cvat",
+    "pascal voc 1.1": "voc",
+    "pascal_voc": "voc",
+    "yolo 1.1": "yolo",
+    "tfrecord 1.0": "tfrecord",
+    "tf_detection_api": "tfrecord",
+    "labelme 3.0": "labelme",
+    "label_me": "labelme",
+    "mot 1.1": "mot",
+    "mot_seq": "mot",
+}
 
 
 def expected_layouts() -> str:
@@ -93,8 +104,10 @@ def detect_format(root: Path) -> str:
     if any(p.suffix.lower() == ".xml" and _is_cvat_xml(p) for p in root.iterdir() if p.is_file()):
         return "cvat"
     shown = ", ".join(sorted(names)[:6]) + (", ..." if len(names) > 6 else "") if names else "nothing"
-    raise ExportError(f"{root} is not a CVAT export in a known format (found: {shown}). Expected one of "
-                      f"these layouts: {expected_layouts()}")
+    raise ExportError(
+        f"{root} is not a CVAT export in a known format (found: {shown}). Expected one of "
+        f"these layouts: {expected_layouts()}"
+    )
 
 
 def reader(format_id: str) -> Callable[[Path], tuple[Dataset, list[Finding]]]:

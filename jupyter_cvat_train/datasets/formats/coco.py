@@ -13,6 +13,7 @@ this reader is a single pass over the parsed JSON.
 :func:`coco_document` builds the same document for writing (the annotate job's COCO
 output, the sample generator).
 """
+
 from __future__ import annotations
 
 import os
@@ -38,8 +39,9 @@ def _round(v: float) -> float:
     return round(float(v), 2)
 
 
-def coco_document(images: Iterable[tuple[str, int, int, Iterable[Annotation]]], labels: Sequence[str], *,
-                  description: str = "") -> dict:
+def coco_document(
+    images: Iterable[tuple[str, int, int, Iterable[Annotation]]], labels: Sequence[str], *, description: str = ""
+) -> dict:
     """The COCO 1.0 instances document CVAT exports (and imports) for ``images``.
 
     images: ``(file_name, width, height, annotations)`` per image, in pixels; image ids
@@ -53,8 +55,18 @@ def coco_document(images: Iterable[tuple[str, int, int, Iterable[Annotation]]], 
     out_images, out_anns = [], []
     ann_id = 0
     for image_id, (name, width, height, anns) in enumerate(images, start=1):
-        out_images.append({"id": image_id, "width": width, "height": height, "file_name": name,
-                           "license": 0, "flickr_url": "", "coco_url": "", "date_captured": 0})
+        out_images.append(
+            {
+                "id": image_id,
+                "width": width,
+                "height": height,
+                "file_name": name,
+                "license": 0,
+                "flickr_url": "",
+                "coco_url": "",
+                "date_captured": 0,
+            }
+        )
         for a in anns:
             ann_id += 1
             x1, y1, x2, y2 = a.bbox
@@ -62,18 +74,33 @@ def coco_document(images: Iterable[tuple[str, int, int, Iterable[Annotation]]], 
             attributes = {"occluded": bool(a.attributes.get("occluded", False))}
             if a.score is not None:
                 attributes["source"] = "auto"
-            ann = {"id": ann_id, "image_id": image_id, "category_id": cat_id[a.label],
-                   "segmentation": [list(p) for p in a.polygons], "area": _round(area),
-                   "bbox": [_round(x1), _round(y1), _round(x2 - x1), _round(y2 - y1)],
-                   "iscrowd": 0, "attributes": attributes}
+            ann = {
+                "id": ann_id,
+                "image_id": image_id,
+                "category_id": cat_id[a.label],
+                "segmentation": [list(p) for p in a.polygons],
+                "area": _round(area),
+                "bbox": [_round(x1), _round(y1), _round(x2 - x1), _round(y2 - y1)],
+                "iscrowd": 0,
+                "attributes": attributes,
+            }
             if a.score is not None:
                 ann["score"] = round(float(a.score), 5)
             out_anns.append(ann)
-    return {"licenses": [{"name": "", "id": 0, "url": ""}],
-            "info": {"contributor": "", "date_created": "", "description": description, "url": "", "version": "",
-                     "year": ""},
-            "categories": [{"id": i, "name": n, "supercategory": ""} for n, i in cat_id.items()],
-            "images": out_images, "annotations": out_anns}
+    return {
+        "licenses": [{"name": "", "id": 0, "url": ""}],
+        "info": {
+            "contributor": "",
+            "date_created": "",
+            "description": description,
+            "url": "",
+            "version": "",
+            "year": "",
+        },
+        "categories": [{"id": i, "name": n, "supercategory": ""} for n, i in cat_id.items()],
+        "images": out_images,
+        "annotations": out_anns,
+    }
 
 
 def annotation_files(root: Path) -> list[Path]:
@@ -90,7 +117,7 @@ def subset_name(path: Path) -> str:
     stem = path.stem
     for prefix in ("instances_", "person_keypoints_"):
         if stem.startswith(prefix):
-            return stem[len(prefix):] or "default"
+            return stem[len(prefix) :] or "default"
     return stem or "default"
 
 
@@ -102,11 +129,15 @@ def read_json(path: Path) -> dict:
     try:
         data = _loads(data)
     except ValueError as e:
-        raise ExportError(f"{path} is not valid JSON ({e}). Expected a COCO annotation file as CVAT "
-                          "exports it; the file may be truncated: export again.") from None
+        raise ExportError(
+            f"{path} is not valid JSON ({e}). Expected a COCO annotation file as CVAT "
+            "exports it; the file may be truncated: export again."
+        ) from None
     if not isinstance(data, dict):
-        raise ExportError(f"{path} holds a JSON {type(data).__name__}, expected a COCO object with "
-                          "'images', 'annotations' and 'categories'")
+        raise ExportError(
+            f"{path} holds a JSON {type(data).__name__}, expected a COCO object with "
+            "'images', 'annotations' and 'categories'"
+        )
     return data
 
 
@@ -145,8 +176,10 @@ def load(root: Path) -> tuple[Dataset, list[Finding]]:
         data = read_json(path)
         images, anns, cats = data.get("images"), data.get("annotations", []), data.get("categories", [])
         if not isinstance(images, list) or not isinstance(anns, list) or not isinstance(cats, list):
-            raise ExportError(f"{path}: 'images', 'annotations' and 'categories' must be lists; expected a "
-                              "COCO instances file as CVAT exports it")
+            raise ExportError(
+                f"{path}: 'images', 'annotations' and 'categories' must be lists; expected a "
+                "COCO instances file as CVAT exports it"
+            )
         cat_names: dict = {}
         for c in cats:
             try:
@@ -165,8 +198,9 @@ def load(root: Path) -> tuple[Dataset, list[Finding]]:
                 file_name = im["file_name"]
                 image_id = im["id"]
             except (TypeError, KeyError):
-                findings.append(finding("invalid-annotation", f"{rel}: image entry {str(im)[:80]} lacks 'id' or "
-                                        "'file_name'", rel))
+                findings.append(
+                    finding("invalid-annotation", f"{rel}: image entry {str(im)[:80]} lacks 'id' or 'file_name'", rel)
+                )
                 continue
             # images/<subset>/<file_name> (current CVAT), else images/<file_name> (older CVAT)
             image_path = export.resolve(file_name, f"images/{subset}")
@@ -180,9 +214,13 @@ def load(root: Path) -> tuple[Dataset, list[Finding]]:
                     image_path = fallback
             file_name = str(file_name)
             w, h = im.get("width"), im.get("height")
-            item = Item(id=os.path.splitext(file_name)[0], image_path=image_path,
-                        width=int(w) if isinstance(w, (int, float)) else None,
-                        height=int(h) if isinstance(h, (int, float)) else None, subset=subset)
+            item = Item(
+                id=os.path.splitext(file_name)[0],
+                image_path=image_path,
+                width=int(w) if isinstance(w, (int, float)) else None,
+                height=int(h) if isinstance(h, (int, float)) else None,
+                subset=subset,
+            )
             by_id[image_id] = item
             items.append(item)
 
@@ -194,19 +232,37 @@ def load(root: Path) -> tuple[Dataset, list[Finding]]:
                 bbox = (x, y, x + float(w), y + float(h))
                 cid = a["category_id"]
             except (TypeError, KeyError, ValueError):
-                findings.append(finding("invalid-annotation", f"{rel}: annotation id {_aid(a)} has no valid "
-                                        "'image_id', 'category_id' and 'bbox' [x, y, w, h]", rel))
+                findings.append(
+                    finding(
+                        "invalid-annotation",
+                        f"{rel}: annotation id {_aid(a)} has no valid "
+                        "'image_id', 'category_id' and 'bbox' [x, y, w, h]",
+                        rel,
+                    )
+                )
                 continue
             if item is None:
                 if _hashable(a["image_id"]) in unsafe_ids:
                     continue  # its image was refused and reported
-                findings.append(finding("unknown-image", f"{rel}: annotation id {_aid(a)} refers to image_id "
-                                        f"{a['image_id']!r}, which is not in 'images'", rel))
+                findings.append(
+                    finding(
+                        "unknown-image",
+                        f"{rel}: annotation id {_aid(a)} refers to image_id "
+                        f"{a['image_id']!r}, which is not in 'images'",
+                        rel,
+                    )
+                )
                 continue
             label = cat_names.get(cid)
             if label is None:
-                findings.append(finding("undeclared-label", f"annotation id {_aid(a)} has category_id {cid!r}, "
-                                        f"which {rel} does not declare in 'categories'", item.id))
+                findings.append(
+                    finding(
+                        "undeclared-label",
+                        f"annotation id {_aid(a)} has category_id {cid!r}, "
+                        f"which {rel} does not declare in 'categories'",
+                        item.id,
+                    )
+                )
                 continue
             segm = a.get("segmentation")
             if not segm:
@@ -217,8 +273,13 @@ def load(root: Path) -> tuple[Dataset, list[Finding]]:
                 try:
                     polygons = rle_to_polygons(segm, item.height, item.width)
                 except Exception:  # noqa: BLE001 - a broken mask keeps its box
-                    findings.append(finding("invalid-polygon", f"annotation id {_aid(a)}: the RLE mask cannot be "
-                                            "decoded; its box is kept", item.id))
+                    findings.append(
+                        finding(
+                            "invalid-polygon",
+                            f"annotation id {_aid(a)}: the RLE mask cannot be decoded; its box is kept",
+                            item.id,
+                        )
+                    )
                     polygons = []
             else:
                 polygons = []

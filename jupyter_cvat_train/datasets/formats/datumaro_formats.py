@@ -7,6 +7,7 @@ Datumaro annotations map to ours as: ``Bbox`` -> bbox; ``Polygon`` -> polygon + 
 extents as bbox; ``Mask`` -> outer contours as polygons + the mask's extents; other
 kinds (points, polylines, tags) are not detection annotations and are left out.
 """
+
 from __future__ import annotations
 
 import os
@@ -44,13 +45,20 @@ def _error_finding(kind: str, error: Exception, format_id: str) -> Finding:
     item_id = getattr(error, "item_id", None)
     ref = f"{item_id[1] or 'default'}/{item_id[0]}" if isinstance(item_id, tuple) else None
     if isinstance(cause, UndeclaredLabelError):
-        return finding("undeclared-label", f"{ref} uses label {cause.id!r}, which the export does not declare; "
-                       "the annotation was skipped", ref)
-    if isinstance(cause, ValueError) and ("escapes base directory" in str(cause)
-                                          or "reference the parent directory" in str(cause)):
+        return finding(
+            "undeclared-label",
+            f"{ref} uses label {cause.id!r}, which the export does not declare; the annotation was skipped",
+            ref,
+        )
+    if isinstance(cause, ValueError) and (
+        "escapes base directory" in str(cause) or "reference the parent directory" in str(cause)
+    ):
         # datumaro.util.os_util.join_within_base refused a file name
-        return finding("unsafe-reference", f"{ref}: a file name does not resolve inside the export; the item was "
-                       "skipped and the file not read", ref)
+        return finding(
+            "unsafe-reference",
+            f"{ref}: a file name does not resolve inside the export; the item was skipped and the file not read",
+            ref,
+        )
     what = "the item was skipped" if kind == "item" else "the annotation was skipped"
     return finding("invalid-annotation", f"{ref}: {type(cause).__name__}: {cause}; {what}", ref)
 
@@ -64,8 +72,9 @@ def _mask_polygons(mask) -> list[list[float]]:
     return mask_to_polygons(m, tolerance=0, min_area=0, largest_first=False)
 
 
-def convert(dm_dataset, root: Path, format_id: str, policy=None,
-            export: ExportRoot | None = None) -> tuple[Dataset, list[Finding]]:
+def convert(
+    dm_dataset, root: Path, format_id: str, policy=None, export: ExportRoot | None = None
+) -> tuple[Dataset, list[Finding]]:
     """Our :class:`Dataset` from a Datumaro dataset (iterating it runs the import). An
     image path outside ``root`` is an ``unsafe-reference`` finding and its item is left out."""
     from datumaro.components.annotation import AnnotationType, Bbox, Mask, Polygon
@@ -82,22 +91,32 @@ def convert(dm_dataset, root: Path, format_id: str, policy=None,
         if path and os.path.isabs(path):  # a relative one was joined to no folder: no image
             image_path = export.contains(path)
             if image_path is None:
-                findings.append(unsafe_reference(f"{dm_item.subset or 'default'}/{dm_item.id}", "image path",
-                                                 os.path.relpath(path, export.path)))
+                findings.append(
+                    unsafe_reference(
+                        f"{dm_item.subset or 'default'}/{dm_item.id}", "image path", os.path.relpath(path, export.path)
+                    )
+                )
                 continue
             if export.kind(image_path) != "file":
                 image_path = None
         height = width = None
         if media is not None and getattr(media, "has_size", False):
             height, width = media.size
-        item = Item(id=str(dm_item.id), image_path=image_path, width=width, height=height,
-                    subset=dm_item.subset or "default")
+        item = Item(
+            id=str(dm_item.id), image_path=image_path, width=width, height=height, subset=dm_item.subset or "default"
+        )
         for ann in dm_item.annotations:
             if not isinstance(ann, (Bbox, Polygon, Mask)):
                 continue
             if ann.label is None or not (0 <= ann.label < len(labels)):
-                findings.append(finding("undeclared-label", f"an annotation on {item.subset}/{item.id} has label "
-                                        f"id {ann.label!r}, which the export does not declare", item.id))
+                findings.append(
+                    finding(
+                        "undeclared-label",
+                        f"an annotation on {item.subset}/{item.id} has label "
+                        f"id {ann.label!r}, which the export does not declare",
+                        item.id,
+                    )
+                )
                 continue
             polygons: list[list[float]] = []
             if isinstance(ann, Polygon):
@@ -107,9 +126,16 @@ def convert(dm_dataset, root: Path, format_id: str, policy=None,
             x, y, w, h = ann.get_bbox()
             attrs = dict(ann.attributes)
             track_id = attrs.get("track_id")
-            item.annotations.append(Annotation(labels[ann.label], (float(x), float(y), float(x + w), float(y + h)),
-                                               polygons, attrs, None,
-                                               int(track_id) if isinstance(track_id, (int, float)) else None))
+            item.annotations.append(
+                Annotation(
+                    labels[ann.label],
+                    (float(x), float(y), float(x + w), float(y + h)),
+                    polygons,
+                    attrs,
+                    None,
+                    int(track_id) if isinstance(track_id, (int, float)) else None,
+                )
+            )
         items.append(item)
     if format_id == "voc" and "background" in labels:
         # CVAT's VOC labelmap.txt lists VOC's implicit 'background' class; it is no label
@@ -122,8 +148,12 @@ def convert(dm_dataset, root: Path, format_id: str, policy=None,
 
 
 # Annotation files Datumaro parses, checked against the size cap before it opens them.
-ANNOTATION_FILES = {"cvat": ("*.xml",), "voc": ("Annotations/**/*.xml", "ImageSets/**/*.txt", "labelmap.txt"),
-                    "labelme": ("**/*.xml",), "mot": ("**/gt/*.txt", "**/seqinfo.ini")}
+ANNOTATION_FILES = {
+    "cvat": ("*.xml",),
+    "voc": ("Annotations/**/*.xml", "ImageSets/**/*.txt", "labelmap.txt"),
+    "labelme": ("**/*.xml",),
+    "mot": ("**/gt/*.txt", "**/seqinfo.ini"),
+}
 
 
 def _checked_environment(export: ExportRoot, findings: list[Finding]):
@@ -179,8 +209,9 @@ def load(root: Path, format_id: str) -> tuple[Dataset, list[Finding]]:
     policy = _collecting_policy()
     findings: list[Finding] = []
     try:
-        dm_dataset = dm.Dataset.import_from(str(root), DATUMARO_FORMAT[format_id], error_policy=policy,
-                                            env=_checked_environment(export, findings))
+        dm_dataset = dm.Dataset.import_from(
+            str(root), DATUMARO_FORMAT[format_id], error_policy=policy, env=_checked_environment(export, findings)
+        )
         ds, more = convert(dm_dataset, root, format_id, policy, export)
         return ds, findings + more
     except ExportError:
@@ -188,5 +219,7 @@ def load(root: Path, format_id: str) -> tuple[Dataset, list[Finding]]:
     except (DatumaroError, ValueError, KeyError, OSError, SyntaxError) as e:
         # xml.etree.ElementTree.ParseError is a SyntaxError
         cause = e.__cause__ or e
-        raise ExportError(f"{root} cannot be read as a {format_id} export: {type(cause).__name__}: {cause}. "
-                          f"Expected the layout CVAT writes for it.") from None
+        raise ExportError(
+            f"{root} cannot be read as a {format_id} export: {type(cause).__name__}: {cause}. "
+            f"Expected the layout CVAT writes for it."
+        ) from None

@@ -20,13 +20,14 @@ Keys used (TF Object Detection API, as Datumaro / CVAT write them): ``image/file
 Labels come from ``label_map.pbtxt`` (``item { id: N name: 'X' }``).
 The embedded images are written once to the cache (``<cache>/tfrecord/<sha256>/<subset>/``).
 """
+
 from __future__ import annotations
 
 import os
 import re
 import struct
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Iterator
 
 from ...fileio import atomic_write, cache_root
 from ..archive import cached_sha256
@@ -64,14 +65,14 @@ def fields(buf: bytes) -> Iterator[tuple[int, int, object]]:
         if wire == 0:
             value, pos = _varint(buf, pos)
         elif wire == 1:
-            value, pos = buf[pos:pos + 8], pos + 8
+            value, pos = buf[pos : pos + 8], pos + 8
         elif wire == 2:
             n, pos = _varint(buf, pos)
             if pos + n > end:
                 raise WireError("length-delimited field runs past the message")
-            value, pos = buf[pos:pos + n], pos + n
+            value, pos = buf[pos : pos + n], pos + n
         elif wire == 5:
-            value, pos = buf[pos:pos + 4], pos + 4
+            value, pos = buf[pos : pos + 4], pos + 4
         else:
             raise WireError(f"unsupported wire type {wire}")
         yield number, wire, value
@@ -170,8 +171,14 @@ def load(root: Path) -> tuple[Dataset, list[Finding]]:
     findings: list[Finding] = []
     label_map = read_label_map(root / "label_map.pbtxt") if (root / "label_map.pbtxt").is_file() else {}
     if not label_map:
-        findings.append(finding("no-labels", "label_map.pbtxt is missing or declares no 'item { id name }'",
-                                "label_map.pbtxt", hint="Export again from CVAT; the label map names the labels."))
+        findings.append(
+            finding(
+                "no-labels",
+                "label_map.pbtxt is missing or declares no 'item { id name }'",
+                "label_map.pbtxt",
+                hint="Export again from CVAT; the label map names the labels.",
+            )
+        )
     labels = [label_map[k] for k in sorted(label_map)]
     items: list[Item] = []
     for path in files:
@@ -183,21 +190,38 @@ def load(root: Path) -> tuple[Dataset, list[Finding]]:
                 try:
                     feats = parse_example(record)
                 except WireError as e:
-                    findings.append(finding("invalid-annotation", f"{path.name}: record {index} is not a "
-                                            f"tf.train.Example ({e}); skipped", path.name))
+                    findings.append(
+                        finding(
+                            "invalid-annotation",
+                            f"{path.name}: record {index} is not a tf.train.Example ({e}); skipped",
+                            path.name,
+                        )
+                    )
                     continue
                 items.append(_item(feats, index, subset, image_dir, label_map, labels, findings))
         except WireError as e:
-            findings.append(finding("invalid-annotation", f"{path.name}: {e} after {len(items)} records; the "
-                                    "file is cut short, the rest is lost", path.name,
-                                    hint="Download the export again."))
+            findings.append(
+                finding(
+                    "invalid-annotation",
+                    f"{path.name}: {e} after {len(items)} records; the file is cut short, the rest is lost",
+                    path.name,
+                    hint="Download the export again.",
+                )
+            )
         except OSError as e:
             raise ExportError(f"{path} cannot be read: {e}") from None
     return Dataset(format="tfrecord", root=root, labels=labels, items=items), findings
 
 
-def _item(feats: dict, index: int, subset: str, image_dir: Path, label_map: dict[int, str], labels: list[str],
-          findings: list[Finding]) -> Item:
+def _item(
+    feats: dict,
+    index: int,
+    subset: str,
+    image_dir: Path,
+    label_map: dict[int, str],
+    labels: list[str],
+    findings: list[Finding],
+) -> Item:
     filename = _first(feats, "image/filename", b"").decode("utf-8", "replace")
     filename = Path(filename).name or f"{_first(feats, 'image/source_id', b'').decode() or index}.jpg"
     width, height = _first(feats, "image/width"), _first(feats, "image/height")
@@ -213,18 +237,32 @@ def _item(feats: dict, index: int, subset: str, image_dir: Path, label_map: dict
     ids = feats.get("image/object/class/label", [])
     n = min(len(c) for c in cols)
     if any(len(c) != n for c in cols):
-        findings.append(finding("invalid-annotation", f"{filename}: the bbox coordinate lists differ in length; "
-                                f"{n} boxes read", filename))
+        findings.append(
+            finding(
+                "invalid-annotation",
+                f"{filename}: the bbox coordinate lists differ in length; {n} boxes read",
+                filename,
+            )
+        )
     for j in range(n):
-        label = texts[j].decode("utf-8", "replace") if j < len(texts) else label_map.get(ids[j]) if j < len(ids) else None
+        label = (
+            texts[j].decode("utf-8", "replace") if j < len(texts) else label_map.get(ids[j]) if j < len(ids) else None
+        )
         if label is None or label not in labels:
-            findings.append(finding("undeclared-label", f"a box on {filename} has class "
-                                    f"{label or (ids[j] if j < len(ids) else '?')!r}, which label_map.pbtxt does "
-                                    "not declare", filename))
+            findings.append(
+                finding(
+                    "undeclared-label",
+                    f"a box on {filename} has class "
+                    f"{label or (ids[j] if j < len(ids) else '?')!r}, which label_map.pbtxt does "
+                    "not declare",
+                    filename,
+                )
+            )
             continue
         x1, y1, x2, y2 = (c[j] for c in cols)
         sx, sy = (width or 1), (height or 1)
         # float32 storage: round to 1/1000 pixel so 260.0 does not read as 259.99998
-        item.annotations.append(Annotation(label, (round(x1 * sx, 3), round(y1 * sy, 3), round(x2 * sx, 3),
-                                                   round(y2 * sy, 3))))
+        item.annotations.append(
+            Annotation(label, (round(x1 * sx, 3), round(y1 * sy, 3), round(x2 * sx, 3), round(y2 * sy, 3)))
+        )
     return item

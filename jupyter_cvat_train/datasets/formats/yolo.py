@@ -11,9 +11,9 @@ the export as ``data/...``) and ``obj_<subset>_data/<image>`` with ``<image stem
 beside it: one ``class x_center y_center width height`` line per box, normalized to [0, 1].
 Image sizes (which YOLO does not store) are read from the image headers.
 """
+
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from ..findings import ExportError, Finding, finding
@@ -59,8 +59,10 @@ def load(root: Path) -> tuple[Dataset, list[Finding]]:
     if names_path is None or export.kind(names_path) != "file":
         names_path = root / "obj.names"
     if not names_path.is_file():
-        raise ExportError(f"{root} has no obj.names: not a YOLO 1.1 export (expected obj.data, obj.names, "
-                          "train.txt and obj_train_data/)")
+        raise ExportError(
+            f"{root} has no obj.names: not a YOLO 1.1 export (expected obj.data, obj.names, "
+            "train.txt and obj_train_data/)"
+        )
     labels = [ln.strip() for ln in _text(names_path, export.relative(names_path)).splitlines() if ln.strip()]
     subsets: dict[str, list[Path]] = {}
     for key in ("train", "valid", "test"):
@@ -82,8 +84,13 @@ def load(root: Path) -> tuple[Dataset, list[Finding]]:
                         paths.append(path)
                 subsets[lst.stem] = paths
             else:
-                findings.append(finding("invalid-annotation", f"obj.data names {meta[key]} as the {key} list, but "
-                                        "it is not in the export", "obj.data"))
+                findings.append(
+                    finding(
+                        "invalid-annotation",
+                        f"obj.data names {meta[key]} as the {key} list, but it is not in the export",
+                        "obj.data",
+                    )
+                )
     if not subsets:  # no lists: every obj_<subset>_data folder
         for folder in sorted(root.glob("obj_*_data")):
             subsets[folder.name[4:-5]] = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTENSIONS)
@@ -110,16 +117,30 @@ def load(root: Path) -> tuple[Dataset, list[Finding]]:
                     if len(parts) != 5:
                         raise ValueError
                 except ValueError:
-                    findings.append(finding("invalid-annotation", f"{where}: {line.strip()!r} is not "
-                                            "'class x_center y_center width height'", rel))
+                    findings.append(
+                        finding(
+                            "invalid-annotation",
+                            f"{where}: {line.strip()!r} is not 'class x_center y_center width height'",
+                            rel,
+                        )
+                    )
                     continue
                 if not 0 <= cls < len(labels):
-                    findings.append(finding("yolo-class-out-of-range", f"{where}: class index {cls} is not in "
-                                            f"obj.names ({len(labels)} labels, indices 0..{len(labels) - 1})", rel))
+                    findings.append(
+                        finding(
+                            "yolo-class-out-of-range",
+                            f"{where}: class index {cls} is not in "
+                            f"obj.names ({len(labels)} labels, indices 0..{len(labels) - 1})",
+                            rel,
+                        )
+                    )
                     continue
                 if size is None:
                     continue  # missing / unreadable image: reported by the checks, boxes cannot be placed
                 iw, ih = size
-                item.annotations.append(Annotation(labels[cls], ((xc - w / 2) * iw, (yc - h / 2) * ih,
-                                                                  (xc + w / 2) * iw, (yc + h / 2) * ih)))
+                item.annotations.append(
+                    Annotation(
+                        labels[cls], ((xc - w / 2) * iw, (yc - h / 2) * ih, (xc + w / 2) * iw, (yc + h / 2) * ih)
+                    )
+                )
     return Dataset(format="yolo", root=root, labels=labels, items=items), findings

@@ -13,6 +13,7 @@ on one without verifying that it names the job process *of this job folder*.
 Backends: ``local`` (:class:`.local.LocalBackend`: a detached process group on this
 machine). A cluster backend plugs in here with its own name.
 """
+
 from __future__ import annotations
 
 import os

@@ -15,6 +15,7 @@ recorded start time, leads its own session and process group, is not pid 1 nor o
 process or group, and its command line ends with ``-m <module> <this job folder>``
 (:func:`is_job_process`).
 """
+
 from __future__ import annotations
 
 import os
@@ -49,8 +50,14 @@ def _gpu(value):
     return valid_text(value, 64)
 
 
-HANDLE_FIELDS = {"pid": valid_pid, "pid_start_time": valid_number, "launched_at": valid_time, "command": _command,
-                 "gpu": _gpu, "launcher_pid": valid_pid}
+HANDLE_FIELDS = {
+    "pid": valid_pid,
+    "pid_start_time": valid_number,
+    "launched_at": valid_time,
+    "command": _command,
+    "gpu": _gpu,
+    "launcher_pid": valid_pid,
+}
 
 
 def process_alive(pid: int | None, start_time: float | None) -> bool:
@@ -156,19 +163,33 @@ class LocalBackend(JobBackend):
         if request.gpu is not None:
             env["CUDA_VISIBLE_DEVICES"] = str(request.gpu)
         # never through a symlink planted in place of job.log
-        log_fd = os.open(job_dir.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC,
-                         0o644)
+        log_fd = os.open(job_dir.log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
         with open(log_fd, "ab") as log:
-            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                                    cwd=job_dir.path, env=env, start_new_session=True, close_fds=True)
+            proc = subprocess.Popen(
+                cmd,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=job_dir.path,
+                env=env,
+                start_new_session=True,
+                close_fds=True,
+            )
         if self.niceness > 0:  # set from here, not in a preexec_fn (unsafe in a threaded server)
             try:
                 os.setpriority(os.PRIO_PROCESS, proc.pid, os.getpriority(os.PRIO_PROCESS, 0) + self.niceness)
             except OSError:
                 pass
         self._children[proc.pid] = proc
-        return {"backend": self.name, "pid": proc.pid, "pid_start_time": process_start_time(proc.pid),
-                "launched_at": now_iso(), "command": cmd, "gpu": request.gpu, "launcher_pid": os.getpid()}
+        return {
+            "backend": self.name,
+            "pid": proc.pid,
+            "pid_start_time": process_start_time(proc.pid),
+            "launched_at": now_iso(),
+            "command": cmd,
+            "gpu": request.gpu,
+            "launcher_pid": os.getpid(),
+        }
 
     def check_handle(self, data: dict) -> dict:
         return clean_record(data, HANDLE_FIELDS)[0]
@@ -235,4 +256,3 @@ class LocalBackend(JobBackend):
     def close(self) -> None:
         """Stop tracking child processes (they keep running: they are detached)."""
         self._children.clear()
-

@@ -5,6 +5,7 @@ calls :func:`run_job` with its kind's function ``fn(ctx: JobContext) -> dict | N
 the same function runs in the foreground from the CLI, where listeners drive a tqdm bar
 instead. SIGTERM only sets ``ctx.cancelled``: each kind stops at a safe point.
 """
+
 from __future__ import annotations
 
 import os
@@ -30,8 +31,13 @@ class JobContext:
     long loops call :meth:`check_cancelled` at safe points.
     """
 
-    def __init__(self, job_dir: JobDir | Path | str, *, listeners: Iterable[Callable[[dict], None]] = (),
-                 status_interval: float = 0.5):
+    def __init__(
+        self,
+        job_dir: JobDir | Path | str,
+        *,
+        listeners: Iterable[Callable[[dict], None]] = (),
+        status_interval: float = 0.5,
+    ):
         self.dir = job_dir if isinstance(job_dir, JobDir) else JobDir(Path(job_dir))
         self.spec = self.dir.read_spec(os.environ.get(SPEC_HASH_ENV) or None)
         self.cancelled = threading.Event()
@@ -97,8 +103,13 @@ class JobContext:
             raise JobCancelled("cancelled by request")
 
 
-def run_job(job_dir: Path | str, fn: Callable[[JobContext], dict | None], *,
-            listeners: Iterable[Callable[[dict], None]] = (), handle_sigterm: bool = True) -> dict:
+def run_job(
+    job_dir: Path | str,
+    fn: Callable[[JobContext], dict | None],
+    *,
+    listeners: Iterable[Callable[[dict], None]] = (),
+    handle_sigterm: bool = True,
+) -> dict:
     """Run ``fn`` as the job in ``job_dir`` and keep status.json truthful.
 
     Sets state ``running`` (with pid and process start time, for reconciliation), then
@@ -118,17 +129,28 @@ def run_job(job_dir: Path | str, fn: Callable[[JobContext], dict | None], *,
 
     previous = {}
     if handle_sigterm and threading.current_thread() is threading.main_thread():
+
         def _on_signal(signum, frame):
             if ctx.cancelled.is_set() and signum == signal.SIGINT:
                 raise KeyboardInterrupt
             ctx.cancelled.set()
-            print(f"received {signal.Signals(signum).name}: stopping after the current step", file=sys.stderr, flush=True)
+            print(
+                f"received {signal.Signals(signum).name}: stopping after the current step", file=sys.stderr, flush=True
+            )
+
         for sig in (signal.SIGTERM, signal.SIGINT):
             previous[sig] = signal.signal(sig, _on_signal)
 
     pid = os.getpid()
-    jd.update_status(state=JobState.RUNNING, pid=pid, pid_start_time=process_start_time(pid),
-                     started_at=now_iso(), ended_at=None, exit_code=None, message="")
+    jd.update_status(
+        state=JobState.RUNNING,
+        pid=pid,
+        pid_start_time=process_start_time(pid),
+        started_at=now_iso(),
+        ended_at=None,
+        exit_code=None,
+        message="",
+    )
     ctx.event("state", state=JobState.RUNNING)
     state, message, outputs, code = JobState.FAILED, "", {}, 1
     try:
@@ -136,7 +158,11 @@ def run_job(job_dir: Path | str, fn: Callable[[JobContext], dict | None], *,
         if ctx.cancelled.is_set():
             state, message, code = JobState.CANCELLED, "cancelled by request", 0
         else:
-            state, message, code = JobState.SUCCEEDED, outputs.pop("message", "") if isinstance(outputs, dict) else "", 0
+            state, message, code = (
+                JobState.SUCCEEDED,
+                outputs.pop("message", "") if isinstance(outputs, dict) else "",
+                0,
+            )
     except JobCancelled as e:
         state, message, code = JobState.CANCELLED, str(e) or "cancelled by request", 0
         outputs = getattr(e, "outputs", {}) or {}
@@ -151,8 +177,13 @@ def run_job(job_dir: Path | str, fn: Callable[[JobContext], dict | None], *,
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-    fields = {"state": state, "message": message, "exit_code": code, "ended_at": now_iso(),
-              "outputs": outputs if isinstance(outputs, dict) else {}}
+    fields = {
+        "state": state,
+        "message": message,
+        "exit_code": code,
+        "ended_at": now_iso(),
+        "outputs": outputs if isinstance(outputs, dict) else {},
+    }
     if ctx._progress["total"] is not None or ctx._progress["done"]:
         fields["progress"] = ctx._progress
     status = jd.update_status(**fields)

@@ -19,6 +19,7 @@ write the runs root): records are read with :func:`read_record` (regular files o
 symlinks, no FIFOs, at most :data:`MAX_RECORD_BYTES`) and checked field by field
 (:func:`clean_status`); a bad field is dropped, never raised.
 """
+
 from __future__ import annotations
 
 import errno
@@ -40,8 +41,10 @@ from .state import STATES, JobError, JobState
 MAX_RECORD_BYTES = 1 << 20  # job.json, status.json, launch.json: larger ones are refused
 MAX_MESSAGE = 4000  # characters of a job's message kept (longer ones are cut)
 PID_MAX = 1 << 22  # the largest pid Linux hands out
-_ISO_TIME = re.compile(r"\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])"  # date, then an optional time
-                       r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?)?)?")
+_ISO_TIME = re.compile(
+    r"\d{4}(-(0[1-9]|1[0-2])(-(0[1-9]|[12]\d|3[01])"  # date, then an optional time
+    r"([T ]([01]\d|2[0-3]):[0-5]\d(:[0-5]\d(\.\d{1,9})?)?(Z|[+-]\d{2}:?\d{2})?)?)?)?"
+)
 
 
 def now_iso() -> str:
@@ -141,8 +144,13 @@ def valid_pid(value: Any) -> int:
 
 def valid_number(value: Any, minimum: float = 0.0) -> float | int:
     """``value`` if it is a finite number >= ``minimum`` (not a bool), else ValueError."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) \
-            and value >= minimum and abs(value) < 1e18:
+    if (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and value >= minimum
+        and abs(value) < 1e18
+    ):
         return value
     raise ValueError(f"expected a finite number >= {minimum:g}")
 
@@ -189,8 +197,11 @@ def clean_progress(value: Any) -> dict:
     total a number >= 0 or None, unit a short string or None."""
     value = value if isinstance(value, dict) else {}
     out = {"done": 0, "total": None, "unit": None}
-    for key, check in (("done", valid_number), ("total", _optional(valid_number)),
-                       ("unit", _optional(lambda v: valid_text(v, 40)))):
+    for key, check in (
+        ("done", valid_number),
+        ("total", _optional(valid_number)),
+        ("unit", _optional(lambda v: valid_text(v, 40))),
+    ):
         try:
             out[key] = check(value.get(key))
         except ValueError:
@@ -208,9 +219,16 @@ def _progress(value: Any) -> dict:
 
 
 STATUS_FIELDS: dict[str, Callable[[Any], Any]] = {
-    "state": valid_state, "pid": _optional(valid_pid), "pid_start_time": _optional(valid_number),
-    "created_at": _optional(valid_time), "started_at": _optional(valid_time), "ended_at": _optional(valid_time),
-    "exit_code": _optional(_exit_code), "message": valid_text, "progress": _progress, "outputs": _object,
+    "state": valid_state,
+    "pid": _optional(valid_pid),
+    "pid_start_time": _optional(valid_number),
+    "created_at": _optional(valid_time),
+    "started_at": _optional(valid_time),
+    "ended_at": _optional(valid_time),
+    "exit_code": _optional(_exit_code),
+    "message": valid_text,
+    "progress": _progress,
+    "outputs": _object,
 }
 
 
@@ -299,8 +317,10 @@ class JobDir:
         if os.path.lexists(self.spec_path):
             raise FileExistsError(f"{self.spec_path} already exists: choose a new job folder")
         write_bytes_atomic(self.spec_path, json_bytes(spec) if spec_bytes is None else spec_bytes)
-        write_json_atomic(self.status_path, {"state": JobState.QUEUED, "created_at": now_iso(),
-                                             "progress": {"done": 0, "total": None, "unit": None}})
+        write_json_atomic(
+            self.status_path,
+            {"state": JobState.QUEUED, "created_at": now_iso(), "progress": {"done": 0, "total": None, "unit": None}},
+        )
         return self
 
     def read_spec(self, expect_sha256: str | None = None) -> dict:

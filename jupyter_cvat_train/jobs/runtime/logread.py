@@ -6,6 +6,7 @@ link, FIFO or device reads as empty). Used by the server's log tailing
 (:mod:`jupyter_cvat_train.jobs.tail`) and by the DDP launcher, which follows its ranks'
 event files.
 """
+
 from __future__ import annotations
 
 import os

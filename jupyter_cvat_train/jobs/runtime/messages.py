@@ -1,4 +1,5 @@
 """Messages that quote what a client or a file gave us, without sending a huge input back."""
+
 from __future__ import annotations
 
 from typing import Any

@@ -4,6 +4,7 @@ States: ``queued -> running -> succeeded | failed | cancelled``. :class:`JobStat
 ``str`` enum, so its members compare equal to (and serialize as) the plain strings of
 status.json and the API.
 """
+
 from __future__ import annotations
 
 from enum import Enum
