@@ -2,7 +2,7 @@
 #   make demo            set up, generate a sample CVAT export, validate it, train the default model
 #                        on it (CPU, about a minute), auto-annotate a new batch with the trained model
 #   make demo DATA=x.zip the same on any CVAT export (its own images are annotated)
-#   make test            set up, then every test (pytest + ui-tests + TypeScript checks)
+#   make test            set up, then every check (lint + layer contracts, pytest, ui-tests, TypeScript checks)
 #   make lab             JupyterLab with the extension
 #   make clean           remove what set-up and tests made (.venv, node_modules, builds, outputs)
 # Set-up is incremental: each step leaves a stamp file and runs again only when its inputs change.
@@ -30,7 +30,7 @@ LABEXT_LINK := $(VENV)/share/jupyter/labextensions/jupyter-cvat-train
 NODE_STAMP := node_modules/.installed
 UI_NODE_STAMP := ui-tests/node_modules/.installed
 
-.PHONY: setup python-deps node-deps build chromium ui-deps demo test pytest ui-test bench-panel ts-check lab clean
+.PHONY: setup python-deps node-deps build chromium ui-deps demo test lint pytest ui-test bench-panel ts-check lab clean
 
 setup: python-deps build chromium ui-deps
 
@@ -127,9 +127,17 @@ ts-check: node-deps
 	jlpm test
 	jlpm check:api
 
+# Python: ruff lint and format check, and the layer contracts of docs/architecture.md
+# (import-linter; contracts in pyproject.toml).
+lint: python-deps
+	$(BIN)/ruff check jupyter_cvat_train tests benchmarks
+	$(BIN)/ruff format --check jupyter_cvat_train tests benchmarks
+	$(BIN)/lint-imports
+
 # Every suite runs even when an earlier one fails; the exit status is non-zero if any failed.
 test: setup
 	@status=0; \
+	$(MAKE) --no-print-directory lint || status=1; \
 	$(MAKE) --no-print-directory pytest || status=1; \
 	$(MAKE) --no-print-directory ui-test || status=1; \
 	$(MAKE) --no-print-directory ts-check || status=1; \
