@@ -35,12 +35,12 @@ FLOOR_PARAMS = {
     "val_split": 20,
 }
 # Measured with benchmarks/quality_floor.py on the 2-core machine (threads 0 = 2):
-#   12 epochs, seeds 0-3: best mAP@.5 0.964, 0.897, 0.905, 0.988 (min 0.897)
+#   12 epochs, seeds 0-4: best mAP@.5 0.964, 0.897, 0.905, 0.988, 0.816 (min 0.816)
 #    6 epochs, seeds 0-4: 0.623, 0.595, 0.479, 0.494, 0.371 -- too close to any floor
-# so the run has 12 epochs and the floor 0.7 leaves 0.2 below the worst seed. Without
-# precise BN the same run stays near 0.01, so the floor tells a learning model from a
-# broken one.
-FLOOR_MAP_50 = 0.7
+# so the run has 12 epochs and the floor 0.6 leaves 0.2 below the worst seed (the test
+# runs seed 0). Without precise BN the same run stays near 0.01, so the floor tells a
+# learning model from a broken one.
+FLOOR_MAP_50 = 0.6
 
 
 def run_floor_job(job: Path, data: Path, params: dict) -> dict:
