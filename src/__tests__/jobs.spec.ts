@@ -196,6 +196,19 @@ describe('JobsModel', () => {
     expect(removed.sort()).toEqual(['j1', 'j2']);
   });
 
+  it('keeps a job created while a list request was under way, and ends the view of a job the server lacks', async () => {
+    listed = [];
+    const pending = model.refresh(); // asked before the job exists
+    model.update(job('j5', { state: 'queued' })); // POST jobs answered meanwhile
+    await pending;
+    expect(model.get('j5')?.state).toBe('queued');
+    const ghost = model.follow('j9'); // a view restored after a reload, for a job gone since
+    await model.refresh();
+    expect(model.get('j5')).toBeUndefined(); // the next list, asked after: it is gone
+    expect(ghost.status).toBe('deleted');
+    model.release('j9');
+  });
+
   it('says when the server does not answer, and recovers', async () => {
     const down = new JobsModel({
       settings: ServerConnection.makeSettings({

@@ -155,6 +155,7 @@ export class JobsModel {
    */
   async refresh(): Promise<void> {
     let jobs: Job[];
+    const asked = ++this._clock; // what the store knew before this request
     try {
       jobs = (await listJobs(this._options.settings)).jobs;
     } catch (error) {
@@ -172,10 +173,20 @@ export class JobsModel {
       seen.add(job.id);
       changed = this._put(job) || changed;
     }
+    // gone from the server: known before the request went out and not in its reply (a job
+    // created while the request was under way is not in it, and stays)
     for (const id of [...this._jobs.keys()]) {
-      if (!seen.has(id)) {
+      if (!seen.has(id) && (this._since.get(id) ?? 0) < asked) {
         this._drop(id);
         changed = true;
+      }
+    }
+    for (const [id, entry] of this._followers) {
+      if (!seen.has(id) && entry.since < asked) {
+        entry.follower.handle({
+          type: 'error',
+          message: `job ${id} was deleted`
+        });
       }
     }
     if (changed || !this._firstEmitted) {
@@ -271,6 +282,9 @@ export class JobsModel {
     ) {
       return false; // unchanged, or an older reply (a job never goes back to an earlier state)
     }
+    if (!before) {
+      this._since.set(job.id, this._clock);
+    }
     this._jobs.set(job.id, job);
     this._sorted = null;
     if (!isFinal(job.state)) {
@@ -294,6 +308,7 @@ export class JobsModel {
     if (!this._jobs.delete(jobId)) {
       return;
     }
+    this._since.delete(jobId);
     this._sorted = null;
     this._watched.delete(jobId);
     if (this._autoFollowed.delete(jobId)) {
@@ -302,7 +317,7 @@ export class JobsModel {
     this._jobRemoved.emit(jobId);
   }
 
-  private _acquire(jobId: string): { follower: JobFollower; refs: number } {
+  private _acquire(jobId: string): IFollowerEntry {
     let entry = this._followers.get(jobId);
     if (!entry) {
       const follower = new JobFollower({
@@ -319,7 +334,7 @@ export class JobsModel {
           this._touch();
         }
       });
-      entry = { follower, refs: 0 };
+      entry = { follower, refs: 0, since: this._clock };
       this._followers.set(jobId, entry);
       follower.start();
     }
@@ -360,10 +375,10 @@ export class JobsModel {
   private _watched = new Set<string>();
   private _autoFollowed = new Set<string>();
   private _removed = new Set<string>();
-  private _followers = new Map<
-    string,
-    { follower: JobFollower; refs: number }
-  >();
+  private _followers = new Map<string, IFollowerEntry>();
+  /** A counter of list requests; `_since`: the counter when each job joined the store. */
+  private _clock = 0;
+  private _since = new Map<string, number>();
   private _reachability: Reachability = 'unknown';
   private _problem = '';
   private _loaded = false;
@@ -372,6 +387,13 @@ export class JobsModel {
   private _changed = new Signal<this, void>(this);
   private _jobEnded = new Signal<this, Job>(this);
   private _jobRemoved = new Signal<this, string>(this);
+}
+
+/** A shared follower: its references, and the list-request counter when it was made. */
+interface IFollowerEntry {
+  follower: JobFollower;
+  refs: number;
+  since: number;
 }
 
 /** queued < running < a final state: the order a job's states come in. */

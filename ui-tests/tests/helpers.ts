@@ -20,15 +20,20 @@ export async function openLab(
   await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
 }
 
-/** Show a left sidebar widget by its id (a click on a current tab would hide it). */
+/**
+ * Show a left sidebar widget by its id. A click on the current tab hides it, and the
+ * layout restore may make a tab current at any moment: click until it is shown.
+ */
 export async function openSidebar(page: Page, id: string) {
   const tab = page.locator(`.jp-SideBar.jp-mod-left li[data-id="${id}"]`);
-  await expect(tab).toBeVisible();
-  if (!(await tab.getAttribute('class'))?.includes('lm-mod-current')) {
-    await tab.click();
-  }
   const widget = page.locator(`[id="${id}"]`);
-  await expect(widget).toBeVisible();
+  await expect(tab).toBeVisible();
+  await expect(async () => {
+    if (!(await tab.getAttribute('class'))?.includes('lm-mod-current')) {
+      await tab.click();
+    }
+    await expect(widget).toBeVisible({ timeout: 1000 });
+  }).toPass({ timeout: 30_000 });
   return widget;
 }
 

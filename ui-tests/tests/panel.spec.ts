@@ -465,7 +465,7 @@ test('a job deleted elsewhere leaves the list, and its open view says so', async
   await expect(rows).toHaveCount(1);
   await expect(
     page.locator('.jp-CvatTrain-jobViewBody:visible .jp-mod-missing')
-  ).toContainText('removed');
+  ).toContainText('was deleted');
   await shot(page, '10-deleted-elsewhere-light');
   await page
     .locator('.lm-TabBar-tab.lm-mod-current .lm-TabBar-tabCloseIcon')
