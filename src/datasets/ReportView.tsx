@@ -98,13 +98,13 @@ export function ReportView(props: {
       >
         {report.ok
           ? trans.__(
-              '✓ Ready to train: no errors (%1 warnings).',
-              report.warnings.length
+              '✓ Ready to train: no errors, %1.',
+              trans._n('%1 warning', '%1 warnings', report.warnings.length)
             )
           : trans.__(
-              '✕ Not trainable: %1 errors, %2 warnings.',
-              report.errors.length,
-              report.warnings.length
+              '✕ Not trainable: %1, %2.',
+              trans._n('%1 error', '%1 errors', report.errors.length),
+              trans._n('%1 warning', '%1 warnings', report.warnings.length)
             )}
       </div>
       <dl className="jp-CvatTrain-summary">

@@ -180,13 +180,14 @@ test('validating a broken export lists the errors and disables Train', async ({
   await expect(trainOn).toBeDisabled();
   await expect(trainOn).toHaveAttribute('title', /1 error/);
   await expect(panel.locator('.jp-CvatTrain-blocked')).toContainText('1 error');
+  await shot(page, '02b-datasets-broken-light');
   // a path outside the server root: a clear message at the field
   await panel.locator('#jp-CvatTrain-datasetPath').fill('../../etc/passwd');
   await panel.locator('.jp-CvatTrain-validate').click();
   await expect(panel.locator('#jp-CvatTrain-datasetPath-error')).toContainText(
     /outside|'\.\.'/
   );
-  await shot(page, '02b-datasets-broken-light');
+  await shot(page, '02c-outside-root-light');
 });
 
 test("the file browser's context menu validates an export", async ({
