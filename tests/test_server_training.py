@@ -7,11 +7,10 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 
 import pytest
+from test_jobs_manager import _launch_and_exit
 from traitlets.config import Config
 
 from jupyter_cvat_train.datasets import generate_sample
@@ -37,22 +36,6 @@ def train_spec(epochs: int) -> dict:
 @pytest.fixture
 def sample(jp_root_dir):
     return generate_sample(jp_root_dir / "sample.zip", images=8, width=64, height=64)
-
-
-def _launch_and_exit(runs, spec) -> str:
-    """Create a job from a Python process that exits at once (a server that stopped)."""
-    code = (
-        "import json,sys; from jupyter_cvat_train.jobs.manager import JobManager; "
-        "print(JobManager(sys.argv[1]).create(json.loads(sys.argv[2]))['id'])"
-    )
-    out = subprocess.run(
-        [sys.executable, "-c", code, str(runs), json.dumps(spec)],
-        capture_output=True,
-        text=True,
-        check=True,
-        timeout=60,
-    )
-    return out.stdout.strip()
 
 
 @pytest.fixture
