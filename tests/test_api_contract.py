@@ -257,6 +257,9 @@ async def test_rest_replies_match_the_contract(jp_fetch, jp_ws_fetch, jp_root_di
         assert code == 403
     code, templates = await call(jp_fetch, "get", "/templates")
     assert code == 200 and TEMPLATE in [t["name"] for t in templates["templates"]]
+    code, devices = await call(jp_fetch, "get", "/devices")  # probed in a subprocess that imports torch
+    assert code == 200 and [d["id"] for d in devices["devices"]][:2] == ["auto", "cpu"], devices
+    assert devices["gpus"] == len(devices["devices"]) - 2 and devices["torch"], devices
 
     # datasets/validate: a good export, one with findings, one that is no export, and mistakes
     broken = generate_sample(jp_root_dir / "broken", images=3, width=64, height=48)

@@ -13,6 +13,7 @@ Routes (relative to ``{base_url}cvat-train/api/``)::
 
     GET    version                   {"version"}
     GET    templates                 {"templates": [template.to_dict()...]}
+    GET    devices                   {"devices": [{"id", "name", "memory_bytes"?}], "gpus", "torch", "note"}
     POST   datasets/validate {path}  the validation report (200 even with errors)
     GET    jobs                      {"jobs": [job...]}  (creation order)
     POST   jobs {kind, ...}          201 job  (400/403/404/422 with details)
@@ -28,6 +29,9 @@ Routes (relative to ``{base_url}cvat-train/api/``)::
                                      {"type": "state", "job"} on changes, and last
                                      {"type": "end", "job"}; then the server closes
     POST   jobs/{id}/tensorboard     {"url": "{base_url}proxy/<port>/", "port"}
+
+and the Auto-annotate routes of :mod:`.annotate` (``models/labels``, ``annotate/images``,
+``jobs/{id}/files/{path}``).
 """
 
 from __future__ import annotations
@@ -154,6 +158,17 @@ class TemplatesHandler(ApiHandler):
             return [t.to_dict() for t in models.list_templates()]
 
         self.finish(json.dumps({"templates": await self.service.run(load)}))
+
+
+class DevicesHandler(ApiHandler):
+    """``GET devices`` → ``{"devices": [{"id", "name", "memory_bytes"?}], "gpus", "torch",
+    "note"}``: what the Train form offers (probed once per server, in a subprocess)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        reply = await self.service.devices()
+        self.finish(json.dumps({k: v for k, v in reply.items() if k != "failed"}))
 
 
 class ValidateDatasetHandler(ApiHandler):
@@ -376,9 +391,13 @@ class JobStreamHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHandle
 
 def api_routes() -> list[tuple[str, type]]:
     """Routes relative to ``{base_url}cvat-train/api/``."""
+    from .annotate import annotate_routes
+
     return [
+        *annotate_routes(JOB_ID),
         (r"version", VersionHandler),
         (r"templates", TemplatesHandler),
+        (r"devices", DevicesHandler),
         (r"datasets/validate", ValidateDatasetHandler),
         (r"jobs", JobsHandler),
         (rf"jobs/{JOB_ID}", JobHandler),

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -35,6 +36,37 @@ from .tensorboard import TensorBoards
 
 #: A job.json longer than this (as JSON text) is not sent to clients: ``spec`` is null.
 MAX_SHOWN_SPEC_CHARS = 64 * 1024
+
+
+#: Seconds the device probe (a Python that imports torch) may take.
+DEVICE_PROBE_TIMEOUT = 120
+
+
+async def _probe_devices() -> dict:
+    """Run ``python -m jupyter_cvat_train.models.device``; its JSON, or CPU only with
+    ``failed`` set and the reason in ``note``."""
+    cpu_only = {"devices": [{"id": "auto", "name": "auto"}, {"id": "cpu", "name": "CPU"}], "gpus": 0, "torch": None}
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "jupyter_cvat_train.models.device",
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+    except OSError as e:
+        return {**cpu_only, "failed": True, "note": f"the device probe could not start ({e.strerror})"}
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), DEVICE_PROBE_TIMEOUT)
+    except asyncio.TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return {**cpu_only, "failed": True, "note": f"the device probe took over {DEVICE_PROBE_TIMEOUT} s"}
+    try:
+        return json.loads(out.decode().strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        tail = err.decode(errors="replace").strip().splitlines()[-1:] or [f"exit status {proc.returncode}"]
+        return {**cpu_only, "failed": True, "note": f"the device probe failed: {tail[0][:200]}"}
 
 
 class PoolFull(RuntimeError):
@@ -100,6 +132,7 @@ class JobService:
         self.validation_pool = BoundedPool(validation_workers, validation_queue, "cvat-train-validate")
         self.log = log
         self._specs: dict[str, dict | None] = {}  # job id -> shown spec (job.json never changes)
+        self._devices: asyncio.Future | None = None  # the device probe's answer, once
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
@@ -158,6 +191,16 @@ class JobService:
         """Run heavy ``fn`` (a dataset validation) in the validation pool. Raises PoolFull."""
         return await self.validation_pool.run(fn, *args, **kwargs)
 
+    async def devices(self) -> dict:
+        """:func:`~..models.device.probe_devices` of this machine, probed once per server
+        in a subprocess (it imports torch, which the server never does) and then cached;
+        concurrent callers share the one probe. A probe that fails or takes over
+        :data:`DEVICE_PROBE_TIMEOUT` seconds answers CPU only, with the reason in ``note``,
+        and is tried again on the next call."""
+        if self._devices is None or (self._devices.done() and self._devices.result().get("failed")):
+            self._devices = asyncio.ensure_future(_probe_devices())
+        return await asyncio.shield(self._devices)
+
     def shown_path(self, path: str) -> str:
         """``path`` relative to root_dir (posix) when inside it, else as given."""
         try:
@@ -189,9 +232,23 @@ class JobService:
         self._specs.pop(job_id, None)
 
     def public(self, job: dict) -> dict:
-        """The job dict for clients: ``dir`` relative to root_dir (posix) when inside it,
-        and ``spec`` (:meth:`spec_of`; may read job.json: call from a worker thread)."""
-        return {**job, "dir": self.shown_path(job["dir"]), "spec": self.spec_of(job["id"])}
+        """The job dict for clients: ``dir`` relative to root_dir (posix) when inside it
+        (and an annotate job's output paths, :meth:`shown_annotate_outputs`), and ``spec`` (:meth:`spec_of`; may read job.json: call from a worker thread)."""
+        out = {**job, "dir": self.shown_path(job["dir"]), "spec": self.spec_of(job["id"])}
+        if job.get("kind") == "annotate" and isinstance(job.get("outputs"), dict):
+            out["outputs"] = self.shown_annotate_outputs(job["outputs"])
+        return out
+
+    def shown_annotate_outputs(self, outputs: dict) -> dict:
+        """An annotate job's outputs (its summary) with the paths it names (``output``,
+        ``summary_path``, each of ``previews``) relative to root_dir when inside it."""
+        shown = dict(outputs)
+        for key in ("output", "summary_path"):
+            if isinstance(shown.get(key), str):
+                shown[key] = self.shown_path(shown[key])
+        if isinstance(shown.get("previews"), list):
+            shown["previews"] = [self.shown_path(p) if isinstance(p, str) else p for p in shown["previews"]]
+        return shown
 
     async def public_jobs(self, jobs: list[dict]) -> list[dict]:
         """:meth:`public` of each job: on the event loop when every spec is cached (the

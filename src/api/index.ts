@@ -12,6 +12,7 @@ import { ServerConnection } from '@jupyterlab/services';
 
 import type {
   ApiError,
+  DeviceList,
   Job,
   JobList,
   JobLog,
@@ -133,6 +134,13 @@ export function listTemplates(
   settings?: ServerConnection.ISettings
 ): Promise<TemplateList> {
   return requestAPI<TemplateList>('templates', {}, settings);
+}
+
+/** `GET devices`: auto, cpu and each CUDA GPU of the server (probed once per server). */
+export function listDevices(
+  settings?: ServerConnection.ISettings
+): Promise<DeviceList> {
+  return requestAPI<DeviceList>('devices', {}, settings);
 }
 
 /** `POST datasets/validate`: the validation report of an export in the server root. */

@@ -432,3 +432,32 @@ export interface StreamErrorMessage {
   type: 'error';
   message: string;
 }
+export interface Device {
+  /**
+   * What a train spec's device takes: auto, cpu or cuda:N.
+   */
+  id: string;
+  /**
+   * A name to show (the GPU's model for cuda:N).
+   */
+  name: string;
+  /**
+   * A GPU's total memory in bytes.
+   */
+  memory_bytes?: number;
+}
+export interface DeviceList {
+  devices: Device[];
+  /**
+   * How many CUDA GPUs torch sees.
+   */
+  gpus: number;
+  /**
+   * torch's version, or null when it cannot be imported.
+   */
+  torch: string | null;
+  /**
+   * One line for the user: the GPU count, or why none was found.
+   */
+  note?: string;
+}
