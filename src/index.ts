@@ -17,9 +17,11 @@ import {
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { FileDialog, IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { IStateDB } from '@jupyterlab/statedb';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 import { IFrame, ToolbarButton } from '@jupyterlab/ui-components';
+import type { ReadonlyPartialJSONValue } from '@lumino/coreutils';
 
 import { startTensorBoard, type Job } from './api';
 import { CommandIDs, PALETTE_CATEGORY } from './commands';
@@ -72,7 +74,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     ICommandPalette,
     IStatusBar,
     IDefaultFileBrowser,
-    IDocumentManager
+    IDocumentManager,
+    IStateDB
   ],
   activate: async (
     app: JupyterFrontEnd,
@@ -82,7 +85,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     palette: ICommandPalette | null,
     statusBar: IStatusBar | null,
     browser: IDefaultFileBrowser | null,
-    docManager: IDocumentManager | null
+    docManager: IDocumentManager | null,
+    stateDB: IStateDB | null
   ) => {
     const trans = (translator ?? nullTranslator).load('jupyter_cvat_train');
     let settings: ISettings = { ...DEFAULTS };
@@ -193,6 +197,17 @@ const plugin: JupyterFrontEndPlugin<void> = {
       state,
       trans,
       settings: () => settings,
+      store: stateDB
+        ? {
+            fetch: key => stateDB.fetch(`${PLUGIN_ID}:${key}`),
+            save: async (key, value) => {
+              await stateDB.save(
+                `${PLUGIN_ID}:${key}`,
+                value as ReadonlyPartialJSONValue
+              );
+            }
+          }
+        : undefined,
       browserSelection,
       pickPath: docManager
         ? async () => {

@@ -11,11 +11,22 @@ export interface IPanelSettings {
   tensorboardOpenIn: 'tab' | 'browser';
 }
 
+/**
+ * The workspace's state database (JupyterLab's IStateDB, keys prefixed with the plugin
+ * id), for what the panel remembers across reloads: the Train form's draft, recent
+ * sync pairs. Absent (no IStateDB) means nothing is remembered.
+ */
+export interface IPanelStore {
+  fetch: (key: string) => Promise<unknown>;
+  save: (key: string, value: unknown) => Promise<void>;
+}
+
 export interface IPanelContext {
   model: JobsModel;
   state: PanelState;
   trans: TranslationBundle;
   settings: () => IPanelSettings;
+  store?: IPanelStore;
   /** The file browser's selected item (path relative to the server root), or null. */
   browserSelection: () => string | null;
   /** Let the user pick a file or folder (a file dialog); null when cancelled. */
