@@ -461,3 +461,37 @@ export interface DeviceList {
    */
   note?: string;
 }
+/**
+ * The labels of a trained model folder.
+ */
+export interface ModelLabels {
+  /**
+   * The folder as the client named it.
+   */
+  path: string;
+  /**
+   * Label names; labels[k] has class id k+1.
+   *
+   * @minItems 1
+   */
+  labels: [string, ...string[]];
+}
+/**
+ * What an annotate job would find at a path.
+ */
+export interface AnnotateImages {
+  path: string;
+  kind: 'folder' | 'zip' | 'export';
+  /**
+   * How many images would be annotated.
+   */
+  images: number;
+  /**
+   * A CVAT export's labels (the target label set); null for plain images.
+   */
+  labels: string[] | null;
+  /**
+   * A CVAT export's format id; null for plain images.
+   */
+  format: string | null;
+}
