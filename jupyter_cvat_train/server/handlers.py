@@ -29,6 +29,9 @@ Routes (relative to ``{base_url}cvat-train/api/``)::
                                      {"type": "state", "job"} on changes, and last
                                      {"type": "end", "job"}; then the server closes
     POST   jobs/{id}/tensorboard     {"url": "{base_url}proxy/<port>/", "port"}
+    GET    jobs/{id}/plan?offset=&limit=  a page of a sync preview's plan (server/storage.py)
+    POST   storage/check {storage, endpoint_url?, workspace?, write?}
+                                     identity, endpoint, bucket, list, write checks (server/storage.py)
 
 and the Auto-annotate routes of :mod:`.annotate` (``models/labels``, ``annotate/images``,
 ``jobs/{id}/files/{path}``).
@@ -53,6 +56,7 @@ from ..jobs.runtime.messages import shown
 from ..jobs.specs import SpecError, validate_dataset
 from ..jobs.tail import JobFollower, read_from
 from .service import PoolFull
+from .storage import connection_check, plan_page, running_sync, running_sync_error
 from .tensorboard import TensorBoardError
 
 AUTH_RESOURCE = "cvat_train"
@@ -210,6 +214,9 @@ class JobsHandler(ApiHandler):
             spec = await check(check_spec, body, svc.root_dir, **self.settings.get("cvat_train_spec_options", {}))
         except SpecError as e:
             raise spec_error(e) from None
+        other = await svc.run(running_sync, svc.manager, spec)  # a second sync of a pair: 409 naming the first
+        if other is not None:
+            raise spec_error(running_sync_error(other, spec, svc.shown_path))
         job = await svc.run(svc.manager.create, spec)
         self.set_status(201)
         self.finish(json.dumps((await svc.public_jobs([job]))[0]))
@@ -389,6 +396,43 @@ class JobStreamHandler(WebSocketMixin, websocket.WebSocketHandler, JupyterHandle
             self.close(1011)
 
 
+class StorageCheckHandler(ApiHandler):
+    """``POST storage/check {storage, endpoint_url?, workspace?, write?}`` → the connection
+    check (:func:`.storage.connection_check`), in the bounded pool (503 when full)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        body = self.json_body()
+        allowed = self.settings.get("cvat_train_spec_options", {}).get("allowed_endpoint_urls", ())
+        try:
+            result = await self.heavy(connection_check, body, self.service.root_dir, allowed)
+        except SpecError as e:
+            raise spec_error(e) from None
+        self.finish(json.dumps(result))
+
+
+class SyncPlanHandler(ApiHandler):
+    """``GET jobs/{id}/plan?offset=0&limit=500`` → a page of a sync preview's plan
+    (:func:`.storage.plan_page`)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id):
+        job = await self.job(job_id)
+        try:
+            offset = int(self.get_query_argument("offset", "0"))
+            limit = int(self.get_query_argument("limit", "500"))
+        except ValueError:
+            raise ApiError(400, "offset and limit must be whole numbers") from None
+        output_dir = self.service.manager.job_dir(job_id).output_dir
+        try:
+            page = await self.service.run(plan_page, job, output_dir, offset, limit)
+        except SpecError as e:
+            raise spec_error(e) from None
+        self.finish(json.dumps(page))
+
+
 def api_routes() -> list[tuple[str, type]]:
     """Routes relative to ``{base_url}cvat-train/api/``."""
     from .annotate import annotate_routes
@@ -404,4 +448,6 @@ def api_routes() -> list[tuple[str, type]]:
         (rf"jobs/{JOB_ID}/log", JobLogHandler),
         (rf"jobs/{JOB_ID}/stream", JobStreamHandler),
         (rf"jobs/{JOB_ID}/tensorboard", TensorBoardHandler),
+        (rf"jobs/{JOB_ID}/plan", SyncPlanHandler),
+        (r"storage/check", StorageCheckHandler),
     ]

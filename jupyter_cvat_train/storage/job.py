@@ -8,8 +8,10 @@ job.json::
      "concurrency": 16, "lock_timeout": 0}
 
 Progress events: ``{"type": "progress", "done": bytes, "total": bytes, "unit": "bytes",
-"files_done", "files_total", "rate" (bytes/s)}``. Outputs (status.json ``outputs`` and
-``output/summary.json``): the summary of :func:`.sync.sync`. The job fails when a file
+"files_done", "files_total", "rate" (bytes/s)}``. Outputs: the summary of
+:func:`.sync.sync` in ``output/summary.json``; status.json ``outputs`` holds the same
+summary without a dry run's ``plan`` (a plan of many files would swell status.json past
+its size cap and every job list; the server serves it by pages, ``GET jobs/{id}/plan``). The job fails when a file
 failed (message names the count and the first error), or on a fatal storage error
 (one clear message, no traceback); it is cancelled on SIGTERM after transfers in
 flight complete. The job also fails when deletes were asked for but refused because a
@@ -93,6 +95,7 @@ def sync_job(ctx: JobContext) -> dict:
             save(e.summary)
         raise
     save(summary)
+    summary = {k: v for k, v in summary.items() if k != "plan"}
     if summary["cancelled"]:
         err = JobCancelled("cancelled by request: transfers in flight completed, the rest not started")
         err.outputs = summary

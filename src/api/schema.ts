@@ -495,3 +495,126 @@ export interface AnnotateImages {
    */
   format: string | null;
 }
+export interface StorageCheckRequest {
+  /**
+   * s3://bucket/prefix or file:///path (a folder inside the server root).
+   */
+  storage: string;
+  /**
+   * An S3-compatible endpoint; must be allowed (as for a sync job).
+   */
+  endpoint_url?: string | null;
+  /**
+   * The workspace folder (relative to the server root): adds a 'workspace' step (fails when it and a file:// storage contain each other).
+   */
+  workspace?: string | null;
+  /**
+   * Whether to check writing (a probe object put, then deleted).
+   */
+  write?: boolean;
+}
+export interface StorageCheckStep {
+  name:
+    | 'credentials'
+    | 'endpoint'
+    | 'bucket'
+    | 'list'
+    | 'write'
+    | 'folder'
+    | 'workspace';
+  status: 'ok' | 'failed' | 'skipped' | 'warning';
+  message: string;
+  /**
+   * What to do ('' when nothing).
+   */
+  fix: string;
+}
+/**
+ * Who the server is to the storage. Never holds a secret nor a whole key id.
+ */
+export interface StorageIdentity {
+  /**
+   * Whether credentials were found (file://: always).
+   */
+  found: boolean;
+  /**
+   * Where the credentials come from, in words.
+   */
+  source: string | null;
+  /**
+   * botocore's name of the credential provider (env, shared-credentials-file, iam-role, ...).
+   */
+  method?: string | null;
+  profile?: string;
+  region?: string;
+  /**
+   * '…' and the last 4 characters of the access key id.
+   */
+  access_key_hint?: string | null;
+  /**
+   * file://: the server process's user.
+   */
+  user?: string;
+}
+export interface StorageCheck {
+  /**
+   * The canonical storage URI.
+   */
+  storage: string;
+  scheme: 's3' | 'file';
+  endpoint_url: string | null;
+  identity: StorageIdentity;
+  steps: StorageCheckStep[];
+  ok: boolean;
+  seconds: number;
+}
+export interface SyncPlanAction {
+  op: 'copy' | 'update' | 'delete';
+  /**
+   * The file's path relative to the workspace folder / storage prefix.
+   */
+  key: string;
+  /**
+   * Bytes to transfer (0 for a delete).
+   */
+  bytes: number;
+}
+export interface SyncPlanPage {
+  job_id: string;
+  direction: 'up' | 'down';
+  storage: string;
+  offset: number;
+  /**
+   * Actions in the whole plan.
+   */
+  total: number;
+  actions: SyncPlanAction[];
+  /**
+   * Files to copy (absent at the destination).
+   */
+  copied: number;
+  /**
+   * Files to update (changed).
+   */
+  updated: number;
+  /**
+   * Files to delete at the destination.
+   */
+  deleted: number;
+  /**
+   * Files already the same.
+   */
+  skipped: number;
+  /**
+   * Keys refused (they would land outside the workspace).
+   */
+  refused: number;
+  /**
+   * Bytes to transfer.
+   */
+  bytes: number;
+  /**
+   * Whether this page reaches the plan's end.
+   */
+  complete: boolean;
+}
