@@ -16,6 +16,7 @@ import {
 } from '@jupyterlab/apputils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { FileDialog, IDefaultFileBrowser } from '@jupyterlab/filebrowser';
+import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
 import { IStateDB } from '@jupyterlab/statedb';
 import { IStatusBar } from '@jupyterlab/statusbar';
@@ -29,6 +30,7 @@ import { cvatTrainIcon } from './icons';
 import { JobView } from './jobs/JobView';
 import { JobsModel } from './jobs/model';
 import { StatusItem } from './jobs/StatusItem';
+import { registerJobOutput } from './mime';
 import type { IPanelContext, IPanelSettings } from './panel/context';
 import { CvatTrainPanel, PANEL_ID, ServerStatus } from './panel/Panel';
 import { PanelState } from './panel/state';
@@ -75,7 +77,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     IStatusBar,
     IDefaultFileBrowser,
     IDocumentManager,
-    IStateDB
+    IStateDB,
+    IRenderMimeRegistry
   ],
   activate: async (
     app: JupyterFrontEnd,
@@ -86,7 +89,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
     statusBar: IStatusBar | null,
     browser: IDefaultFileBrowser | null,
     docManager: IDocumentManager | null,
-    stateDB: IStateDB | null
+    stateDB: IStateDB | null,
+    rendermime: IRenderMimeRegistry | null
   ) => {
     const trans = (translator ?? nullTranslator).load('jupyter_cvat_train');
     let settings: ISettings = { ...DEFAULTS };
@@ -116,6 +120,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
       maxLogLines: DEFAULTS.logBufferLines
     });
     void model.refresh().catch(() => undefined); // the list first: settings load meanwhile
+    if (rendermime) {
+      // job outputs in notebooks: the live card, on this one store (src/mime)
+      registerJobOutput(rendermime, {
+        store: model,
+        commands: app.commands,
+        trans,
+        settings: app.serviceManager.serverSettings
+      });
+    }
     const state = new PanelState();
     const server = new ServerStatus();
     const tracker = new WidgetTracker<JobView>({ namespace: 'cvat-train-job' });
@@ -342,18 +355,21 @@ const plugin: JupyterFrontEndPlugin<void> = {
       label: trans.__('Refresh the CVAT Train job list'),
       execute: () => model.refresh().catch(() => undefined)
     });
-    const currentJob = () =>
-      tracker.currentWidget
-        ? model.get(tracker.currentWidget.jobId)
-        : undefined;
+    // the job of args.jobId (a notebook's job output), else the current job tab's
+    const currentJob = (args: { jobId?: unknown } = {}) =>
+      typeof args.jobId === 'string' && args.jobId
+        ? model.get(args.jobId)
+        : tracker.currentWidget
+          ? model.get(tracker.currentWidget.jobId)
+          : undefined;
     app.commands.addCommand(CommandIDs.cancelJob, {
       label: trans.__('Cancel the current job'),
-      isEnabled: () => {
-        const job = currentJob();
+      isEnabled: args => {
+        const job = currentJob(args);
         return !!job && (job.state === 'queued' || job.state === 'running');
       },
-      execute: async () => {
-        const job = currentJob();
+      execute: async args => {
+        const job = currentJob(args);
         if (job) {
           await model.cancel(job.id);
         }
@@ -361,9 +377,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
     });
     app.commands.addCommand(CommandIDs.openTensorBoard, {
       label: trans.__("Open the current job's TensorBoard"),
-      isEnabled: () => currentJob()?.kind === 'train',
-      execute: () => {
-        const job = currentJob();
+      isEnabled: args => currentJob(args)?.kind === 'train',
+      execute: args => {
+        const job = currentJob(args);
         return job ? openTensorBoard(job.id) : undefined;
       }
     });
