@@ -27,6 +27,7 @@ import type { ReadonlyPartialJSONValue } from '@lumino/coreutils';
 import { startTensorBoard, type Job } from './api';
 import { CommandIDs, PALETTE_CATEGORY } from './commands';
 import { cvatTrainIcon } from './icons';
+import { AnnotateDialog, AnnotateRequest } from './annotate/AnnotateDialog';
 import { JobView } from './jobs/JobView';
 import { JobsModel } from './jobs/model';
 import { StatusItem } from './jobs/StatusItem';
@@ -205,6 +206,18 @@ const plugin: JupyterFrontEndPlugin<void> = {
       app.shell.activateById(id);
     };
 
+    // the Auto-annotate tab: one, prefilled by the commands that open it
+    const annotateRequest = new AnnotateRequest();
+    let annotateTab: AnnotateDialog | null = null;
+    const openAnnotate = (prefill: { images?: string; model?: string }) => {
+      if (!annotateTab || annotateTab.isDisposed) {
+        annotateTab = new AnnotateDialog(ctx, annotateRequest);
+        app.shell.add(annotateTab, 'main');
+      }
+      annotateRequest.prefill(prefill);
+      app.shell.activateById(annotateTab.id);
+    };
+
     const ctx: IPanelContext = {
       model,
       state,
@@ -243,7 +256,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
       showTrain: () => {
         app.shell.activateById(PANEL_ID);
         panel.expand(panel.train);
-      }
+      },
+      autoAnnotate: prefill => openAnnotate(prefill)
     };
 
     const panel = new CvatTrainPanel(ctx, server);
@@ -336,7 +350,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
       }
     });
     app.commands.addCommand(CommandIDs.trainOn, {
-      label: trans.__('Train on this export'),
+      label: trans.__('Train a model on this export…'),
       icon: cvatTrainIcon,
       isVisible: isExport,
       execute: () => {
@@ -347,6 +361,60 @@ const plugin: JupyterFrontEndPlugin<void> = {
         ctx.showTrain();
       }
     });
+    app.commands.addCommand(CommandIDs.autoAnnotate, {
+      label: args =>
+        args.fromBrowser
+          ? trans.__('Auto-annotate with a model…')
+          : trans.__('Auto-annotate images…'),
+      icon: cvatTrainIcon,
+      caption: trans.__(
+        'Pre-annotate images (a folder, a zip or a CVAT export) with a trained model'
+      ),
+      isVisible: args => (args.fromBrowser ? isExport() : true),
+      execute: args => {
+        const images = args.fromBrowser ? browserSelection() : null;
+        openAnnotate({
+          ...(images ? { images } : {}),
+          ...(typeof args.model === 'string' ? { model: args.model } : {})
+        });
+      }
+    });
+    // Sync: the file browser's folder menu and the palette open the Sync section
+    const isFolder = () => {
+      if (!browser) {
+        return false;
+      }
+      const first = browser.selectedItems().next();
+      return !!first && !first.done && first.value.type === 'directory';
+    };
+    for (const [id, direction] of [
+      [CommandIDs.syncUp, 'up'],
+      [CommandIDs.syncDown, 'down']
+    ] as const) {
+      app.commands.addCommand(id, {
+        label:
+          direction === 'up'
+            ? trans.__('Sync to object storage…')
+            : trans.__('Sync from object storage…'),
+        icon: cvatTrainIcon,
+        caption:
+          direction === 'up'
+            ? trans.__(
+                'Open the Sync section with this folder, to copy it to object storage'
+              )
+            : trans.__(
+                'Open the Sync section with this folder, to copy object storage into it'
+              ),
+        isVisible: args => (args.fromBrowser ? isFolder() : true),
+        execute: args => {
+          app.shell.activateById(PANEL_ID);
+          panel.openSync(
+            args.fromBrowser ? browserSelection() : null,
+            direction
+          );
+        }
+      });
+    }
     app.commands.addCommand(CommandIDs.newTraining, {
       label: trans.__('New training…'),
       execute: () => ctx.showTrain()
@@ -388,6 +456,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
         CommandIDs.openPanel,
         CommandIDs.validate,
         CommandIDs.newTraining,
+        CommandIDs.syncUp,
+        CommandIDs.syncDown,
+        CommandIDs.autoAnnotate,
         CommandIDs.refreshJobs,
         CommandIDs.cancelJob,
         CommandIDs.openTensorBoard

@@ -8,12 +8,14 @@ import { MainAreaWidget } from '@jupyterlab/apputils';
 import { ReactWidget } from '@jupyterlab/ui-components';
 import React, { useState } from 'react';
 
+import { AnnotateDetails } from '../annotate/AnnotateJobView';
 import type { Job } from '../api';
 import { useNow, useSignal } from '../components/hooks';
 import { jobSubject, ProgressBar, StateChip } from '../components/JobBits';
 import { LogView } from '../components/LogView';
 import { MetricsChart } from '../components/MetricsChart';
 import type { IPanelContext } from '../panel/context';
+import { SyncJobView } from '../sync/SyncJobView';
 import { bestEpoch, epochSeries } from './metrics';
 import { isFinal } from './model';
 import type { JobFollower } from './stream';
@@ -243,6 +245,17 @@ function JobViewContent(props: {
         );
         ctx.showTrain();
       }
+    },
+    {
+      label: trans.__('Auto-annotate with this model…'),
+      className: 'jp-CvatTrain-autoAnnotate',
+      title: trans.__("The Auto-annotate form with this job's trained model"),
+      disabled:
+        notTrain ??
+        (succeeded
+          ? null
+          : trans.__('Only a job that succeeded has a trained model')),
+      run: () => ctx.autoAnnotate?.({ model: `${job.dir}/output/model` })
     }
   ];
   const note =
@@ -331,6 +344,12 @@ function JobViewContent(props: {
             </table>
           ) : null}
         </section>
+      ) : null}
+      {job.kind === 'annotate' ? (
+        <AnnotateDetails job={job} events={follower.events} ctx={ctx} />
+      ) : null}
+      {job.kind === 'sync' ? (
+        <SyncJobView job={job} events={follower.events} trans={trans} />
       ) : null}
       <section className="jp-CvatTrain-logSection" aria-label={trans.__('Log')}>
         <h3>{trans.__('Log')}</h3>

@@ -39,4 +39,6 @@ export interface IPanelContext {
   openTensorBoard: (jobId: string) => void;
   /** Bring the Train section into view. */
   showTrain: () => void;
+  /** Open the Auto-annotate tab, prefilled with images and/or a model folder. */
+  autoAnnotate?: (prefill: { images?: string; model?: string }) => void;
 }
