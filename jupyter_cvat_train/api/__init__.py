@@ -1,6 +1,7 @@
 """The Python API for notebooks and scripts::
 
-    from jupyter_cvat_train import validate, train, annotate, sync, jobs, models, Job
+    from jupyter_cvat_train.api import validate, train, annotate, sync, jobs, models, Job
+    # or, at the top level: from jupyter_cvat_train import validate, train, ..., list_jobs, list_models
 
     report = validate("export.zip")             # ValidationReport: .ok .summary .findings
     job = train("export.zip", hyperparameters="epochs: 5")   # Job, queued in the runs root
@@ -38,6 +39,8 @@ __all__ = [
     "ValidationReport",
     "annotate",
     "jobs",
+    "list_jobs",
+    "list_models",
     "models",
     "root_dir",
     "runs_root",
@@ -118,8 +121,8 @@ def submit(spec: dict) -> Job:
     checked first (raises SpecError: a ValueError naming the field and the fix); the job
     starts now when a slot is free and no other process schedules the runs root, else
     when the scheduler (the Jupyter server) gets to it. Returns the Job."""
-    from . import config
     from ..jobs.specs import check_spec
+    from . import config
 
     rr = runs_root()
     checked = check_spec(spec, root_dir(), runs_root=rr.resolve() if rr.exists() else rr)
@@ -276,3 +279,7 @@ def sync(
         "concurrency": concurrency,
     }
     return submit(spec)
+
+
+list_jobs = jobs  # the top-level package's name for jobs() (jupyter_cvat_train.jobs is a subpackage)
+list_models = models  # ... and for models()

@@ -34,6 +34,16 @@ def fmt_number(value) -> str:
     return "" if value is None else str(value)
 
 
+def format_progress(progress: dict) -> str:
+    """``done/total unit`` ("12/40 steps", "3.1/8.8 MiB"); "" when there is no total."""
+    done, total, unit = progress.get("done") or 0, progress.get("total"), progress.get("unit") or ""
+    if not total:
+        return ""
+    if unit in ("bytes", "B"):
+        return f"{done / 2**20:.1f}/{total / 2**20:.1f} MiB"
+    return f"{done:g}/{total:g} {unit}".strip()
+
+
 def table(headers: list[str], rows: list[list], caption: str | None = None) -> str:
     """An HTML table, every cell escaped."""
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
@@ -75,3 +85,6 @@ class MimeBundle(dict):
 
     def _repr_mimebundle_(self, include=None, exclude=None):
         return dict(self)
+
+    def _repr_pretty_(self, p, cycle) -> None:  # IPython's text form: the bundle's text, not the dict
+        p.text(str(self.get("text/plain", "")))

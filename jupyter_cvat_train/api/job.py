@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from . import config
-from .display import JOB_MIME, VEGALITE_MIME, MimeBundle, esc, image_tag, progress_bar, table
+from .display import JOB_MIME, VEGALITE_MIME, MimeBundle, esc, format_progress, image_tag, progress_bar, table
 
 FINAL = ("succeeded", "failed", "cancelled")
 POLL_SECONDS = 0.5
@@ -297,8 +297,8 @@ class Job:
 
     # -- display ------------------------------------------------------------------------
     def _summary_line(self, job: dict) -> str:
-        p = job["progress"]
-        prog = f" {p['done']:g}/{p['total']:g} {p.get('unit') or ''}".rstrip() if p.get("total") else ""
+        prog = format_progress(job["progress"])
+        prog = f" {prog}" if prog else ""
         msg = f": {job['message']}" if job["message"] else ""
         return f"{job['kind']} job {job['id']} {job['state']}{prog}{msg}"
 
@@ -325,7 +325,7 @@ class Job:
     def _html(self, job: dict, name: str) -> str:
         p = job["progress"]
         frac = (p["done"] / p["total"]) if p.get("total") else (1.0 if job["state"] == "succeeded" else None)
-        prog = f"{p['done']:g}/{p['total']:g} {p.get('unit') or ''}" if p.get("total") else ""
+        prog = format_progress(p)
         parts = [
             f'<div class="cvat-train-job" data-job-id="{esc(job["id"])}">',
             f"<div><b>{esc(name)}</b> <code>{esc(job['id'])}</code></div>",

@@ -46,9 +46,7 @@ class ValidationReport:
     def _verdict(self) -> str:
         n_err, n_warn = len(self.report.errors), len(self.report.warnings)
         verdict = "OK: ready to train" if self.ok else "NOT READY: fix the errors"
-        return (
-            f"{n_err} error{'s' if n_err != 1 else ''}, {n_warn} warning{'s' if n_warn != 1 else ''}. {verdict}"
-        )
+        return f"{n_err} error{'s' if n_err != 1 else ''}, {n_warn} warning{'s' if n_warn != 1 else ''}. {verdict}"
 
     def __repr__(self) -> str:
         r = self.report
@@ -59,8 +57,7 @@ class ValidationReport:
         s = self.summary
         labels = ", ".join(f"{k} {v}" for k, v in s["labels"].items())
         return (
-            f"{name}: {s['format']}, {s['images']} images, {s['annotations']} annotations ({labels}). "
-            f"{self._verdict()}"
+            f"{name}: {s['format']}, {s['images']} images, {s['annotations']} annotations ({labels}). {self._verdict()}"
         )
 
     def _repr_html_(self) -> str:

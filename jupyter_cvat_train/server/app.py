@@ -5,6 +5,7 @@ Configure with ``--CvatTrainApp.runs_root=...`` etc. or in a jupyter_server_conf
 
 from __future__ import annotations
 
+import inspect
 import os
 
 from jupyter_server.extension.application import ExtensionApp
@@ -87,6 +88,39 @@ class CvatTrainApp(ExtensionApp):
         )
         self.service.start()
         self.settings.update({"cvat_train": self.service, "cvat_train_spec_options": spec_options})
+        self._export_to_kernels(
+            {
+                "CVAT_TRAIN_RUNS_ROOT": os.path.realpath(runs_root),
+                "CVAT_TRAIN_ROOT_DIR": os.path.realpath(root_dir),
+                "CVAT_TRAIN_SERVER_URL": self.serverapp.connection_url,
+            }
+        )
+
+    def _export_to_kernels(self, variables: dict[str, str]) -> None:
+        """Give the kernels this server starts ``variables`` (the runs root, root_dir and
+        this server's URL, never its token), so the Python API in a notebook queues its
+        jobs in this runs root and the panel shows them (jupyter_cvat_train.api.config).
+
+        Only the kernels' launch environment gets them, not os.environ: the server may
+        run inside another program (pytest-jupyter runs it in the test process), where a
+        changed os.environ would move the runs root of everything that runs after it.
+        Every kernel start goes through the kernel manager's start_kernel (sessions pass
+        ``env=``; POST api/kernels passes none, and the provisioner then copies
+        os.environ); this instance's start_kernel is wrapped to add the variables to that
+        env, and put back in :meth:`stop_extension`. A restart reuses the launch env."""
+        km = getattr(self.serverapp, "kernel_manager", None)
+        start = getattr(km, "start_kernel", None)
+        if start is None:
+            return
+
+        async def start_kernel(*args, **kwargs):
+            env = kwargs.get("env")
+            kwargs["env"] = {**(env if isinstance(env, dict) else os.environ), **variables}
+            started = start(*args, **kwargs)
+            return await started if inspect.isawaitable(started) else started
+
+        km.start_kernel = start_kernel
+        self._kernel_manager_patched = km
 
     def initialize_handlers(self):
         base = url_path_join("/cvat-train", "api")
@@ -94,4 +128,8 @@ class CvatTrainApp(ExtensionApp):
             self.handlers.append((url_path_join(base, pattern), handler))
 
     async def stop_extension(self):
+        km = getattr(self, "_kernel_manager_patched", None)
+        if km is not None:
+            del km.start_kernel  # the instance attribute: the class's start_kernel again
+            self._kernel_manager_patched = None
         await self.service.stop()
