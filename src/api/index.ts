@@ -17,7 +17,10 @@ import type {
   JobList,
   JobLog,
   JobSpec,
+  StorageCheck,
+  StorageCheckRequest,
   StreamMessage,
+  SyncPlanPage,
   TemplateList,
   TensorBoardReply,
   ValidateRequest,
@@ -213,6 +216,32 @@ export function startTensorBoard(
   settings?: ServerConnection.ISettings
 ): Promise<TensorBoardReply> {
   return post<TensorBoardReply>(jobPath(jobId, 'tensorboard'), {}, settings);
+}
+
+/**
+ * `POST storage/check`: test a storage location with the server's credentials (which
+ * identity, endpoint, bucket, list, write); a 403 when the endpoint is not allowed.
+ */
+export function checkStorage(
+  request: StorageCheckRequest,
+  settings?: ServerConnection.ISettings
+): Promise<StorageCheck> {
+  return post<StorageCheck>('storage/check', request, settings);
+}
+
+/** `GET jobs/{id}/plan`: a page of a sync preview's plan (a 409 while it has none). */
+export function getSyncPlan(
+  jobId: string,
+  page: { offset?: number; limit?: number } = {},
+  settings?: ServerConnection.ISettings
+): Promise<SyncPlanPage> {
+  const offset = Math.max(0, Math.floor(page.offset ?? 0));
+  const limit = Math.max(1, Math.floor(page.limit ?? 500));
+  return requestAPI<SyncPlanPage>(
+    `${jobPath(jobId, 'plan')}?offset=${offset}&limit=${limit}`,
+    {},
+    settings
+  );
 }
 
 /**

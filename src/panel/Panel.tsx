@@ -14,6 +14,8 @@ import { DatasetsSection } from '../datasets/DatasetsSection';
 import { useSignal } from '../components/hooks';
 import { cvatTrainIcon } from '../icons';
 import { JobsSection } from '../jobs/JobsSection';
+import { SyncModel, type Direction } from '../sync/model';
+import { SyncSection } from '../sync/SyncSection';
 import { TrainSection } from '../train/TrainSection';
 import { FRONTEND_VERSION } from '../version';
 import type { IPanelContext } from './context';
@@ -140,14 +142,26 @@ export class CvatTrainPanel extends SidePanel {
     this.header.addWidget(new Header(server, ctx.trans));
     this.datasets = new DatasetsSection(ctx);
     this.train = new TrainSection(ctx);
+    this.sync = new SyncSection(ctx, new SyncModel(ctx.model, ctx.store));
     this.jobs = new JobsSection(ctx);
     this.addWidget(this.datasets);
     this.addWidget(this.train);
+    this.addWidget(this.sync);
     this.addWidget(this.jobs);
   }
 
   readonly datasets: DatasetsSection;
   readonly train: TrainSection;
+  readonly sync: SyncSection;
+
+  /** Show the Sync section, prefilled with `folder` (and its last location) when given. */
+  openSync(folder: string | null, direction: Direction): void {
+    if (folder) {
+      this.sync.model.prefillFolder(folder);
+    }
+    this.sync.model.suggested = direction;
+    this.sync.expand();
+  }
   readonly jobs: JobsSection;
 
   /** Unfold a section and scroll it into view. */
