@@ -117,13 +117,25 @@ def sample_dataset(
 
 def submit(spec: dict) -> Job:
     """Queue the job of ``spec`` (``{"kind", ...}`` as ``POST jobs`` and ``cvat-train
-    jobs submit`` take it; paths absolute or relative to the root folder). The spec is
+    jobs submit`` take it; its kind's path fields absolute or relative to the current
+    folder, and inside the root folder). The spec is
     checked first (raises SpecError: a ValueError naming the field and the fix); the job
     starts now when a slot is free and no other process schedules the runs root, else
     when the scheduler (the Jupyter server) gets to it. Returns the Job."""
     from ..jobs.specs import check_spec
     from . import config
 
+    from ..jobs.registry import get_kind
+
+    if isinstance(spec, dict) and isinstance(spec.get("kind"), str):
+        try:
+            fields = get_kind(spec["kind"]).all_path_fields
+        except KeyError:
+            fields = ()  # check_spec names the unknown kind
+        spec = {
+            **spec,
+            **{k: _path(spec[k], k) for k in fields if isinstance(spec.get(k), (str, os.PathLike)) and spec[k] != ""},
+        }
     rr = runs_root()
     checked = check_spec(spec, root_dir(), runs_root=rr.resolve() if rr.exists() else rr)
     m = config.manager(create=True)
