@@ -415,39 +415,6 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       });
     }
-    // Sync: the file browser's folder menu and the palette open the Sync section
-    const isFolder = () => {
-      if (!browser) {
-        return false;
-      }
-      const first = browser.selectedItems().next();
-      return !!first && !first.done && first.value.type === 'directory';
-    };
-    for (const [id, direction] of [
-      [CommandIDs.syncUp, 'up'],
-      [CommandIDs.syncDown, 'down']
-    ] as const) {
-      app.commands.addCommand(id, {
-        label:
-          direction === 'up'
-            ? trans.__('Sync to object storage…')
-            : trans.__('Sync from object storage…'),
-        icon: cvatTrainIcon,
-        caption:
-          direction === 'up'
-            ? trans.__(
-                'Open the Sync section with this folder, to copy it to object storage'
-              )
-            : trans.__(
-                'Open the Sync section with this folder, to copy object storage into it'
-              ),
-        isVisible: args => (args.fromBrowser ? isFolder() : true),
-        execute: args => {
-          app.shell.activateById(PANEL_ID);
-          panel.openSync(args.fromBrowser ? browserSelection() : null, direction);
-        }
-      });
-    }
     app.commands.addCommand(CommandIDs.newTraining, {
       label: trans.__('New training…'),
       execute: () => ctx.showTrain()
