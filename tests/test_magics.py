@@ -106,7 +106,7 @@ def test_validate_models_jobs_return_objects(shell, sample, tmp_path):
 
 @pytest.mark.slow
 def test_train_cell_magic_annotate_sync_logs_cancel(shell, sample, tmp_path, capsys):
-    job = magic(shell, "train sample.zip --model ssdlite320-mobilenet-v3", TINY_HP)
+    job = magic(shell, "train sample.zip --model ssdlite320-mobilenet-v3 --output model-copy", TINY_HP)
     assert isinstance(job, api.Job) and job.kind == "train"
     bundle = job._repr_mimebundle_()
     assert set(bundle) == {JOB_MIME, "text/html", "text/plain"}
@@ -115,6 +115,7 @@ def test_train_cell_magic_annotate_sync_logs_cancel(shell, sample, tmp_path, cap
 
     job.wait(timeout=300)
     assert job.state == "succeeded" and Path(job.outputs["model_dir"], "model.pt").is_file()
+    assert (tmp_path / "model-copy" / "model.pt").is_file()  # --output: copied once wait() saw it succeed
     assert list(job.metrics["epoch"]) == [1] and "AP/circle" in job.metrics.columns
     assert "last epoch" in job._repr_mimebundle_()["text/html"]
     assert "epoch 1" in job.plot()["text/plain"] and job.plot()["application/vnd.vegalite.v5+json"]["data"]["values"]
