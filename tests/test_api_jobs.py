@@ -64,7 +64,9 @@ def test_kernel_restart_while_a_job_runs(workdir):
     env = {k: v for k, v in os.environ.items() if k not in (config.RUNS_ROOT_ENV, config.ROOT_DIR_ENV)}
     km, kc = start_new_kernel(kernel_name="python3", cwd=str(workdir), env=env, startup_timeout=120)
     try:
-        first = run(kc, f"from jupyter_cvat_train import api\njob = api.train('sample.zip', hyperparameters={LONG_HP!r})")
+        first = run(
+            kc, f"from jupyter_cvat_train import api\njob = api.train('sample.zip', hyperparameters={LONG_HP!r})"
+        )
         assert first == ""
         job_id = run(kc, "print(job.id)").strip()
         kc.stop_channels()
@@ -104,4 +106,3 @@ def run(kc, code: str, timeout: float = 120) -> str:
     kc.execute_interactive(code, output_hook=hook, timeout=timeout)
     assert not errors, errors[0]
     return "".join(out)
-

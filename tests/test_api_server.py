@@ -93,9 +93,7 @@ async def test_kernel_gets_the_runs_root_and_its_jobs_run_in_the_server(
         token = jp_auth_header["Authorization"].split(" ", 1)[1]
         out = await run_in_kernel(
             client,
-            f"os.environ['CVAT_TRAIN_SERVER_TOKEN'] = {token!r}\n"
-            "url = api.Job.get(job.id).tensorboard()\n"
-            "print(url)\n",
+            f"os.environ['CVAT_TRAIN_SERVER_TOKEN'] = {token!r}\nurl = api.Job.get(job.id).tensorboard()\nprint(url)\n",
         )
         url = out.strip().splitlines()[-1]
         assert url.startswith(seen["CVAT_TRAIN_SERVER_URL"].rstrip("/").rsplit("/", 1)[0]) and "/proxy/" in url

@@ -122,10 +122,9 @@ def submit(spec: dict) -> Job:
     checked first (raises SpecError: a ValueError naming the field and the fix); the job
     starts now when a slot is free and no other process schedules the runs root, else
     when the scheduler (the Jupyter server) gets to it. Returns the Job."""
+    from ..jobs.registry import get_kind
     from ..jobs.specs import check_spec
     from . import config
-
-    from ..jobs.registry import get_kind
 
     if isinstance(spec, dict) and isinstance(spec.get("kind"), str):
         try:
