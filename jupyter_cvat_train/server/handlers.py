@@ -33,8 +33,10 @@ Routes (relative to ``{base_url}cvat-train/api/``)::
     POST   storage/check {storage, endpoint_url?, workspace?, write?}
                                      identity, endpoint, bucket, list, write checks (server/storage.py)
 
-and the Auto-annotate routes of :mod:`.annotate` (``models/labels``, ``annotate/images``,
-``jobs/{id}/files/{path}``).
+    GET    models/labels?path=P      {"path", "labels"}: a model folder's classes.csv (server/annotate.py)
+    GET    annotate/images?path=P    {"path", "kind", "images", "labels", "format"}: what an
+                                     annotate job finds at P (server/annotate.py)
+    GET    jobs/{id}/files/{path}    a file beneath the job's output/ folder (server/annotate.py)
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ from ..jobs.runtime import FINAL_STATES
 from ..jobs.runtime.messages import shown
 from ..jobs.specs import SpecError, validate_dataset
 from ..jobs.tail import JobFollower, read_from
+from .annotate import CHUNK, DOWNLOAD_TYPES, INLINE_TYPES, annotate_images, job_output_file, model_labels
 from .service import PoolFull
 from .storage import connection_check, plan_page, running_sync, running_sync_error
 from .tensorboard import TensorBoardError
@@ -433,12 +436,76 @@ class SyncPlanHandler(ApiHandler):
         self.finish(json.dumps(page))
 
 
+class ModelLabelsHandler(ApiHandler):
+    """``GET models/labels?path=P`` → ``{"path", "labels"}`` (:func:`.annotate.model_labels`)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        try:
+            reply = await self.service.run(model_labels, self.service.root_dir, self.get_query_argument("path", ""))
+        except SpecError as e:
+            raise spec_error(e) from None
+        self.finish(json.dumps(reply))
+
+
+class AnnotateImagesHandler(ApiHandler):
+    """``GET annotate/images?path=P`` → ``{"path", "kind", "images", "labels", "format"}``
+    (:func:`.annotate.annotate_images`, in the validation pool: an export is loaded)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        try:
+            reply = await self.heavy(annotate_images, self.service.root_dir, self.get_query_argument("path", ""))
+        except SpecError as e:
+            raise spec_error(e) from None
+        self.finish(json.dumps(reply))
+
+
+class JobFileHandler(ApiHandler):
+    """``GET jobs/{id}/files/{path}[?download=1]``: a file beneath the job's output/ folder
+    (:func:`.annotate.job_output_file`; what is served how: :mod:`.annotate`)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self, job_id, path):
+        await self.job(job_id)
+        output_dir = self.service.manager.job_dir(job_id).output_dir
+        try:
+            real, size = await self.service.run(job_output_file, output_dir, path)
+        except SpecError as e:
+            raise spec_error(e) from None
+        suffix = real.suffix.lower()
+        inline = INLINE_TYPES.get(suffix)
+        self.set_header("Content-Type", inline or DOWNLOAD_TYPES.get(suffix, "application/octet-stream"))
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Content-Security-Policy", "sandbox; default-src 'none'")
+        self.set_header("Cache-Control", "no-cache")
+        if not inline or self.get_query_argument("download", "") in ("1", "true"):
+            name = real.name.replace('"', "_").encode("ascii", "replace").decode()
+            self.set_header("Content-Disposition", f'attachment; filename="{name}"')
+        f = await self.service.run(open, real, "rb")
+        try:
+            left = size
+            while left > 0:
+                data = await self.service.run(f.read, min(CHUNK, left))
+                if not data:
+                    break
+                left -= len(data)
+                self.write(data)
+                await self.flush()
+        finally:
+            f.close()
+        self.finish()
+
+
 def api_routes() -> list[tuple[str, type]]:
     """Routes relative to ``{base_url}cvat-train/api/``."""
-    from .annotate import annotate_routes
-
     return [
-        *annotate_routes(JOB_ID),
+        (r"models/labels", ModelLabelsHandler),
+        (r"annotate/images", AnnotateImagesHandler),
+        (rf"jobs/{JOB_ID}/files/(?P<path>.+)", JobFileHandler),
         (r"version", VersionHandler),
         (r"templates", TemplatesHandler),
         (r"devices", DevicesHandler),

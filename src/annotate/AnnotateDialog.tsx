@@ -529,7 +529,7 @@ function AnnotateForm(props: {
             <option value="cuda">{trans.__('GPU (CUDA)')}</option>
           </select>
         </div>
-        <div className="jp-CvatTrain-field">
+        <div className="jp-CvatTrain-field jp-CvatTrain-annotateOutputField">
           <label htmlFor="jp-CvatTrain-annotateOutput">
             {trans.__('Output zip (optional)')}
           </label>
@@ -603,7 +603,11 @@ function AnnotateForm(props: {
           {busy ? trans.__('Starting…') : trans.__('Start auto-annotation')}
         </button>
       </div>
-      {blocked && images.trim() && model.trim() ? (
+      {blocked &&
+      images.trim() &&
+      model.trim() &&
+      imagesInfo.kind !== 'error' &&
+      labels.kind !== 'error' ? (
         <div className="jp-CvatTrain-blocked">{blocked}</div>
       ) : null}
       {problem?.field === 'general' ? (
