@@ -46,6 +46,7 @@ def test_wait_on_a_failed_job_raises_its_message(workdir):
     assert job.message in str(e.value)
     assert job.wait(timeout=1, raise_on_failure=False).state == "failed"
     assert any(ev.get("type") == "state" for ev in job.events())
+    assert "".join(job.logs(follow=True)) == job.logs()  # follow ends with the job
 
     assert api.Job.get(job.id[-6:]) == job  # a unique part of the id
     with pytest.raises(api.JobNotFound, match="no job 'zzz'"):

@@ -17,6 +17,7 @@ from .display import JOB_MIME, VEGALITE_MIME, MimeBundle, esc, format_progress, 
 
 FINAL = ("succeeded", "failed", "cancelled")
 POLL_SECONDS = 0.5
+FRESH_SECONDS = 0.2  # a job dict read this recently is not read again for an attribute
 
 
 class JobFailed(RuntimeError):
@@ -51,6 +52,7 @@ class Job:
     def __init__(self, job_id: str, _data: dict | None = None):
         self.id = job_id
         self._data = _data
+        self._read_at = time.monotonic() if _data is not None else 0.0
         self._spec: dict | None = None
         self.copy_model_to: str | None = None  # train(output=...): where wait() copies the model
 
@@ -97,12 +99,17 @@ class Job:
                 if (self._data or {}).get("state") not in FINAL:
                     m.poll()
                 self._data = m.get(self.id)
+                self._read_at = time.monotonic()
             except CoreNotFound:
                 raise JobNotFound(f"job {self.id} is no longer in {m.runs_root} (deleted)") from None
         return self._data
 
     def _fresh(self) -> dict:
-        if self._data is not None and self._data.get("state") in FINAL:
+        """The job dict: as last read when the job had ended or was read under
+        FRESH_SECONDS ago (one display reads several attributes), else read again."""
+        if self._data is not None and (
+            self._data.get("state") in FINAL or time.monotonic() - self._read_at < FRESH_SECONDS
+        ):
             return self._data
         return self.refresh()
 
@@ -248,6 +255,7 @@ class Job:
         m = _manager()
         with config.scheduling(m):
             self._data = m.cancel(self.id, wait=wait)
+            self._read_at = time.monotonic()
         return self
 
     # -- TensorBoard and charts ---------------------------------------------------------
