@@ -58,6 +58,7 @@ def test_bad_input_is_one_usage_line_that_names_the_fix(shell, sample):
         assert sub in msg
     assert "required: DATASET" in usage_error(shell, "train")
     assert "required: PATH" in usage_error(shell, "validate")
+    assert "missing.zip does not exist" in usage_error(shell, "validate missing.zip")
     assert "does not exist" in usage_error(shell, "train missing.zip")
     msg = usage_error(shell, "train sample.zip --hp nope=1")
     assert "unknown hyperparameter 'nope'" in msg and "Valid keys:" in msg and "batch_size" in msg

@@ -25,6 +25,10 @@ from pathlib import Path
 RUNS_ROOT_ENV = "CVAT_TRAIN_RUNS_ROOT"
 ROOT_DIR_ENV = "CVAT_TRAIN_ROOT_DIR"
 DEFAULT_RUNS_DIR = "cvat-train-runs"
+# Job processes this API starts run at the Jupyter server's default nice value
+# (CvatTrainApp.job_niceness), so a training started from a notebook leaves the server as
+# responsive as one started from the panel.
+JOB_NICENESS = 5
 
 _override: dict[str, Path | None] = {"runs_root": None, "root_dir": None}
 _managers: dict[Path, object] = {}
@@ -75,7 +79,12 @@ def manager(create: bool = False):
     with _lock:
         m = _managers.get(key)
         if m is None:
-            m = JobManager(key, root_dir=root_dir(), owner=f"cvat-train API (pid {os.getpid()})")
+            m = JobManager(
+                key,
+                root_dir=root_dir(),
+                niceness=JOB_NICENESS,
+                owner=f"cvat-train API (pid {os.getpid()})",
+            )
             m.reconcile()
             m.lease.release()
             _managers[key] = m

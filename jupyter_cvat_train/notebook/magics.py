@@ -270,6 +270,8 @@ class CvatTrainMagics(Magics):
 
     # -- subcommands --------------------------------------------------------------------
     def _validate(self, args, cell):
+        if not os.path.exists(os.path.expanduser(args.path)):
+            raise UsageError(f"{args.path[:100]} does not exist: give a CVAT export (a .zip or a folder)")
         report = api.validate(args.path, args.format_)
         return report.to_dict() if args.as_json else report
 
