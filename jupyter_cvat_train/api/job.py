@@ -354,7 +354,8 @@ class Job:
                 )
                 labels = [(k[3:], v) for k, v in last.items() if k.startswith("AP/")]
                 if labels:
-                    parts.append(table(["label", "AP"], [[k, v] for k, v in labels], "per-label AP (last epoch)"))
+                    rows = [[k, "n/a" if v is None else v] for k, v in labels]  # None: no box of it to evaluate
+                    parts.append(table(["label", "AP"], rows, "per-label AP (last epoch)"))
         if job["kind"] == "annotate" and job["state"] == "succeeded":
             parts.append(self._annotate_html(job.get("outputs") or {}))
         parts.append("</div>")
