@@ -49,6 +49,9 @@ def test_wait_on_a_failed_job_raises_its_message(workdir):
     assert "".join(job.logs(follow=True)) == job.logs()  # follow ends with the job
 
     assert api.Job.get(job.id[-6:]) == job  # a unique part of the id
+    api.set_runs_root(workdir / "other-runs")  # (%config CvatTrainMagics.runs_root)
+    assert api.jobs() == [] and job.events()  # a Job keeps its own runs root
+    api.set_runs_root(None)
     with pytest.raises(api.JobNotFound, match="no job 'zzz'"):
         api.Job.get("zzz")
     with pytest.raises(api.SpecError, match="images: .*does not exist"):

@@ -140,7 +140,7 @@ def submit(spec: dict) -> Job:
     m = config.manager(create=True)
     with config.scheduling(m):
         job = m.create(checked)
-    return Job(job["id"], job)
+    return Job(job["id"], job, m.runs_root)
 
 
 def train(

@@ -61,13 +61,14 @@ def root_dir() -> Path:
     return runs_root().parent
 
 
-def manager(create: bool = False):
-    """The JobManager of the current runs root (one per runs root and process, kept), its
-    index reconciled with the folders when first made. ``create``: make the runs root
-    when missing; otherwise a missing runs root raises FileNotFoundError naming it."""
+def manager(create: bool = False, root: Path | None = None):
+    """The JobManager of runs root ``root`` (default: the current one; one manager per
+    runs root and process, kept), its index reconciled with the folders when first made.
+    ``create``: make the runs root when missing; otherwise a missing runs root raises
+    FileNotFoundError naming it."""
     from ..jobs.manager import JobManager
 
-    root = runs_root()
+    root = runs_root() if root is None else root
     if not root.is_dir():
         if not create:
             raise FileNotFoundError(

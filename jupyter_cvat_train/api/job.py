@@ -35,10 +35,6 @@ class JobNotFound(LookupError):
         return str(self.args[0]) if self.args else "no such job"
 
 
-def _manager():
-    return config.manager()
-
-
 class Job:
     """A job in the runs root (:func:`jupyter_cvat_train.api.config.runs_root`).
 
@@ -49,8 +45,9 @@ class Job:
     ``output`` (the zip), ``previews``, ``counts``, ...), ``dir`` (the job folder).
     """
 
-    def __init__(self, job_id: str, _data: dict | None = None):
+    def __init__(self, job_id: str, _data: dict | None = None, runs_root: Path | None = None):
         self.id = job_id
+        self.runs_root = Path(runs_root) if runs_root is not None else config.runs_root()
         self._data = _data
         self._read_at = time.monotonic() if _data is not None else 0.0
         self._spec: dict | None = None
@@ -69,22 +66,26 @@ class Job:
             raise JobNotFound(f"expected a job id (text), got {str(job_id)[:60]!r}")
         job_id = job_id.strip()
         try:
-            m = _manager()
+            m = config.manager()
         except FileNotFoundError as e:
             raise JobNotFound(f"no job {job_id[:60]!r}: {e}") from None
         try:
-            return cls(job_id, m.get(job_id))
+            return cls(job_id, m.get(job_id), m.runs_root)
         except CoreNotFound:
             pass
         matches = [j for j in m.list_jobs(refresh=False) if job_id in j["id"]]
         if len(matches) == 1:
-            return cls(matches[0]["id"], matches[0])
+            return cls(matches[0]["id"], matches[0], m.runs_root)
         if not matches:
             raise JobNotFound(
                 f"no job {job_id[:60]!r} in {m.runs_root}; list them with jobs() or %cvat_train jobs"
             ) from None
         ids = ", ".join(j["id"] for j in matches[:5])
         raise JobNotFound(f"{job_id[:60]!r} matches {len(matches)} jobs ({ids}): give more of the id")
+
+    def _manager(self):
+        """The JobManager of this job's runs root."""
+        return config.manager(root=self.runs_root)
 
     # -- state --------------------------------------------------------------------------
     def refresh(self) -> dict:
@@ -93,7 +94,7 @@ class Job:
         job was deleted."""
         from ..jobs.manager import JobNotFound as CoreNotFound
 
-        m = _manager()
+        m = self._manager()
         with config.scheduling(m):
             try:
                 if (self._data or {}).get("state") not in FINAL:
@@ -148,7 +149,7 @@ class Job:
         """The job's job.json (the checked spec; paths absolute); {} when unreadable."""
         if self._spec is None:
             try:
-                self._spec = _manager().job_dir(self.id).read_spec()
+                self._spec = self._manager().job_dir(self.id).read_spec()
             except Exception:  # noqa: BLE001 - an unreadable spec only hides the label
                 self._spec = {}
         return self._spec
@@ -199,7 +200,7 @@ class Job:
             return self._follow()
         from ..jobs.tail import read_from
 
-        path, offset, chunks = _manager().job_dir(self.id).log_path, 0, []
+        path, offset, chunks = self._manager().job_dir(self.id).log_path, 0, []
         while True:
             data, offset = read_from(path, offset, whole_lines=False)
             if not data:
@@ -209,7 +210,7 @@ class Job:
     def _follow(self) -> Iterator[str]:
         from ..jobs.tail import read_from
 
-        path, offset = _manager().job_dir(self.id).log_path, 0
+        path, offset = self._manager().job_dir(self.id).log_path, 0
         while True:
             done = self.refresh()["state"] in FINAL
             while True:
@@ -224,7 +225,7 @@ class Job:
     def events(self) -> list[dict]:
         """Every event the job wrote so far (dicts with a ``type``: state, progress,
         metrics, warning, ...), oldest first."""
-        return _manager().job_dir(self.id).read_events()
+        return self._manager().job_dir(self.id).read_events()
 
     @property
     def metrics(self):
@@ -252,7 +253,7 @@ class Job:
     def cancel(self, wait: bool = False) -> Job:
         """Cancel the job (SIGTERM, SIGKILL after the grace period); a finished job is
         left as it is. ``wait``: until it has stopped."""
-        m = _manager()
+        m = self._manager()
         with config.scheduling(m):
             self._data = m.cancel(self.id, wait=wait)
             self._read_at = time.monotonic()
@@ -392,9 +393,9 @@ def jobs() -> list[Job]:
     """Every job of the runs root, oldest first (unfinished ones read afresh; queued ones
     started when no other process schedules). [] when there is no runs root yet."""
     try:
-        m = _manager()
+        m = config.manager()
     except FileNotFoundError:
         return []
     with config.scheduling(m):
         m.poll()
-        return [Job(j["id"], j) for j in m.list_jobs()]
+        return [Job(j["id"], j, m.runs_root) for j in m.list_jobs()]
