@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 from PIL import Image
@@ -25,6 +27,19 @@ def workdir(tmp_path, monkeypatch):
     api.set_runs_root(None)
     yield tmp_path
     config.close_all()
+
+
+def test_imports_stay_light():
+    """The package (imported by the server and every job process) loads no API; the API no
+    torch, IPython or jupyter_server until a call needs them."""
+    code = (
+        "import sys, jupyter_cvat_train as p\n"
+        "a = 'jupyter_cvat_train.api' in sys.modules\n"
+        "from jupyter_cvat_train import train, list_jobs\n"
+        "print(a, [m for m in ('torch', 'IPython', 'jupyter_server', 'pandas') if m in sys.modules])"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "False []"
 
 
 def test_no_runs_root_yet(workdir):

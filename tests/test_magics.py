@@ -123,6 +123,8 @@ def test_train_cell_magic_annotate_sync_logs_cancel(shell, sample, tmp_path, cap
 
     assert magic(shell, f"logs {job.id[-6:]}") is None
     assert "epoch 1/1" in capsys.readouterr().out
+    assert magic(shell, f"logs {job.id} -f") is None  # a finished job: its log, then its end
+    assert f"[job {job.id} succeeded: mAP" in capsys.readouterr().out
     assert magic(shell, f"jobs show {job.id}") == job
     assert [j.id for j in magic(shell, "jobs")] == [job.id]
 
