@@ -283,21 +283,23 @@ class Job:
             for key, name in (("loss", "loss"), ("map", "mAP@[.5:.95]"), ("map_50", "mAP@.5"))
             if r.get(key) is not None
         ]
-        spec = {
+        spec = {  # one row per group (loss, mAP), each with its own y scale
             "$schema": "https://vega.github.io/schema/vega-lite/v5.json",
             "title": f"{self.name} ({self.id})",
             "data": {"values": values},
-            "mark": {"type": "line", "point": True},
-            "encoding": {
-                "x": {"field": "epoch", "type": "quantitative", "title": "epoch"},
-                "y": {"field": "value", "type": "quantitative"},
-                "color": {"field": "metric", "type": "nominal"},
-                "row": {"field": "group", "type": "nominal"},
-            },
             "transform": [{"calculate": "datum.metric == 'loss' ? 'loss' : 'mAP'", "as": "group"}],
+            "facet": {"row": {"field": "group", "type": "nominal", "title": None}},
+            "spec": {
+                "width": 360,
+                "height": 140,
+                "mark": {"type": "line", "point": True},
+                "encoding": {
+                    "x": {"field": "epoch", "type": "quantitative", "title": "epoch"},
+                    "y": {"field": "value", "type": "quantitative", "title": None},
+                    "color": {"field": "metric", "type": "nominal"},
+                },
+            },
             "resolve": {"scale": {"y": "independent"}},
-            "width": 360,
-            "height": 140,
         }
         text = "\n".join(
             f"epoch {r['epoch']}: loss {r.get('loss')}, mAP {r.get('map')}, mAP@.5 {r.get('map_50')}" for r in rows
