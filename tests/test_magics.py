@@ -62,6 +62,8 @@ def test_bad_input_is_one_usage_line_that_names_the_fix(shell, sample):
     assert "does not exist" in usage_error(shell, "train missing.zip")
     msg = usage_error(shell, "train sample.zip --hp nope=1")
     assert "unknown hyperparameter 'nope'" in msg and "Valid keys:" in msg and "batch_size" in msg
+    msg = usage_error(shell, 'train sample.zip --hp "{nope: 1, epochs: 1}"')  # YAML braces reach the parser as typed
+    assert "unknown hyperparameter 'nope'" in msg
     msg = usage_error(shell, "train sample.zip --model no-such-model")
     assert "no-such-model" in msg and "ssdlite320-mobilenet-v3" in msg
     msg = usage_error(shell, "train sample.zip --model ssdlite320-mobilenet-v3", "epochs: {nope")
