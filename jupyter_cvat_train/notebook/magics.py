@@ -27,10 +27,11 @@ from __future__ import annotations
 
 import os
 import re
+import shlex
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from IPython.core.magic_arguments import argument, magic_arguments, parse_argstring
+from IPython.core.magic_arguments import argument, magic_arguments
 from traitlets import Unicode, observe
 
 from .. import api
@@ -248,7 +249,8 @@ class CvatTrainMagics(Magics):
             raise UsageError(f"%%cvat_train {sub} takes no cell body: only %%cvat_train train (the hyperparameters)")
         prog = parser.parser.prog
         try:
-            args = parse_argstring(parser, rest)
+            # shell-style words as cvat-train gets them (IPython's own splitting keeps the quotes)
+            args = parser.parser.parse_args(shlex.split(rest))
         except UsageError as e:
             usage = _one_line(parser.parser.format_usage()).removeprefix("usage:").strip().removeprefix("::").strip()
             raise UsageError(f"%{prog}: {_one_line(e)} (usage: {usage})") from None
