@@ -50,6 +50,8 @@ def test_quickstart_notebook_runs(repo_root, tmp_path, monkeypatch):
 
     pre = cells['new_images = sample_dataset(work / "new-images.zip", images=6, width=160, height=120, seed=1)']
     assert "succeeded" in pre["text/plain"] and "data:image/png;base64," in pre["text/html"]
+    previews = cells["pre.previews()  # the new images with their predicted boxes"]["text/html"]
+    assert previews.count('<img src="data:image/png;base64,') == 3
     with zipfile.ZipFile(tmp_path / "quickstart-output" / "pre-annotations.zip") as z:
         coco = json.loads(z.read("annotations/instances_default.json"))
     assert len(coco["images"]) == 6 and coco["annotations"]
