@@ -273,8 +273,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     // the server check, again when the server comes back
     void server.refresh();
+    // the header follows the jobs' reachability: gone (said so), back (checked again)
     model.changed.connect(() => {
-      if (server.check.kind === 'unreachable' && model.reachability === 'ok') {
+      const unreachable = server.check.kind === 'unreachable';
+      if (unreachable !== (model.reachability === 'unreachable')) {
         void server.refresh();
       }
     });

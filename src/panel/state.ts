@@ -9,7 +9,7 @@ import { validateDataset, type TrainSpec, type ValidationReport } from '../api';
 /** A Train form prefill: the spec to show, and which action asked for it. */
 export interface ITrainPrefill {
   spec: Partial<TrainSpec>;
-  reason: 'rerun' | 'finetune' | 'resume' | 'dataset';
+  reason: 'rerun' | 'finetune' | 'resume' | 'dataset' | 'draft';
   /** A serial, so that the same prefill twice still reaches the form. */
   serial: number;
 }

@@ -15,7 +15,9 @@ import React, { useEffect, useMemo, useState } from 'react';
 
 import {
   ApiRequestError,
+  listDevices,
   listTemplates,
+  type DeviceList,
   type Template,
   type TrainSpec,
   type ValidationReport
@@ -32,6 +34,16 @@ import {
   parametersToFormData,
   templateToForm
 } from './form';
+
+/** The state DB key of the form's draft (what was filled in, kept across reloads). */
+const DRAFT_KEY = 'train-draft';
+/** Milliseconds of quiet before the draft is saved. */
+const DRAFT_SAVE_DELAY = 400;
+
+/** A GPU's memory, e.g. "141 GB". */
+function gigabytes(bytes: number | undefined): string {
+  return bytes ? `${Math.round(bytes / 1e9)} GB` : '';
+}
 
 type Catalog =
   | { kind: 'loading' }
@@ -85,6 +97,9 @@ function Train(props: { ctx: IPanelContext }): JSX.Element {
   const [errors, setErrors] = useState<IErrors>({});
   const [busy, setBusy] = useState(false);
   const [seenPrefill, setSeenPrefill] = useState(0);
+  const [devices, setDevices] = useState<DeviceList | null>(null);
+  // the draft is saved only once the saved one was looked at, so defaults never overwrite it
+  const [draftLooked, setDraftLooked] = useState(!ctx.store);
 
   const load = () => {
     setCatalog({ kind: 'loading' });
@@ -98,6 +113,11 @@ function Train(props: { ctx: IPanelContext }): JSX.Element {
       );
   };
   useEffect(load, []);
+  useEffect(() => {
+    listDevices()
+      .then(setDevices)
+      .catch(() => setDevices(null)); // the plain choices stay; the server says no at start
+  }, []);
 
   const templates = catalog.kind === 'ok' ? catalog.templates : [];
   const template = templates.find(t => t.name === name) ?? null;
@@ -112,7 +132,24 @@ function Train(props: { ctx: IPanelContext }): JSX.Element {
     setErrors({});
   }, [form]);
 
-  // a prefill from Datasets, Run again, Fine-tune or Resume
+  // the saved draft, once the catalog is there, unless something already asked for a prefill
+  useEffect(() => {
+    if (catalog.kind !== 'ok' || draftLooked || !ctx.store) {
+      return;
+    }
+    ctx.store
+      .fetch(DRAFT_KEY)
+      .then(draft => {
+        const spec = draft as Partial<TrainSpec> | undefined;
+        if (spec && typeof spec === 'object' && !state.prefill) {
+          state.prefillTrain(spec, 'draft');
+        }
+      })
+      .catch(() => undefined)
+      .finally(() => setDraftLooked(true));
+  }, [catalog.kind]);
+
+  // a prefill from Datasets, Run again, Fine-tune, Resume or the saved draft
   const prefill = state.prefill;
   useEffect(() => {
     if (!prefill || prefill.serial === seenPrefill || catalog.kind !== 'ok') {
@@ -150,23 +187,15 @@ function Train(props: { ctx: IPanelContext }): JSX.Element {
     setErrors({});
   }, [prefill?.serial, catalog.kind]);
 
-  const start = async () => {
+  /** The spec the form describes now, or null before a template is chosen. */
+  const currentSpec = (): TrainSpec | null => {
     if (!template || !form) {
-      return;
-    }
-    const dataset = state.datasetPath.trim();
-    if (!dataset) {
-      setErrors({
-        dataset: trans.__(
-          'Give the CVAT export to train on (Datasets above, or type its path).'
-        )
-      });
-      return;
+      return null;
     }
     const spec: TrainSpec = {
       kind: 'train',
       template: template.name,
-      dataset,
+      dataset: state.datasetPath.trim(),
       parameters: formToParameters(form, formData),
       checkpoint: checkpoint.trim() || null,
       device: device || 'auto'
@@ -179,6 +208,45 @@ function Train(props: { ctx: IPanelContext }): JSX.Element {
     }
     if (gpus.trim()) {
       spec.gpus = Number(gpus);
+    }
+    return spec;
+  };
+
+  // save the draft a moment after the last change
+  useEffect(() => {
+    const spec = draftLooked && ctx.store ? currentSpec() : null;
+    if (!spec) {
+      return;
+    }
+    const timer = setTimeout(
+      () => void ctx.store?.save(DRAFT_KEY, spec).catch(() => undefined),
+      DRAFT_SAVE_DELAY
+    );
+    return () => clearTimeout(timer);
+  }, [
+    draftLooked,
+    name,
+    formData,
+    checkpoint,
+    resume,
+    epochs,
+    device,
+    gpus,
+    state.datasetPath
+  ]);
+
+  const start = async () => {
+    const spec = currentSpec();
+    if (!spec || !form) {
+      return;
+    }
+    if (!spec.dataset) {
+      setErrors({
+        dataset: trans.__(
+          'Give the CVAT export to train on (Datasets above, or type its path).'
+        )
+      });
+      return;
     }
     setBusy(true);
     setErrors({});
@@ -453,7 +521,30 @@ function Train(props: { ctx: IPanelContext }): JSX.Element {
                   auto
                 </option>
                 <option value="cpu">cpu</option>
-                <option value="cuda">cuda</option>
+                {devices === null || devices.gpus > 0 ? (
+                  <option
+                    value="cuda"
+                    title={trans.__(
+                      'GPU 0, or as many GPUs as "GPUs" says (one process each)'
+                    )}
+                  >
+                    cuda
+                  </option>
+                ) : null}
+                {(devices?.devices ?? [])
+                  .filter(d => d.id.startsWith('cuda:'))
+                  .map(d => (
+                    <option key={d.id} value={d.id}>
+                      {[d.id, d.name, gigabytes(d.memory_bytes)]
+                        .filter(Boolean)
+                        .join(' · ')}
+                    </option>
+                  ))}
+                {device &&
+                !['auto', 'cpu', 'cuda'].includes(device) &&
+                !devices?.devices.some(d => d.id === device) ? (
+                  <option value={device}>{device}</option>
+                ) : null}
               </select>
             </label>
             <label className="jp-CvatTrain-inline">
@@ -463,12 +554,22 @@ function Train(props: { ctx: IPanelContext }): JSX.Element {
                 inputMode="numeric"
                 placeholder="1"
                 value={gpus}
-                disabled={device === 'cpu'}
+                disabled={device === 'cpu' || devices?.gpus === 0}
+                title={
+                  devices?.gpus
+                    ? trans.__('1 to %1 on this server', devices.gpus)
+                    : undefined
+                }
                 onChange={e => setGpus(e.target.value.replace(/[^0-9]/g, ''))}
                 aria-label={trans.__('Number of GPUs')}
               />
             </label>
           </div>
+          {devices?.note ? (
+            <div className="jp-CvatTrain-dim jp-CvatTrain-deviceNote">
+              {devices.note}
+            </div>
+          ) : null}
           {errors.device ? (
             <div className="jp-CvatTrain-fieldError" role="alert">
               {errors.device}
