@@ -24,6 +24,11 @@ const env = process.env;
 env.CVAT_UI_PORT ??= freePort();
 env.CVAT_UI_TOKEN ??= randomBytes(24).toString('hex');
 env.CVAT_UI_HOME ??= mkdtempSync(path.join(tmpdir(), 'cvat-train-ui-'));
+// A real S3 endpoint for the sync tests: moto's server on loopback; the Jupyter server
+// may sign requests to it (allowed_endpoint_urls) with test credentials.
+env.CVAT_UI_MOTO_PORT ??= freePort();
+const motoURL = `http://127.0.0.1:${env.CVAT_UI_MOTO_PORT}`;
+const venvMoto = path.join(__dirname, '..', '.venv', 'bin', 'moto_server');
 
 const repoRoot = path.resolve(__dirname, '..');
 const venvJupyter = path.join(repoRoot, '.venv', 'bin', 'jupyter');
@@ -56,6 +61,7 @@ const serverArgs = [
   `--LabApp.workspaces_dir=${path.join(home, 'workspaces')}`,
   `--LabApp.user_settings_dir=${path.join(home, 'settings')}`,
   '--ServerApp.log_level=WARN',
+  `--CvatTrainApp.allowed_endpoint_urls=${motoURL}`,
   ...(process.getuid?.() === 0 ? ['--allow-root'] : [])
 ];
 
@@ -86,19 +92,43 @@ export default defineConfig({
       ]
     }
   },
-  webServer: {
-    command: [jupyter, ...serverArgs].map(a => `'${a}'`).join(' '),
-    // GET /api answers 200 without a token once the server is up.
-    url: `${baseURL}/api`,
-    reuseExistingServer: false,
-    timeout: 120_000,
-    stdout: 'ignore',
-    stderr: 'pipe',
-    env: {
-      JUPYTER_CONFIG_DIR: path.join(home, 'config'),
-      JUPYTER_RUNTIME_DIR: path.join(home, 'runtime'),
-      JUPYTER_DATA_DIR: path.join(home, 'data'),
-      JUPYTER_PLATFORM_DIRS: '1'
+  webServer: [
+    {
+      command: [
+        env.MOTO_SERVER ?? (existsSync(venvMoto) ? venvMoto : 'moto_server'),
+        '-H',
+        '127.0.0.1',
+        '-p',
+        env.CVAT_UI_MOTO_PORT
+      ]
+        .map(a => `'${a}'`)
+        .join(' '),
+      url: `${motoURL}/moto-api/`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: 'ignore',
+      stderr: 'ignore'
+    },
+    {
+      command: [jupyter, ...serverArgs].map(a => `'${a}'`).join(' '),
+      // GET /api answers 200 without a token once the server is up.
+      url: `${baseURL}/api`,
+      reuseExistingServer: false,
+      timeout: 120_000,
+      stdout: 'ignore',
+      stderr: 'pipe',
+      env: {
+        JUPYTER_CONFIG_DIR: path.join(home, 'config'),
+        JUPYTER_RUNTIME_DIR: path.join(home, 'runtime'),
+        JUPYTER_DATA_DIR: path.join(home, 'data'),
+        JUPYTER_PLATFORM_DIRS: '1',
+        AWS_ACCESS_KEY_ID: 'ui-test-key-id',
+        AWS_SECRET_ACCESS_KEY: 'ui-test-secret',
+        AWS_DEFAULT_REGION: 'us-east-1',
+        AWS_SHARED_CREDENTIALS_FILE: path.join(home, 'no-aws-credentials'),
+        AWS_CONFIG_FILE: path.join(home, 'no-aws-config'),
+        AWS_EC2_METADATA_DISABLED: 'true'
+      }
     }
-  }
+  ]
 });
