@@ -290,7 +290,7 @@ def _check_s3(
         _skip(steps, later, "no credentials")
         return identity, steps
     who = identity["source"] + (f", profile {identity['profile']}" if identity["profile"] != "default" else "")
-    steps.append(Step("credentials", "ok", f"from {who}"))
+    steps.append(Step("credentials", "ok", "found (see the identity)"))
     config = Config(
         signature_version="s3v4",
         retries={"mode": "standard", "max_attempts": 1},
