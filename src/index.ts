@@ -28,6 +28,7 @@ import { startTensorBoard, type Job } from './api';
 import { CommandIDs, PALETTE_CATEGORY } from './commands';
 import { cvatTrainIcon } from './icons';
 import { AnnotateDialog, AnnotateRequest } from './annotate/AnnotateDialog';
+import type { IAnnotatePrefill } from './annotate/mapping';
 import { JobView } from './jobs/JobView';
 import { JobsModel } from './jobs/model';
 import { StatusItem } from './jobs/StatusItem';
@@ -209,7 +210,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
     // the Auto-annotate tab: one, prefilled by the commands that open it
     const annotateRequest = new AnnotateRequest();
     let annotateTab: AnnotateDialog | null = null;
-    const openAnnotate = (prefill: { images?: string; model?: string }) => {
+    const openAnnotate = (prefill: IAnnotatePrefill) => {
       if (!annotateTab || annotateTab.isDisposed) {
         annotateTab = new AnnotateDialog(ctx, annotateRequest);
         app.shell.add(annotateTab, 'main');

@@ -1,6 +1,7 @@
 import type { Job } from '../api';
 import { failedImages } from '../annotate/AnnotateJobView';
 import {
+  annotatePrefillOf,
   checkMapping,
   fileRoute,
   initialMapping,
@@ -133,5 +134,38 @@ describe('the models and files of jobs', () => {
     ).toEqual([
       { image: 'b.jpg', stage: 'reading', error: 'b.jpg: reading failed' }
     ]);
+  });
+});
+
+describe('Run again of an annotate job', () => {
+  it("prefills the form from the job's spec, without its output", () => {
+    expect(
+      annotatePrefillOf({
+        kind: 'annotate',
+        images: 'data/batch',
+        model: 'runs/j/output/model',
+        output: 'runs/k/output/annotations.zip',
+        threshold: 0.25,
+        max_detections: 7,
+        format: 'yolo',
+        keep_existing: false,
+        preview: 2,
+        device: 'cpu',
+        mapping: { circle: 'ring', triangle: '' }
+      })
+    ).toEqual({
+      images: 'data/batch',
+      model: 'runs/j/output/model',
+      threshold: 0.25,
+      maxDetections: 7,
+      format: 'yolo',
+      keepExisting: false,
+      preview: 2,
+      device: 'cpu',
+      mapping: { circle: 'ring', triangle: '' }
+    });
+    expect(
+      annotatePrefillOf({ model_dir: 'm', mapping: ['a=b', 'c=', 'junk'] })
+    ).toEqual({ model: 'm', mapping: { a: 'b', c: '' } });
   });
 });

@@ -28,14 +28,9 @@ import {
   mappingSpec,
   mergeMapping,
   trainedModels,
+  type IAnnotatePrefill,
   type IMappingRow
 } from './mapping';
-
-/** What a command asks the form to show. */
-export interface IAnnotatePrefill {
-  images?: string;
-  model?: string;
-}
 
 /** The form's prefill channel: commands call `prefill`, the form follows `changed`. */
 export class AnnotateRequest {
@@ -66,8 +61,8 @@ const LOOKUP_DELAY = 400; // ms after the last keystroke
 type Lookup<T> =
   | { kind: 'idle' }
   | { kind: 'loading' }
-  | { kind: 'ok'; value: T }
-  | { kind: 'error'; message: string };
+  | { kind: 'ok'; value: T; path: string }
+  | { kind: 'error'; message: string; path: string };
 
 /** Ask `fetch(path)` a moment after `path` stops changing; the latest answer wins. */
 function useLookup<T>(
@@ -85,10 +80,10 @@ function useLookup<T>(
     setState({ kind: 'loading' });
     const timer = setTimeout(() => {
       fetch(p)
-        .then(value => live && setState({ kind: 'ok', value }))
+        .then(value => live && setState({ kind: 'ok', value, path: p }))
         .catch(
           (error: Error) =>
-            live && setState({ kind: 'error', message: error.message })
+            live && setState({ kind: 'error', message: error.message, path: p })
         );
     }, LOOKUP_DELAY);
     return () => {
@@ -252,6 +247,12 @@ function AnnotateForm(props: {
     message: string;
   } | null>(null);
   const [seen, setSeen] = useState(0);
+  // a prefilled mapping, applied once the model's labels are known
+  const pendingMapping = useRef<{
+    rows: IMappingRow[];
+    images?: string;
+    model?: string;
+  } | null>(null);
 
   // a prefill from a command (context menu, a train job's view)
   const current = request.current;
@@ -267,6 +268,34 @@ function AnnotateForm(props: {
       const listed = models.some(m => m.path === current.model);
       setChoice(listed ? current.model : current.model ? OTHER : '');
       setModelPath(listed ? '' : current.model);
+    }
+    if (current.threshold !== undefined) {
+      setThreshold(current.threshold);
+    }
+    if (current.maxDetections !== undefined) {
+      setMaxDetections(String(current.maxDetections));
+    }
+    if (current.format !== undefined) {
+      setFormat(current.format);
+    }
+    if (current.keepExisting !== undefined) {
+      setKeepExisting(current.keepExisting);
+    }
+    if (current.preview !== undefined) {
+      setPreviews(String(current.preview));
+    }
+    if (current.device !== undefined) {
+      setDevice(current.device);
+    }
+    if (current.mapping) {
+      pendingMapping.current = {
+        rows: Object.entries(current.mapping).map(([model, target]) => ({
+          model,
+          target: target ?? ''
+        })),
+        images: current.images,
+        model: current.model
+      };
     }
     setProblem(null);
   }, [current?.serial]);
@@ -292,12 +321,37 @@ function AnnotateForm(props: {
     // new model labels keep the rows' choices; a new target set prefills again by name
     const fresh = lastTargets.current !== targetsKey;
     lastTargets.current = targetsKey;
+    if (!modelLabels) {
+      setRows([]);
+      return;
+    }
+    // a prefilled mapping waits until both lookups answered for the paths now shown
+    const pending = pendingMapping.current;
+    const settled =
+      pending !== null &&
+      imagesInfo.kind !== 'idle' &&
+      imagesInfo.kind !== 'loading' &&
+      imagesInfo.path === (pending.images ?? images).trim() &&
+      labels.kind === 'ok' &&
+      labels.path === (pending.model ?? model).trim();
+    if (pending && !settled) {
+      return;
+    }
+    pendingMapping.current = null;
     setRows(previous =>
-      modelLabels
-        ? mergeMapping(fresh ? [] : previous, modelLabels, targets)
-        : []
+      mergeMapping(
+        pending?.rows ?? (fresh ? [] : previous),
+        modelLabels,
+        targets
+      )
     );
-  }, [modelLabels?.join('\n'), targetsKey]);
+  }, [
+    modelLabels?.join('\n'),
+    targetsKey,
+    imagesInfo,
+    labels,
+    current?.serial
+  ]);
 
   const check = checkMapping(rows, targets);
   const maxDet = Number(maxDetections);

@@ -120,6 +120,60 @@ export function mappingSpec(
   return out;
 }
 
+/** What the Auto-annotate form is opened with (a command, a job's "Run again"). */
+export interface IAnnotatePrefill {
+  images?: string;
+  model?: string;
+  threshold?: number;
+  maxDetections?: number;
+  format?: string;
+  keepExisting?: boolean;
+  preview?: number;
+  device?: string;
+  /** model label -> target label ('' or null drops it) */
+  mapping?: Record<string, string | null>;
+}
+
+/**
+ * The prefill of "Run again" for an annotate job: its spec (job.json, as the API shows
+ * it) as the form's fields; the output is left out (it exists now: a new one is made).
+ */
+export function annotatePrefillOf(
+  spec: Record<string, unknown>
+): IAnnotatePrefill {
+  const out: IAnnotatePrefill = {};
+  const text = (k: string) =>
+    typeof spec[k] === 'string' ? (spec[k] as string) : undefined;
+  const num = (k: string) =>
+    typeof spec[k] === 'number' ? (spec[k] as number) : undefined;
+  out.images = text('images');
+  out.model = text('model') ?? text('model_dir');
+  out.threshold = num('threshold');
+  out.maxDetections = num('max_detections');
+  out.format = text('format');
+  out.preview = num('preview');
+  out.device = text('device');
+  if (typeof spec.keep_existing === 'boolean') {
+    out.keepExisting = spec.keep_existing;
+  }
+  const mapping = spec.mapping;
+  if (mapping && typeof mapping === 'object' && !Array.isArray(mapping)) {
+    out.mapping = mapping as Record<string, string | null>;
+  } else if (Array.isArray(mapping)) {
+    out.mapping = Object.fromEntries(
+      mapping
+        .filter((p): p is string => typeof p === 'string' && p.includes('='))
+        .map(p => [p.slice(0, p.indexOf('=')), p.slice(p.indexOf('=') + 1)])
+    );
+  }
+  for (const key of Object.keys(out) as (keyof IAnnotatePrefill)[]) {
+    if (out[key] === undefined) {
+      delete out[key];
+    }
+  }
+  return out;
+}
+
 /** A trained model a finished train job left: what to show, and its folder. */
 export interface ITrainedModel {
   label: string;

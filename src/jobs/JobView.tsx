@@ -8,6 +8,7 @@ import { MainAreaWidget } from '@jupyterlab/apputils';
 import { ReactWidget } from '@jupyterlab/ui-components';
 import React, { useState } from 'react';
 
+import { annotatePrefillOf } from '../annotate/mapping';
 import { AnnotateDetails } from '../annotate/AnnotateJobView';
 import type { Job } from '../api';
 import { useNow, useSignal } from '../components/hooks';
@@ -185,11 +186,18 @@ function JobViewContent(props: {
     {
       label: trans.__('Run again'),
       className: 'jp-CvatTrain-rerun',
-      title: trans.__('The Train form with the same settings'),
+      title:
+        job.kind === 'annotate'
+          ? trans.__('The Auto-annotate form with the same settings')
+          : trans.__('The Train form with the same settings'),
       disabled:
-        notTrain ??
+        (job.kind === 'annotate' ? null : notTrain) ??
         (job.spec ? null : trans.__('The job has no readable settings')),
       run: () => {
+        if (job.kind === 'annotate') {
+          ctx.autoAnnotate?.(annotatePrefillOf(spec));
+          return;
+        }
         ctx.state.prefillTrain(
           {
             ...trainSpec,

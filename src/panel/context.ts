@@ -1,6 +1,7 @@
 /** What the panel's React parts get from the plugin: models, translation and actions. */
 import type { TranslationBundle } from '@jupyterlab/translation';
 
+import type { IAnnotatePrefill } from '../annotate/mapping';
 import type { JobsModel } from '../jobs/model';
 import type { PanelState } from './state';
 
@@ -39,6 +40,6 @@ export interface IPanelContext {
   openTensorBoard: (jobId: string) => void;
   /** Bring the Train section into view. */
   showTrain: () => void;
-  /** Open the Auto-annotate tab, prefilled with images and/or a model folder. */
-  autoAnnotate?: (prefill: { images?: string; model?: string }) => void;
+  /** Open the Auto-annotate tab, prefilled (images, model folder, settings). */
+  autoAnnotate?: (prefill: IAnnotatePrefill) => void;
 }

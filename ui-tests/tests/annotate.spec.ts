@@ -360,6 +360,31 @@ test('auto-annotate a folder: the mapping renames and drops labels, a corrupt im
   await expect(
     page.locator('.jp-DirListing-itemText', { hasText: /^annotations\.zip$/ })
   ).toBeVisible();
+  // Run again: the form comes back with the job's settings and mapping
+  await page
+    .locator('.lm-TabBar-tab', { hasText: /^Auto-annotate$/ })
+    .first()
+    .click();
+  await form.locator('#jp-CvatTrain-annotateThreshold').fill('0.5');
+  await form.locator('#jp-CvatTrain-annotatePreview').fill('4');
+  await row('circle').locator('input').fill('circle');
+  await row('triangle').locator('input').fill('triangle');
+  await page
+    .locator('.lm-TabBar-tab', { hasText: /^annotate:/ })
+    .first()
+    .click();
+  await view.locator('.jp-CvatTrain-rerun').click();
+  await expect(form.locator('#jp-CvatTrain-annotateImages')).toHaveValue(
+    'annotate/batch'
+  );
+  await expect(form.locator('.jp-CvatTrain-thresholdValue')).toHaveText('0.00');
+  await expect(form.locator('#jp-CvatTrain-annotatePreview')).toHaveValue('2');
+  await expect(form.locator('#jp-CvatTrain-annotateFormat')).toHaveValue(
+    'coco'
+  );
+  await expect(row('circle').locator('input')).toHaveValue('ring');
+  await expect(row('triangle').locator('input')).toHaveValue('');
+  await expect(row('square').locator('input')).toHaveValue('square');
 });
 
 test('dark theme: the Auto-annotate tab and the annotate job view', async ({
