@@ -98,8 +98,13 @@ def train(path, template, output, hp, epochs, format_, checkpoint, resume, devic
     try:
         t = get_template(template)
         check_template(t)
-        parse_hyperparameters(list(hp), t)
-    except (TemplateNotFound, TemplateUnavailable, HyperparameterError) as e:
+        if t.custom is None:
+            parse_hyperparameters(list(hp), t)
+        else:  # a custom template: --hp sets its parameters ("name: value")
+            from ..models.custom import parameter_values
+
+            parameter_values(t.custom, list(hp))
+    except (TemplateNotFound, TemplateUnavailable, HyperparameterError, ValueError) as e:
         raise click.ClickException(str(e)) from None
     if epochs is not None and epochs < 1:
         raise click.BadParameter("must be >= 1", param_hint="--epochs")
@@ -144,7 +149,8 @@ def train(path, template, output, hp, epochs, format_, checkpoint, resume, devic
     state, message = status.get("state"), status.get("message") or ""
     click.echo(f"{state}: {message}" if message else state, err=state != JobState.SUCCEEDED)
     if state == JobState.SUCCEEDED:
-        click.echo(f"model: {Path(output) / 'output' / 'model'}")
+        outputs = status.get("outputs") or {}
+        click.echo(f"model: {outputs.get('model') if t.custom is not None else Path(output) / 'output' / 'model'}")
     sys.exit({JobState.SUCCEEDED: 0, JobState.CANCELLED: 130}.get(state, 1))
 
 

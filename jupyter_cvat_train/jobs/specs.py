@@ -127,6 +127,8 @@ def check_train(spec: dict, root: Path, options: SpecOptions) -> dict:
     except (KeyError, LookupError, ValueError):
         known = ", ".join(getattr(t, "name", str(t)) for t in models.list_templates())
         raise SpecError(f"template: unknown template {shown(name)}; known: {known}", 404) from None
+    if template.custom is not None:
+        return check_custom_train(spec, root, template)
     try:
         models.check_template(template)
     except models.TemplateUnavailable as e:
@@ -146,6 +148,38 @@ def check_train(spec: dict, root: Path, options: SpecOptions) -> dict:
             f"dataset: {spec.get('dataset')!r} has validation errors; fix them and try again", 422, report_dict
         )
     out = {**spec, "template": name, "parameters": parameters, "dataset": str(dataset)}
+    if spec.get("checkpoint") not in (None, ""):
+        out["checkpoint"] = str(resolve_inside(root, spec["checkpoint"], "checkpoint"))
+    else:
+        out["checkpoint"] = None
+    return out
+
+
+def check_custom_train(spec: dict, root: Path, template) -> dict:
+    """The ``train`` check of a custom template (the user's code, :mod:`..models.custom`):
+    the parameters are the template's (400 otherwise), the dataset validates (422 with
+    the report), the checkpoint exists; the commit the template's revision names now is
+    recorded as ``code_commit`` (a local repository; null for a remote one or a copied
+    folder, resolved when the job clones it), so the run checks out exactly it."""
+    from ..custom.code import resolve_commit
+    from ..models.custom import parameter_values
+    from .runtime import JobError
+
+    parameters = spec.get("parameters") or {}
+    try:
+        parameter_values(template.custom, parameters)
+    except ValueError as e:
+        raise SpecError(f"parameters: {e}", 400, {"error": str(e)}) from None
+    try:
+        commit = resolve_commit(template.custom)
+    except JobError as e:
+        raise SpecError(f"template: {template.where}: {e}", 422) from None
+    dataset, report = validate_dataset(root, spec.get("dataset"), format=spec.get("format"))
+    if not report.ok:
+        raise SpecError(
+            f"dataset: {spec.get('dataset')!r} has validation errors; fix them and try again", 422, report.to_dict()
+        )
+    out = {**spec, "template": template.name, "parameters": parameters, "dataset": str(dataset), "code_commit": commit}
     if spec.get("checkpoint") not in (None, ""):
         out["checkpoint"] = str(resolve_inside(root, spec["checkpoint"], "checkpoint"))
     else:

@@ -35,6 +35,7 @@ from pathlib import Path
 import yaml
 
 from . import registry
+from .custom import CustomSpec, CustomTemplateError, is_custom, parse_custom
 from .schema import KEYS, HyperparameterError, Key, coerce, normalize_key
 
 log = logging.getLogger(__name__)
@@ -91,6 +92,7 @@ class Template:
     weights_backbone: str | None = None
     frozen_batchnorm_when_pretrained: bool = False
     builtin: bool = True
+    custom: CustomSpec | None = None  # a custom template (the user's code and command, models/custom.py)
 
     @property
     def where(self) -> str:
@@ -99,7 +101,9 @@ class Template:
 
     def keys(self) -> dict[str, Key]:
         """The hyperparameters this template accepts: its family's (every known key
-        when the family is not registered here)."""
+        when the family is not registered here; none for a custom template)."""
+        if self.custom is not None:
+            return {}
         fam = registry.find_family(self.family)
         return fam.keys() if fam is not None else dict(KEYS)
 
@@ -111,6 +115,8 @@ class Template:
         out["defaults"] = dict(self.defaults)
         out["hyperparameter_keys"] = describe_keys(self.keys(), self.defaults)
         out["source"] = "built-in" if self.builtin else str(self.path)
+        if self.custom is not None:
+            out["family"] = "custom"
         try:
             check_template(self)
             out["unavailable"] = None
@@ -173,6 +179,8 @@ def load_template(path: Path | str, *, builtin: bool = False) -> Template:
     name = _str_field(doc, "name", path, required=True)
     if not _NAME_RE.match(name):
         raise TemplateError(f"{path}: name {name[:100]!r} must be 1-100 letters, digits, '.', '_' or '-'")
+    if is_custom(doc):
+        return _custom_template(doc, name, path, builtin)
     family = _str_field(doc, "family", path, required=True)
     framework = _str_field(doc, "framework", path, default="pytorch")
     task = doc.get("task", "detection")
@@ -227,6 +235,33 @@ def load_template(path: Path | str, *, builtin: bool = False) -> Template:
     if not (t.weights or t.weights_backbone):
         t.defaults.setdefault("pretrained", False)  # nothing to start from
     return t
+
+
+def _custom_template(doc: dict, name: str, path: Path, builtin: bool) -> Template:
+    """A custom template (``command`` / ``code``, see :mod:`.custom`); TemplateError
+    listing each problem as ``file:line: message``."""
+    task = doc.get("task", "detection")
+    try:
+        custom = parse_custom(doc, path, path.read_text(encoding="utf-8"))
+    except CustomTemplateError as e:
+        raise TemplateError(str(e)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise TemplateError(f"{path}: cannot be read ({type(e).__name__}: {e})") from None
+    if task not in TASKS:
+        raise TemplateError(f"{path}: task must be one of {', '.join(TASKS)}, got {task!r}")
+    return Template(
+        name=name,
+        display_name=str(doc.get("displayName") or name),
+        framework=str(doc.get("framework") or "custom"),
+        family="custom",
+        task=task,
+        description=" ".join(str(doc.get("description", "")).split()),
+        parameters=list(doc.get("parameters") or []),
+        path=path,
+        raw=doc,
+        builtin=builtin,
+        custom=custom,
+    )
 
 
 # ---- the search path ------------------------------------------------------------------------
@@ -393,13 +428,16 @@ def get_template(name: str | Template, search_path: Sequence[Path | str] | None 
         ) from None
 
 
-def check_template(template: str | Template, *, deep: bool = False) -> registry.ModelFamily:
+def check_template(template: str | Template, *, deep: bool = False) -> registry.ModelFamily | None:
     """Check that ``template`` can run here: its framework is implemented, its family
     registered, of that framework and serving its task; with ``deep`` (when a run is
     planned; may import the framework) also the family's own check (for torchvision:
-    the builder and weights exist). Returns the family. Raises
+    the builder and weights exist). Returns the family (None for a custom template,
+    whose framework is informational). Raises
     :class:`TemplateUnavailable` naming the template, its file, what is missing and the fix."""
     t = get_template(template)
+    if t.custom is not None:
+        return None  # the user's own code: checked when loaded, run by jupyter_cvat_train.custom
     try:
         registry.get_framework(t.framework)
     except registry.FrameworkUnavailable as e:

@@ -19,8 +19,27 @@ def train_job(ctx: JobContext) -> dict:
     from ..models import get_framework
     from .plan import make_plan
 
+    custom = _custom_template(ctx.spec)
+    if custom is not None:  # the user's own code (a custom template): jupyter_cvat_train.custom
+        from ..custom.run import train_custom
+
+        return train_custom(ctx, custom)
     plan = make_plan(ctx.spec, ctx.output_dir, log=ctx.log, warn=ctx.warn)
     return get_framework(plan.framework).trainer()(plan, ctx)
+
+
+def _custom_template(spec: dict):
+    """The spec's template when it is a custom one (it names code and a command), else None."""
+    from ..models import TemplateNotFound, get_template
+
+    name = spec.get("template")
+    if not isinstance(name, str) or not name:
+        return None
+    try:
+        template = get_template(name)
+    except TemplateNotFound:
+        return None  # make_plan says so, with the valid names
+    return template if template.custom is not None else None
 
 
 def train_pytorch(plan, ctx: JobContext) -> dict:
