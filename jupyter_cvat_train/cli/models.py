@@ -52,3 +52,5 @@ def models(as_json: bool) -> None:
                 )
             )
         click.echo("")
+    for problem in catalog.skipped:
+        click.echo(f"broken (skipped): {problem}", err=True)

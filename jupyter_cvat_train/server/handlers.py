@@ -154,7 +154,8 @@ class VersionHandler(ApiHandler):
 
 
 class TemplatesHandler(ApiHandler):
-    """``GET templates`` → ``{"templates": [...]}``: the catalog with parameter schemas."""
+    """``GET templates`` → ``{"templates": [...], "broken": [...]}``: the catalog with
+    parameter schemas, and the user template files skipped (each with its problem)."""
 
     @web.authenticated
     @authorized
@@ -162,9 +163,13 @@ class TemplatesHandler(ApiHandler):
         def load():
             from .. import models
 
-            return [t.to_dict() for t in models.list_templates()]
+            catalog = models.load_catalog()
+            templates = sorted(
+                catalog.templates.values(), key=lambda t: (t.name != models.DEFAULT_TEMPLATE, t.name)
+            )
+            return {"templates": [t.to_dict() for t in templates], "broken": list(catalog.skipped)}
 
-        self.finish(json.dumps({"templates": await self.service.run(load)}))
+        self.finish(json.dumps(await self.service.run(load)))
 
 
 class DevicesHandler(ApiHandler):

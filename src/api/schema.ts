@@ -122,6 +122,10 @@ export interface TemplateList {
    * The recommended default first, then by name.
    */
   templates: Template[];
+  /**
+   * The template files of the user folders that were skipped, one message each: the file, the line where known, the problem and the fix.
+   */
+  broken?: string[];
 }
 export interface ValidateRequest {
   /**
