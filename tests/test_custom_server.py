@@ -43,7 +43,9 @@ def setup(jp_root_dir, tmp_path):
         command="python -u train.py --data {{inputs.dataset}} --output {{output}} --hold 120",
         environment={},
     )
-    (folder / "broken.yaml").write_text("name: b\ncode: {path: .}\ndump_format: cvat_coco\ncommand: x {{output}} {{parameters.nope}}\n")
+    (folder / "broken.yaml").write_text(
+        "name: b\ncode: {path: .}\ndump_format: cvat_coco\ncommand: x {{output}} {{parameters.nope}}\n"
+    )
     generate_sample(jp_root_dir / "voc.zip", format="voc", images=6, width=64, height=48)
     return commit
 
@@ -62,7 +64,12 @@ async def test_templates_list_and_train_end_to_end(jp_fetch, jp_root_dir, setup)
     mine = {t["name"]: t for t in listed["templates"]}["my-baseline"]
     assert mine["family"] == "custom" and mine["parameters"][0]["name"] == "epochs"
     assert any("broken.yaml:4: {{parameters.nope}} names no parameter" in b for b in listed["broken"]), listed["broken"]
-    body = {"kind": "train", "template": "my-baseline", "dataset": "voc.zip", "parameters": {"epochs": "2", "note": "1; rm -rf ~"}}
+    body = {
+        "kind": "train",
+        "template": "my-baseline",
+        "dataset": "voc.zip",
+        "parameters": {"epochs": "2", "note": "1; rm -rf ~"},
+    }
     r = await jp_fetch("cvat-train", "api", "jobs", method="POST", body=json.dumps(body))
     job = json.loads(r.body)
     assert r.code == 201 and job["kind"] == "train"

@@ -27,11 +27,18 @@ def make_repo(dest: Path) -> str:
     for name in ("train.py", "requirements.txt"):
         shutil.copy(EXAMPLE / name, dest / name)
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
-    run = lambda *a: subprocess.run(["git", *a], cwd=dest, check=True, capture_output=True, env={**env, "PATH": "/usr/bin:/bin"})  # noqa: E731
+
+    def run(*a):
+        return subprocess.run(
+            ["git", *a], cwd=dest, check=True, capture_output=True, env={**env, "PATH": "/usr/bin:/bin"}
+        )
+
     run("init", "-q", "-b", "main")
     run("add", ".")
     run("commit", "-q", "-m", "example")
-    return subprocess.run(["git", "rev-parse", "HEAD"], cwd=dest, check=True, capture_output=True, text=True).stdout.strip()
+    return subprocess.run(
+        ["git", "rev-parse", "HEAD"], cwd=dest, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 def write_template(folder: Path, repo: Path, *, name="my-baseline", command=None, **extra) -> Path:
@@ -56,17 +63,33 @@ def repo(tmp_path):
 
 # ---- loading checks -------------------------------------------------------------------------
 BROKEN = {
-    "unknown key": ("name: t\ncode: {path: .}\ndump_format: cvat_coco\ncommand: python x.py\nepochz: 3\n", 5, "unknown key 'epochz'"),
+    "unknown key": (
+        "name: t\ncode: {path: .}\ndump_format: cvat_coco\ncommand: python x.py\nepochz: 3\n",
+        5,
+        "unknown key 'epochz'",
+    ),
     "no parameter": (
         "name: t\ncode: {path: .}\ndump_format: cvat_coco\nparameters:\n  - {name: epochs, value: '1'}\n"
         "command: python x.py --lr {{parameters.lr}}\n",
         6,
         "{{parameters.lr}} names no parameter; declared: epochs",
     ),
-    "dump format": ("name: t\ncode: {path: .}\ndump_format: cvat_xml9\ncommand: python x.py\n", 3, "dump_format 'cvat_xml9' is not a known format"),
+    "dump format": (
+        "name: t\ncode: {path: .}\ndump_format: cvat_xml9\ncommand: python x.py\n",
+        3,
+        "dump_format 'cvat_xml9' is not a known format",
+    ),
     "no command": ("name: t\ncode: {path: .}\ndump_format: cvat_coco\n", 1, "'command' is missing"),
-    "missing code": ("name: t\ncode:\n  path: ./nowhere\ndump_format: cvat_coco\ncommand: python x.py\n", 3, "does not exist"),
-    "missing repo": ("name: t\ncode:\n  git: file:///nonexistent/repo\ndump_format: cvat_coco\ncommand: python x.py\n", 3, "the repository /nonexistent/repo does not exist"),
+    "missing code": (
+        "name: t\ncode:\n  path: ./nowhere\ndump_format: cvat_coco\ncommand: python x.py\n",
+        3,
+        "does not exist",
+    ),
+    "missing repo": (
+        "name: t\ncode:\n  git: file:///nonexistent/repo\ndump_format: cvat_coco\ncommand: python x.py\n",
+        3,
+        "the repository /nonexistent/repo does not exist",
+    ),
 }
 
 
@@ -84,7 +107,9 @@ def test_broken_templates_are_listed_and_the_catalog_still_loads(tmp_path, repo)
     folder = tmp_path / "templates"
     write_template(folder, repo[0])
     (folder / "broken.yaml").write_text(BROKEN["dump format"][0])
-    (folder / "shadow.yaml").write_text("name: ssdlite320-mobilenet-v3\ncode: {path: .}\ndump_format: cvat_coco\ncommand: python x.py\n")
+    (folder / "shadow.yaml").write_text(
+        "name: ssdlite320-mobilenet-v3\ncode: {path: .}\ndump_format: cvat_coco\ncommand: python x.py\n"
+    )
     catalog = load_catalog([folder])
     assert "my-baseline" in catalog.templates and "ssdlite320-mobilenet-v3" in catalog.templates
     assert catalog.templates["ssdlite320-mobilenet-v3"].builtin  # not replaced
@@ -100,7 +125,19 @@ def test_a_parameter_value_stays_one_argument(tmp_path, repo):
     t = load_template(write_template(tmp_path, repo[0]))
     values = parameter_values(t.custom, {"note": "1; rm -rf ~ $(touch x) `id` && echo", "epochs": 3})
     argv = render_command(t.custom, values, {"dataset": "/d s", "checkpoint": ""}, "/out")
-    assert argv == ["python", "-u", "train.py", "--data", "/d s", "--output", "/out", "--epochs", "3", "--note", "1; rm -rf ~ $(touch x) `id` && echo"]
+    assert argv == [
+        "python",
+        "-u",
+        "train.py",
+        "--data",
+        "/d s",
+        "--output",
+        "/out",
+        "--epochs",
+        "3",
+        "--note",
+        "1; rm -rf ~ $(touch x) `id` && echo",
+    ]
     with pytest.raises(ValueError, match="unknown parameter 'lr'"):
         parameter_values(t.custom, {"lr": "0.1"})
     with pytest.raises(ValueError, match="'epochs' must be a number"):

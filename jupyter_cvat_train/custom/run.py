@@ -107,7 +107,9 @@ def _run_command(ctx: JobContext, argv: list[str], cwd: Path, env: dict) -> None
             close_fds=True,
         )
     except OSError as e:
-        raise JobError(f"the command {argv[0]!r} cannot be started ({e.strerror or e}): check the template's command") from None
+        raise JobError(
+            f"the command {argv[0]!r} cannot be started ({e.strerror or e}): check the template's command"
+        ) from None
     ctx.event("custom_started", pid=proc.pid)
 
     def relay() -> None:

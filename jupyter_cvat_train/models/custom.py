@@ -211,7 +211,10 @@ def parse_custom(doc: dict, path: Path, text: str) -> CustomSpec:
             continue
         for k in item:
             if k not in PARAMETER_KEYS:
-                p.add(("parameters", i, k), f"unknown parameter key {str(k)[:60]!r}; use {', '.join(sorted(PARAMETER_KEYS))}")
+                p.add(
+                    ("parameters", i, k),
+                    f"unknown parameter key {str(k)[:60]!r}; use {', '.join(sorted(PARAMETER_KEYS))}",
+                )
         name = item.get("name")
         if not isinstance(name, str) or not _PARAM_RE.match(name):
             p.add(("parameters", i), f"parameter name {str(name)[:60]!r} must be 1-64 letters, digits, '_', '.' or '-'")
@@ -223,11 +226,17 @@ def parse_custom(doc: dict, path: Path, text: str) -> CustomSpec:
         if str(item.get("type", "")) == "input.number":
             numbers.append(name)
             if params[name].strip() and not _is_number(params[name]):
-                p.add(("parameters", i, "value"), f"parameter {name!r} is input.number but its value {params[name]!r} is not a number")
+                p.add(
+                    ("parameters", i, "value"),
+                    f"parameter {name!r} is input.number but its value {params[name]!r} is not a number",
+                )
     # command
     command = doc.get("command")
     if not isinstance(command, str) or not command.strip():
-        p.add(("command",) if "command" in doc else (), "'command' is missing: give the command that trains, e.g. python -u train.py --data {{inputs.dataset}} --out {{output}}")
+        p.add(
+            ("command",) if "command" in doc else (),
+            "'command' is missing: give the command that trains, e.g. python -u train.py --data {{inputs.dataset}} --out {{output}}",
+        )
         command = ""
     else:
         try:
@@ -239,14 +248,22 @@ def parse_custom(doc: dict, path: Path, text: str) -> CustomSpec:
             if kind == "parameters" and name not in params:
                 p.add(("command",), f"{{{{{ref}}}}} names no parameter; declared: {', '.join(params) or 'none'}")
             elif kind == "inputs" and name not in INPUTS:
-                p.add(("command",), f"{{{{{ref}}}}} is not an input; use {{{{inputs.dataset}}}} or {{{{inputs.checkpoint}}}}")
+                p.add(
+                    ("command",),
+                    f"{{{{{ref}}}}} is not an input; use {{{{inputs.dataset}}}} or {{{{inputs.checkpoint}}}}",
+                )
             elif kind not in ("parameters", "inputs") and ref != "output":
-                p.add(("command",), f"unknown placeholder {{{{{ref[:60]}}}}}; use inputs.dataset, inputs.checkpoint, output or parameters.<name>")
+                p.add(
+                    ("command",),
+                    f"unknown placeholder {{{{{ref[:60]}}}}}; use inputs.dataset, inputs.checkpoint, output or parameters.<name>",
+                )
     # dump format
     fmt = dump_format_id(doc.get("dump_format"))
     if fmt is None:
-        p.add(("dump_format",) if "dump_format" in doc else (),
-              f"dump_format {doc.get('dump_format')!r} is not a known format; use one of {', '.join(DUMP_FORMATS)} (or {', '.join(OUR_FORMATS)})")
+        p.add(
+            ("dump_format",) if "dump_format" in doc else (),
+            f"dump_format {doc.get('dump_format')!r} is not a known format; use one of {', '.join(DUMP_FORMATS)} (or {', '.join(OUR_FORMATS)})",
+        )
     # code
     code = doc.get("code")
     git = rev = folder = None
@@ -287,10 +304,15 @@ def parse_custom(doc: dict, path: Path, text: str) -> CustomSpec:
             p.add(("environment", "system_site_packages"), "system_site_packages must be true or false")
             site = False
         if requirements and python:
-            p.add(("environment",), "give either 'requirements' (a venv is made) or 'python' (an existing interpreter), not both")
+            p.add(
+                ("environment",),
+                "give either 'requirements' (a venv is made) or 'python' (an existing interpreter), not both",
+            )
         if requirements and (os.path.isabs(requirements) or ".." in Path(requirements).parts):
             p.add(("environment", "requirements"), f"requirements {requirements!r} must be a path inside the code")
-        if python and not (os.path.isfile(os.path.expanduser(python)) and os.access(os.path.expanduser(python), os.X_OK)):
+        if python and not (
+            os.path.isfile(os.path.expanduser(python)) and os.access(os.path.expanduser(python), os.X_OK)
+        ):
             p.add(("environment", "python"), f"python {python!r} is not an executable file")
     # outputs
     outputs = doc.get("outputs") or {}
@@ -305,7 +327,9 @@ def parse_custom(doc: dict, path: Path, text: str) -> CustomSpec:
         model, classes = _text(outputs, "model"), _text(outputs, "classes") or "classes.csv"
         for k, v in (("model", model), ("classes", classes)):
             if v and (v.startswith("/") or ".." in v.split("/")):
-                p.add(("outputs", k), f"outputs.{k} {v!r} must be a path inside the output folder (no '/' start, no '..')")
+                p.add(
+                    ("outputs", k), f"outputs.{k} {v!r} must be a path inside the output folder (no '/' start, no '..')"
+                )
     p.raise_any()
     return CustomSpec(
         command=command.strip(),

@@ -164,9 +164,7 @@ class TemplatesHandler(ApiHandler):
             from .. import models
 
             catalog = models.load_catalog()
-            templates = sorted(
-                catalog.templates.values(), key=lambda t: (t.name != models.DEFAULT_TEMPLATE, t.name)
-            )
+            templates = sorted(catalog.templates.values(), key=lambda t: (t.name != models.DEFAULT_TEMPLATE, t.name))
             return {"templates": [t.to_dict() for t in templates], "broken": list(catalog.skipped)}
 
         self.finish(json.dumps(await self.service.run(load)))
