@@ -10,6 +10,10 @@ A template uses Onepanel's parameter schema, plus what to build::
     (fills backbone.body), frozen_batchnorm_when_pretrained (bool),
     parameters: [{name, value, displayName, type, visibility, hint, options, required}]
 
+A template that names ``code`` and a ``command`` instead of a family is a *custom* one: the
+user's own training code, checked by :mod:`.custom` (``Template.custom``) and run by
+:mod:`jupyter_cvat_train.custom`.
+
 Two parameters matter to training: ``epochs`` (empty = derived from the data) and
 ``hyperparameters`` (a textarea whose value holds the template's defaults as YAML).
 

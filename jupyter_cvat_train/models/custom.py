@@ -282,6 +282,8 @@ def parse_custom(doc: dict, path: Path, text: str) -> CustomSpec:
                 p.add(("code", "path"), f"code path {folder} does not exist (or is not a folder)")
             if rev is not None:
                 p.add(("code", "revision"), "'revision' applies to git code only")
+        if rev is not None and rev.startswith("-"):
+            p.add(("code", "revision"), f"revision {rev[:60]!r} cannot start with '-': give a branch, tag or commit")
         if git is not None:
             local = _git_local(git, path)
             if local is not None:
