@@ -210,9 +210,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
     // the Auto-annotate tab: one, prefilled by the commands that open it
     const annotateRequest = new AnnotateRequest();
     let annotateTab: AnnotateDialog | null = null;
+    const annotateTracker = new WidgetTracker<AnnotateDialog>({
+      namespace: 'cvat-train-annotate'
+    });
     const openAnnotate = (prefill: IAnnotatePrefill) => {
       if (!annotateTab || annotateTab.isDisposed) {
         annotateTab = new AnnotateDialog(ctx, annotateRequest);
+        void annotateTracker.add(annotateTab);
         app.shell.add(annotateTab, 'main');
       }
       annotateRequest.prefill(prefill);
@@ -270,6 +274,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
         args: widget => ({ jobId: widget.jobId }),
         name: widget => widget.jobId
       });
+      void restorer.restore(annotateTracker, {
+        command: CommandIDs.autoAnnotate,
+        name: () => 'auto-annotate'
+      });
     }
 
     // the server check, again when the server comes back
@@ -281,6 +289,22 @@ const plugin: JupyterFrontEndPlugin<void> = {
         void server.refresh();
       }
     });
+
+    // an annotate job's zip, one click away from its notification
+    const annotateZipAction = (job: Job) => {
+      const zip = job.outputs.output;
+      return job.kind === 'annotate' &&
+        job.state === 'succeeded' &&
+        typeof zip === 'string' &&
+        !zip.startsWith('/')
+        ? [
+            {
+              label: trans.__('Show in file browser'),
+              callback: () => ctx.showInBrowser(zip)
+            }
+          ]
+        : [];
+    };
 
     model.jobEnded.connect((_, job: Job) => {
       const failed = job.state !== 'succeeded';
@@ -307,7 +331,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
         {
           autoClose: failed ? false : 10000,
           actions: [
-            { label: trans.__('Open'), callback: () => void openJob(job.id) }
+            { label: trans.__('Open'), callback: () => void openJob(job.id) },
+            ...annotateZipAction(job)
           ]
         }
       );

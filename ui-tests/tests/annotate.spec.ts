@@ -311,6 +311,13 @@ test('auto-annotate a folder: the mapping renames and drops labels, a corrupt im
   await expect(view).toHaveAttribute('data-state', 'succeeded', {
     timeout: 240_000
   });
+  // the notification offers the zip
+  const toast = page.locator('.Toastify__toast', {
+    hasText: `annotate ${annotateJob} succeeded`
+  });
+  await expect(
+    toast.getByRole('button', { name: 'Show in file browser' })
+  ).toBeVisible();
   // the corrupt image is listed with its reason, the others were annotated
   const failed = view.locator('.jp-CvatTrain-failedImages');
   await expect(failed).toContainText('broken.jpg');
@@ -392,6 +399,10 @@ test('dark theme: the Auto-annotate tab and the annotate job view', async ({
 }) => {
   expect(annotateJob).not.toBe('');
   await openLab(page);
+  // the Auto-annotate tab came back with the layout
+  await expect(
+    page.locator('.lm-TabBar-tab', { hasText: /^Auto-annotate$/ })
+  ).toHaveCount(1);
   await setTheme(page, 'JupyterLab Dark');
   await page
     .locator('.lm-TabBar-tab', { hasText: /^annotate:/ })
