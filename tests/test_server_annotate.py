@@ -169,11 +169,13 @@ async def test_annotate_job_outputs_and_files(jp_fetch, jp_root_dir):
     (jp_root_dir / "secret.png").write_bytes(b"secret")
     os.symlink(jp_root_dir / "secret.png", output_dir / "link.png")
     os.symlink(jp_root_dir / job["dir"], output_dir / "up")
+    os.mkfifo(output_dir / "pipe.png")  # never opened for long: no read blocks the server
     for parts, status in (
         (("link.png",), 404),
         (("up", "job.json"), 404),
         (("..", "job.json"), 400),
         (("annotations_previews",), 404),
+        (("pipe.png",), 404),
         (("missing.png",), 404),
     ):
         r = await _raw(jp_fetch, "jobs", job["id"], "files", *parts)

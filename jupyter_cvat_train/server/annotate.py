@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from ..jobs.runtime.messages import shown
 from ..jobs.specs import SpecError, resolve_inside
@@ -108,22 +109,39 @@ def annotate_images(root: Path, path) -> dict:
     }
 
 
-def job_output_file(output_dir: Path, rel: str) -> tuple[Path, int]:
-    """The regular file ``rel`` (posix, relative) beneath ``output_dir``, and its size.
+def open_job_output_file(output_dir: Path, rel: str) -> tuple[BinaryIO, Path, int]:
+    """Open the regular file ``rel`` (posix, relative) beneath ``output_dir`` for reading:
+    (the open file, its real path, its size in bytes). The caller closes the file.
+
+    The path is resolved (symlinks followed) and must stay beneath the real
+    ``output_dir``; the file is then opened without following a last symlink, and, where
+    the system tells (``/proc/self/fd``), what was opened is checked again, so a folder
+    swapped for a symlink between the check and the open is refused too.
 
     Raises SpecError: 400 for an absolute path, ``..``, a NUL byte or an empty path; 404
-    when it does not exist, is not a regular file, or its real path leaves the real
-    ``output_dir`` (a symlink out)."""
+    when it does not exist, is not a regular file, or leaves the output folder."""
     if not rel or "\0" in rel or rel.startswith("/") or ".." in PurePosixPath(rel).parts:
         raise SpecError(f"{shown(rel)}: give a path relative to the job's output folder, without '..'", 400)
+    missing = SpecError(f"no file {shown(rel)} in the job's output folder", 404)
     base = os.path.realpath(output_dir)
     real = os.path.realpath(os.path.join(base, rel))
     if not real.startswith(base.rstrip("/") + "/"):
-        raise SpecError(f"no file {shown(rel)} in the job's output folder", 404)
+        raise missing
     try:
-        st = os.stat(real)
+        fd = os.open(real, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0))
     except OSError:
-        raise SpecError(f"no file {shown(rel)} in the job's output folder", 404) from None
-    if not stat.S_ISREG(st.st_mode):
-        raise SpecError(f"{shown(rel)} in the job's output folder is not a file", 404)
-    return Path(real), st.st_size
+        raise missing from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise SpecError(f"{shown(rel)} in the job's output folder is not a file", 404)
+        try:
+            opened = os.readlink(f"/proc/self/fd/{fd}")
+        except OSError:  # no /proc: the realpath check above stands
+            opened = real
+        if not opened.startswith(base.rstrip("/") + "/"):
+            raise missing
+        return os.fdopen(fd, "rb"), Path(real), st.st_size
+    except BaseException:
+        os.close(fd)
+        raise

@@ -57,7 +57,7 @@ from ..jobs.runtime import FINAL_STATES
 from ..jobs.runtime.messages import shown
 from ..jobs.specs import SpecError, validate_dataset
 from ..jobs.tail import JobFollower, read_from
-from .annotate import CHUNK, DOWNLOAD_TYPES, INLINE_TYPES, annotate_images, job_output_file, model_labels
+from .annotate import CHUNK, DOWNLOAD_TYPES, INLINE_TYPES, annotate_images, model_labels, open_job_output_file
 from .service import PoolFull
 from .storage import connection_check, plan_page, running_sync, running_sync_error
 from .tensorboard import TensorBoardError
@@ -468,7 +468,7 @@ class AnnotateImagesHandler(ApiHandler):
 
 class JobFileHandler(ApiHandler):
     """``GET jobs/{id}/files/{path}[?download=1]``: a file beneath the job's output/ folder
-    (:func:`.annotate.job_output_file`; what is served how: :mod:`.annotate`)."""
+    (:func:`.annotate.open_job_output_file`; what is served how: :mod:`.annotate`)."""
 
     @web.authenticated
     @authorized
@@ -476,7 +476,7 @@ class JobFileHandler(ApiHandler):
         await self.job(job_id)
         output_dir = self.service.manager.job_dir(job_id).output_dir
         try:
-            real, size = await self.service.run(job_output_file, output_dir, path)
+            f, real, size = await self.service.run(open_job_output_file, output_dir, path)
         except SpecError as e:
             raise spec_error(e) from None
         suffix = real.suffix.lower()
@@ -488,7 +488,6 @@ class JobFileHandler(ApiHandler):
         if not inline or self.get_query_argument("download", "") in ("1", "true"):
             name = real.name.replace('"', "_").encode("ascii", "replace").decode()
             self.set_header("Content-Disposition", f'attachment; filename="{name}"')
-        f = await self.service.run(open, real, "rb")
         try:
             left = size
             while left > 0:
