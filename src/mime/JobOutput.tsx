@@ -188,6 +188,7 @@ export function JobOutputCard(props: {
     }
   ];
   const duration = jobDuration(job, now);
+  const title = payload.name || jobSubject(job) || job.id;
   return (
     <div
       className={`jp-CvatTrain-jobOutputCard jp-mod-${job.state}`}
@@ -196,10 +197,10 @@ export function JobOutputCard(props: {
       data-phase="known"
     >
       <div className="jp-CvatTrain-jobOutputHead">
-        <span className="jp-CvatTrain-kind">{job.kind}</span>
-        <span className="jp-CvatTrain-jobOutputTitle">
-          {payload.name || jobSubject(job) || job.id}
-        </span>
+        {title.toLowerCase().startsWith(job.kind) ? null : (
+          <span className="jp-CvatTrain-kind">{job.kind}</span>
+        )}
+        <span className="jp-CvatTrain-jobOutputTitle">{title}</span>
         <StateChip state={job.state} trans={trans} />
       </div>
       <div className="jp-CvatTrain-dim">
