@@ -294,7 +294,12 @@ class Job:
                 "height": 140,
                 "mark": {"type": "line", "point": True},
                 "encoding": {
-                    "x": {"field": "epoch", "type": "quantitative", "title": "epoch"},
+                    "x": {
+                        "field": "epoch",
+                        "type": "quantitative",
+                        "title": "epoch",
+                        "axis": {"tickMinStep": 1, "format": "d"},
+                    },
                     "y": {"field": "value", "type": "quantitative", "title": None},
                     "color": {"field": "metric", "type": "nominal"},
                 },
