@@ -77,6 +77,17 @@ class Storage:
         (by content hash: MD5, or SHA-256 where stored). Sizes are already equal."""
         raise NotImplementedError
 
+    records_mtime: bool = False
+    """Whether listed mtimes may differ from the stored files' own (S3: the listing
+    gives LastModified, the upload time) while the object records its source's mtime,
+    which :meth:`stored_mtime` reads."""
+
+    def stored_mtime(self, obj: Entry) -> float | None:
+        """The mtime (epoch seconds) object ``obj`` records in its metadata (the
+        source file's, set by :meth:`put`), or None when it has none or it cannot be
+        read. Raises StorageError only for errors that stop the whole sync."""
+        return None
+
     def cleanup(self) -> int:
         """Remove leftovers of interrupted syncs that this location may hold; return
         how many were removed."""

@@ -6,6 +6,12 @@ Rules (those of ``aws s3 sync``, with the differences noted):
   source is newer than the destination by more than the storage's mtime tolerance
   (``checksum=True`` instead compares content hashes and ignores mtimes), *skipped*
   otherwise.
+- Unlike awscli, the mtime an object *records* (metadata ``mtime``, which our uploads
+  and rclone's store) counts: when sizes are equal and the times say "update", the
+  object's recorded mtime is read (one HEAD per such file, S3 only) and, when it equals
+  the local file's mtime within the tolerance, the file is skipped. So a sync down right
+  after a sync up transfers nothing, although every object's LastModified (its upload
+  time) is newer than its source file.
 - With ``delete=True``, destination files that the source lacks are *deleted*; only
   files the filters select are ever deleted.
 - Filters: a key is selected when it matches an ``include`` glob, or matches no
@@ -66,12 +72,15 @@ class Action:
 @dataclass
 class SyncPlan:
     """The actions, plus what was skipped (same on both sides) or refused (unsafe key,
-    with the reason)."""
+    with the reason). ``recorded_same``: the skipped ``(object, local file)`` pairs whose
+    times disagreed but whose object records the local file's mtime (see
+    ``stored_mtime`` of :func:`plan_sync`)."""
 
     actions: list[Action] = field(default_factory=list)
     skipped: int = 0
     skipped_bytes: int = 0
     refused: list[tuple[str, str]] = field(default_factory=list)
+    recorded_same: list[tuple[Entry, Entry]] = field(default_factory=list)
 
     def count(self, op: str) -> int:
         return sum(1 for a in self.actions if a.op == op)
@@ -96,15 +105,22 @@ def plan_sync(
     checksum: bool = False,
     mtime_tolerance: float = 0.0,
     same_content: Callable[[Entry, Entry], bool] | None = None,
+    stored_mtime: Callable[[Entry], float | None] | None = None,
     download: bool = False,
     threads: int = 8,
 ) -> SyncPlan:
     """Compare source and destination entries and decide each key's action.
 
     ``same_content(src_entry, dst_entry)`` is called (in ``threads`` threads) for
-    equal-size pairs when ``checksum`` is True. With ``download`` the source keys are
-    checked with :func:`check_key` and unsafe ones go to ``plan.refused``. Actions are
-    ordered largest transfer first (so big files start early), then deletes.
+    equal-size pairs when ``checksum`` is True. ``stored_mtime(object_entry)``, when
+    given, returns the mtime (epoch seconds) an object records in its metadata, or None;
+    it is called (in ``threads`` threads) only for equal-size pairs whose times would
+    make an update, with the storage side's entry (the source with ``download``, else
+    the destination), and a recorded mtime within ``mtime_tolerance`` of the local
+    file's makes the pair skipped. It may raise StorageError (the plan then stops). With
+    ``download`` the source keys are checked with :func:`check_key` and unsafe ones go to
+    ``plan.refused``. Actions are ordered largest transfer first (so big files start
+    early), then deletes.
     """
     filters = filters or Filters()
     plan = SyncPlan()
@@ -122,6 +138,7 @@ def plan_sync(
     dst_map = {e.key: e for e in dst if filters(e.key)}
 
     to_hash: list[tuple[Entry, Entry]] = []
+    to_head: list[tuple[Entry, Entry]] = []
     for key, s in src_map.items():
         d = dst_map.get(key)
         if d is None:
@@ -131,7 +148,10 @@ def plan_sync(
         elif checksum:
             to_hash.append((s, d))
         elif s.mtime > d.mtime + mtime_tolerance:
-            plan.actions.append(Action("update", key, s.size, s, d))
+            if stored_mtime is None:
+                plan.actions.append(Action("update", key, s.size, s, d))
+            else:
+                to_head.append((s, d))
         else:
             plan.skipped += 1
             plan.skipped_bytes += s.size
@@ -144,6 +164,22 @@ def plan_sync(
             if eq:
                 plan.skipped += 1
                 plan.skipped_bytes += s.size
+            else:
+                plan.actions.append(Action("update", s.key, s.size, s, d))
+    if to_head:
+
+        def unchanged(pair: tuple[Entry, Entry]) -> bool:
+            obj, local = pair if download else pair[::-1]
+            recorded = stored_mtime(obj)
+            return recorded is not None and abs(recorded - local.mtime) <= mtime_tolerance
+
+        with ThreadPoolExecutor(max(1, threads)) as pool:
+            same = list(pool.map(unchanged, to_head))
+        for (s, d), eq in zip(to_head, same):
+            if eq:
+                plan.skipped += 1
+                plan.skipped_bytes += s.size
+                plan.recorded_same.append((s, d) if download else (d, s))
             else:
                 plan.actions.append(Action("update", s.key, s.size, s, d))
     plan.actions.sort(key=lambda a: -a.size)

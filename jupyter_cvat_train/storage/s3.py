@@ -20,8 +20,10 @@
   client calls; the same policy (exponential backoff, full jitter, ``max_attempts``)
   for the presigned requests.
 - The source mtime is stored as object metadata ``mtime`` (epoch seconds, as rclone
-  does); comparisons use the listing's LastModified (no per-object HEAD), like
-  ``aws s3 sync``. Multipart uploads made with ``checksum=True`` also store ``sha256``.
+  does); comparisons use the listing's LastModified, like ``aws s3 sync``, and read the
+  stored ``mtime`` (one HEAD, :meth:`S3Storage.stored_mtime`) only for an equal-size
+  file whose times disagree (see :mod:`.plan`). Multipart uploads made with
+  ``checksum=True`` also store ``sha256``.
 """
 
 from __future__ import annotations
@@ -273,6 +275,7 @@ class S3Storage(Storage):
     """
 
     mtime_tolerance = 1.0  # LastModified has one-second resolution
+    records_mtime = True  # LastModified is the upload time; metadata "mtime" the source's
 
     def __init__(
         self,
@@ -524,6 +527,30 @@ class S3Storage(Storage):
         if "-" in etag:
             return matches_multipart_etag(local.path, etag, local.size, (self.multipart_chunksize,))
         return False
+
+    def stored_mtime(self, obj):
+        """The object's metadata ``mtime`` (epoch seconds; ours and rclone's), read with
+        one presigned HEAD; None when absent, not a finite number, or the HEAD failed
+        for this object only (missing, access denied to reads: the plan then updates it,
+        as without the metadata). Raises StorageError when no request can succeed
+        (endpoint unreachable, credentials refused)."""
+        try:
+            resp = self._raw.send("head_object", {"Bucket": self.bucket, "Key": self._key(obj.key)}, "HEAD")
+        except (bexc.BotoCoreError, bexc.ClientError) as e:
+            message, fatal = describe_error(e, self._where)
+            denied = isinstance(e, bexc.ClientError) and error_code(e.response.get("Error", {}).get("Code")) in (
+                "AccessDenied",
+                "403",
+                "AllAccessDisabled",
+            )
+            if fatal and not denied:
+                raise StorageError(message) from None
+            return None
+        try:
+            value = float(resp.headers.get("x-amz-meta-mtime", ""))
+        except ValueError:
+            return None
+        return value if math.isfinite(value) else None
 
     def abort_incomplete_uploads(self, keys: set[str]) -> int:
         """Abort incomplete multipart uploads of ``keys`` (relative keys), which a sync

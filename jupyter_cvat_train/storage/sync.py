@@ -9,9 +9,12 @@
    dry run);
 2. list the storage (one paginated listing; a missing bucket or folder is an error) and
    walk the workspace (``os.scandir``);
-3. plan (:mod:`.plan`); deletes are planned only when both listings are complete (no
-   folder or entry that could not be read); a dry run reports the plan and stops;
-4. remove leftovers of interrupted runs (temp files of dead processes, incomplete
+3. plan (:mod:`.plan`; an equal-size file whose times disagree costs one HEAD for the
+   mtime its object records); deletes are planned only when both listings are complete
+   (no folder or entry that could not be read); a dry run reports the plan and stops;
+4. a sync down gives the local files that the plan found equal by their recorded mtime
+   the object's listed mtime (as a download would: the next sync needs no HEAD);
+   remove leftovers of interrupted runs (temp files of dead processes, incomplete
    multipart uploads of keys about to be written);
 5. transfer (largest first) in ``concurrency`` threads; downloads go to a temp file in
    the destination folder, get the object's mtime, and are renamed into place; an
@@ -38,7 +41,16 @@ from pathlib import Path
 
 from ..fileio import atomic_write_with
 from .errors import SourceChanged, StorageError, TransferError
-from .local import Entry, UnsafeKeyError, ensure_parent, local_path, remove_stale_temp_files, temp_name, walk
+from .local import (
+    Entry,
+    UnsafeKeyError,
+    ensure_parent,
+    local_path,
+    remove_stale_temp_files,
+    temp_name,
+    unchanged,
+    walk,
+)
 from .location import StorageLocation, is_within, normalize_endpoint_url, parse_storage_uri
 from .lock import SyncLock
 from .opener import open_storage
@@ -312,6 +324,7 @@ def _run(options, storage, workspace, summary, progress, log, warn, cancelled) -
         checksum=options.checksum,
         mtime_tolerance=storage.mtime_tolerance,
         same_content=same,
+        stored_mtime=storage.stored_mtime if storage.records_mtime else None,
         download=not up,
         threads=options.concurrency,
     )
@@ -331,6 +344,8 @@ def _run(options, storage, workspace, summary, progress, log, warn, cancelled) -
         )
         return
 
+    if not up:
+        _adopt_listed_mtimes(plan.recorded_same)
     remove_stale_temp_files(local_temps)
     storage.cleanup()
     if up and hasattr(storage, "abort_incomplete_uploads"):
@@ -338,6 +353,21 @@ def _run(options, storage, workspace, summary, progress, log, warn, cancelled) -
             {a.key for a in plan.actions if a.op != "delete" and a.size >= options.multipart_threshold}
         )
     _execute(plan, options, storage, workspace, summary, progress, warn, cancelled)
+
+
+def _adopt_listed_mtimes(pairs: list[tuple[Entry, Entry]]) -> None:
+    """Give each local file the listed mtime of its object, as a download would have
+    (``(object, local file)`` pairs the plan skipped because the object records the
+    file's mtime): the next sync down then compares equal times and needs no HEAD.
+    Only the mtime changes, and only of a file whose size and mtime are still those
+    listed; a file that cannot be touched is left as it is (it costs a HEAD next time)."""
+    for obj, local in pairs:
+        if unchanged(local):
+            try:
+                ns = int(obj.mtime * 1e9)
+                os.utime(local.path, ns=(ns, ns))
+            except OSError:
+                pass
 
 
 def _list_both(
