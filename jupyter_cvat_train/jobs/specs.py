@@ -200,7 +200,7 @@ def check_sync(spec: dict, root: Path, options: SpecOptions) -> dict:
 
     from ..storage.errors import StorageError
     from ..storage.job import options_from_spec
-    from ..storage.location import configured_endpoint_urls, normalize_endpoint_url, parse_storage_uri
+    from ..storage.location import allowed_endpoint, normalize_endpoint_url, parse_storage_uri
     from .runtime import JobError
 
     runs_root, allowed_endpoint_urls = options.runs_root, options.allowed_endpoint_urls
@@ -223,20 +223,10 @@ def check_sync(spec: dict, root: Path, options: SpecOptions) -> dict:
                 "first, as a bucket must be, or check the URI for a typo",
                 404,
             )
-    if endpoint is not None:
-        allowed = set(configured_endpoint_urls())
-        for url in allowed_endpoint_urls:
-            try:
-                allowed.add(normalize_endpoint_url(url))
-            except StorageError:
-                continue
-        if endpoint not in allowed:
-            raise SpecError(
-                f"endpoint_url: {endpoint[:200]} is not an endpoint this server may send requests to; "
-                "the server's administrator can allow it with "
-                "c.CvatTrainApp.allowed_endpoint_urls = [...] (or as the user's AWS_ENDPOINT_URL)",
-                403,
-            )
+    try:
+        endpoint = allowed_endpoint(endpoint, allowed_endpoint_urls)
+    except StorageError as e:
+        raise SpecError(str(e), getattr(e, "status", 403)) from None
     out = {**spec, "workspace": str(workspace), "storage": location.uri, "endpoint_url": endpoint}
     runs = Path(runs_root) if runs_root else root / "cvat-train-runs"
     try:

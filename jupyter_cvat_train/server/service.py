@@ -93,7 +93,7 @@ class BoundedPool:
         """``fn(*args, **kwargs)`` in the pool; PoolFull when it is full."""
         with self._lock:
             if self.in_flight >= self.workers + self.queue:
-                raise PoolFull(f"the server is busy with {self.in_flight} dataset validations; try again shortly")
+                raise PoolFull(f"the server is busy with {self.in_flight} checks or validations; try again shortly")
             self.in_flight += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(self.executor, partial(fn, *args, **kwargs))
@@ -195,7 +195,8 @@ class JobService:
         return await asyncio.get_running_loop().run_in_executor(self.executor, partial(fn, *args, **kwargs))
 
     async def run_heavy(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        """Run heavy ``fn`` (a dataset validation) in the validation pool. Raises PoolFull."""
+        """Run heavy ``fn`` (a dataset validation, a spec's dataset check, an image
+        listing, a storage connection check) in the validation pool. Raises PoolFull."""
         return await self.validation_pool.run(fn, *args, **kwargs)
 
     async def devices(self) -> dict:

@@ -39,9 +39,9 @@ def connection_check(body: dict, root: Path, allowed_endpoint_urls: list[str] | 
     ``workspace`` step when ``workspace`` is given (failed when it and a ``file://``
     storage contain each other). Raises SpecError: 400 malformed, 403 outside the root or
     an endpoint not allowed."""
-    from ..storage.check import Step, allowed_endpoint, check_connection
+    from ..storage.check import Step, check_connection
     from ..storage.errors import StorageError
-    from ..storage.location import parse_storage_uri
+    from ..storage.location import allowed_endpoint, parse_storage_uri
 
     write = body.get("write", True)
     if not isinstance(write, bool):

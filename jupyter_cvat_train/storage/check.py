@@ -31,8 +31,7 @@ import secrets
 import time
 from dataclasses import asdict, dataclass
 
-from .errors import LocationError
-from .location import StorageLocation, configured_endpoint_urls, normalize_endpoint_url, parse_storage_uri
+from .location import StorageLocation, parse_storage_uri
 
 PROBE_PREFIX = ".cvat-train-probe-"
 """Name of the probe object/file written by the write check (followed by random hex)."""
@@ -66,31 +65,6 @@ class Step:
     status: str
     message: str
     fix: str = ""
-
-
-def allowed_endpoint(endpoint_url: object, allowed: list[str] | tuple[str, ...] = ()) -> str | None:
-    """The normalized ``endpoint_url`` (None for null/empty) when the server may sign
-    requests to it: it is in ``allowed`` or the user's configured endpoint
-    (:func:`.location.configured_endpoint_urls`). Raises LocationError: 400 malformed,
-    403 not allowed (naming the setting that allows it). The same rule as the sync
-    job's spec check (``jobs.specs.check_sync``)."""
-    if endpoint_url in (None, ""):
-        return None
-    endpoint = normalize_endpoint_url(endpoint_url)
-    ok = set(configured_endpoint_urls())
-    for url in allowed:
-        try:
-            ok.add(normalize_endpoint_url(url))
-        except LocationError:
-            continue
-    if endpoint not in ok:
-        raise LocationError(
-            f"endpoint_url: {endpoint[:200]} is not an endpoint this server may send requests to; "
-            "the server's administrator can allow it with "
-            "c.CvatTrainApp.allowed_endpoint_urls = [...] (or as the user's AWS_ENDPOINT_URL)",
-            403,
-        )
-    return endpoint
 
 
 def credential_identity(session=None) -> dict:
@@ -148,7 +122,7 @@ def check_connection(
 ) -> dict:
     """Check ``location`` (a parsed StorageLocation or a URI, parsed here) as described in
     the module docstring. ``endpoint_url``: S3-compatible endpoint (not checked against
-    an allow-list here: the server does that first, :func:`allowed_endpoint`).
+    an allow-list here: the server does that first, :func:`.location.allowed_endpoint`).
     ``timeout``: seconds for connecting and for each answer (one attempt per request).
 
     Returns ``{"storage": canonical URI, "scheme", "endpoint_url", "identity": {...},

@@ -210,3 +210,29 @@ def configured_endpoint_urls() -> list[str]:
         except LocationError:
             continue
     return out
+
+
+def allowed_endpoint(endpoint_url: object, allowed: list[str] | tuple[str, ...] = ()) -> str | None:
+    """The normalized ``endpoint_url`` (None for null/empty) when the server may sign
+    requests to it: it is in ``allowed`` or the user's configured endpoint
+    (:func:`configured_endpoint_urls`). Raises LocationError: 400 malformed, 403 not
+    allowed (naming the setting that allows it). The one copy of the rule: the sync
+    job's spec check (``jobs.specs.check_sync``) and the connection check of the
+    server (``server.storage.connection_check``) both call it."""
+    if endpoint_url in (None, ""):
+        return None
+    endpoint = normalize_endpoint_url(endpoint_url)
+    ok = set(configured_endpoint_urls())
+    for url in allowed:
+        try:
+            ok.add(normalize_endpoint_url(url))
+        except LocationError:
+            continue
+    if endpoint not in ok:
+        raise LocationError(
+            f"endpoint_url: {endpoint[:200]} is not an endpoint this server may send requests to; "
+            "the server's administrator can allow it with "
+            "c.CvatTrainApp.allowed_endpoint_urls = [...] (or as the user's AWS_ENDPOINT_URL)",
+            403,
+        )
+    return endpoint
