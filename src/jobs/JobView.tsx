@@ -1,6 +1,7 @@
 /**
  * The job view, a main-area tab per job: header (state, message, progress with ETA,
- * times, the spec folded), actions (each disabled with a reason when it does not apply),
+ * times, the spec folded), actions (only those of the job's kind; each disabled with a
+ * reason when it does not apply in the job's state),
  * the live log, and for a training job the per-epoch chart and the per-label AP table of
  * the best epoch. Restored after a reload by the plugin's WidgetTracker.
  */
@@ -25,11 +26,17 @@ import { formatDuration, formatTime, jobDuration } from './time';
 interface IAction {
   label: string;
   className: string;
+  /** The job kinds it applies to (every kind when absent); hidden on the others. */
+  kinds?: readonly string[];
   /** Why it does not apply now, or null when it does. */
   disabled: string | null;
   run: () => void | Promise<void>;
   title: string;
 }
+
+/** Actions of a training job only, and those that "Run again" knows. */
+const TRAIN: readonly string[] = ['train'];
+const RERUN: readonly string[] = ['train', 'annotate'];
 
 function Actions(props: { actions: IAction[] }): JSX.Element {
   return (
@@ -155,6 +162,14 @@ function JobViewContent(props: {
     gpus: spec.gpus as number | undefined
   };
   const notTrain = isTrain ? null : trans.__('Only a training job has this');
+  // a custom template's run (the user's own code): its spec records the code's commit;
+  // its model is the user's format, which neither fine-tune nor auto-annotate can load
+  const isCustom = isTrain && 'code_commit' in spec;
+  const notBuiltIn = isCustom
+    ? trans.__(
+        "A custom template's run: its model is in the user's code's own format"
+      )
+    : null;
   const actions: IAction[] = [
     {
       label: busy === 'cancel' ? trans.__('Cancelling…') : trans.__('Cancel'),
@@ -170,6 +185,7 @@ function JobViewContent(props: {
     {
       label: trans.__('Open TensorBoard'),
       className: 'jp-CvatTrain-tensorboard',
+      kinds: TRAIN,
       title: trans.__("Open this job's TensorBoard in a tab"),
       disabled: notTrain,
       run: () => ctx.openTensorBoard(job.id)
@@ -186,6 +202,7 @@ function JobViewContent(props: {
     {
       label: trans.__('Run again'),
       className: 'jp-CvatTrain-rerun',
+      kinds: RERUN,
       title:
         job.kind === 'annotate'
           ? trans.__('The Auto-annotate form with the same settings')
@@ -211,11 +228,13 @@ function JobViewContent(props: {
     {
       label: trans.__('Resume…'),
       className: 'jp-CvatTrain-resume',
+      kinds: TRAIN,
       title: trans.__(
         'The Train form set to continue this run from its last checkpoint (optionally with more epochs)'
       ),
       disabled:
         notTrain ??
+        notBuiltIn ??
         (!final
           ? trans.__('The job is still running')
           : succeeded || hasCheckpoint
@@ -236,9 +255,11 @@ function JobViewContent(props: {
     {
       label: trans.__('Fine-tune from this model'),
       className: 'jp-CvatTrain-finetune',
+      kinds: TRAIN,
       title: trans.__("The Train form starting from this job's trained model"),
       disabled:
         notTrain ??
+        notBuiltIn ??
         (succeeded
           ? null
           : trans.__('Only a job that succeeded has a trained model')),
@@ -257,9 +278,11 @@ function JobViewContent(props: {
     {
       label: trans.__('Auto-annotate with this model…'),
       className: 'jp-CvatTrain-autoAnnotate',
+      kinds: TRAIN,
       title: trans.__("The Auto-annotate form with this job's trained model"),
       disabled:
         notTrain ??
+        notBuiltIn ??
         (succeeded
           ? null
           : trans.__('Only a job that succeeded has a trained model')),
@@ -309,13 +332,15 @@ function JobViewContent(props: {
         <dd>{formatDuration(jobDuration(job, now))}</dd>
       </dl>
       <SpecBlock job={job} ctx={ctx} />
-      <Actions actions={actions} />
+      <Actions
+        actions={actions.filter(a => !a.kinds || a.kinds.includes(job.kind))}
+      />
       {problem ? (
         <div className="jp-CvatTrain-error" role="alert">
           {problem}
         </div>
       ) : null}
-      {isTrain ? (
+      {isTrain && !isCustom ? (
         <section
           className="jp-CvatTrain-metrics"
           aria-label={trans.__('Metrics')}

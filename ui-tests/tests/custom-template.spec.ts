@@ -1,0 +1,92 @@
+/**
+ * A custom training template (the user's own code) in the panel: dropped into the test
+ * server root's cvat-train-templates/ before the lab opens, it shows in the Train
+ * catalog beside the built-in ones, its form renders from its parameters, and a run
+ * from the form succeeds with the user's script's lines in the job view. Screenshots
+ * under ui-tests/screenshots/custom-template-*.png (light and dark).
+ */
+import { expect, test } from '@playwright/test';
+import { execFileSync } from 'child_process';
+import { existsSync, mkdirSync, writeFileSync } from 'fs';
+import * as path from 'path';
+
+import { openLab, openPanel, ROOT, setTheme, shot } from './helpers';
+
+const repoRoot = path.resolve(__dirname, '..', '..');
+const venvPython = path.join(repoRoot, '.venv', 'bin', 'python');
+const python =
+  process.env.PYTHON ?? (existsSync(venvPython) ? venvPython : 'python3');
+const NAME = 'ui-custom-baseline';
+
+test.describe.configure({ mode: 'serial' });
+
+test.beforeAll(() => {
+  execFileSync(python, [
+    path.join(__dirname, '..', 'scripts', 'make_data.py'),
+    ROOT
+  ]);
+  const folder = path.join(ROOT, 'cvat-train-templates');
+  mkdirSync(folder, { recursive: true });
+  const code = path.join(repoRoot, 'examples', 'custom-template');
+  writeFileSync(
+    path.join(folder, `${NAME}.yaml`),
+    [
+      `name: ${NAME}`,
+      'displayName: My own trainer (custom code)',
+      'description: The example baseline script, run as a train job.',
+      'task: detection',
+      'framework: python',
+      `code: {path: ${JSON.stringify(code)}}`,
+      'dump_format: cvat_coco',
+      'command: python -u train.py --data {{inputs.dataset}} --output {{output}} --epochs {{parameters.epochs}} --note {{parameters.note}}',
+      'parameters:',
+      '  - {name: epochs, value: "2", displayName: Epochs, type: input.number}',
+      '  - {name: note, value: "", displayName: A note, type: input.text}',
+      'outputs: {model: model.json}',
+      ''
+    ].join('\n')
+  );
+});
+
+test('a user template is in the catalog, its form renders and it trains', async ({
+  page
+}) => {
+  test.setTimeout(180_000);
+  const errors: string[] = [];
+  page.on('pageerror', e => errors.push(e.message));
+  await openLab(page);
+  const panel = await openPanel(page);
+  await panel.locator('#jp-CvatTrain-datasetPath').fill('data/sample.zip');
+  await panel.locator('.jp-CvatTrain-validate').click();
+  await expect(panel.locator('.jp-CvatTrain-report')).toBeVisible();
+  await panel.locator('.jp-CvatTrain-trainOn').click();
+  const entry = panel.locator(
+    `.jp-CvatTrain-template[data-template="${NAME}"]`
+  );
+  await expect(entry).toContainText('My own trainer (custom code)');
+  await expect(entry).toContainText('python');
+  await entry.click();
+  const form = panel.locator(`.jp-CvatTrain-form[data-template="${NAME}"]`);
+  await expect(form).toBeVisible();
+  await expect(form.locator('input[id$="epochs"]')).toHaveValue('2');
+  await form.locator('input[id$="note"]').fill('1; rm -rf ~');
+  await form.scrollIntoViewIfNeeded();
+  await shot(page, 'custom-template-form-light');
+  await panel.locator('.jp-CvatTrain-start').click();
+  const view = page.locator('.jp-CvatTrain-jobView[data-job-id]');
+  await expect(view).toBeVisible();
+  await expect(view).toHaveAttribute('data-state', 'succeeded', {
+    timeout: 120_000
+  });
+  await expect(view).toContainText('wrote model.json');
+  // no epoch chart, and no fine-tune / auto-annotate from the user's own model format
+  await expect(view.locator('.jp-CvatTrain-metrics')).toHaveCount(0);
+  await expect(view.locator('.jp-CvatTrain-finetune')).toBeDisabled();
+  await expect(view.locator('.jp-CvatTrain-autoAnnotate')).toBeDisabled();
+  await shot(page, 'custom-template-job-light');
+  await setTheme(page, 'JupyterLab Dark');
+  await form.scrollIntoViewIfNeeded();
+  await shot(page, 'custom-template-form-dark');
+  await setTheme(page, 'JupyterLab Light');
+  expect(errors).toEqual([]);
+});
