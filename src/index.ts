@@ -36,6 +36,7 @@ import { registerJobOutput } from './mime';
 import type { IPanelContext, IPanelSettings } from './panel/context';
 import { CvatTrainPanel, PANEL_ID, ServerStatus } from './panel/Panel';
 import { PanelState } from './panel/state';
+import { syncDownTouches } from './sync/refresh';
 
 const PLUGIN_ID = 'jupyter-cvat-train:plugin';
 
@@ -305,6 +306,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
           ]
         : [];
     };
+
+    // a sync down that ended may have changed the folder the file browser shows
+    model.jobEnded.connect((_, job: Job) => {
+      if (browser && syncDownTouches(job, browser.model.path)) {
+        void browser.model.refresh().catch(() => undefined);
+      }
+    });
 
     model.jobEnded.connect((_, job: Job) => {
       const failed = job.state !== 'succeeded';

@@ -161,7 +161,6 @@ function JobViewContent(props: {
     device: spec.device as string | undefined,
     gpus: spec.gpus as number | undefined
   };
-  const notTrain = isTrain ? null : trans.__('Only a training job has this');
   // a custom template's run (the user's own code): its spec records the code's commit;
   // its model is the user's format, which neither fine-tune nor auto-annotate can load
   const isCustom = isTrain && 'code_commit' in spec;
@@ -187,7 +186,7 @@ function JobViewContent(props: {
       className: 'jp-CvatTrain-tensorboard',
       kinds: TRAIN,
       title: trans.__("Open this job's TensorBoard in a tab"),
-      disabled: notTrain,
+      disabled: null,
       run: () => ctx.openTensorBoard(job.id)
     },
     {
@@ -207,9 +206,7 @@ function JobViewContent(props: {
         job.kind === 'annotate'
           ? trans.__('The Auto-annotate form with the same settings')
           : trans.__('The Train form with the same settings'),
-      disabled:
-        (job.kind === 'annotate' ? null : notTrain) ??
-        (job.spec ? null : trans.__('The job has no readable settings')),
+      disabled: job.spec ? null : trans.__('The job has no readable settings'),
       run: () => {
         if (job.kind === 'annotate') {
           ctx.autoAnnotate?.(annotatePrefillOf(spec));
@@ -233,7 +230,6 @@ function JobViewContent(props: {
         'The Train form set to continue this run from its last checkpoint (optionally with more epochs)'
       ),
       disabled:
-        notTrain ??
         notBuiltIn ??
         (!final
           ? trans.__('The job is still running')
@@ -258,7 +254,6 @@ function JobViewContent(props: {
       kinds: TRAIN,
       title: trans.__("The Train form starting from this job's trained model"),
       disabled:
-        notTrain ??
         notBuiltIn ??
         (succeeded
           ? null
@@ -281,7 +276,6 @@ function JobViewContent(props: {
       kinds: TRAIN,
       title: trans.__("The Auto-annotate form with this job's trained model"),
       disabled:
-        notTrain ??
         notBuiltIn ??
         (succeeded
           ? null

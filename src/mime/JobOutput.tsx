@@ -172,13 +172,19 @@ export function JobOutputCard(props: {
       disabled: final ? trans.__('The job has ended') : null,
       run: () => commands.execute(CommandIDs.cancelJob, { jobId: job.id })
     },
-    {
-      label: trans.__('Open TensorBoard'),
-      className: 'jp-CvatTrain-tensorboard',
-      title: trans.__("Open this job's TensorBoard"),
-      disabled: isTrain ? null : trans.__('Only a training job has this'),
-      run: () => commands.execute(CommandIDs.openTensorBoard, { jobId: job.id })
-    },
+    // only a training job has a TensorBoard: the button is not shown on the others
+    ...(isTrain
+      ? [
+          {
+            label: trans.__('Open TensorBoard'),
+            className: 'jp-CvatTrain-tensorboard',
+            title: trans.__("Open this job's TensorBoard"),
+            disabled: null,
+            run: () =>
+              commands.execute(CommandIDs.openTensorBoard, { jobId: job.id })
+          }
+        ]
+      : []),
     {
       label: trans.__('Open job view'),
       className: 'jp-CvatTrain-openJob',
