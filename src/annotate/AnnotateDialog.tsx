@@ -15,8 +15,10 @@ import React, { useEffect, useRef, useState } from 'react';
 
 import {
   ApiRequestError,
+  listDevices,
   type AnnotateImages,
-  type AnnotateSpec
+  type AnnotateSpec,
+  type DeviceList
 } from '../api';
 import { useSignal } from '../components/hooks';
 import { PathField } from '../datasets/DatasetsSection';
@@ -247,6 +249,12 @@ function AnnotateForm(props: {
     message: string;
   } | null>(null);
   const [seen, setSeen] = useState(0);
+  const [devices, setDevices] = useState<DeviceList | null>(null);
+  useEffect(() => {
+    listDevices()
+      .then(setDevices)
+      .catch(() => setDevices(null)); // the plain choices stay
+  }, []);
   // a prefilled mapping, applied once the model's labels are known
   const pendingMapping = useRef<{
     rows: IMappingRow[];
@@ -578,10 +586,30 @@ function AnnotateForm(props: {
             value={device}
             onChange={e => setDevice(e.target.value)}
           >
-            <option value="auto">{trans.__('auto')}</option>
-            <option value="cpu">{trans.__('CPU')}</option>
-            <option value="cuda">{trans.__('GPU (CUDA)')}</option>
+            {(
+              devices?.devices ?? [
+                { id: 'auto', name: 'auto' },
+                { id: 'cpu', name: 'CPU' },
+                { id: 'cuda', name: 'GPU (CUDA)' }
+              ]
+            ).map(d => (
+              <option key={d.id} value={d.id} title={d.name}>
+                {d.id.startsWith('cuda:')
+                  ? `${d.id} · ${d.name}`
+                  : d.id === 'auto'
+                    ? 'auto'
+                    : d.name}
+              </option>
+            ))}
+            {device &&
+            !(devices?.devices ?? []).some(d => d.id === device) &&
+            !(devices === null && ['auto', 'cpu', 'cuda'].includes(device)) ? (
+              <option value={device}>{device}</option>
+            ) : null}
           </select>
+          {devices?.note ? (
+            <div className="jp-CvatTrain-dim">{devices.note}</div>
+          ) : null}
         </div>
         <div className="jp-CvatTrain-field jp-CvatTrain-annotateOutputField">
           <label htmlFor="jp-CvatTrain-annotateOutput">
@@ -662,7 +690,15 @@ function AnnotateForm(props: {
       model.trim() &&
       imagesInfo.kind !== 'error' &&
       labels.kind !== 'error' ? (
-        <div className="jp-CvatTrain-blocked">{blocked}</div>
+        <div
+          className={
+            imagesInfo.kind === 'ok' && labels.kind === 'ok'
+              ? 'jp-CvatTrain-blocked'
+              : 'jp-CvatTrain-dim'
+          }
+        >
+          {blocked}
+        </div>
       ) : null}
       {problem?.field === 'general' ? (
         <div className="jp-CvatTrain-error" role="alert">

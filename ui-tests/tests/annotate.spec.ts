@@ -426,6 +426,10 @@ test('dark theme: the Auto-annotate tab and the annotate job view', async ({
   await form
     .locator('.jp-CvatTrain-mapping tr[data-model="circle"] input')
     .fill('ring');
+  await expect(form.locator('.jp-CvatTrain-lookup').first()).toContainText(
+    'A folder with 5 images'
+  );
+  await expect(form.locator('.jp-CvatTrain-annotateStart')).toBeEnabled();
   await shot(page, 'annotate-08-form-dark');
   await setTheme(page, 'JupyterLab Light');
 });
