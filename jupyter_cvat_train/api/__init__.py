@@ -135,8 +135,11 @@ def submit(spec: dict) -> Job:
             **spec,
             **{k: _path(spec[k], k) for k in fields if isinstance(spec.get(k), (str, os.PathLike)) and spec[k] != ""},
         }
+    from ..jobs.backends.ray import backends_from_env
+
     rr = runs_root()
-    checked = check_spec(spec, root_dir(), runs_root=rr.resolve() if rr.exists() else rr)
+    names = ["local", *(b.name for b in backends_from_env())]
+    checked = check_spec(spec, root_dir(), runs_root=rr.resolve() if rr.exists() else rr, backends=names)
     m = config.manager(create=True)
     with config.scheduling(m):
         job = m.create(checked)
@@ -154,6 +157,7 @@ def train(
     gpus: int | None = None,
     epochs: int | None = None,
     format: str | None = None,
+    backend: str | None = None,
 ) -> Job:
     """Train ``model`` (a template name, see :func:`models`; default the catalog's
     default) on the CVAT export ``dataset`` as a detached job. Returns the Job at once.
@@ -166,7 +170,9 @@ def train(
     cpu, cuda, cuda:N. gpus: > 1 trains with DistributedDataParallel.
     output: a folder to copy the trained model folder into when :meth:`Job.wait` sees
     the job succeed (it must not exist yet); the job itself writes into its folder in the
-    runs root (``job.outputs["model_dir"]``).
+    runs root (``job.outputs["model_dir"]``). backend: where it runs, ``"local"`` (default)
+    or ``"ray"`` (the Ray cluster at ``$CVAT_TRAIN_RAY_ADDRESS``; the runs root on a
+    filesystem the cluster's nodes share).
 
     The dataset is validated before the job is queued: raises SpecError (a ValueError)
     naming the field and the fix for an unknown template, a bad hyperparameter (listing
@@ -197,6 +203,8 @@ def train(
         "device": device,
         "gpus": gpus,
     }
+    if backend is not None:
+        spec["backend"] = backend
     if resume and spec["checkpoint"] is None:
         raise ValueError("resume: give the run to resume as checkpoint= (a train Job or its checkpoints folder)")
     job = submit(spec)

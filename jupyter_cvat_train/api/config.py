@@ -80,11 +80,14 @@ def manager(create: bool = False, root: Path | None = None):
     with _lock:
         m = _managers.get(key)
         if m is None:
+            from ..jobs.backends.ray import backends_from_env
+
             m = JobManager(
                 key,
                 root_dir=root_dir(),
                 niceness=JOB_NICENESS,
                 owner=f"cvat-train API (pid {os.getpid()})",
+                backends=backends_from_env(),  # the ray backend when $CVAT_TRAIN_RAY_ADDRESS is set
             )
             m.reconcile()
             m.lease.release()

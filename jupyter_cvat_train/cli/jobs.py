@@ -36,7 +36,13 @@ def _manager(ctx: click.Context, schedules: bool = False, **options):
     root = Path(ctx.obj["runs_root"])
     if not root.is_dir():
         raise click.ClickException(f"no runs root at {root}: give --runs-root (the folder holding job folders)")
-    m = JobManager(root, owner=f"cvat-train jobs {ctx.info_name} (pid {os.getpid()})", **options)
+    from ..jobs.backends.ray import backends_from_env
+
+    try:
+        extra = backends_from_env()  # the ray backend when $CVAT_TRAIN_RAY_ADDRESS is set
+    except ValueError as e:
+        raise click.ClickException(f"CVAT_TRAIN_RAY_ADDRESS: {e}") from None
+    m = JobManager(root, owner=f"cvat-train jobs {ctx.info_name} (pid {os.getpid()})", backends=extra, **options)
     m.reconcile()
     if not schedules:
         m.lease.release()
@@ -183,9 +189,16 @@ def cancel(ctx, job_id, no_wait, grace):
     help="The folder the spec's paths are relative to and must stay inside (the server's root_dir); "
     "default: the runs root's parent.",
 )
+@click.option(
+    "--backend",
+    type=click.Choice(["local", "ray"]),
+    default=None,
+    help='Where the job runs (overrides the spec\'s "backend"): local, or ray (the cluster at '
+    "$CVAT_TRAIN_RAY_ADDRESS).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the job as JSON.")
 @click.pass_context
-def submit(ctx, spec_file, root_dir, as_json):
+def submit(ctx, spec_file, root_dir, backend, as_json):
     """Queue the job of SPEC_FILE (a JSON object {kind, ...} as POST jobs takes; - for
     stdin). It starts when its resource has a free slot: now, if this command may
     schedule; else when the runs root's scheduler (the server, or 'cvat-train jobs
@@ -199,8 +212,17 @@ def submit(ctx, spec_file, root_dir, as_json):
     data = spec_file.read(MAX_SPEC_BYTES + 1)
     if len(data) > MAX_SPEC_BYTES:
         raise click.ClickException(f"{name}: larger than {MAX_SPEC_BYTES >> 20} MiB; a job spec is a small JSON object")
+    from ..jobs.backends.ray import backends_from_env
+
     try:
-        spec = check_spec(json.loads(data), root_dir, runs_root=root.resolve())
+        names = ["local", *(b.name for b in backends_from_env())]
+    except ValueError as e:
+        raise click.ClickException(f"CVAT_TRAIN_RAY_ADDRESS: {e}") from None
+    try:
+        spec = json.loads(data)
+        if backend is not None and isinstance(spec, dict):
+            spec["backend"] = backend
+        spec = check_spec(spec, root_dir, runs_root=root.resolve(), backends=names)
     except (ValueError, RecursionError) as e:
         if isinstance(e, SpecError):
             raise click.ClickException(str(e)) from None

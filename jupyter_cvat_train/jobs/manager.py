@@ -121,7 +121,9 @@ class JobManager:
     interpreter for job processes (default: this one); env: environment for job
     processes (default: this process's); niceness: added to job processes' nice value
     (python and niceness configure the default backend); backend: where jobs run
-    (default :class:`.backends.local.LocalBackend`); log: a logging.Logger for bad records
+    (default :class:`.backends.local.LocalBackend`); backends: other backends a job's
+    spec may name with ``"backend"`` (e.g. a :class:`.backends.ray.RayBackend`), and that
+    the launch.json of jobs started before may name; log: a logging.Logger for bad records
     (default: this module's); spec_options: keyword arguments of
     :func:`.specs.check_spec` for that check (the server's, e.g. ``allowed_endpoint_urls``);
     owner: who this process is, shown to others while it holds the scheduler lease.
@@ -145,6 +147,7 @@ class JobManager:
         log: logging.Logger | None = None,
         spec_options: dict | None = None,
         backend: JobBackend | None = None,
+        backends: tuple[JobBackend, ...] | list[JobBackend] = (),
         owner: str = "",
     ):
         self.runs_root = Path(runs_root).resolve()
@@ -154,6 +157,7 @@ class JobManager:
         self.spec_options = dict(spec_options or {})
         self._reported: set[tuple[str, str]] = set()
         self._foreign: set[str] = set()  # jobs whose live process is not verifiably their job process
+        self._noted: set[str] = set()  # jobs whose message is a backend's note (Poll.note) for now
         self.store = JobStore(self.runs_root)
         self.lease = SchedulerLease(self.runs_root, owner or f"cvat-train (pid {os.getpid()})")
         self.limits = limits or Limits()
@@ -161,6 +165,8 @@ class JobManager:
         self.env = env
         self.backend = backend or LocalBackend(python=python, niceness=niceness)
         self.backends: dict[str, JobBackend] = {self.backend.name: self.backend}
+        for b in backends:  # others a job may name (``"backend"`` in its spec), e.g. ray
+            self.backends.setdefault(b.name, b)
         self._launched: dict[str, dict] = {}  # job id -> the handle this manager launched it with
         self._lock = threading.RLock()
         self._snapshot: dict[str, dict] = {}  # changed under the lock
@@ -356,6 +362,15 @@ class JobManager:
             self.log.exception("cvat-train: checking job %s before its start failed", row["id"])
             self._fail(row["id"], f"not started: its spec could not be checked ({type(e).__name__}: {e})")
             return False
+        spec_backend = json.loads(spec_bytes).get("backend")
+        backend = self.backends.get(spec_backend) if spec_backend else self.backend
+        if backend is None:
+            self._fail(
+                row["id"],
+                f"not started: its backend {spec_backend!r} is not configured here "
+                f"(configured: {', '.join(sorted(self.backends))}); submit it again with one of them",
+            )
+            return False
         env = dict(os.environ if self.env is None else self.env)
         env[SPEC_HASH_ENV] = spec_sha256(spec_bytes)  # the job process reads only this spec
         env[RUN_ENV] = kind.run  # ... and runs this kind's function, as registered here
@@ -371,14 +386,14 @@ class JobManager:
             self._fail(row["id"], f"could not start the job process: cannot write {HANDLE_NAME}: {e.strerror or e}")
             return False
         try:
-            handle = self.backend.launch(LaunchRequest(jd, kind, env, row["gpu"]))
+            handle = backend.launch(LaunchRequest(jd, kind, env, row["gpu"]))
         except OSError as e:  # the interpreter could not start: our failure, recorded on the job
             self._fail(row["id"], f"could not start the job process: {e}")
             return False
         try:
             write_handle(jd, handle)
         except OSError as e:  # something took launch.json's place: no job runs unrecorded
-            self.backend.cancel(jd, handle, 0)
+            backend.cancel(jd, handle, 0)
             self._fail(row["id"], f"stopped at its start: cannot write {HANDLE_NAME} ({e.strerror or e})")
             return False
         self._launched[row["id"]] = handle
@@ -457,6 +472,11 @@ class JobManager:
                             job_id, row, poll, problem or "its status says running but names no process"
                         ),
                     )
+            elif poll.alive and poll.note:  # the backend cannot tell (a cluster unreachable): wait, say why
+                self.report(job_id, poll.note)
+                self._noted.add(job_id)
+                fields["state"] = JobState.RUNNING
+                fields["message"] = poll.note
             elif poll.alive:
                 if verified:
                     self._foreign.discard(job_id)
@@ -487,13 +507,16 @@ class JobManager:
                     status = self.write_status(
                         job_id, **self._death_fields(job_id, row, poll, problem if not status else None)
                     )
+        if job_id in self._noted and "message" not in fields:  # the backend knows again: the job's own message
+            self._noted.discard(job_id)
+            fields["message"] = status.get("message") or ""
         if status.get("state") in FINAL_STATES:
             fields["state"] = status["state"]
             launched = self._launched.pop(job_id, None)
             if launched:
-                self.backend.forget(launched)
+                backend.forget(launched)
         for key in ("message", "progress", "outputs", "started_at", "ended_at"):
-            if status.get(key) is not None:
+            if status.get(key) is not None and not (key == "message" and "message" in fields):
                 fields[key] = status[key]
         if pid and not row.get("pid"):
             fields.update(pid=pid, pid_start_time=handle.get("pid_start_time"))
@@ -533,6 +556,8 @@ class JobManager:
             state, message = JobState.FAILED, INTERRUPTED
         if problem:  # its record is unreadable: say so rather than guess
             message = f"{message} ({problem})"
+        if poll.note:  # what the backend knows of its end (a cluster's own log)
+            message = f"{message}; {poll.note}"
         return {"state": state, "message": message, "ended_at": now_iso(), "exit_code": code}
 
     def poll(self) -> int:
@@ -611,7 +636,8 @@ class JobManager:
         with self._lock:
             self.lease.release()
             self._launched.clear()
-            close = getattr(self.backend, "close", None)
-            if close is not None:
-                close()
+            for backend in self.backends.values():
+                close = getattr(backend, "close", None)
+                if close is not None:
+                    close()
             self.store.close()

@@ -257,6 +257,12 @@ def check_annotate(spec: dict, root: Path, options: SpecOptions) -> dict:
     if spec.get("output") not in (None, ""):
         output = resolve_inside(root, spec["output"], "output", must_exist=False)
         out["output"] = str(output)
+    if not (Path(out["model"]) / "classes.csv").is_file():  # what the annotate job reads first
+        raise SpecError(
+            f"model: {shown(str(model))} is not a trained model folder (no classes.csv in it): give the "
+            "output/model folder of a finished train job",
+            400,
+        )
     try:
         opts = AnnotateOptions.from_spec(out)
     except JobError as e:
@@ -288,14 +294,46 @@ def check_path_fields(kind: JobKind, spec: dict, root: Path) -> dict:
     return out
 
 
+def check_backend(value: Any, backends: Iterable[str] | None = None) -> str | None:
+    """The job backend a spec names (``"backend"``), or None when it names none (the
+    server's default). ``backends``: the names configured here (None: any known one,
+    :data:`.backends.BACKEND_NAMES`). Raises SpecError: 400 for a value that is not a
+    backend's name (naming the valid ones), 409 for a known backend that is not
+    configured here (saying how to configure it)."""
+    from .backends import BACKEND_NAMES
+
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or value not in BACKEND_NAMES:
+        raise SpecError(f"backend: {shown(value)} is not a job backend; valid: {', '.join(BACKEND_NAMES)}", 400)
+    if backends is not None and value not in backends:
+        how = (
+            " (set CvatTrainApp.ray_address, or CVAT_TRAIN_RAY_ADDRESS, to the Ray dashboard's URL)"
+            if value == "ray"
+            else ""
+        )
+        raise SpecError(
+            f"backend: {value!r} is not configured on this server{how}; configured: {', '.join(sorted(backends))}",
+            409,
+        )
+    return value
+
+
 def check_spec(
-    spec: Any, root: Path | str, *, runs_root: Path | str | None = None, allowed_endpoint_urls: Iterable[str] = ()
+    spec: Any,
+    root: Path | str,
+    *,
+    runs_root: Path | str | None = None,
+    allowed_endpoint_urls: Iterable[str] = (),
+    backends: Iterable[str] | None = None,
 ) -> dict:
     """The spec to write to job.json for client spec ``spec``, paths resolved inside
     ``root``: the check of its kind in the registry (:mod:`.registry`; e.g.
     :func:`check_train`, :func:`check_sync`, :func:`check_annotate`), or
     :func:`check_path_fields` for a kind without one. ``runs_root`` and
-    ``allowed_endpoint_urls`` reach the check as :class:`SpecOptions`. Raises SpecError
+    ``allowed_endpoint_urls`` reach the check as :class:`SpecOptions`; ``"backend"``
+    (where the job runs, optional) is checked against ``backends`` by
+    :func:`check_backend` and kept in the result. Raises SpecError
     (400 for a spec that is not an object or names an unknown kind)."""
     if not isinstance(spec, dict):
         raise SpecError("expected a JSON object {kind, ...}", 400)
@@ -303,8 +341,12 @@ def check_spec(
         kind = get_kind(spec.get("kind") if isinstance(spec.get("kind"), str) else "")
     except KeyError as e:
         raise SpecError(f"kind: {e.args[0]}", 400) from None
+    backend = check_backend(spec.get("backend"), None if backends is None else tuple(backends))
+    spec = {k: v for k, v in spec.items() if k != "backend"}
     root = Path(root)
     check = kind.check_function()
     if check is None:
-        return check_path_fields(kind, spec, root)
-    return check(spec, root, SpecOptions(runs_root, tuple(allowed_endpoint_urls)))
+        out = check_path_fields(kind, spec, root)
+    else:
+        out = check(spec, root, SpecOptions(runs_root, tuple(allowed_endpoint_urls)))
+    return {**out, "backend": backend} if backend else out

@@ -10,7 +10,7 @@ import os
 
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
-from traitlets import Bool, Float, Int, List, Unicode
+from traitlets import Bool, Float, Int, List, Unicode, default
 
 from .handlers import api_routes
 
@@ -53,6 +53,79 @@ class CvatTrainApp(ExtensionApp):
     validation_queue = Int(
         4, config=True, help="Dataset validations that may wait for a thread; more are answered 503 with Retry-After."
     )
+    job_backend = Unicode(
+        "local",
+        config=True,
+        help="Where jobs run unless their spec says (\"backend\" in POST jobs): 'local' (processes on "
+        "this machine) or 'ray' (the Ray cluster at ray_address).",
+    )
+    ray_address = Unicode(
+        config=True,
+        help="The Ray dashboard's URL (http(s)://head:8265) of the cluster jobs may run on with the ray "
+        "backend; default $CVAT_TRAIN_RAY_ADDRESS; empty: no cluster. The runs root must be on a "
+        "filesystem every node of the cluster mounts at the same path.",
+    )
+    ray_token = Unicode(
+        config=True,
+        help="Ray's auth token (RAY_AUTH_MODE=token clusters), sent as 'Authorization: Bearer'; "
+        "default $CVAT_TRAIN_RAY_TOKEN. Never logged.",
+    )
+    ray_python = Unicode(
+        config=True,
+        help="The interpreter on the cluster's nodes that has jupyter_cvat_train installed; default "
+        "$CVAT_TRAIN_RAY_PYTHON, else 'python' on the nodes' PATH.",
+    )
+    ray_stop_wait_seconds = Int(
+        30,
+        config=True,
+        help="Seconds Ray gives a cancelled job between SIGTERM and SIGKILL (its last checkpoint).",
+    )
+
+    @default("ray_address")
+    def _ray_address_default(self):
+        return os.environ.get("CVAT_TRAIN_RAY_ADDRESS", "")
+
+    @default("ray_token")
+    def _ray_token_default(self):
+        return os.environ.get("CVAT_TRAIN_RAY_TOKEN", "")
+
+    @default("ray_python")
+    def _ray_python_default(self):
+        return os.environ.get("CVAT_TRAIN_RAY_PYTHON", "") or "python"
+
+    def _job_backends(self) -> tuple[object | None, list]:
+        """(default backend or None for the local one, other backends) from the traits;
+        a bad setting is logged with its fix and leaves the ray backend out."""
+        from ..jobs.backends.ray import RayBackend
+
+        backends = []
+        if self.ray_address:
+            try:
+                backends.append(
+                    RayBackend(
+                        self.ray_address,
+                        token=self.ray_token or None,
+                        python=self.ray_python,
+                        stop_wait=max(self.ray_stop_wait_seconds, int(self.cancel_grace_seconds)),
+                    )
+                )
+            except ValueError as e:
+                self.log.error("cvat-train: CvatTrainApp.ray_address: %s; jobs run locally", e)
+        if self.job_backend not in ("local", "ray"):
+            self.log.error(
+                "cvat-train: CvatTrainApp.job_backend %r is not a backend (valid: local, ray); jobs run locally",
+                self.job_backend[:50],
+            )
+        elif self.job_backend == "ray":
+            if backends:  # the local backend stays: for jobs that ask for it and those started before
+                from ..jobs.backends.local import LocalBackend
+
+                return backends[0], [LocalBackend(niceness=self.job_niceness)]
+            self.log.error(
+                "cvat-train: CvatTrainApp.job_backend is 'ray' but no cluster is set: set "
+                "CvatTrainApp.ray_address (or CVAT_TRAIN_RAY_ADDRESS) to the dashboard's URL; jobs run locally"
+            )
+        return None, backends
 
     def initialize_settings(self):
         from ..jobs.manager import JobManager
@@ -63,9 +136,11 @@ class CvatTrainApp(ExtensionApp):
         root_dir = self.serverapp.root_dir
         configure_search_path(root_dir=root_dir)  # user templates: <root_dir>/cvat-train-templates and more
         runs_root = os.path.expanduser(self.runs_root) if self.runs_root else os.path.join(root_dir, "cvat-train-runs")
+        default_backend, other_backends = self._job_backends()
         spec_options = {
             "runs_root": os.path.realpath(runs_root),  # check_spec's, for POST jobs and each start
             "allowed_endpoint_urls": list(self.allowed_endpoint_urls),
+            "backends": sorted({"local", *(b.name for b in [default_backend, *other_backends] if b is not None)}),
         }
         manager = JobManager(
             runs_root,
@@ -76,6 +151,8 @@ class CvatTrainApp(ExtensionApp):
             spec_options=spec_options,
             log=self.log,
             owner=f"jupyter server (pid {os.getpid()})",
+            backend=default_backend,
+            backends=other_backends,
         )
         self.service = JobService(
             root_dir,

@@ -13,6 +13,10 @@ export type JobState =
  */
 export type Timestamp = string;
 /**
+ * Where the job runs: 'local' (a process on the server's machine) or 'ray' (a Ray job on the cluster set by CvatTrainApp.ray_address). Omitted or null: the server's CvatTrainApp.job_backend. An unknown name is a 400 naming the valid ones; 'ray' on a server without a cluster is a 409.
+ */
+export type JobBackendName = ('local' | 'ray') | null;
+/**
  * The body of POST jobs, by kind; paths are relative to the server root.
  */
 export type JobSpec = TrainSpec | AnnotateSpec | SyncSpec | ValidateSpec;
@@ -289,6 +293,7 @@ export interface TrainSpec {
    */
   device?: string | null;
   epochs?: number | string | null;
+  backend?: JobBackendName;
   [k: string]: unknown | undefined;
 }
 /**
@@ -328,6 +333,7 @@ export interface AnnotateSpec {
   batch_size?: number;
   workers?: number;
   tolerance?: number;
+  backend?: JobBackendName;
   [k: string]: unknown | undefined;
 }
 /**
@@ -350,6 +356,7 @@ export interface SyncSpec {
   include?: string | string[];
   exclude?: string | string[];
   endpoint_url?: string | null;
+  backend?: JobBackendName;
   [k: string]: unknown | undefined;
 }
 /**
@@ -359,6 +366,7 @@ export interface ValidateSpec {
   kind: 'validate';
   dataset: string;
   format?: string | null;
+  backend?: JobBackendName;
   [k: string]: unknown | undefined;
 }
 /**

@@ -11,7 +11,8 @@ backend checks a handle field by field (:meth:`JobBackend.check_handle`) and nev
 on one without verifying that it names the job process *of this job folder*.
 
 Backends: ``local`` (:class:`.local.LocalBackend`: a detached process group on this
-machine). A cluster backend plugs in here with its own name.
+machine) and ``ray`` (:class:`.ray.RayBackend`: a Ray job on a cluster, over its
+dashboard's REST API). :data:`BACKEND_NAMES` lists them.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ if TYPE_CHECKING:
 
 HANDLE_NAME = "launch.json"
 DEFAULT_BACKEND = "local"
+#: the backends a job may name (``"backend"`` in its spec)
+BACKEND_NAMES = ("local", "ray")
 
 
 @dataclass(frozen=True)
@@ -47,11 +50,14 @@ class Poll:
     """What :meth:`JobBackend.poll` saw. alive: the process named by the handle runs;
     verified: it is this job folder's job process (only a verified process is ever
     signalled or counted in the queue); exit_code: known when the backend saw it end
-    (its own child), else None."""
+    (its own child), else None; note: why the backend cannot tell for sure (e.g. "Ray
+    cluster unreachable since ..."): the job is then shown running with this message,
+    neither settled nor signalled."""
 
     alive: bool
     verified: bool = False
     exit_code: int | None = None
+    note: str = ""
 
 
 class JobBackend(ABC):

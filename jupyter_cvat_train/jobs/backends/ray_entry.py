@@ -1,0 +1,43 @@
+"""``python -m jupyter_cvat_train.jobs.backends.ray_entry JOB_DIR``: what a Ray job runs.
+
+Ray sends a job's output to its own log on the head; the job folder's job.log is what
+the panel and the CLI read. So this appends stdout and stderr to ``JOB_DIR/job.log``
+(opened without following a symlink planted in its place), moves into the job folder
+and replaces itself with the one job entry point (``python -u -m
+jupyter_cvat_train.jobs.run JOB_DIR``, same interpreter): the job process is then the
+same as a local one. A job folder that is not there (the runs root not mounted at the
+same path on this node) ends with exit code 2 and a message on Ray's log.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+RUN_MODULE = "jupyter_cvat_train.jobs.run"
+
+
+def main(argv: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        sys.exit("usage: python -m jupyter_cvat_train.jobs.backends.ray_entry JOB_DIR")
+    job_dir = argv[0]
+    if not os.path.isdir(job_dir) or not os.path.isfile(os.path.join(job_dir, "job.json")):
+        sys.exit(
+            f"cvat-train: the job folder {job_dir} is not on this Ray node: the ray backend needs the runs "
+            "root on a filesystem every node mounts at the same path"
+        )
+    fd = os.open(
+        os.path.join(job_dir, "job.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
+    )
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+    os.chdir(job_dir)
+    os.execv(sys.executable, [sys.executable, "-u", "-m", RUN_MODULE, job_dir])
+
+
+if __name__ == "__main__":
+    main()

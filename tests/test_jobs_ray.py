@@ -1,0 +1,276 @@
+"""The ray backend against a REAL single-node Ray head started here (``ray start --head``,
+2 CPUs, dashboard on 127.0.0.1, a short temp dir), one head for the whole module and
+``ray stop`` at the end. The test process never imports ``ray``: the backend speaks the
+dashboard's REST Jobs API, as the Jupyter server does.
+
+Covered: a train job on a tiny export submitted through the JobManager with
+``"backend": "ray"`` succeeds with its job.log lines and output contract; a cancelled
+training ends ``cancelled`` with last.pt; a JobManager made anew mid-job (a server
+restart) finds the Ray job again and cancels it; a duplicate submission is taken as the
+same job; a job Ray does not know is reconciled from its folder; an unreachable cluster
+is a clear note (no false failure) and a launch failure names the address; the spec's
+``backend`` is checked. Two manager tests run against both backends.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import test_security_jobs_blocker  # noqa: F401 - registers test-block, puts tests/ on job processes' PYTHONPATH
+
+from jupyter_cvat_train.datasets import generate_sample
+from jupyter_cvat_train.jobs.backends import LaunchRequest, read_handle
+from jupyter_cvat_train.jobs.backends.ray import RayBackend, RayJobsClient, check_address
+from jupyter_cvat_train.jobs.manager import JobManager
+from jupyter_cvat_train.jobs.registry import get_kind
+from jupyter_cvat_train.jobs.runtime import JobDir, JobState
+from jupyter_cvat_train.jobs.specs import SpecError, check_spec
+
+RAY_BIN = Path(sys.executable).with_name("ray")
+HP = "batch_size: 2\nimage_size: 64\npretrained: false\nwarmup_iters: 1\nnum_workers: 0"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for(cond, timeout=60.0, interval=0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(interval)
+    return False
+
+
+@pytest.fixture(scope="module")
+def ray_address():
+    """The dashboard URL of a single-node Ray head started for this module."""
+    if importlib.util.find_spec("ray") is None or not RAY_BIN.exists():
+        pytest.skip("ray is not installed (pip install 'jupyter_cvat_train[ray]')")
+    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
+    port, dash = _free_port(), _free_port()
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    cmd = [
+        str(RAY_BIN),
+        "start",
+        "--head",
+        "--num-cpus",
+        "2",
+        "--port",
+        str(port),
+        "--dashboard-host",
+        "127.0.0.1",
+        "--dashboard-port",
+        str(dash),
+        "--disable-usage-stats",
+        "--temp-dir",
+        temp,
+    ]
+    # from a folder of its own: started in the checkout, the cluster's interpreters would
+    # import the package from their working folder, as no real cluster node does
+    started = subprocess.run(cmd, env=env, cwd=temp, capture_output=True, text=True, timeout=180)
+    address = f"http://127.0.0.1:{dash}"
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        client = RayJobsClient(address, timeout=5)
+
+        def up():
+            try:
+                client.request("GET", "/api/jobs/")
+                return True
+            except OSError:
+                return False
+
+        assert _wait_for(up, timeout=120), f"the Ray dashboard did not come up at {address}"
+        yield address
+    finally:
+        subprocess.run([str(RAY_BIN), "stop", "--force"], env=env, capture_output=True, timeout=120)
+        shutil.rmtree(temp, ignore_errors=True)
+
+
+@pytest.fixture
+def root(tmp_path):
+    generate_sample(tmp_path / "sample.zip", images=8, width=64, height=64, seed=1)
+    return tmp_path
+
+
+def _manager(root: Path, address: str, **kw) -> JobManager:
+    ray = RayBackend(address, python=sys.executable, stop_wait=kw.pop("stop_wait", 20))
+    return JobManager(root / "runs", backends=(ray,), **kw)
+
+
+def _train(root: Path, epochs: int) -> dict:
+    spec = {
+        "kind": "train",
+        "template": "ssdlite320-mobilenet-v3",
+        "dataset": "sample.zip",
+        "checkpoint": None,
+        "parameters": {"epochs": epochs, "hyperparameters": HP},
+        "backend": "ray",
+    }
+    return check_spec(spec, root, backends=("local", "ray"))
+
+
+def _ray_status(address: str, job_id: str) -> str:
+    return RayJobsClient(address).job(job_id).get("status")
+
+
+@pytest.mark.slow
+def test_train_job_runs_on_ray_and_succeeds(root, ray_address):
+    m = _manager(root, ray_address)
+    try:
+        job = m.create(_train(root, 1))
+        jd = m.job_dir(job["id"])
+        assert read_handle(jd, m.backends)["backend"] == "ray"
+        done = m.wait(job["id"], timeout=300)
+        assert done["state"] == JobState.SUCCEEDED, (done, jd.log_path.read_text()[-3000:])
+        assert _wait_for(lambda: _ray_status(ray_address, job["id"]) == "SUCCEEDED"), "Ray's own status"
+        log = jd.log_path.read_text()
+        assert "epoch" in log.lower()  # the job's own lines, in the job folder's job.log
+        out = jd.path / "output"
+        for rel in ("model/model.pt", "model/classes.csv", "checkpoints/last.pt", "metrics.json"):
+            assert (out / rel).is_file(), rel
+        assert json.loads((jd.path / "job.json").read_text())["backend"] == "ray"
+    finally:
+        m.close()
+
+
+@pytest.mark.slow
+def test_cancel_after_a_server_restart_finds_the_ray_job(root, ray_address):
+    """A manager made anew mid-training (the server restarted) finds the Ray job running,
+    and its cancel stops it with time for the last checkpoint."""
+    m = _manager(root, ray_address)
+    job = m.create(_train(root, 200))
+    jd = m.job_dir(job["id"])
+    assert _wait_for(lambda: (jd.read_status().get("progress") or {}).get("done", 0) > 0, timeout=240), (
+        jd.log_path.read_text()[-3000:]
+    )
+    m.close()
+    m2 = _manager(root, ray_address, cancel_grace=25)
+    try:
+        m2.reconcile()
+        assert m2.get(job["id"])["state"] == JobState.RUNNING
+        assert _ray_status(ray_address, job["id"]) == "RUNNING"
+        m2.cancel(job["id"])
+        done = m2.wait(job["id"], timeout=120)
+        assert done["state"] == JobState.CANCELLED, done
+        assert _wait_for(lambda: _ray_status(ray_address, job["id"]) == "STOPPED", timeout=60)
+        assert (jd.path / "output" / "checkpoints" / "last.pt").is_file()
+    finally:
+        m2.close()
+
+
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_validate_job_succeeds_on_each_backend(root, backend, request):
+    address = request.getfixturevalue("ray_address") if backend == "ray" else "http://127.0.0.1:9"
+    m = _manager(root, address)
+    try:
+        spec = check_spec({"kind": "validate", "dataset": "sample.zip", "backend": backend}, root)
+        job = m.wait(m.create(spec)["id"], timeout=120)
+        assert job["state"] == JobState.SUCCEEDED, job
+        assert read_handle(m.job_dir(job["id"]), m.backends)["backend"] == backend
+    finally:
+        m.close()
+
+
+@pytest.mark.parametrize("backend", ["local", "ray"])
+def test_a_job_that_ignores_sigterm_is_cancelled_on_each_backend(root, backend, request):
+    address = request.getfixturevalue("ray_address") if backend == "ray" else "http://127.0.0.1:9"
+    m = _manager(root, address, cancel_grace=1, stop_wait=1)
+    try:
+        job = m.create(check_spec({"kind": "test-block", "backend": backend}, root))
+        jd = m.job_dir(job["id"])
+        assert _wait_for(lambda: jd.read_status().get("state") == JobState.RUNNING, timeout=120)
+        m.cancel(job["id"])
+        done = m.wait(job["id"], timeout=90)
+        assert done["state"] == JobState.CANCELLED, done
+        if backend == "ray":
+            assert _wait_for(lambda: _ray_status(request.getfixturevalue("ray_address"), job["id"]) == "STOPPED")
+    finally:
+        m.close()
+
+
+def test_a_second_submission_is_the_same_job_and_a_lost_job_is_read_from_its_folder(root, ray_address):
+    m = _manager(root, ray_address)
+    try:
+        job = m.create(check_spec({"kind": "validate", "dataset": "sample.zip", "backend": "ray"}, root))
+        jd = m.job_dir(job["id"])
+        ray = m.backends["ray"]
+        # a re-submit (e.g. after a server died before writing launch.json): refused by Ray, taken as ours
+        again = ray.launch(LaunchRequest(jd, get_kind("validate"), {}))
+        assert again["submission_id"] == job["id"]
+        assert m.wait(job["id"], timeout=120)["state"] == JobState.SUCCEEDED
+        # a job folder Ray never heard of (its head restarted): alive only while the folder is fresh
+        lost = JobDir(root / "runs" / "lost-job").create({"kind": "validate", "dataset": str(root / "sample.zip")})
+        handle = {"backend": "ray", "submission_id": "lost-job"}
+        poll = ray.poll(lost, handle)
+        assert poll.alive and not poll.verified and "no longer knows" in poll.note
+        old = time.time() - 3600
+        for name in ("status.json", "job.json", "events.jsonl", "job.log"):
+            if (lost.path / name).exists():
+                os.utime(lost.path / name, (old, old))
+        assert not ray.poll(lost, handle).alive
+        assert not ray.cancel(lost, handle, 5)  # never stops what it cannot verify
+        # a handle naming another job's id is nobody's
+        assert not ray.poll(lost, {"backend": "ray", "submission_id": job["id"]}).alive
+    finally:
+        m.close()
+
+
+def test_unreachable_cluster_is_a_note_not_a_failure(root):
+    closed = f"http://127.0.0.1:{_free_port()}"
+    m = _manager(root, closed)
+    try:
+        # a launch that cannot reach the cluster fails the job, naming the address
+        job = m.create(check_spec({"kind": "validate", "dataset": "sample.zip", "backend": "ray"}, root))
+        assert job["state"] == JobState.FAILED and closed in job["message"], job
+        # a job started on the cluster before it went away: running, with the reason
+        jd = JobDir(root / "runs" / "ray-job-1").create({"kind": "validate", "dataset": str(root / "sample.zip")})
+        poll = m.backends["ray"].poll(jd, {"backend": "ray", "submission_id": "ray-job-1"})
+        assert poll.alive and not poll.verified and "unreachable since" in poll.note and closed in poll.note
+    finally:
+        m.close()
+
+
+def test_backend_in_a_spec_is_checked(root):
+    with pytest.raises(SpecError) as e:
+        check_spec({"kind": "validate", "dataset": "sample.zip", "backend": "slurm"}, root)
+    assert e.value.status == 400 and "local, ray" in str(e.value)
+    with pytest.raises(SpecError) as e:
+        check_spec({"kind": "validate", "dataset": "sample.zip", "backend": "ray"}, root, backends=("local",))
+    assert e.value.status == 409 and "ray_address" in str(e.value)
+    assert "backend" not in check_spec({"kind": "validate", "dataset": "sample.zip"}, root)
+    for bad in ("ray://head:10001", "head:6379", "http://user:pw@head:8265", "http://head:8265/x?t=1"):
+        with pytest.raises(ValueError):
+            check_address(bad)
+    assert check_address("https://head:8265/") == "https://head:8265"
+    assert "secret" not in repr(RayJobsClient("http://head:8265", token="secret"))
+
+
+def test_a_cluster_python_without_the_package_says_how_to_install_it(root, ray_address):
+    bare = shutil.which("python3", path="/usr/bin:/bin")
+    if (
+        bare is None
+        or subprocess.run([bare, "-c", "import jupyter_cvat_train"], capture_output=True, cwd="/").returncode == 0
+    ):
+        pytest.skip("no interpreter without jupyter_cvat_train on this machine")
+    m = JobManager(root / "runs", backends=(RayBackend(ray_address, python=bare),))
+    try:
+        job = m.create(check_spec({"kind": "validate", "dataset": "sample.zip", "backend": "ray"}, root))
+        done = m.wait(job["id"], timeout=120)
+        assert done["state"] == JobState.FAILED and "does not have jupyter_cvat_train" in done["message"], done
+    finally:
+        m.close()

@@ -1,0 +1,60 @@
+"""``"backend"`` in POST jobs through a real Jupyter server: an unknown backend is a 400
+naming the valid ones, ``ray`` on a server without a cluster a 409 saying which setting
+to set, and on a server whose cluster does not answer the job fails at its start with
+a message naming the address (no Ray needed here; tests/test_jobs_ray.py runs a real
+head)."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+
+import pytest
+from test_server_jobs import api
+from traitlets.config import Config
+
+from jupyter_cvat_train.datasets import generate_sample
+
+pytest_plugins = ["pytest_jupyter.jupyter_server"]
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+CLOSED = f"http://127.0.0.1:{_closed_port()}"
+
+
+@pytest.fixture
+def jp_server_config(request):
+    app = {"poll_interval": 0.1}
+    if "with_cluster" in request.node.name:
+        app["ray_address"] = CLOSED
+    return Config({"ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True}}, "CvatTrainApp": app})
+
+
+async def test_backend_is_checked_and_ray_needs_a_cluster(jp_fetch, jp_root_dir):
+    generate_sample(jp_root_dir / "sample.zip", images=3, width=64, height=48)
+    spec = {"kind": "validate", "dataset": "sample.zip"}
+    code, body = await api(jp_fetch, "jobs", method="POST", body={**spec, "backend": "slurm"})
+    assert code == 400 and "local, ray" in body["message"], body
+    code, body = await api(jp_fetch, "jobs", method="POST", body={**spec, "backend": "ray"})
+    assert code == 409 and "ray_address" in body["message"], body
+    code, job = await api(jp_fetch, "jobs", method="POST", body={**spec, "backend": "local"})
+    assert code == 201 and job["spec"]["backend"] == "local"
+
+
+async def test_with_cluster_unreachable_the_job_fails_naming_the_address(jp_fetch, jp_root_dir):
+    generate_sample(jp_root_dir / "sample.zip", images=3, width=64, height=48)
+    code, job = await api(
+        jp_fetch, "jobs", method="POST", body={"kind": "validate", "dataset": "sample.zip", "backend": "ray"}
+    )
+    assert code == 201, job
+    deadline = time.monotonic() + 60
+    while job["state"] not in ("failed", "succeeded") and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        code, job = await api(jp_fetch, "jobs", job["id"])
+    assert job["state"] == "failed" and CLOSED in job["message"], job
