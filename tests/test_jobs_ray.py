@@ -159,10 +159,19 @@ def test_cancel_after_a_server_restart_finds_the_ray_job(root, ray_address):
         jd.log_path.read_text()[-3000:]
     )
     m.close()
+    # a server whose cluster does not answer: the job stays running, with the reason
+    gone = _manager(root, f"http://127.0.0.1:{_free_port()}")
+    try:
+        gone.reconcile()
+        seen = gone.get(job["id"])
+        assert seen["state"] == JobState.RUNNING and "unreachable since" in seen["message"], seen
+    finally:
+        gone.close()
     m2 = _manager(root, ray_address, cancel_grace=25)
     try:
         m2.reconcile()
-        assert m2.get(job["id"])["state"] == JobState.RUNNING
+        again = m2.get(job["id"])
+        assert again["state"] == JobState.RUNNING and "unreachable" not in again["message"], again
         assert _ray_status(ray_address, job["id"]) == "RUNNING"
         m2.cancel(job["id"])
         done = m2.wait(job["id"], timeout=120)
@@ -274,3 +283,33 @@ def test_a_cluster_python_without_the_package_says_how_to_install_it(root, ray_a
         assert done["state"] == JobState.FAILED and "does not have jupyter_cvat_train" in done["message"], done
     finally:
         m.close()
+
+
+def test_a_token_is_sent_as_a_bearer_header_and_never_shown(root):
+    """A dashboard stand-in (a plain HTTP server in this process) records what it gets."""
+    import http.server
+    import threading
+
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            seen.append(self.headers.get("Authorization"))
+            self.send_response(401)
+            self.end_headers()
+            self.wfile.write(b"Unauthorized")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        ray = RayBackend(f"http://127.0.0.1:{server.server_port}", token="s3cret-token")
+        jd = JobDir(root / "runs" / "job-a").create({"kind": "validate", "dataset": str(root / "sample.zip")})
+        poll = ray.poll(jd, {"backend": "ray", "submission_id": "job-a"})
+        assert seen == ["Bearer s3cret-token"]
+        assert poll.alive and "token" in poll.note and "s3cret" not in poll.note  # refused: said, not settled
+        assert "s3cret" not in repr(ray) and "s3cret" not in repr(ray.client)
+    finally:
+        server.shutdown()
