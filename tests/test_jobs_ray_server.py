@@ -33,6 +33,8 @@ def jp_server_config(request):
     app = {"poll_interval": 0.1}
     if "with_cluster" in request.node.name:
         app["ray_address"] = CLOSED
+    if "by_default" in request.node.name:
+        app["job_backend"] = "ray"
     return Config({"ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True}}, "CvatTrainApp": app})
 
 
@@ -58,3 +60,21 @@ async def test_with_cluster_unreachable_the_job_fails_naming_the_address(jp_fetc
         await asyncio.sleep(0.2)
         code, job = await api(jp_fetch, "jobs", job["id"])
     assert job["state"] == "failed" and CLOSED in job["message"], job
+
+
+async def test_with_cluster_by_default_jobs_go_there_and_local_ones_stay_possible(jp_fetch, jp_root_dir):
+    generate_sample(jp_root_dir / "sample.zip", images=3, width=64, height=48)
+    spec = {"kind": "validate", "dataset": "sample.zip"}
+    code, on_ray = await api(jp_fetch, "jobs", method="POST", body=spec)
+    code2, local = await api(jp_fetch, "jobs", method="POST", body={**spec, "backend": "local"})
+    assert code == code2 == 201
+    ended = {}
+    deadline = time.monotonic() + 60
+    while len(ended) < 2 and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        for job in (on_ray, local):
+            code, now = await api(jp_fetch, "jobs", job["id"])
+            if now["state"] in ("failed", "succeeded"):
+                ended[job["id"]] = now
+    assert ended[on_ray["id"]]["state"] == "failed" and CLOSED in ended[on_ray["id"]]["message"]
+    assert ended[local["id"]]["state"] == "succeeded", ended[local["id"]]
