@@ -284,7 +284,11 @@ async def test_rest_replies_match_the_contract(jp_fetch, jp_ws_fetch, jp_root_di
     # POST jobs: every refusal before anything is launched
     good = {"kind": "train", "template": TEMPLATE, "dataset": "data/sample.zip", "parameters": {}, "checkpoint": None}
     check_request("post", "/jobs", good)
-    annotate = {"kind": "annotate", "images": "data/sample.zip", "model": "data", "output": "data/sample.zip"}
+    from jupyter_cvat_train.models.classes import write_classes_csv
+
+    (jp_root_dir / "model").mkdir()
+    write_classes_csv(jp_root_dir / "model" / "classes.csv", ["circle"])
+    annotate = {"kind": "annotate", "images": "data/sample.zip", "model": "model", "output": "data/sample.zip"}
     check_request("post", "/jobs", annotate)
     for body, status in (
         ({**good, "dataset": "broken"}, 422),
@@ -295,6 +299,7 @@ async def test_rest_replies_match_the_contract(jp_fetch, jp_ws_fetch, jp_root_di
         ([1, 2], 400),
         ({**good, "checkpoint": "missing.pt"}, 404),
         (annotate, 409),
+        ({**annotate, "model": "data"}, 400),  # no classes.csv: not a trained model folder
     ):
         code, err = await call(jp_fetch, "post", "/jobs", body=body)
         assert code == status, (body, err)

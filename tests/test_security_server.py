@@ -73,6 +73,7 @@ def files(jp_root_dir) -> dict:
     }
     out["model"].mkdir()
     (out["model"] / "model.pt").write_bytes(b"weights")
+    (out["model"] / "classes.csv").write_text("labels,id\ncircle,1\n")
     out["notebook"].write_text('{"cells": []}')
     return out
 

@@ -189,15 +189,21 @@ async def test_annotate_job_outputs_and_files(jp_fetch, jp_root_dir):
 
 
 async def test_annotate_job_bad_input_is_told(jp_fetch, jp_root_dir):
-    """A model folder without classes.csv and an images folder with no image: the job
-    fails with the message naming the fix, and nothing is written."""
+    """A model folder without classes.csv is refused before anything starts (400, the
+    fix named); an images folder with no image: the job fails with the message naming the
+    fix, and nothing is written."""
+    from jupyter_cvat_train.models.classes import write_classes_csv
+
     _images(jp_root_dir / "batch", n=1)
     (jp_root_dir / "not-a-model").mkdir()
     (jp_root_dir / "empty").mkdir()
-    for spec, words in (
-        ({"images": "batch", "model": "not-a-model"}, "classes.csv"),
-        ({"images": "empty", "model": "not-a-model"}, "no images found"),
-    ):
+    code, err = await call(
+        jp_fetch, "post", "/jobs", body={"kind": "annotate", "device": "cpu", "images": "batch", "model": "not-a-model"}
+    )
+    assert code == 400 and "classes.csv" in err["message"], err
+    (jp_root_dir / "labels-only").mkdir()
+    write_classes_csv(jp_root_dir / "labels-only" / "classes.csv", ["circle"])
+    for spec, words in (({"images": "empty", "model": "labels-only"}, "no images found"),):
         code, job = await call(jp_fetch, "post", "/jobs", body={"kind": "annotate", "device": "cpu", **spec})
         assert code == 201
         job = await _wait(jp_fetch, job["id"])
