@@ -9,6 +9,8 @@
  */
 import React, { useEffect, useState } from 'react';
 
+import { LabelCounts } from '../components/LabelCounts';
+
 import type { Job, JobEvent } from '../api';
 import type { IPanelContext } from '../panel/context';
 import { fetchJobFile, saveBlob } from './api';
@@ -220,27 +222,11 @@ export function AnnotateDetails(props: {
           </tbody>
         </table>
       ) : null}
-      {counts.length > 0 ? (
-        <table className="jp-CvatTrain-table jp-CvatTrain-labelCounts">
-          <caption>{trans.__('Annotations per label')}</caption>
-          <thead>
-            <tr>
-              <th scope="col">{trans.__('Label')}</th>
-              <th scope="col" className="jp-mod-number">
-                {trans.__('Annotations')}
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {counts.map(([label, n]) => (
-              <tr key={label}>
-                <td>{label}</td>
-                <td className="jp-mod-number">{n}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      ) : null}
+      <LabelCounts
+        counts={counts}
+        className="jp-CvatTrain-labelCounts"
+        trans={trans}
+      />
       {summary?.dropped_labels && summary.dropped_labels.length > 0 ? (
         <div className="jp-CvatTrain-dim">
           {trans.__(

@@ -6,6 +6,8 @@
 import type { TranslationBundle } from '@jupyterlab/translation';
 import React, { useState } from 'react';
 
+import { LabelCounts } from '../components/LabelCounts';
+
 import type { BoxStats, ValidationReport } from '../api';
 import {
   fewAnnotationsWarning,
@@ -134,27 +136,11 @@ export function ReportView(props: {
           {few}
         </div>
       ) : null}
-      {labels.length > 0 ? (
-        <table className="jp-CvatTrain-table jp-CvatTrain-labels">
-          <caption>{trans.__('Annotations per label')}</caption>
-          <thead>
-            <tr>
-              <th scope="col">{trans.__('Label')}</th>
-              <th scope="col" className="jp-mod-number">
-                {trans.__('Annotations')}
-              </th>
-            </tr>
-          </thead>
-          <tbody>
-            {labels.map(([label, n]) => (
-              <tr key={label}>
-                <td>{label}</td>
-                <td className="jp-mod-number">{n}</td>
-              </tr>
-            ))}
-          </tbody>
-        </table>
-      ) : null}
+      <LabelCounts
+        counts={labels}
+        className="jp-CvatTrain-labels"
+        trans={trans}
+      />
       {groups.length > 0 ? (
         <ul className="jp-CvatTrain-findings" aria-label={trans.__('Findings')}>
           {groups.map(group => (
