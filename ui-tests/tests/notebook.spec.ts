@@ -1,7 +1,7 @@
 /**
  * The live job view in a notebook, in a real browser against the real `jupyter lab` of
  * playwright.config.ts (token and XSRF on) and its real Python kernel: a cell starts a
- * short training through the Python API and displays the Job; its output is the live
+ * short training with `job = %cvat_train train ...` and displays the Job; its output is the live
  * card (progress moves, the log and the chart fill in), it comes back from the saved
  * output after a page reload with the kernel shut down, and ends green. A job id the
  * server lacks is named. Screenshots light and dark under ui-tests/screenshots/notebook-*.
@@ -17,7 +17,7 @@ import { execFileSync } from 'child_process';
 import { existsSync } from 'fs';
 import * as path from 'path';
 
-import { ROOT, setTheme, shot, TOKEN } from './helpers';
+import { ROOT, SCREENSHOTS, setTheme, shot, TOKEN } from './helpers';
 
 const repoRoot = path.resolve(__dirname, '..', '..');
 const venvPython = path.join(repoRoot, '.venv', 'bin', 'python');
@@ -29,13 +29,13 @@ const DATASET = 'notebook-data/sample.zip';
 const MIME = 'application/vnd.jupyter-cvat-train.job+json';
 /** Tiny: 12 images of 96 px, no pretrained weights (panel.spec.ts trains the same way). */
 const HYPERPARAMETERS = [
-  'batch_size: 4',
-  'image_size: 96',
-  'pretrained: false',
-  'num_workers: 0',
-  'precise_bn_batches: 1',
-  'warmup_iters: 1'
-].join('\\n');
+  'batch_size=4',
+  'image_size=96',
+  'pretrained=false',
+  'num_workers=0',
+  'precise_bn_batches=1',
+  'warmup_iters=1'
+].join(',');
 
 const source = (text: string) =>
   text.split(/(?<=\n)/).filter(line => line.length > 0);
@@ -68,9 +68,9 @@ const NOTEBOOK_JSON = {
       outputs: [],
       source: source(
         [
-          'from jupyter_cvat_train import api',
+          '%load_ext jupyter_cvat_train',
           '',
-          `job = api.train("${DATASET}", hyperparameters="${HYPERPARAMETERS}", epochs=30, device="cpu")`,
+          `job = %cvat_train train ${DATASET} --hp ${HYPERPARAMETERS} --epochs 6 --device cpu`,
           'job'
         ].join('\n')
       )
@@ -126,7 +126,9 @@ async function openNotebook(page: Page): Promise<Locator> {
   await page.goto(`/lab/tree/${NOTEBOOK}?token=${TOKEN}`);
   await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
   const notebook = page.locator('.jp-NotebookPanel:visible');
-  await expect(notebook.locator('.jp-Cell').nth(1)).toContainText('api.train');
+  await expect(notebook.locator('.jp-Cell').nth(1)).toContainText(
+    '%cvat_train train'
+  );
   return notebook;
 }
 
@@ -147,16 +149,22 @@ test('a cell shows the live job view; after a reload without a kernel it comes b
   page,
   request
 }) => {
-  test.setTimeout(420_000);
+  test.setTimeout(600_000);
   let notebook = await openNotebook(page);
   const cells = notebook.locator('.jp-Cell');
   const run = async (index: number) => {
     await cells.nth(index).locator('.jp-InputArea-editor').click();
     await page.keyboard.press('Shift+Enter');
   };
-  // the kernel of the notebook's kernelspec starts: an execution sent while it connects
-  // may be lost, so the harmless first cell runs until the kernel answers it
+  // the kernel of the notebook's kernelspec starts: a run before the session has its
+  // kernel runs nothing, so the harmless first cell runs until the kernel answers it
   await expect(async () => {
+    // a run before the session has its kernel asks which kernel: the notebook's
+    const dialog = page.locator('.jp-Dialog', { hasText: 'Select Kernel' });
+    if (await dialog.isVisible()) {
+      await dialog.locator('.jp-Dialog-button.jp-mod-accept').click();
+      await expect(dialog).toHaveCount(0);
+    }
     await run(0);
     await expect(cells.nth(0).locator('.jp-OutputArea-output')).toContainText(
       'kernel ready',
@@ -209,6 +217,9 @@ test('a cell shows the live job view; after a reload without a kernel it comes b
     "is not in this server's runs root, or deleted"
   );
   await shot(page, 'notebook-running-light');
+  await elsewhere.screenshot({
+    path: path.join(SCREENSHOTS, 'notebook-missing-light.png')
+  });
 
   // save (the outputs were made here: the notebook is signed as trusted), stop the
   // kernel, reload: the card comes back from the saved output alone
@@ -257,4 +268,61 @@ test('a cell shows the live job view; after a reload without a kernel it comes b
   } finally {
     await setTheme(page, 'JupyterLab Light'); // the next spec files start light
   }
+});
+
+test('an untrusted notebook shows the static snapshot, not the live card', async ({
+  page,
+  request
+}) => {
+  // written through the contents API, not run here: its outputs are not signed
+  const name = 'notebook-untrusted.ipynb';
+  const reply = await request.put(`/api/contents/${name}`, {
+    headers: { Authorization: `token ${TOKEN}` },
+    data: {
+      type: 'notebook',
+      format: 'json',
+      content: {
+        ...NOTEBOOK_JSON,
+        cells: [
+          {
+            cell_type: 'code',
+            id: 'shown',
+            metadata: {},
+            execution_count: 1,
+            source: ['job'],
+            outputs: [
+              {
+                output_type: 'display_data',
+                metadata: {},
+                data: {
+                  [MIME]: {
+                    jobId: '20260101-000000-train-static',
+                    name: 'a saved job',
+                    kind: 'train'
+                  },
+                  'text/html':
+                    '<div class="cvat-train-job"><b>a saved job</b> succeeded (static snapshot)</div>',
+                  'text/plain': 'a saved job: succeeded'
+                }
+              }
+            ]
+          }
+        ]
+      }
+    }
+  });
+  expect(reply.ok()).toBe(true);
+  await page.goto(`/lab/tree/${name}?token=${TOKEN}`);
+  await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
+  // the layout restores the other notebook too: this one is the current tab
+  await expect(
+    page.locator('.jp-mod-current.lm-TabBar-tab', { hasText: name })
+  ).toBeVisible();
+  const notebook = page.locator('.jp-NotebookPanel:visible', {
+    hasText: 'succeeded (static snapshot)'
+  });
+  await expect(notebook).toHaveCount(1);
+  await expect(notebook.locator('.jp-OutputArea-output')).toHaveCount(1);
+  await expect(notebook.locator('.jp-CvatTrain-jobOutputCard')).toHaveCount(0);
+  await shot(page, 'notebook-untrusted-light');
 });
