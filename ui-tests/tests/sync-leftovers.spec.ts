@@ -7,7 +7,7 @@
  */
 import { expect, test, type APIRequestContext } from '@playwright/test';
 import { randomBytes } from 'crypto';
-import { mkdirSync, writeFileSync } from 'fs';
+import { mkdirSync, rmSync, writeFileSync } from 'fs';
 import * as path from 'path';
 
 import {
@@ -33,6 +33,13 @@ test.beforeAll(() => {
     mkdirSync(path.dirname(file), { recursive: true });
     writeFileSync(file, randomBytes(100));
   }
+});
+
+// The file browser's folder is kept in the workspace and shown again by the next page
+// load; a folder that is gone is restored as the root, which the other spec files expect.
+test.afterAll(() => {
+  rmSync(path.join(ROOT, DOWN), { recursive: true, force: true });
+  rmSync(path.join(ROOT, STORE), { recursive: true, force: true });
 });
 
 test.beforeEach(({ page }) => {
