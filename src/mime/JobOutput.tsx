@@ -1,7 +1,8 @@
 /**
  * The live job card of a notebook output (`application/vnd.jupyter-cvat-train.job+json`):
  * state, progress with ETA, message, the per-epoch chart of a training job, the last log
- * lines, and Cancel / Open TensorBoard / Open job view (the app's commands). It ends
+ * lines, and Cancel / Open TensorBoard / Open job view (the app's commands); the chart
+ * shows from the first epoch's end, so a fresh card stays short. It ends
  * green (succeeded) or red (failed; cancelled in the warning colour, as in the panel) with
  * the job's final message. Everything comes from the app's one job store and the job's
  * shared stream follower, so the card needs no kernel, and comes back after a page reload
@@ -242,7 +243,9 @@ export function JobOutputCard(props: {
           {problem}
         </div>
       ) : null}
-      {isTrain ? <MetricsChart series={series} trans={trans} /> : null}
+      {isTrain && series.length > 0 ? (
+        <MetricsChart series={series} trans={trans} />
+      ) : null}
       <LogView
         lines={follower.log.lines}
         dropped={follower.log.dropped}
