@@ -203,6 +203,12 @@ def test_a_job_that_ignores_sigterm_is_cancelled_on_each_backend(root, backend, 
         job = m.create(check_spec({"kind": "test-block", "backend": backend}, root))
         jd = m.job_dir(job["id"])
         assert _wait_for(lambda: jd.read_status().get("state") == JobState.RUNNING, timeout=120)
+        if backend == "ray":  # a launcher that died before writing the handle: found by the job id
+            (jd.path / "launch.json").write_text(json.dumps({"backend": "ray"}))
+            m.close()
+            m = _manager(root, request.getfixturevalue("ray_address"), cancel_grace=1, stop_wait=1)
+            m.reconcile()
+            assert m.get(job["id"])["state"] == JobState.RUNNING
         m.cancel(job["id"])
         done = m.wait(job["id"], timeout=90)
         assert done["state"] == JobState.CANCELLED, done

@@ -375,11 +375,13 @@ class JobManager:
         env[SPEC_HASH_ENV] = spec_sha256(spec_bytes)  # the job process reads only this spec
         env[RUN_ENV] = kind.run  # ... and runs this kind's function, as registered here
         try:  # claim the start: launch.json made exclusively, so a job never starts twice
-            os.close(
-                os.open(
-                    jd.path / HANDLE_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
-                )
+            fd = os.open(
+                jd.path / HANDLE_NAME, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
             )
+            try:  # naming the backend: a launcher that dies before writing the handle leaves the job findable
+                os.write(fd, json_bytes({"backend": backend.name}))
+            finally:
+                os.close(fd)
         except FileExistsError:
             return False  # started by another process already, or planted: settled by the next refresh
         except OSError as e:

@@ -50,7 +50,7 @@ import urllib.parse
 import urllib.request
 
 from ..runtime import JobDir, clean_record, now_iso, valid_text, valid_time
-from . import JobBackend, LaunchRequest, Poll
+from . import JobBackend, LaunchRequest, Poll, was_launched
 
 #: the module Ray runs for a job: it sends output to job.log, then runs the job
 ENTRY_MODULE = "jupyter_cvat_train.jobs.backends.ray_entry"
@@ -354,6 +354,16 @@ class RayBackend(JobBackend):
                 "is not shipped with each job), or point the Ray python setting at an interpreter that has it"
             )
         return f"Ray's log of the job ends with: {lines[-1][:300]}"
+
+    def candidates(self, job_dir: JobDir, handles: list[dict]) -> list[dict]:
+        """The handles given, then, once the job was started (launch.json exists), its
+        own Ray job by id (its submission_id is the job id by construction): a launcher
+        that died between the submission and writing launch.json leaves a job that is
+        still found (and verified by its entrypoint)."""
+        out = super().candidates(job_dir, [h for h in handles if h.get("submission_id")])
+        if was_launched(job_dir) and not any(h.get("submission_id") == job_dir.id for h in out):
+            out.append({"backend": self.name, "submission_id": job_dir.id})  # never for a job not started yet
+        return out
 
     def cancel(self, job_dir: JobDir, handle: dict, grace: float) -> bool:
         """Ask Ray to stop the handle's job (Ray sends SIGTERM to its process tree, then
