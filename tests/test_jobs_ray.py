@@ -319,3 +319,16 @@ def test_a_token_is_sent_as_a_bearer_header_and_never_shown(root):
         assert "s3cret" not in repr(ray) and "s3cret" not in repr(ray.client)
     finally:
         server.shutdown()
+
+
+def test_the_entry_point_on_a_node_without_the_job_folder_says_what_the_backend_needs(tmp_path):
+    missing = tmp_path / "not-mounted" / "job-1"
+    run = subprocess.run(
+        [sys.executable, "-m", "jupyter_cvat_train.jobs.backends.ray_entry", str(missing)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode != 0
+    assert str(missing) in run.stderr and "filesystem the cluster's workers share" in run.stderr
+    assert "object storage" in run.stderr and "not supported yet" in run.stderr

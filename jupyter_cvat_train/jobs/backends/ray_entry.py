@@ -23,10 +23,9 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit("usage: python -m jupyter_cvat_train.jobs.backends.ray_entry JOB_DIR")
     job_dir = argv[0]
     if not os.path.isdir(job_dir) or not os.path.isfile(os.path.join(job_dir, "job.json")):
-        sys.exit(
-            f"cvat-train: the job folder {job_dir} is not on this Ray node: the ray backend needs the runs "
-            "root on a filesystem every node mounts at the same path"
-        )
+        from .ray import OBJECT_STORAGE_UNSUPPORTED
+
+        sys.exit(f"cvat-train: the job folder {job_dir} is not on this Ray node: {OBJECT_STORAGE_UNSUPPORTED}")
     fd = os.open(
         os.path.join(job_dir, "job.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644
     )
