@@ -313,7 +313,7 @@ def check_backend(value: Any, backends: Iterable[str] | None = None) -> str | No
             else ""
         )
         raise SpecError(
-            f"backend: {value!r} is not configured on this server{how}; configured: {', '.join(sorted(backends))}",
+            f"backend: {value!r} is not configured here{how}; configured: {', '.join(sorted(backends))}",
             409,
         )
     return value

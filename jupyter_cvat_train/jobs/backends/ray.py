@@ -256,7 +256,11 @@ class RayBackend(JobBackend):
             except OSError:
                 known = None
             if known is None:
-                raise OSError(f"the Ray cluster at {self.address} did not take the job: {e}") from None
+                raise OSError(
+                    f"the job was not submitted: {e}"  # names the address already
+                    if isinstance(e, RayUnreachable)
+                    else f"the Ray cluster at {self.address} refused the job: {e}"
+                ) from None
             if known.get("entrypoint") != command:
                 raise OSError(
                     f"the Ray cluster at {self.address} already has a job {job_dir.id} that runs something "
