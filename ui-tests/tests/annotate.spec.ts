@@ -13,36 +13,24 @@ import {
   type Page
 } from '@playwright/test';
 import { execFileSync } from 'child_process';
-import { existsSync } from 'fs';
 import * as path from 'path';
 
 import {
+  failOnPageErrors,
   openLab,
   openPanel,
   openSidebar,
+  PYTHON,
   ROOT,
   setTheme,
   shot,
+  TINY_HYPERPARAMETERS,
   TOKEN
 } from './helpers';
 
-const repoRoot = path.resolve(__dirname, '..', '..');
-const venvPython = path.join(repoRoot, '.venv', 'bin', 'python');
-const python =
-  process.env.PYTHON ?? (existsSync(venvPython) ? venvPython : 'python3');
-
-const HYPERPARAMETERS = [
-  'batch_size: 4',
-  'image_size: 96',
-  'pretrained: false',
-  'num_workers: 0',
-  'precise_bn_batches: 1',
-  'warmup_iters: 1'
-].join('\n');
-
 test.describe.configure({ mode: 'serial' });
+failOnPageErrors();
 
-let pageErrors: string[] = [];
 let trainJob = { id: '', dir: '' };
 let annotateJob = '';
 
@@ -80,7 +68,7 @@ async function waitForJob(
 
 test.beforeAll(async ({ request }) => {
   test.setTimeout(300_000);
-  execFileSync(python, [
+  execFileSync(PYTHON, [
     path.join(__dirname, '..', 'scripts', 'make_annotate_data.py'),
     ROOT
   ]);
@@ -91,7 +79,7 @@ test.beforeAll(async ({ request }) => {
       kind: 'train',
       template: 'ssdlite320-mobilenet-v3',
       dataset: 'annotate/train.zip',
-      parameters: { epochs: '1', hyperparameters: HYPERPARAMETERS },
+      parameters: { epochs: '1', hyperparameters: TINY_HYPERPARAMETERS },
       checkpoint: null,
       device: 'cpu'
     }
@@ -101,15 +89,6 @@ test.beforeAll(async ({ request }) => {
   const done = await waitForJob(request, job.id, 280_000);
   expect(done.state, done.message).toBe('succeeded');
   trainJob = { id: job.id, dir: job.dir };
-});
-
-test.beforeEach(({ page }) => {
-  pageErrors = [];
-  page.on('pageerror', error => pageErrors.push(error.message));
-});
-
-test.afterEach(() => {
-  expect(pageErrors).toEqual([]);
 });
 
 async function openFolder(page: Page, name: string) {
@@ -347,7 +326,7 @@ test('auto-annotate a folder: the mapping renames and drops labels, a corrupt im
   expect(zipPath).toBe(`${job.dir}/output/annotations.zip`);
   expect(job.outputs.labels).toEqual(['ring', 'square']);
   expect(job.outputs.dropped_labels).toEqual(['triangle']);
-  const categories = execFileSync(python, [
+  const categories = execFileSync(PYTHON, [
     '-c',
     'import json, sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); ' +
       'print(",".join(c["name"] for c in json.loads(z.read("annotations/instances_default.json"))["categories"]))',

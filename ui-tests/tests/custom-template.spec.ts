@@ -7,27 +7,31 @@
  */
 import { expect, test } from '@playwright/test';
 import { execFileSync } from 'child_process';
-import { existsSync, mkdirSync, writeFileSync } from 'fs';
+import { mkdirSync, writeFileSync } from 'fs';
 import * as path from 'path';
 
-import { openLab, openPanel, ROOT, setTheme, shot } from './helpers';
+import {
+  openLab,
+  openPanel,
+  PYTHON,
+  REPO_ROOT,
+  ROOT,
+  setTheme,
+  shot
+} from './helpers';
 
-const repoRoot = path.resolve(__dirname, '..', '..');
-const venvPython = path.join(repoRoot, '.venv', 'bin', 'python');
-const python =
-  process.env.PYTHON ?? (existsSync(venvPython) ? venvPython : 'python3');
 const NAME = 'ui-custom-baseline';
 
 test.describe.configure({ mode: 'serial' });
 
 test.beforeAll(() => {
-  execFileSync(python, [
+  execFileSync(PYTHON, [
     path.join(__dirname, '..', 'scripts', 'make_data.py'),
     ROOT
   ]);
   const folder = path.join(ROOT, 'cvat-train-templates');
   mkdirSync(folder, { recursive: true });
-  const code = path.join(repoRoot, 'examples', 'custom-template');
+  const code = path.join(REPO_ROOT, 'examples', 'custom-template');
   writeFileSync(
     path.join(folder, `${NAME}.yaml`),
     [

@@ -3,13 +3,46 @@
  * server keeps its token and XSRF checks on), the panel, screenshots under
  * ui-tests/screenshots/, the theme, and API calls with the token.
  */
-import { expect, type APIRequestContext, type Page } from '@playwright/test';
+import {
+  expect,
+  test,
+  type APIRequestContext,
+  type Page
+} from '@playwright/test';
+import { existsSync } from 'fs';
 import * as path from 'path';
 
 export const PANEL_ID = 'jupyter-cvat-train-panel';
 export const TOKEN = process.env.CVAT_UI_TOKEN ?? '';
 export const ROOT = process.env.CVAT_UI_HOME ?? '';
 export const SCREENSHOTS = path.resolve(__dirname, '..', 'screenshots');
+export const REPO_ROOT = path.resolve(__dirname, '..', '..');
+const venvPython = path.join(REPO_ROOT, '.venv', 'bin', 'python');
+/** The Python of the test server (the venv's), for the data scripts. */
+export const PYTHON =
+  process.env.PYTHON ?? (existsSync(venvPython) ? venvPython : 'python3');
+
+/** Hyperparameters that train the default model in seconds on the CPU. */
+export const TINY_HYPERPARAMETERS = [
+  'batch_size: 4',
+  'image_size: 96',
+  'pretrained: false',
+  'num_workers: 0',
+  'precise_bn_batches: 1',
+  'warmup_iters: 1'
+].join('\n');
+
+/** Fail each test of the calling file during which the page threw. */
+export function failOnPageErrors(): void {
+  let errors: string[] = [];
+  test.beforeEach(({ page }) => {
+    errors = [];
+    page.on('pageerror', error => errors.push(error.message));
+  });
+  test.afterEach(() => {
+    expect(errors).toEqual([]);
+  });
+}
 
 /** Load JupyterLab (logging in with the token) and wait for the splash to go. */
 export async function openLab(

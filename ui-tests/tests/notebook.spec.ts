@@ -17,12 +17,15 @@ import { execFileSync } from 'child_process';
 import { existsSync } from 'fs';
 import * as path from 'path';
 
-import { ROOT, SCREENSHOTS, setTheme, shot, TOKEN } from './helpers';
-
-const repoRoot = path.resolve(__dirname, '..', '..');
-const venvPython = path.join(repoRoot, '.venv', 'bin', 'python');
-const python =
-  process.env.PYTHON ?? (existsSync(venvPython) ? venvPython : 'python3');
+import {
+  failOnPageErrors,
+  PYTHON,
+  ROOT,
+  SCREENSHOTS,
+  setTheme,
+  shot,
+  TOKEN
+} from './helpers';
 
 const NOTEBOOK = 'notebook-job-view.ipynb';
 const DATASET = 'notebook-data/sample.zip';
@@ -94,12 +97,11 @@ const NOTEBOOK_JSON = {
 };
 
 test.describe.configure({ mode: 'serial' });
-
-let pageErrors: string[] = [];
+failOnPageErrors();
 
 test.beforeAll(async ({ request }) => {
   if (!existsSync(path.join(ROOT, DATASET))) {
-    execFileSync(python, [
+    execFileSync(PYTHON, [
       '-c',
       'import sys; from jupyter_cvat_train.datasets import generate_sample; ' +
         'generate_sample(sys.argv[1], images=12, width=96, height=96)',
@@ -111,15 +113,6 @@ test.beforeAll(async ({ request }) => {
     data: { type: 'notebook', format: 'json', content: NOTEBOOK_JSON }
   });
   expect(reply.ok()).toBe(true);
-});
-
-test.beforeEach(({ page }) => {
-  pageErrors = [];
-  page.on('pageerror', error => pageErrors.push(error.message));
-});
-
-test.afterEach(() => {
-  expect(pageErrors).toEqual([]);
 });
 
 async function openNotebook(page: Page): Promise<Locator> {

@@ -13,20 +13,11 @@ import { createServer } from 'net';
 import { tmpdir } from 'os';
 import * as path from 'path';
 
-import { openSidebar, PANEL_ID, shot } from './helpers';
+import { openSidebar, PANEL_ID, PYTHON, REPO_ROOT, shot } from './helpers';
 
-const repoRoot = path.resolve(__dirname, '..', '..');
-const venvBin = path.join(repoRoot, '.venv', 'bin');
+const venvJupyter = path.join(REPO_ROOT, '.venv', 'bin', 'jupyter');
 const jupyter =
-  process.env.JUPYTER ??
-  (existsSync(path.join(venvBin, 'jupyter'))
-    ? path.join(venvBin, 'jupyter')
-    : 'jupyter');
-const python =
-  process.env.PYTHON ??
-  (existsSync(path.join(venvBin, 'python'))
-    ? path.join(venvBin, 'python')
-    : 'python3');
+  process.env.JUPYTER ?? (existsSync(venvJupyter) ? venvJupyter : 'jupyter');
 
 const home = mkdtempSync(path.join(tmpdir(), 'cvat-train-restart-'));
 const token = randomBytes(24).toString('hex');
@@ -136,7 +127,7 @@ test.describe.configure({ mode: 'serial' });
 test.beforeAll(async () => {
   test.setTimeout(180_000);
   mkdirSync(path.join(home, 'root'), { recursive: true });
-  execFileSync(python, [
+  execFileSync(PYTHON, [
     path.join(__dirname, '..', 'scripts', 'make_data.py'),
     path.join(home, 'root')
   ]);

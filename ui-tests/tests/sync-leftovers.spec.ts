@@ -12,6 +12,7 @@ import * as path from 'path';
 
 import {
   api,
+  failOnPageErrors,
   openLab,
   openPanel,
   openSidebar,
@@ -24,7 +25,7 @@ const STORE = 'h6-store';
 const DOWN = 'h6-down';
 const FILES = ['first.txt', 'second.bin'];
 
-let pageErrors: string[] = [];
+failOnPageErrors();
 
 test.beforeAll(() => {
   mkdirSync(path.join(ROOT, DOWN), { recursive: true });
@@ -40,15 +41,6 @@ test.beforeAll(() => {
 test.afterAll(() => {
   rmSync(path.join(ROOT, DOWN), { recursive: true, force: true });
   rmSync(path.join(ROOT, STORE), { recursive: true, force: true });
-});
-
-test.beforeEach(({ page }) => {
-  pageErrors = [];
-  page.on('pageerror', error => pageErrors.push(error.message));
-});
-
-test.afterEach(() => {
-  expect(pageErrors).toEqual([]);
 });
 
 async function syncJobIds(request: APIRequestContext): Promise<string[]> {

@@ -26,6 +26,7 @@ import * as path from 'path';
 
 import {
   api,
+  failOnPageErrors,
   openLab,
   openPanel,
   openSidebar,
@@ -48,7 +49,7 @@ const FILES: Record<string, number> = {
 
 test.describe.configure({ mode: 'serial' });
 
-let pageErrors: string[] = [];
+failOnPageErrors();
 
 test.beforeAll(async ({ playwright }) => {
   for (const [name, size] of Object.entries(FILES)) {
@@ -60,15 +61,6 @@ test.beforeAll(async ({ playwright }) => {
   const s3 = await playwright.request.newContext();
   expect((await s3.put(`${MOTO}/${BUCKET}`)).ok()).toBe(true);
   await s3.dispose();
-});
-
-test.beforeEach(({ page }) => {
-  pageErrors = [];
-  page.on('pageerror', error => pageErrors.push(error.message));
-});
-
-test.afterEach(() => {
-  expect(pageErrors).toEqual([]);
 });
 
 /** The bucket's objects under `run/`: key (without the prefix) -> size. */
