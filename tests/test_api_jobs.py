@@ -53,11 +53,14 @@ def test_wait_on_a_failed_job_raises_its_message(workdir):
     Image.new("RGB", (32, 32)).save(workdir / "images" / "a.png")
     (workdir / "model").mkdir()
     (workdir / "model" / "model.pt").write_bytes(b"not a weights file")
+    with pytest.raises(api.SpecError, match="no classes.csv"):  # refused before it is queued
+        api.annotate("images", "model")
+    (workdir / "model" / "classes.csv").write_text("labels,id\ncircle,1\n")
     job = api.annotate("images", "model")
     with pytest.raises(api.JobFailed) as e:
         job.wait(timeout=120)
     assert e.value.job == job and job.state == "failed"
-    assert f"job {job.id} failed: " in str(e.value) and "classes.csv not found" in str(e.value)
+    assert f"job {job.id} failed: " in str(e.value) and "model" in job.message
     assert job.message in str(e.value)
     assert job.wait(timeout=1, raise_on_failure=False).state == "failed"
     assert any(ev.get("type") == "state" for ev in job.events())

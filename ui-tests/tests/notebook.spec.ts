@@ -116,7 +116,7 @@ test.beforeAll(async ({ request }) => {
 });
 
 async function openNotebook(page: Page): Promise<Locator> {
-  await page.goto(`/lab/tree/${NOTEBOOK}?token=${TOKEN}`);
+  await page.goto(`/lab/workspaces/notebook/tree/${NOTEBOOK}?token=${TOKEN}`);
   await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
   const notebook = page.locator('.jp-NotebookPanel:visible');
   await expect(notebook.locator('.jp-Cell').nth(1)).toContainText(
@@ -305,9 +305,11 @@ test('an untrusted notebook shows the static snapshot, not the live card', async
     }
   });
   expect(reply.ok()).toBe(true);
-  await page.goto(`/lab/tree/${name}?token=${TOKEN}`);
+  await page.goto(
+    `/lab/workspaces/notebook-untrusted/tree/${name}?token=${TOKEN}`
+  );
   await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
-  // the layout restores the other notebook too: this one is the current tab
+  // its own workspace: only this notebook, the current tab
   await expect(
     page.locator('.jp-mod-current.lm-TabBar-tab', { hasText: name })
   ).toBeVisible();

@@ -44,7 +44,7 @@ test('the quickstart notebook runs in JupyterLab and shows its outputs', async (
   expect(put.ok()).toBe(true);
   const before = ((await api(request, 'jobs')).jobs as { id: string }[]).length;
 
-  await page.goto(`/lab/tree/${NOTEBOOK}?token=${TOKEN}`);
+  await page.goto(`/lab/workspaces/quickstart/tree/${NOTEBOOK}?token=${TOKEN}`);
   await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
   const notebook = page.locator('.jp-NotebookPanel:visible');
   await expect(
