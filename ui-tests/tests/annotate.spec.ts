@@ -25,7 +25,8 @@ import {
   setTheme,
   shot,
   TINY_HYPERPARAMETERS,
-  TOKEN
+  TOKEN,
+  workspace
 } from './helpers';
 
 test.describe.configure({ mode: 'serial' });
@@ -121,7 +122,9 @@ test('the file browser offers validate, train and auto-annotate on a folder and 
   page
 }) => {
   await openLab(page);
-  await page.goto(`/lab/tree/annotate?token=${TOKEN}`);
+  await page.goto(
+    `/lab/workspaces/${workspace()}/tree/annotate?token=${TOKEN}`
+  );
   await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
   await openSidebar(page, 'filebrowser');
   // a folder
@@ -395,7 +398,9 @@ test('dark theme: the Auto-annotate tab and the annotate job view', async ({
   await view.locator('.jp-CvatTrain-previews').scrollIntoViewIfNeeded();
   await shot(page, 'annotate-07-job-dark');
   await openSidebar(page, 'filebrowser');
-  await page.goto(`/lab/tree/annotate?token=${TOKEN}`);
+  await page.goto(
+    `/lab/workspaces/${workspace()}/tree/annotate?token=${TOKEN}`
+  );
   await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
   await openSidebar(page, 'filebrowser');
   await contextMenu(page, 'batch');

@@ -44,12 +44,20 @@ export function failOnPageErrors(): void {
   });
 }
 
+/**
+ * The JupyterLab workspace of the running test's spec file: each file has its own, so
+ * the tabs, file-browser folder and form drafts one file leaves never reach another.
+ */
+export function workspace(): string {
+  return path.basename(test.info().file).replace(/\.spec\.ts$|\.ts$/, '');
+}
+
 /** Load JupyterLab (logging in with the token) and wait for the splash to go. */
 export async function openLab(
   page: Page,
   query = `token=${TOKEN}`
 ): Promise<void> {
-  await page.goto(`/lab?${query}`);
+  await page.goto(`/lab/workspaces/${workspace()}?${query}`);
   await page.locator('#jupyterlab-splash').waitFor({ state: 'detached' });
 }
 
