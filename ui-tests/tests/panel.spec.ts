@@ -8,6 +8,7 @@ import {
   expect,
   test,
   type APIRequestContext,
+  type Locator,
   type Page,
   type WebSocketRoute
 } from '@playwright/test';
@@ -31,6 +32,17 @@ test.describe.configure({ mode: 'serial' });
 failOnPageErrors();
 
 let trainedJob = '';
+let cancelledJob = '';
+
+/**
+ * This file's two jobs in the panel's list, in its order (newest first): the other spec
+ * files share the server's runs root, so the list may hold their jobs too.
+ */
+function ownRows(panel: Locator) {
+  return panel.locator(
+    `.jp-CvatTrain-job:is([data-job-id="${trainedJob}"], [data-job-id="${cancelledJob}"])`
+  );
+}
 
 test.beforeAll(() => {
   execFileSync(PYTHON, [
@@ -359,6 +371,7 @@ test('a second job survives a dropped stream (resumed, no line twice) and is can
   await expect(view).toHaveAttribute('data-job-id', /train/);
   await expect(view).toHaveAttribute('data-state', /queued|running/);
   const jobId = (await view.getAttribute('data-job-id')) ?? '';
+  cancelledJob = jobId;
   await expect(view).toHaveAttribute('data-state', 'running', {
     timeout: 120_000
   });
@@ -416,8 +429,9 @@ test('after a reload the panel and the job tab come back, the log without a repe
   await expect(choice.locator('option:checked')).toContainText('Fine-tune');
   // the jobs list has both jobs, newest first
   const panel = await openPanel(page);
-  const rows = panel.locator('.jp-CvatTrain-job');
+  const rows = ownRows(panel);
   await expect(rows).toHaveCount(2);
+  await expect(rows.nth(0)).toHaveAttribute('data-job-id', cancelledJob);
   await expect(rows.nth(0)).toHaveAttribute('data-state', 'cancelled');
   await expect(rows.nth(1)).toHaveAttribute('data-state', 'succeeded');
   await shot(page, '09-restored-light');
@@ -429,9 +443,9 @@ test('a job deleted elsewhere leaves the list, and its open view says so', async
 }) => {
   await openLab(page);
   const panel = await openPanel(page);
-  const rows = panel.locator('.jp-CvatTrain-job');
+  const rows = ownRows(panel);
   await expect(rows).toHaveCount(2);
-  const cancelled = (await rows.nth(0).getAttribute('data-job-id')) ?? '';
+  const cancelled = cancelledJob;
   await page
     .locator('.lm-TabBar-tab', { hasText: /^train:/ })
     .nth(1)
