@@ -46,7 +46,7 @@ $(PY_STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	if [ -L $(LABEXT_LINK) ]; then rm $(LABEXT_LINK); fi
 	$(PY) -m pip install -q -U pip
-	SKIP_JUPYTER_BUILDER=1 $(PY) -m pip install -c requirements/constraints.txt -e ".[train,onnx,test]"
+	SKIP_JUPYTER_BUILDER=1 $(PY) -m pip install -c requirements/constraints.txt -e ".[train,onnx,test,cvat]"
 	touch $@
 
 # Node: jlpm is the Yarn that ships with jupyterlab (.yarnrc.yml: node_modules linker).
