@@ -14,6 +14,11 @@ Keys are case-insensitive, ``-`` and ``_`` are the same, and Onepanel-era spelli
 mapped to ours (``num-steps`` -> num_steps, ``initial-learning-rate`` -> learning_rate,
 ``num-clones`` -> num_gpus, ``batch-size`` -> batch_size, ...; see :data:`ALIASES`).
 Values in forms 2/3 are read as YAML scalars (``true``, ``0.01``, ``8``).
+
+Onepanel's TFOD form runs as pasted: ``schedule-step-1`` / ``schedule-step-2`` are the
+milestones (optimizer steps) of ``lr_schedule: step`` and select it. ``num_steps`` means the
+whole run's steps (TFOD forms), except in families with ``num_steps_per_epoch`` (Mask R-CNN,
+whose Onepanel form said "num_steps: 1000 # Num steps per epoch"); each key's help says which.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import yaml
 
 from . import registry
 from .catalog import Template, describe_keys, get_template
-from .schema import ALIASES, KEYS, HyperparameterError, Key, coerce, normalize_key
+from .schema import ALIASES, KEYS, HyperparameterError, Key, coerce, normalize_key, schedule_milestones
 
 __all__ = [
     "ALIASES",
@@ -35,6 +40,7 @@ __all__ = [
     "key_schema",
     "normalize_key",
     "parse_hyperparameters",
+    "schedule_milestones",
     "valid_keys",
 ]
 
@@ -83,6 +89,25 @@ def _split_text(text: str) -> dict:
     return doc
 
 
+def _schedule_steps(user: dict, specs: dict, keys: list[str]) -> None:
+    """Onepanel's TFOD ``schedule-step-1`` / ``schedule-step-2``: the milestones (in optimizer
+    steps) of the step schedule. Giving one selects ``lr_schedule: step`` (in ``user``);
+    a contradicting ``lr_schedule`` or steps out of order raise HyperparameterError."""
+    given = {k: user[k] for k in ("schedule_step_1", "schedule_step_2") if user.get(k) is not None}
+    if not given or "lr_schedule" not in specs:
+        return
+    if user.get("lr_schedule", "step") != "step":
+        raise HyperparameterError(
+            f"{', '.join(given)} set the milestones of lr_schedule step, but lr_schedule is "
+            f"{user['lr_schedule']}: remove one of them",
+            keys,
+        )
+    user["lr_schedule"] = "step"
+    s1, s2 = given.get("schedule_step_1"), given.get("schedule_step_2")
+    if s1 is not None and s2 is not None and s2 <= s1:
+        raise HyperparameterError(f"schedule_step_2 ({s2}) must come after schedule_step_1 ({s1})", keys)
+
+
 def parse_hyperparameters(
     text_or_dict: str | dict | Iterable[str | dict] | None, template: str | Template, *, with_defaults: bool = True
 ) -> dict:
@@ -114,6 +139,7 @@ def parse_hyperparameters(
                 hint = f" (it applies to other templates than {t.name})" if known else ""
                 raise HyperparameterError(f"unknown hyperparameter {str(k)[:100]!r}{hint} for template {t.name}", keys)
             user[nk] = coerce(nk, v, specs[nk], keys)
+    _schedule_steps(user, specs, keys)
     family = registry.find_family(t.family)
     if family is not None:
         family.check_limits(user, t.name, keys)

@@ -18,13 +18,14 @@ when imported; loaded on the first lookup). docs/architecture.md ("Adding a mode
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .schema import KEYS, HyperparameterError, Key
+from .schema import KEYS, NUM_STEPS_PER_EPOCH, HyperparameterError, Key
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,9 @@ class ModelFamily:
         the hyperparameters are parsed (labels: when a run is planned). None = no limit.
     check: optional ``(template) -> None`` (or ``"module:function"``) run when a run is
         planned; raises ValueError naming what in the template cannot be built.
+    num_steps_per_epoch: True when ``num_steps`` counts the optimizer steps of one epoch
+        (Onepanel's Mask R-CNN form) instead of the whole run (its TFOD forms, the default);
+        the key's help then says so (:data:`.schema.NUM_STEPS_PER_EPOCH`).
     """
 
     name: str
@@ -85,10 +89,13 @@ class ModelFamily:
     min_batch_size_reason: str = ""
     max_labels: int | None = None
     check: str | Callable[..., None] | None = None
+    num_steps_per_epoch: bool = False
 
     def keys(self) -> dict[str, Key]:
         """The hyperparameters this family accepts: the common keys plus its own."""
         out = {k: spec for k, spec in KEYS.items() if spec.common}
+        if self.num_steps_per_epoch:
+            out["num_steps"] = NUM_STEPS_PER_EPOCH
         for k in self.hyperparameters:
             out[k] = self.extra_keys.get(k) or KEYS[k]
         return out
@@ -278,6 +285,7 @@ TORCHVISION_FAMILIES = [
         tasks=("instance-segmentation",),
         head_prefixes=("roi_heads.box_predictor.", "roi_heads.mask_predictor.mask_fcn_logits."),
         hyperparameters=_RCNN_KEYS + _STAGE_KEYS,
+        num_steps_per_epoch=True,  # Onepanel's Mask R-CNN form: "num_steps: 1000 # Num steps per epoch"
     ),
     dict(name="retinanet", build="build_dense", head_prefixes=("head.classification_head.cls_logits.",)),
     dict(name="fcos", build="build_dense", head_prefixes=("head.classification_head.cls_logits.",)),
@@ -286,3 +294,19 @@ for _row in TORCHVISION_FAMILIES:
     register_family(ModelFamily(**{**_row, "build": _TV + _row["build"], "check": _TV + "check_torchvision_template"}))
 register_builder("fasterrcnn_resnet101_fpn", _TV + "fasterrcnn_resnet101_fpn")
 register_framework(Framework("pytorch", "jupyter_cvat_train.training.job:train_pytorch"))
+
+# ---- the TensorFlow family: KerasHub RetinaNet (models/keras_retinanet.py, training/tf_engine.py) ----
+# The framework is registered only when the tf extra is installed (found without importing
+# TensorFlow), so a TF template elsewhere says which extra to install (get_framework).
+_KERAS = "jupyter_cvat_train.models.keras_retinanet:"
+register_family(
+    ModelFamily(
+        name="keras-retinanet",
+        build=_KERAS + "build_retinanet",
+        framework="tensorflow",
+        min_image_size=64,
+        check=_KERAS + "check_template",
+    )
+)
+if all(importlib.util.find_spec(m) is not None for m in ("tensorflow", "keras", "keras_hub")):
+    register_framework(Framework("tensorflow", "jupyter_cvat_train.training.tf_engine:train_tensorflow"))

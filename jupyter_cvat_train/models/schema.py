@@ -55,7 +55,11 @@ KEYS: dict[str, Key] = {
         max=100_000,
     ),
     "num_steps": Key(
-        int, 3000, "optimizer steps used to derive epochs when epochs is not given", min=1, max=10_000_000
+        int,
+        3000,
+        "total optimizer steps of the run (Onepanel's TFOD meaning); used to derive epochs when epochs is not given",
+        min=1,
+        max=10_000_000,
     ),
     "batch_size": Key(int, 4, "images per optimizer step (per GPU with num_gpus > 1)", min=1, max=4096),
     "learning_rate": Key(float, 0.01, "peak learning rate (after warm-up)", min=0.0),
@@ -65,8 +69,27 @@ KEYS: dict[str, Key] = {
     "lr_schedule": Key(
         str,
         "cosine",
-        "cosine (to 1% at the end), step (x0.1 at 2/3 and 8/9 of the run) or constant",
+        "cosine (to 1% at the end), step (x0.1 at schedule_step_1 and again at schedule_step_2; "
+        "by default 2/3 and 8/9 of the run) or constant",
         choices=("cosine", "step", "constant"),
+    ),
+    "schedule_step_1": Key(
+        int,
+        None,
+        "optimizer step (counted from the start of the run) where the step schedule multiplies the learning "
+        "rate by 0.1 (Onepanel's TFOD schedule-step-1); setting it selects lr_schedule step; empty = 2/3 of the run",
+        min=1,
+        max=100_000_000,
+        optional=True,
+    ),
+    "schedule_step_2": Key(
+        int,
+        None,
+        "optimizer step of the second x0.1 drop (Onepanel's TFOD schedule-step-2), after schedule_step_1; "
+        "setting it selects lr_schedule step; empty = 8/9 of the run",
+        min=1,
+        max=100_000_000,
+        optional=True,
     ),
     "warmup_iters": Key(int, 200, "linear learning-rate warm-up steps (capped at one epoch)", min=0, max=10_000_000),
     "image_size": Key(
@@ -133,6 +156,19 @@ KEYS: dict[str, Key] = {
     ),
 }
 
+# num_steps for the families that count it per epoch (Onepanel's Mask R-CNN form:
+# "num_steps: 1000 # Num steps per epoch", with stage_1/2/3_epochs), where its TFOD forms
+# meant the whole run (KEYS["num_steps"]). A family opts in with ModelFamily.num_steps_per_epoch.
+NUM_STEPS_PER_EPOCH = Key(
+    int,
+    None,
+    "optimizer steps per epoch (Onepanel's Mask R-CNN meaning: 'Num steps per epoch'; the training split is "
+    "drawn again as often as needed); empty = one pass over the training split",
+    min=1,
+    max=10_000_000,
+    optional=True,
+)
+
 # Onepanel-era and common spellings (after lower-casing and '-' -> '_') -> our key.
 ALIASES = {
     "num_epochs": "epochs",
@@ -157,6 +193,8 @@ ALIASES = {
     "validation_split": "val_split",
     "val_percent": "val_split",
     "val_split_percent": "val_split",
+    "schedule_step1": "schedule_step_1",
+    "schedule_step2": "schedule_step_2",
     "stage1_epochs": "stage_1_epochs",
     "stage2_epochs": "stage_2_epochs",
     "stage3_epochs": "stage_3_epochs",
@@ -225,3 +263,12 @@ def coerce(key: str, value: Any, spec: Key, keys: list[str]) -> Any:
         hi = "" if spec.max is None else f"<= {spec.max}"
         raise HyperparameterError(f"{key} must be {' and '.join(x for x in (lo, hi) if x)}, got {shown(out, 40)}", keys)
     return out
+
+
+def schedule_milestones(params: dict) -> tuple[int, ...] | None:
+    """The step schedule's milestones (optimizer steps, ascending) that ``params`` set with
+    ``schedule_step_1`` / ``schedule_step_2``; None when neither is set (the schedule then
+    drops at 2/3 and 8/9 of the run)."""
+    steps = [params.get(k) for k in ("schedule_step_1", "schedule_step_2")]
+    steps = sorted(int(s) for s in steps if s is not None)
+    return tuple(steps) or None

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from ..jobs.runtime import JobCancelled, JobContext, JobError, write_json_atomic
+from ..models.schema import schedule_milestones
 from .plan import Plan, drop_last
 
 PROGRESS_INTERVAL_S = 0.5
@@ -37,18 +38,36 @@ def usable_cpus() -> int:
         return os.cpu_count() or 1
 
 
-def lr_factor(step: int, *, total: int, warmup: int, schedule: str) -> float:
+def lr_factor(step: int, *, total: int, warmup: int, schedule: str, milestones: tuple[int, ...] | None = None) -> float:
     """Learning-rate multiplier at optimizer step ``step`` (0-based) of ``total``:
     linear warm-up from 0.001 over ``warmup`` steps, then cosine (to 0.01), step (x0.1
-    at 2/3 and 8/9 of the run) or constant."""
+    at each of ``milestones``, steps counted from the start of the run; default 2/3 and
+    8/9 of the run) or constant."""
     if warmup > 0 and step < warmup:
         return 0.001 + (1 - 0.001) * step / warmup
     if schedule == "cosine":
         t = min(1.0, (step - warmup) / max(1, total - warmup))
         return 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * t))
     if schedule == "step":
-        return 0.1 ** sum(step >= m for m in (int(total * 2 / 3), int(total * 8 / 9)))
+        return 0.1 ** sum(step >= m for m in (milestones or (int(total * 2 / 3), int(total * 8 / 9))))
     return 1.0
+
+
+def _batches(loader, n: int):
+    """The first ``n`` batches of ``loader``, iterated again as often as needed: one pass
+    when ``n`` is its length; more or fewer when ``num_steps`` counts the steps of an epoch
+    (Mask R-CNN). A pass of the plain loader reshuffles; the per-epoch DDP sampler repeats
+    its order within the epoch."""
+    done = 0
+    while done < n:
+        before = done
+        for batch in loader:
+            yield batch
+            done += 1
+            if done >= n:
+                return
+        if done == before:  # an empty loader: the plan never makes one, but never loop forever
+            return
 
 
 def set_stage(model: torch.nn.Module, stage: int) -> str:
@@ -414,9 +433,10 @@ class Trainer:
         p, spe = self.plan.params, self.plan.steps_per_epoch
         total = spe * self.plan.epochs
         warmup = min(int(p["warmup_iters"]), spe)
+        milestones = schedule_milestones(p)
 
         def factor(step: int) -> float:
-            f = lr_factor(step, total=total, warmup=warmup, schedule=p["lr_schedule"])
+            f = lr_factor(step, total=total, warmup=warmup, schedule=p["lr_schedule"], milestones=milestones)
             return f * (0.1 if self.stage_of.get(step // spe) == 3 else 1.0)
 
         return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
@@ -494,7 +514,7 @@ class Trainer:
         t0 = time.monotonic()
         sums: dict[str, float] = {}
         n_steps = 0
-        for images, targets in loader:
+        for images, targets in _batches(loader, self.plan.steps_per_epoch):
             images, targets = _to_device(images, targets, self.device)
             with torch.autocast(self.device.type, enabled=self.use_amp):
                 loss_dict = run.ddp_model(images, targets)

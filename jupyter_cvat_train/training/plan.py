@@ -115,7 +115,16 @@ def make_plan(
             f"{labels}; fine-tune from it instead (without --resume)"
         )
     train_items, val_items, steps_per_epoch = _split(items, params, gpus)
-    epochs, stages, notes = _epochs(params, steps_per_epoch, len(train_items), gpus)
+    pass_steps = steps_per_epoch
+    if family.num_steps_per_epoch and params.get("num_steps"):
+        steps_per_epoch = int(params["num_steps"])
+    epochs, stages, notes = _epochs(params, steps_per_epoch, len(train_items), gpus, family.num_steps_per_epoch)
+    if steps_per_epoch != pass_steps:
+        notes.append(
+            f"num_steps {steps_per_epoch} counts the steps of one epoch for {template.name} (Onepanel's Mask R-CNN "
+            f"meaning); one pass over the training split is {pass_steps} steps, drawn again as often as needed"
+        )
+    notes += _milestone_notes(params, steps_per_epoch * epochs)
     params["epochs"] = epochs
     finetune = _finetune_source(spec, template, labels, params)
     if resume_ck is not None:
@@ -318,11 +327,26 @@ def _split(items: list[Item], params: dict, gpus: int) -> tuple[list[Item], list
     return train_items, val_items, steps_for(per_rank, bs)
 
 
+def _milestone_notes(params: dict, total: int) -> list[str]:
+    """A note for each ``schedule_step_*`` the run of ``total`` steps never reaches."""
+    from ..models.schema import schedule_milestones
+
+    if params.get("lr_schedule") != "step":
+        return []
+    late = [m for m in schedule_milestones(params) or () if m >= total]
+    return [
+        f"schedule step {m} is past the run's last step ({total} steps): the learning rate does not drop there"
+        for m in late
+    ]
+
+
 def _epochs(
-    params: dict, steps_per_epoch: int, n_train: int, gpus: int
+    params: dict, steps_per_epoch: int, n_train: int, gpus: int, per_epoch_steps: bool = False
 ) -> tuple[int, list[tuple[int, int, int]], list[str]]:
     """(epochs, Mask R-CNN stages, notes): the sum of the ``stage_*_epochs`` when any is
-    set, else ``epochs``, else ceil(num_steps / steps per epoch)."""
+    set, else ``epochs``, else ceil(num_steps / steps per epoch). ``per_epoch_steps``:
+    num_steps counts one epoch's steps (the family's ``num_steps_per_epoch``), so it
+    cannot give the epochs: one of the others must (a JobError otherwise)."""
     notes = []
     stages: list[tuple[int, int, int]] = []
     stage_epochs = [int(params.get(f"stage_{k}_epochs") or 0) for k in (1, 2, 3)]
@@ -336,6 +360,11 @@ def _epochs(
         notes.append("Mask R-CNN staged training: " + ", ".join(f"stage {k} {b - a} epoch(s)" for k, a, b in stages))
     elif params.get("epochs"):
         epochs = int(params["epochs"])
+    elif per_epoch_steps:
+        raise JobError(
+            "give epochs or stage_1/2/3_epochs: for this template num_steps is the number of steps per epoch "
+            "(Onepanel's Mask R-CNN meaning), so it does not say how many epochs to train"
+        )
     else:
         epochs = max(1, math.ceil(params["num_steps"] / steps_per_epoch))
         notes.append(
