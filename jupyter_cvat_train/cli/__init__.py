@@ -21,6 +21,7 @@ COMMANDS = {
     "annotate": ("annotate", "annotate", "Auto-annotate images with a trained model; write a CVAT-importable zip."),
     "sync": ("sync", "sync", "Sync a workspace folder with object storage (s3:// or file://)."),
     "jobs": ("jobs", "jobs", "List, show, follow and cancel jobs."),
+    "cvat": ("cvat", "cvat", "A CVAT server: serve a model to its Automatic annotation, auto-annotate, pull, push."),
     "template": ("template", "template", "Check a template file and print the form it gives (template check FILE)."),
 }
 
