@@ -24,7 +24,7 @@ EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "custom-template"
 def make_repo(dest: Path) -> str:
     """A local git repository holding the example's code; returns its commit."""
     dest.mkdir(parents=True)
-    for name in ("train.py", "requirements.txt"):
+    for name in ("train.py", "annotate.py", "requirements.txt"):
         shutil.copy(EXAMPLE / name, dest / name)
     env = {"GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
 
@@ -84,6 +84,28 @@ BROKEN = {
         "name: t\ncode:\n  path: ./nowhere\ndump_format: cvat_coco\ncommand: python x.py\n",
         3,
         "does not exist",
+    ),
+    "annotate input": (
+        "name: t\ncode: {path: .}\ndump_format: cvat_coco\ncommand: python x.py\n"
+        "annotate: python p.py {{inputs.dataset}} {{output}}\n",
+        5,
+        "{{inputs.dataset}} is not an input of annotate; use {{inputs.images}} or {{inputs.model}}",
+    ),
+    "annotate parameter": (
+        "name: t\ncode: {path: .}\ndump_format: cvat_coco\ncommand: python x.py\n"
+        "annotate: python p.py {{parameters.th}}\n",
+        5,
+        "{{parameters.th}} names no parameter",
+    ),
+    "annotate quotes": (
+        "name: t\ncode: {path: .}\ndump_format: cvat_coco\ncommand: python x.py\nannotate: python 'p.py\n",
+        5,
+        "the annotate command cannot be split into words",
+    ),
+    "shell not a flag": (
+        "name: t\ncode: {path: .}\ndump_format: cvat_coco\ncommand: python x.py\nshell: sometimes\n",
+        5,
+        "shell must be true",
     ),
     "missing repo": (
         "name: t\ncode:\n  git: file:///nonexistent/repo\ndump_format: cvat_coco\ncommand: python x.py\n",

@@ -260,6 +260,21 @@ def run_annotate(ctx: JobContext) -> dict:
     # The ONNX Runtime engine runs on the CPU: "auto" means the CPU for it, even beside a GPU.
     device = "cpu" if opts.engine == "onnx" and opts.device in (None, "", "auto") else resolve_device(opts.device)
     model_dir = Path(opts.model_dir)
+    from ..models.custom import read_run_info
+
+    info = read_run_info(model_dir)
+    if info is not None:  # a custom run's model: the template's own annotate command
+        from ..models.classes import ClassesError, read_classes_csv
+        from .custom_command import run_custom_annotate
+
+        try:
+            mapping = build_mapping(read_classes_csv(model_dir / "classes.csv"), source.labels, explicit)
+        except (ClassesError, MappingError) as e:
+            raise JobError(str(e)) from None
+        t0 = time.perf_counter()
+        pipe = Pipeline(ctx, opts, source.images, mapping, CommandEngine(), plan, "cpu", source_kind=source.kind)
+        run_custom_annotate(pipe, model_dir, info)
+        return pipe._finish(False, time.perf_counter() - t0)
     model, model_labels, task = load_model(model_dir, device)
     try:
         mapping = build_mapping(model_labels, source.labels, explicit)
@@ -279,6 +294,14 @@ def run_annotate(ctx: JobContext) -> dict:
     limit_postprocess(model, opts.threshold, opts.max_detections)
     engine = make_engine(opts, model, model_dir, device)
     return Pipeline(ctx, opts, source.images, mapping, engine, plan, device, source_kind=source.kind).run()
+
+
+class CommandEngine:
+    """The engine's place in a :class:`Pipeline` whose annotations come from a custom
+    template's annotate command (:mod:`.custom_command`), not from a model we load."""
+
+    name = "template annotate command"
+    parallel_calls = 1
 
 
 def plan_run_outputs(ctx: JobContext, opts: AnnotateOptions, images: Path) -> OutputPlan:

@@ -2,8 +2,8 @@
 
 Reads FILE as the catalog would (built-in or custom template), prints each problem with
 its file and line (exit status 1), or the template's name, kind, the form fields from its
-parameters (name, type, default, label) and, for a custom template, the command it
-would run with the defaults (placeholders for the paths). ``--json`` prints the
+parameters (name, type, default, label) and, for a custom template, the command (and its
+annotate command, if any) it would run with the defaults (placeholders for the paths). ``--json`` prints the
 template as ``GET templates`` shows it.
 """
 
@@ -28,7 +28,7 @@ def template() -> None:
 def check(file: Path, as_json: bool) -> None:
     """Check the template FILE (YAML) and print the form it would show."""
     from ..models.catalog import TemplateError, _builtin, load_template
-    from ..models.custom import parameter_values, render_command
+    from ..models.custom import parameter_values, render_annotate, render_command
 
     try:
         t = load_template(file)
@@ -60,6 +60,14 @@ def check(file: Path, as_json: bool) -> None:
             {"dataset": "<job>/data/datasets/" + c.dump_format, "checkpoint": ""},
             "<job>/output",
         )
-        click.echo("command: " + shlex.join(argv))
+        click.echo("command: " + shlex.join(argv) + (" (through /bin/sh, values quoted)" if c.shell else ""))
+        if c.annotate:
+            argv = render_annotate(
+                c,
+                parameter_values(c, None),
+                {"images": "<job>/data/images", "model": "<run>/output"},
+                "<job>/data/annotate-output",
+            )
+            click.echo("annotate: " + shlex.join(argv))
         if c.output_model:
             click.echo(f"outputs: model {c.output_model}, classes {c.output_classes}")

@@ -19,7 +19,9 @@ group as SIGTERM, then SIGKILL after :data:`CANCEL_GRACE_S`; the child also gets
 if the job process dies (Linux ``PR_SET_PDEATHSIG``). Its exit code decides the state:
 non-zero fails the job with the last lines it printed. Then the outputs are checked: a
 model matching ``outputs.model`` must exist, and ``classes.csv`` is written from the
-export's labels (``labels,id``) when the code wrote none.
+export's labels (``labels,id``) when the code wrote none, and ``custom-run.json``
+(:data:`jupyter_cvat_train.models.custom.RUN_INFO`: template, labels, parameter values,
+code folder) tells the annotate job to run the template's ``annotate`` command.
 """
 
 from __future__ import annotations
@@ -36,9 +38,9 @@ import threading
 import time
 from pathlib import Path
 
-from ..jobs.runtime import JobCancelled, JobContext, JobError
+from ..jobs.runtime import JobCancelled, JobContext, JobError, write_json_atomic
 from ..models.classes import write_classes_csv
-from ..models.custom import parameter_values, render_command
+from ..models.custom import RUN_INFO, parameter_values, render_command
 from . import code as code_mod
 from . import dataset as dataset_mod
 from . import environment
@@ -92,8 +94,11 @@ def _copy_checkpoint(path: str | None, models_dir: Path) -> str:
     return str(dest)
 
 
-def _run_command(ctx: JobContext, argv: list[str], cwd: Path, env: dict) -> None:
-    """Run the user's command; JobCancelled after a cancel, JobError on a non-zero exit."""
+def run_command(ctx: JobContext, argv: list[str], cwd: Path, env: dict, what: str = "the command") -> None:
+    """Run the user's command ``argv`` in ``cwd`` as a child in its own process group,
+    its lines to job.log; a cancel of ``ctx`` is forwarded to the group (SIGTERM, SIGKILL
+    after :data:`CANCEL_GRACE_S`). Raises JobCancelled after a cancel, JobError on a
+    non-zero exit (``what`` names the command in it, with its last lines)."""
     tail: collections.deque[str] = collections.deque(maxlen=TAIL_LINES)
     try:
         proc = subprocess.Popen(
@@ -108,7 +113,7 @@ def _run_command(ctx: JobContext, argv: list[str], cwd: Path, env: dict) -> None
         )
     except OSError as e:
         raise JobError(
-            f"the command {argv[0]!r} cannot be started ({e.strerror or e}): check the template's command"
+            f"{what} {argv[0]!r} cannot be started ({e.strerror or e}): check the template's command"
         ) from None
     ctx.event("custom_started", pid=proc.pid)
 
@@ -143,7 +148,7 @@ def _run_command(ctx: JobContext, argv: list[str], cwd: Path, env: dict) -> None
     if code != 0:
         how = f"signal {-code}" if code < 0 else f"exit code {code}"
         last = " | ".join(line.strip() for line in tail if line.strip())[-800:]
-        raise JobError(f"the command failed ({how}); its last lines: {last or '(it printed nothing)'}")
+        raise JobError(f"{what} failed ({how}); its last lines: {last or '(it printed nothing)'}")
 
 
 def _check_outputs(custom, output: Path, labels: list[str], ctx: JobContext) -> Path | None:
@@ -161,6 +166,28 @@ def _check_outputs(custom, output: Path, labels: list[str], ctx: JobContext) -> 
         write_classes_csv(classes, labels)
         ctx.log(f"outputs: wrote {custom.output_classes} from the export's labels ({len(labels)})")
     return model
+
+
+def with_interpreter(argv: list[str], python: str) -> list[str]:
+    """``argv`` with a leading ``python`` / ``python3`` word replaced by ``python`` (the
+    environment's interpreter)."""
+    if argv and argv[0] in ("python", "python3"):
+        return [python, *argv[1:]]
+    return argv
+
+
+def command_env(custom, python: str, **extra: str) -> dict:
+    """The environment of a user command: the job's, ``PYTHONUNBUFFERED=1``, ``extra``,
+    the interpreter's folder first on ``PATH`` (when it is not this Python, and always
+    with ``shell: true``, where ``python`` is found on ``PATH``), without the job's own
+    launch values."""
+    env = dict(os.environ)
+    env.update(PYTHONUNBUFFERED="1", **extra)
+    if python != sys.executable or custom.shell:
+        env["PATH"] = str(Path(python).parent) + os.pathsep + env.get("PATH", "")
+    for k in ("CVAT_TRAIN_JOB_RUN", "CVAT_TRAIN_SPEC_SHA256"):  # the job's own launch values
+        env.pop(k, None)
+    return env
 
 
 def train_custom(ctx: JobContext, template) -> dict:
@@ -203,24 +230,35 @@ def train_custom(ctx: JobContext, template) -> dict:
     python = environment.prepare(custom, code_dir, ctx.log, ctx.cancelled.is_set)
     ctx.progress(3, steps, "steps")
     ctx.check_cancelled()
-    argv = render_command(custom, values, {"dataset": str(dataset_dir), "checkpoint": checkpoint}, str(output))
-    if argv and argv[0] in ("python", "python3"):
-        argv[0] = python
-    env = dict(os.environ)
-    env.update(
-        PYTHONUNBUFFERED="1",
+    argv = with_interpreter(
+        render_command(custom, values, {"dataset": str(dataset_dir), "checkpoint": checkpoint}, str(output)), python
+    )
+    env = command_env(
+        custom,
+        python,
         CVAT_TRAIN_DATASET=str(dataset_dir),
         CVAT_TRAIN_CHECKPOINT=checkpoint,
         CVAT_TRAIN_OUTPUT=str(output),
     )
-    if python != sys.executable:
-        env["PATH"] = str(Path(python).parent) + os.pathsep + env.get("PATH", "")
-    for k in ("CVAT_TRAIN_JOB_RUN", "CVAT_TRAIN_SPEC_SHA256"):  # the job's own launch values
-        env.pop(k, None)
     ctx.log("command: " + shlex.join(argv))
-    _run_command(ctx, argv, code_dir, env)
+    run_command(ctx, argv, code_dir, env)
     ctx.progress(4, steps, "steps")
     model = _check_outputs(custom, output, list(ds.labels), ctx)
+    write_json_atomic(
+        output / RUN_INFO,
+        {
+            "format_version": 1,
+            "kind": "custom",
+            "template": template.name,
+            "labels": list(ds.labels),
+            "parameters": values,
+            "code": os.path.relpath(code_dir, output),
+            "code_commit": commit,
+            "dump_format": custom.dump_format,
+            "model": str(model.relative_to(output)) if model else None,
+            "annotate": bool(custom.annotate),
+        },
+    )
     ctx.progress(steps, steps, "steps")
     return {
         "model_dir": str(output),

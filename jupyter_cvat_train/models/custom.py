@@ -26,14 +26,27 @@ that names code and a command instead of a model family::
     outputs:                              # what a finished run must have written
       model: "*.pth"                      # a glob inside {{output}}
       classes: classes.csv                # written from the export's labels if absent
+    annotate: >-                          # optional: auto-annotation with the user's model
+      python -u predict.py --images {{inputs.images}} --model {{inputs.model}}
+      --out {{output}}/annotations.json
+    shell: false                          # optional: true runs both commands through /bin/sh
 
 Placeholders: ``{{inputs.dataset}}`` (the export in ``dump_format``, under the job's
 ``data/datasets/``), ``{{inputs.checkpoint}}`` (the checkpoint copied to
 ``data/models/``, empty without one), ``{{output}}`` (the job's ``output/``) and
-``{{parameters.<name>}}``. The command is split into words like a POSIX shell line
+``{{parameters.<name>}}``. The ``annotate`` command has ``{{inputs.images}}`` (a folder of
+the images to annotate), ``{{inputs.model}}`` (the custom run's output folder),
+``{{output}}`` (an empty folder where it writes one COCO JSON: ``annotations.json``, or
+its only ``.json`` file) and ``{{parameters.<name>}}`` (the training run's values).
+
+Without ``shell``, a command is split into words like a POSIX shell line
 (:func:`shlex.split`) *before* the values are put in, so a value stays inside its word
-and never becomes a new argument or a shell command; no shell runs it. A leading
-``python`` or ``python3`` word is the environment's interpreter.
+and never becomes a new argument or a shell command; no shell runs it. With ``shell:
+true`` (an explicit opt-in, for pipes, ``&&`` or redirections) the text runs as ``/bin/sh
+-c TEXT`` with every placeholder replaced by its value quoted (:func:`shlex.quote`), so a
+value is still one word and never shell syntax; write placeholders unquoted then. A
+leading ``python`` or ``python3`` word is the environment's interpreter (with ``shell``,
+the environment's ``bin`` folder comes first on ``PATH``).
 
 :func:`parse_custom` checks a loaded YAML document and raises :class:`CustomTemplateError`
 with the file and line of each problem: unknown keys, a reference to no parameter, an
@@ -76,12 +89,19 @@ TOP_KEYS = {
     "command",
     "parameters",
     "outputs",
+    "annotate",
+    "shell",
 }
 CODE_KEYS = {"git", "revision", "path"}
 ENV_KEYS = {"requirements", "python", "system_site_packages"}
 OUTPUT_KEYS = {"model", "classes"}
 PARAMETER_KEYS = {"name", "value", "displayName", "type", "visibility", "hint", "options", "required"}
 INPUTS = ("dataset", "checkpoint")
+ANNOTATE_INPUTS = ("images", "model")
+# Written by a custom run into its output folder: what the annotate job needs to run the
+# template's annotate command (our engine cannot load the user's model). Not model.json:
+# the user's code may write a file of that name itself (the example does).
+RUN_INFO = "custom-run.json"
 _PLACEHOLDER = re.compile(r"\{\{\s*([^{}]*?)\s*\}\}")
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 _PARAM_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,63}$")
@@ -110,7 +130,9 @@ class CustomSpec:
     system_site_packages: the venv sees this interpreter's packages; command: the text
     with its placeholders; parameters: name -> default value (text); number_parameters:
     names of ``input.number`` parameters; output_model: a glob inside the output folder
-    (None: not checked); output_classes: the classes file name inside it.
+    (None: not checked); output_classes: the classes file name inside it; annotate: the
+    annotate command's text (None: the template has none); shell: run the commands with
+    /bin/sh, every value shell-quoted (module docstring).
     """
 
     command: str
@@ -125,6 +147,8 @@ class CustomSpec:
     number_parameters: tuple[str, ...] = ()
     output_model: str | None = None
     output_classes: str = "classes.csv"
+    annotate: str | None = None
+    shell: bool = False
 
 
 # ---- reading with line numbers --------------------------------------------------------------
@@ -230,7 +254,7 @@ def parse_custom(doc: dict, path: Path, text: str) -> CustomSpec:
                     ("parameters", i, "value"),
                     f"parameter {name!r} is input.number but its value {params[name]!r} is not a number",
                 )
-    # command
+    # command, annotate
     command = doc.get("command")
     if not isinstance(command, str) or not command.strip():
         p.add(
@@ -239,24 +263,21 @@ def parse_custom(doc: dict, path: Path, text: str) -> CustomSpec:
         )
         command = ""
     else:
-        try:
-            shlex.split(command)
-        except ValueError as e:
-            p.add(("command",), f"the command cannot be split into words ({e}): check its quotes")
-        for ref in placeholders(command):
-            kind, _, name = ref.partition(".")
-            if kind == "parameters" and name not in params:
-                p.add(("command",), f"{{{{{ref}}}}} names no parameter; declared: {', '.join(params) or 'none'}")
-            elif kind == "inputs" and name not in INPUTS:
-                p.add(
-                    ("command",),
-                    f"{{{{{ref}}}}} is not an input; use {{{{inputs.dataset}}}} or {{{{inputs.checkpoint}}}}",
-                )
-            elif kind not in ("parameters", "inputs") and ref != "output":
-                p.add(
-                    ("command",),
-                    f"unknown placeholder {{{{{ref[:60]}}}}}; use inputs.dataset, inputs.checkpoint, output or parameters.<name>",
-                )
+        _check_command(p, "command", command, params, INPUTS)
+    annotate = doc.get("annotate")
+    if annotate is not None and (not isinstance(annotate, str) or not annotate.strip()):
+        p.add(
+            ("annotate",),
+            "'annotate' must be a command text, e.g. python -u predict.py --images {{inputs.images}} "
+            "--model {{inputs.model}} --out {{output}}/annotations.json (or leave it out)",
+        )
+        annotate = None
+    elif annotate is not None:
+        _check_command(p, "annotate", annotate, params, ANNOTATE_INPUTS)
+    shell = doc.get("shell", False)
+    if not isinstance(shell, bool):
+        p.add(("shell",), "shell must be true (run the commands with /bin/sh, values quoted) or false")
+        shell = False
     # dump format
     fmt = dump_format_id(doc.get("dump_format"))
     if fmt is None:
@@ -346,7 +367,31 @@ def parse_custom(doc: dict, path: Path, text: str) -> CustomSpec:
         number_parameters=tuple(numbers),
         output_model=model,
         output_classes=classes,
+        annotate=annotate.strip() if annotate else None,
+        shell=shell,
     )
+
+
+def _check_command(p: _Problems, key: str, text: str, params: dict, inputs: tuple[str, ...]) -> None:
+    """Problems of the command ``text`` (template key ``key``): words it cannot be split
+    into, placeholders naming no parameter, input or output."""
+    try:
+        shlex.split(text)
+    except ValueError as e:
+        p.add((key,), f"the {key} command cannot be split into words ({e}): check its quotes")
+    names = " or ".join(f"{{{{inputs.{n}}}}}" for n in inputs)
+    for ref in placeholders(text):
+        kind, _, name = ref.partition(".")
+        if kind == "parameters" and name not in params:
+            p.add((key,), f"{{{{{ref}}}}} names no parameter; declared: {', '.join(params) or 'none'}")
+        elif kind == "inputs" and name not in inputs:
+            p.add((key,), f"{{{{{ref}}}}} is not an input of {key}; use {names}")
+        elif kind not in ("parameters", "inputs") and ref != "output":
+            p.add(
+                (key,),
+                f"unknown placeholder {{{{{ref[:60]}}}}}; use {', '.join('inputs.' + n for n in inputs)}, "
+                "output or parameters.<name>",
+            )
 
 
 def _is_number(text: str) -> bool:
@@ -409,15 +454,51 @@ def parameter_values(custom: CustomSpec, given: Any) -> dict[str, str]:
 
 
 def render_command(custom: CustomSpec, values: dict[str, str], inputs: dict[str, str], output: str) -> list[str]:
-    """The argv of the command: its words (:func:`shlex.split` of the template's text),
-    then each placeholder replaced inside its word, so every value stays part of one
-    argument whatever it holds (``1; rm -rf ~`` is one argument, never a command).
-    ``inputs``: {"dataset": path, "checkpoint": path or ""}; ``output``: the output folder."""
+    """The argv of the training command (see :func:`render`). ``inputs``: {"dataset":
+    path, "checkpoint": path or ""}; ``output``: the output folder."""
+    return render(custom, custom.command, values, inputs, output)
+
+
+def render_annotate(custom: CustomSpec, values: dict[str, str], inputs: dict[str, str], output: str) -> list[str]:
+    """The argv of the template's annotate command (see :func:`render`). ``inputs``:
+    {"images": folder, "model": the custom run's output folder}; ``output``: the folder
+    it writes its COCO JSON into. Raises ValueError when the template has none."""
+    if not custom.annotate:
+        raise ValueError("the template has no annotate command")
+    return render(custom, custom.annotate, values, inputs, output)
+
+
+def render(custom: CustomSpec, text: str, values: dict[str, str], inputs: dict[str, str], output: str) -> list[str]:
+    """The argv that runs the command ``text`` with its placeholders filled in.
+
+    Without ``custom.shell``: the words of ``text`` (:func:`shlex.split`), then each
+    placeholder replaced inside its word, so every value stays part of one argument
+    whatever it holds (``1; rm -rf ~`` is one argument, never a command). With it:
+    ``["/bin/sh", "-c", TEXT]`` where each placeholder became its value quoted with
+    :func:`shlex.quote`, so the shell reads every value as one word, never as syntax."""
     table = {f"parameters.{k}": v for k, v in values.items()}
     table.update({f"inputs.{k}": v for k, v in inputs.items()})
     table["output"] = output
+    if custom.shell:
+        return ["/bin/sh", "-c", _PLACEHOLDER.sub(lambda m: shlex.quote(table.get(m.group(1), "")), text)]
 
     def fill(m: re.Match) -> str:
         return table.get(m.group(1), "")
 
-    return [_PLACEHOLDER.sub(fill, word) for word in shlex.split(custom.command)]
+    return [_PLACEHOLDER.sub(fill, word) for word in shlex.split(text)]
+
+
+def read_run_info(folder: Path | str) -> dict | None:
+    """The :data:`RUN_INFO` record a custom run left in its output folder ``folder``
+    (template, labels, parameters, code folder, ...), or None when there is none (a
+    built-in model folder) or it is not a JSON object."""
+    import json
+
+    path = Path(folder) / RUN_INFO
+    if not path.is_file():
+        return None
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) and info.get("kind") == "custom" else None
