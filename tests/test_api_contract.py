@@ -195,7 +195,8 @@ def test_the_contract_enums_follow_the_core():
     built_in = [k.name for k in list_kinds() if k.module.startswith("jupyter_cvat_train.")]  # tests add kinds
     assert sorted(s["JobKind"]["enum"]) == sorted(built_in)
     assert {ref["$ref"].rsplit("/", 1)[1] for ref in s["JobSpec"]["oneOf"]} == {
-        f"{name.capitalize()}Spec" for name in built_in
+        "".join(part.capitalize() for part in name.split("-")) + "Spec"
+        for name in built_in  # cvat-pull: CvatPullSpec
     }
     assert s["Template"]["properties"]["task"]["enum"] == list(TASKS)
     for name in s:

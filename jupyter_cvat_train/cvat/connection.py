@@ -128,7 +128,7 @@ def describe_failure(e: BaseException, settings: CvatSettings, what: str = "the 
     host = settings.host
     if isinstance(e, CvatError):
         return e
-    if isinstance(e, (urllib3.exceptions.HTTPError, OSError)):
+    if isinstance(e, (urllib3.exceptions.HTTPError, ConnectionError, TimeoutError)):
         reason = getattr(e, "reason", None) or e
         return CvatError(
             f"the CVAT server at {host} cannot be reached ({type(reason).__name__}: {reason}) during {what}: "

@@ -23,6 +23,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
+from ..jobs.runtime import JobCancelled
 from .connection import CvatError, CvatSettings, describe_failure
 
 #: our short format names -> CVAT's exporter / importer names
@@ -124,6 +125,9 @@ def pull(
         task.export_dataset(fmt, tmp, include_images=include_images, pbar=pbar)
         size = tmp.stat().st_size
         os.replace(tmp, out)
+    except JobCancelled:
+        tmp.unlink(missing_ok=True)
+        raise
     except Exception as e:  # noqa: BLE001 - server gone, refused export, disk full
         tmp.unlink(missing_ok=True)
         err = describe_failure(e, settings, f"the export of task {task_id} as {fmt!r}")
@@ -378,6 +382,8 @@ def auto_annotate(
             conf_threshold=threshold,
         )
         after = task.get_annotations()
+    except JobCancelled:
+        raise
     except cvataa.BadFunctionError as e:
         raise CvatError(f"task {task_id} does not accept the model's shapes: {e}") from None
     except Exception as e:  # noqa: BLE001

@@ -186,3 +186,35 @@ register_kind(
         description="validate a CVAT export",
     )
 )
+# CVAT itself (the cvat extra): the connection comes from the job process's environment,
+# never from job.json (jupyter_cvat_train/cvat/connection.py).
+register_kind(
+    JobKind(
+        "cvat-pull",
+        "jupyter_cvat_train.cvat.job:pull_job",
+        "io",
+        check="jupyter_cvat_train.cvat.job:check_pull",
+        optional_path_fields=("output",),
+        description="download a CVAT task's export into the workspace and validate it",
+    )
+)
+register_kind(
+    JobKind(
+        "cvat-push",
+        "jupyter_cvat_train.cvat.job:push_job",
+        "io",
+        check="jupyter_cvat_train.cvat.job:check_push",
+        path_fields=("source",),
+        description="send an annotate job's output to a CVAT task",
+    )
+)
+register_kind(
+    JobKind(
+        "cvat-auto-annotate",
+        "jupyter_cvat_train.cvat.job:auto_annotate_job",
+        "accelerator",
+        check="jupyter_cvat_train.cvat.job:check_auto_annotate",
+        path_fields=("model",),
+        description="auto-annotate a CVAT task with a trained model (on this machine)",
+    )
+)

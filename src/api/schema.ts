@@ -5,7 +5,14 @@
  * do not edit; change the schema, then run `jlpm generate:api`.
  */
 
-export type JobKind = 'train' | 'annotate' | 'sync' | 'validate';
+export type JobKind =
+  | 'train'
+  | 'annotate'
+  | 'sync'
+  | 'validate'
+  | 'cvat-pull'
+  | 'cvat-push'
+  | 'cvat-auto-annotate';
 export type JobState =
   'queued' | 'running' | 'succeeded' | 'failed' | 'cancelled';
 /**
@@ -19,7 +26,14 @@ export type JobBackendName = ('local' | 'ray') | null;
 /**
  * The body of POST jobs, by kind; paths are relative to the server root.
  */
-export type JobSpec = TrainSpec | AnnotateSpec | SyncSpec | ValidateSpec;
+export type JobSpec =
+  | TrainSpec
+  | AnnotateSpec
+  | SyncSpec
+  | ValidateSpec
+  | CvatPullSpec
+  | CvatPushSpec
+  | CvatAutoAnnotateSpec;
 /**
  * A text frame of WS jobs/{job_id}/stream (JSON).
  */
@@ -366,6 +380,61 @@ export interface ValidateSpec {
   kind: 'validate';
   dataset: string;
   format?: string | null;
+  backend?: JobBackendName;
+  [k: string]: unknown | undefined;
+}
+/**
+ * POST jobs to download a CVAT task's export into the workspace (a new zip), then validate it. The CVAT host and credentials come from the server's environment (CVAT_HOST with CVAT_ACCESS_TOKEN or CVAT_USERNAME/CVAT_PASSWORD) or the CVAT SDK's default profile, never from the spec.
+ */
+export interface CvatPullSpec {
+  kind: 'cvat-pull';
+  /**
+   * The CVAT task id (in the task's URL, /tasks/<id>).
+   */
+  task_id: number;
+  /**
+   * A new .zip inside the root, in an existing folder.
+   */
+  output: string;
+  /**
+   * cvat (default), coco, yolo, voc, labelme, mot, tfrecord, or a CVAT format name.
+   */
+  format?: string | null;
+  include_images?: boolean | null;
+  overwrite?: boolean | null;
+  backend?: JobBackendName;
+  [k: string]: unknown | undefined;
+}
+/**
+ * POST jobs to send annotations (an annotate job's folder or an annotations zip) to a CVAT task as shapes; labels and images are matched by name before anything is sent.
+ */
+export interface CvatPushSpec {
+  kind: 'cvat-push';
+  /**
+   * The CVAT task id (in the task's URL, /tasks/<id>).
+   */
+  task_id: number;
+  source: string;
+  /**
+   * Replace the task's annotations (else add to them).
+   */
+  replace?: boolean | null;
+  backend?: JobBackendName;
+  [k: string]: unknown | undefined;
+}
+/**
+ * POST jobs to auto-annotate a CVAT task with a trained model folder, run where the job runs (the CVAT SDK's immediate mode).
+ */
+export interface CvatAutoAnnotateSpec {
+  kind: 'cvat-auto-annotate';
+  /**
+   * The CVAT task id (in the task's URL, /tasks/<id>).
+   */
+  task_id: number;
+  model: string;
+  threshold?: number | null;
+  replace?: boolean | null;
+  device?: string | null;
   backend?: JobBackendName;
   [k: string]: unknown | undefined;
 }
