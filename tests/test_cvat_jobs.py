@@ -95,3 +95,17 @@ async def test_cvat_jobs_without_a_host_and_with_an_unreachable_one(
                 assert b"tok-SECRET-123" not in f.read_bytes(), f
     assert not (jp_root_dir / "data" / "task-3.zip").exists()
     assert not list((jp_root_dir / "data").glob(".task-3.zip.partial-*"))
+
+
+async def test_connection_route_without_a_host_and_with_an_unreachable_one(jp_fetch, monkeypatch, tmp_path):
+    for name in ("CVAT_HOST", "CVAT_ACCESS_TOKEN", "CVAT_USERNAME", "CVAT_PASSWORD", "PASS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "config"))
+    code, body = await call(jp_fetch, "get", "/cvat/connection")
+    assert code == 200 and body["ok"] is False and "no CVAT host configured" in body["message"], body
+    host = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("CVAT_HOST", host)
+    monkeypatch.setenv("CVAT_ACCESS_TOKEN", "tok-SECRET-123")
+    code, body = await call(jp_fetch, "get", "/cvat/connection")
+    assert code == 200 and body["ok"] is False and body["host"] == host and body["source"] == "environment"
+    assert "cannot be reached" in body["message"] and "SECRET" not in str(body)

@@ -197,3 +197,20 @@ def check_connection(settings: CvatSettings | None = None) -> dict:
             "source": settings.source,
             "server_version": getattr(about, "version", None),
         }
+
+
+def connection_status(environ: Mapping[str, str] | None = None) -> dict:
+    """The "Test connection" answer, never raising: {"ok", "host", "user", "source",
+    "server_version", "message"} (ok false with the CvatError's message for no host, no or
+    wrong credentials, an unreachable server, no SDK). Blocking: a few requests with
+    :data:`CHECK_TIMEOUT` timeouts."""
+    out = {"ok": False, "host": None, "user": None, "source": None, "server_version": None, "message": ""}
+    try:
+        settings = settings_from_environment(environ)
+        out.update(host=settings.host, source=settings.source)
+        info = check_connection(settings)
+    except CvatError as e:
+        out["message"] = str(e)
+        return out
+    out.update(info, ok=True, message=f"connected to {info['host']} as {info['user']}")
+    return out

@@ -32,6 +32,8 @@ Routes (relative to ``{base_url}cvat-train/api/``)::
     GET    jobs/{id}/plan?offset=&limit=  a page of a sync preview's plan (server/storage.py)
     POST   storage/check {storage, endpoint_url?, workspace?, write?}
                                      identity, endpoint, bucket, list, write checks (server/storage.py)
+    GET    cvat/connection           {ok, host, user, source, server_version, message}: the CVAT
+                                     connection test with the server's environment (never a secret)
 
     GET    models/labels?path=P      {"path", "labels"}: a model folder's classes.csv (server/annotate.py)
     GET    annotate/images?path=P    {"path", "kind", "images", "labels", "format"}: what an
@@ -418,6 +420,19 @@ class StorageCheckHandler(ApiHandler):
         self.finish(json.dumps(result))
 
 
+class CvatConnectionHandler(ApiHandler):
+    """``GET cvat/connection`` → the CVAT connection test with the server's environment
+    (:func:`..cvat.connection.connection_status`: ok, host, user, never a secret), in the
+    bounded pool (503 when full)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        from ..cvat.connection import connection_status
+
+        self.finish(json.dumps(await self.heavy(connection_status)))
+
+
 class SyncPlanHandler(ApiHandler):
     """``GET jobs/{id}/plan?offset=0&limit=500`` → a page of a sync preview's plan
     (:func:`.storage.plan_page`)."""
@@ -519,4 +534,5 @@ def api_routes() -> list[tuple[str, type]]:
         (rf"jobs/{JOB_ID}/tensorboard", TensorBoardHandler),
         (rf"jobs/{JOB_ID}/plan", SyncPlanHandler),
         (r"storage/check", StorageCheckHandler),
+        (r"cvat/connection", CvatConnectionHandler),
     ]

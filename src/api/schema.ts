@@ -699,3 +699,14 @@ export interface SyncPlanPage {
    */
   complete: boolean;
 }
+export interface CvatConnection {
+  ok: boolean;
+  host: string | null;
+  user: string | null;
+  /**
+   * Where the settings came from: 'environment' or 'cvat-sdk profile NAME'.
+   */
+  source: string | null;
+  server_version: string | null;
+  message: string;
+}
