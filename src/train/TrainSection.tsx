@@ -26,6 +26,7 @@ import { useSignal } from '../components/hooks';
 import { Section } from '../components/Section';
 import { PathField } from '../datasets/DatasetsSection';
 import { ReportView } from '../datasets/ReportView';
+import { BrokenTemplates } from './broken';
 import type { IPanelContext } from '../panel/context';
 import {
   fieldOfError,
@@ -47,7 +48,7 @@ function gigabytes(bytes: number | undefined): string {
 
 type Catalog =
   | { kind: 'loading' }
-  | { kind: 'ok'; templates: Template[] }
+  | { kind: 'ok'; templates: Template[]; broken: string[] }
   | { kind: 'error'; message: string };
 
 interface IErrors {
@@ -105,7 +106,11 @@ function Train(props: { ctx: IPanelContext }): JSX.Element {
     setCatalog({ kind: 'loading' });
     listTemplates()
       .then(reply => {
-        setCatalog({ kind: 'ok', templates: reply.templates });
+        setCatalog({
+          kind: 'ok',
+          templates: reply.templates,
+          broken: reply.broken ?? []
+        });
         setName(current => current || reply.templates[0]?.name || '');
       })
       .catch((error: Error) =>
@@ -385,6 +390,9 @@ function Train(props: { ctx: IPanelContext }): JSX.Element {
             </div>
           ) : null}
         </fieldset>
+      ) : null}
+      {catalog.kind === 'ok' ? (
+        <BrokenTemplates broken={catalog.broken} trans={trans} />
       ) : null}
       {template && form ? (
         <>

@@ -7,7 +7,7 @@
  */
 import { expect, test } from '@playwright/test';
 import { execFileSync } from 'child_process';
-import { mkdirSync, writeFileSync } from 'fs';
+import { mkdirSync, rmSync, writeFileSync } from 'fs';
 import * as path from 'path';
 
 import {
@@ -21,6 +21,8 @@ import {
 } from './helpers';
 
 const NAME = 'ui-custom-baseline';
+// a broken user template: listed under the catalog as a collapsed note, with its lines
+const BROKEN_FILE = 'ui-broken-template.yaml';
 
 test.describe.configure({ mode: 'serial' });
 
@@ -50,6 +52,61 @@ test.beforeAll(() => {
       ''
     ].join('\n')
   );
+  writeFileSync(
+    path.join(folder, BROKEN_FILE),
+    [
+      'name: ui-broken',
+      'code: {path: .}',
+      'dump_format: cvat_xml9',
+      'command: python x.py {{parameters.nope}}',
+      ''
+    ].join('\n')
+  );
+});
+
+test.afterAll(() => {
+  // the server root is shared with the other spec files: leave no broken template behind
+  rmSync(path.join(ROOT, 'cvat-train-templates', BROKEN_FILE), { force: true });
+});
+
+test('broken templates show under the catalog with file:line and error', async ({
+  page
+}) => {
+  const errors: string[] = [];
+  page.on('pageerror', e => errors.push(e.message));
+  await openLab(page);
+  const panel = await openPanel(page);
+  await panel.locator('#jp-CvatTrain-datasetPath').fill('data/sample.zip');
+  await panel.locator('.jp-CvatTrain-validate').click();
+  await expect(panel.locator('.jp-CvatTrain-report')).toBeVisible();
+  await panel.locator('.jp-CvatTrain-trainOn').click();
+  const note = panel.locator('.jp-CvatTrain-broken');
+  await expect(note).toBeVisible();
+  await expect(note.locator('summary')).toHaveText(/^\d+ broken templates?$/);
+  const item = note.locator('li', { hasText: `${BROKEN_FILE}:3` });
+  await expect(item).toBeHidden(); // collapsed
+  await note.locator('summary').click();
+  await expect(item).toBeVisible();
+  await expect(item).toContainText(
+    "dump_format 'cvat_xml9' is not a known format"
+  );
+  await expect(
+    note.locator('li', { hasText: `${BROKEN_FILE}:4` })
+  ).toContainText('{{parameters.nope}} names no parameter');
+  // the broken template is not in the catalog, the others are
+  await expect(
+    panel.locator('.jp-CvatTrain-template[data-template="ui-broken"]')
+  ).toHaveCount(0);
+  await expect(
+    panel.locator(`.jp-CvatTrain-template[data-template="${NAME}"]`)
+  ).toBeVisible();
+  await note.scrollIntoViewIfNeeded();
+  await shot(page, 'custom-template-broken-light');
+  await setTheme(page, 'JupyterLab Dark');
+  await note.scrollIntoViewIfNeeded();
+  await shot(page, 'custom-template-broken-dark');
+  await setTheme(page, 'JupyterLab Light');
+  expect(errors).toEqual([]);
 });
 
 test('a user template is in the catalog, its form renders and it trains', async ({
