@@ -5,7 +5,7 @@ a ``spec`` (the labels it can output) and ``detect(context, image)`` (one PIL im
 a list of shapes of those labels). This module is such a function for any model folder
 our training writes (``model.pt`` + ``classes.csv``), through the same model loading and
 inference as the annotate job (:func:`..annotate.pipeline.load_model`,
-:class:`..annotate.engine.TorchEngine`, :func:`..annotate.pipeline.detections_to_annotations`).
+:func:`..annotate.pipeline.make_engine`, :func:`..annotate.pipeline.detections_to_annotations`).
 
 The module is a function *factory* in the SDK's sense: it has ``create(**kwargs)``, which
 ``cvat-cli`` calls with the ``-p NAME=TYPE:VALUE`` parameters::
@@ -41,7 +41,7 @@ import numpy as np
 
 from ..annotate.engine import cpu_parallelism, limit_postprocess
 from ..annotate.mapping import build_mapping
-from ..annotate.pipeline import detections_to_annotations, load_model
+from ..annotate.pipeline import AnnotateOptions, detections_to_annotations, load_model, make_engine
 from ..datasets.geometry import DEFAULT_TOLERANCE
 from ..jobs.runtime import JobError
 
@@ -100,10 +100,12 @@ class ModelFunction:
         # Keep the model's own floor: CVAT's threshold changes per request, and lowering
         # the floor would send thousands of low-score boxes through NMS.
         limit_postprocess(model, 0.0, max_detections)
-        from ..annotate.engine import TorchEngine
-
-        self.engine = TorchEngine(model, self.device)
-        if not self.device.startswith("cuda"):
+        # The annotate job's engine choice (the torch engine; a framework's own engine for
+        # model folders of other frameworks, as annotate picks it).
+        self.engine = make_engine(
+            AnnotateOptions(images="", model_dir=str(self.model_dir)), model, self.model_dir, self.device
+        )
+        if getattr(self.engine, "name", "") == "torch" and not self.device.startswith("cuda"):
             # The annotate job runs several one-thread calls at once; detect() gets one
             # image at a time, so one call uses all the CPUs this process may use.
             import torch
