@@ -3,7 +3,8 @@
 A JobManager over a temporary runs root starts ``--jobs`` jobs of a small kind defined
 here (``bench-ticker``: it prints ``tick <unix time>`` every ``--tick`` s for
 ``--seconds`` s) on each backend, one after the other. The Ray backend gets a
-single-node head started here (``ray start --head --num-cpus 2``, stopped at the end),
+single-node head started here (``ray start --head --num-cpus 2`` through
+:mod:`~jupyter_cvat_train.jobs.backends.ray_head`, that head alone stopped at the end),
 or ``--address`` of a running one.
 
 Figures printed, per backend:
@@ -24,9 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -46,49 +45,6 @@ def ticker(ctx) -> dict:
         n += 1
         time.sleep(float(ctx.spec.get("tick", 0.1)))
     return {"ticks": n}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _start_ray(temp: str) -> str:
-    ray = Path(sys.executable).with_name("ray")
-    dash = _free_port()
-    subprocess.run(
-        [
-            str(ray),
-            "start",
-            "--head",
-            "--num-cpus",
-            "2",
-            "--port",
-            str(_free_port()),
-            "--dashboard-host",
-            "127.0.0.1",
-            "--dashboard-port",
-            str(dash),
-            "--disable-usage-stats",
-            "--temp-dir",
-            temp,
-        ],
-        check=True,
-        cwd=temp,
-        capture_output=True,
-    )
-    from jupyter_cvat_train.jobs.backends.ray import RayJobsClient
-
-    client = RayJobsClient(f"http://127.0.0.1:{dash}", timeout=5)
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            client.request("GET", "/api/jobs/")
-            return client.address
-        except OSError:
-            time.sleep(0.5)
-    raise SystemExit("the Ray dashboard did not come up")
 
 
 def _percentile(values: list[float], q: float) -> float:
@@ -155,14 +111,17 @@ def main() -> None:
 
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)
     from jupyter_cvat_train.jobs.backends.ray import RayBackend
+    from jupyter_cvat_train.jobs.backends.ray_head import start_head
     from jupyter_cvat_train.jobs.manager import JobManager
     from jupyter_cvat_train.jobs.registry import JobKind, register_kind
 
     register_kind(JobKind("bench-ticker", "bench_backends:ticker", "io"))
     temp = tempfile.mkdtemp(prefix="bb", dir="/tmp")
-    started_here = not args.address
+    head = None
     try:
-        address = args.address or _start_ray(temp)
+        if not args.address:
+            head = start_head(Path(temp) / "ray")  # only this head is stopped at the end, not others'
+        address = args.address or head.address
         root = Path(temp) / "root"
         root.mkdir()
         ray = RayBackend(address, python=sys.executable)
@@ -181,8 +140,8 @@ def main() -> None:
             )
         manager.close()
     finally:
-        if started_here:
-            subprocess.run([str(Path(sys.executable).with_name("ray")), "stop", "--force"], capture_output=True)
+        if head is not None:
+            head.stop()
         shutil.rmtree(temp, ignore_errors=True)
 
 

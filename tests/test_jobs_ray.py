@@ -1,7 +1,9 @@
-"""The ray backend against a REAL single-node Ray head started here (``ray start --head``,
-2 CPUs, dashboard on 127.0.0.1, a short temp dir), one head for the whole module and
-``ray stop`` at the end. The test process never imports ``ray``: the backend speaks the
-dashboard's REST Jobs API, as the Jupyter server does.
+"""The ray backend against a REAL single-node Ray head started here (``ray start --head
+--block`` through :mod:`jupyter_cvat_train.jobs.backends.ray_head`, 2 CPUs, dashboard on
+127.0.0.1, a short temp dir, Ray's token auth on), one head for the whole module, and
+that head alone stopped at the end (``ray stop`` would end every Ray process of the
+machine). The test process never imports ``ray``: the backend speaks the dashboard's
+REST Jobs API, as the Jupyter server does.
 
 Covered: a train job on a tiny export submitted through the JobManager with
 ``"backend": "ray"`` succeeds with its job.log lines and output contract; a cancelled
@@ -9,14 +11,17 @@ training ends ``cancelled`` with last.pt; a JobManager made anew mid-job (a serv
 restart) finds the Ray job again and cancels it; a duplicate submission is taken as the
 same job; a job Ray does not know is reconciled from its folder; an unreachable cluster
 is a clear note (no false failure) and a launch failure names the address; the spec's
-``backend`` is checked. Two manager tests run against both backends.
+``backend`` is checked; the token is sent and shown nowhere, and a job without it is
+refused with a message saying so. Two manager tests run against both backends.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 import os
+import secrets
 import shutil
 import socket
 import subprocess
@@ -31,6 +36,7 @@ import test_security_jobs_blocker  # noqa: F401 - registers test-block, puts tes
 from jupyter_cvat_train.datasets import generate_sample
 from jupyter_cvat_train.jobs.backends import LaunchRequest, read_handle
 from jupyter_cvat_train.jobs.backends.ray import RayBackend, RayJobsClient, check_address
+from jupyter_cvat_train.jobs.backends.ray_head import start_head, stop_head
 from jupyter_cvat_train.jobs.manager import JobManager
 from jupyter_cvat_train.jobs.registry import get_kind
 from jupyter_cvat_train.jobs.runtime import JobDir, JobState
@@ -55,50 +61,34 @@ def _wait_for(cond, timeout=60.0, interval=0.2):
     return False
 
 
+#: Ray's token auth is on for the module's head: every request of the backend carries it
+TOKEN = "tok-" + secrets.token_hex(16)
+
+
 @pytest.fixture(scope="module")
 def ray_address():
-    """The dashboard URL of a single-node Ray head started for this module."""
+    """The dashboard URL of a single-node Ray head started for this module (2 CPUs, token
+    auth on), stopped at the end: that head alone, not other Ray processes of the machine
+    (``ray stop`` would end every one, e.g. another test run's)."""
     if importlib.util.find_spec("ray") is None or not RAY_BIN.exists():
         pytest.skip("ray is not installed (pip install 'jupyter_cvat_train[ray]')")
-    temp = tempfile.mkdtemp(prefix="ray", dir="/tmp")  # Ray's socket paths must stay short
-    port, dash = _free_port(), _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
-    cmd = [
-        str(RAY_BIN),
-        "start",
-        "--head",
-        "--num-cpus",
-        "2",
-        "--port",
-        str(port),
-        "--dashboard-host",
-        "127.0.0.1",
-        "--dashboard-port",
-        str(dash),
-        "--disable-usage-stats",
-        "--temp-dir",
-        temp,
-    ]
-    # from a folder of its own: started in the checkout, the cluster's interpreters would
-    # import the package from their working folder, as no real cluster node does
-    started = subprocess.run(cmd, env=env, cwd=temp, capture_output=True, text=True, timeout=180)
-    address = f"http://127.0.0.1:{dash}"
+    folder = Path(tempfile.mkdtemp(prefix="ray", dir="/tmp"))  # Ray's socket paths must stay short
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": TOKEN}
     try:
-        assert started.returncode == 0, started.stdout + started.stderr
-        client = RayJobsClient(address, timeout=5)
-
-        def up():
-            try:
-                client.request("GET", "/api/jobs/")
-                return True
-            except OSError:
-                return False
-
-        assert _wait_for(up, timeout=120), f"the Ray dashboard did not come up at {address}"
-        yield address
+        head = start_head(folder, num_cpus=2, env=env)
+        yield head.address
     finally:
-        subprocess.run([str(RAY_BIN), "stop", "--force"], env=env, capture_output=True, timeout=120)
-        shutil.rmtree(temp, ignore_errors=True)
+        stop_head(folder)
+        left = [pid for pid in Path("/proc").iterdir() if pid.name.isdigit() and _cwd_in(pid, folder)]
+        shutil.rmtree(folder, ignore_errors=True)
+        assert not left, f"processes of the test's Ray head left running: {left}"
+
+
+def _cwd_in(proc: Path, folder: Path) -> bool:
+    try:
+        return os.readlink(proc / "cwd").startswith(str(folder))
+    except OSError:
+        return False
 
 
 @pytest.fixture
@@ -108,7 +98,7 @@ def root(tmp_path):
 
 
 def _manager(root: Path, address: str, **kw) -> JobManager:
-    ray = RayBackend(address, python=sys.executable, stop_wait=kw.pop("stop_wait", 20))
+    ray = RayBackend(address, token=TOKEN, python=sys.executable, stop_wait=kw.pop("stop_wait", 20))
     return JobManager(root / "runs", backends=(ray,), **kw)
 
 
@@ -125,11 +115,12 @@ def _train(root: Path, epochs: int) -> dict:
 
 
 def _ray_status(address: str, job_id: str) -> str:
-    return RayJobsClient(address).job(job_id).get("status")
+    return RayJobsClient(address, token=TOKEN).job(job_id).get("status")
 
 
 @pytest.mark.slow
-def test_train_job_runs_on_ray_and_succeeds(root, ray_address):
+def test_train_job_runs_on_ray_and_succeeds(root, ray_address, caplog):
+    caplog.set_level(logging.DEBUG)
     m = _manager(root, ray_address)
     try:
         job = m.create(_train(root, 1))
@@ -144,6 +135,22 @@ def test_train_job_runs_on_ray_and_succeeds(root, ray_address):
         for rel in ("model/model.pt", "model/classes.csv", "checkpoints/last.pt", "metrics.json"):
             assert (out / rel).is_file(), rel
         assert json.loads((jd.path / "job.json").read_text())["backend"] == "ray"
+        # the cluster's token went in every request and nowhere else: not in the job's
+        # records (job.json, launch.json, status.json, events.jsonl, job.log) nor our logs
+        for path in jd.path.rglob("*"):
+            if path.is_file() and path.stat().st_size < 5_000_000:
+                assert TOKEN.encode() not in path.read_bytes(), path
+        assert TOKEN not in caplog.text and TOKEN not in json.dumps(m.get(job["id"]))
+    finally:
+        m.close()
+
+
+def test_a_cluster_with_token_auth_refuses_a_job_without_the_token(root, ray_address):
+    m = JobManager(root / "runs", backends=(RayBackend(ray_address, python=sys.executable),))
+    try:
+        job = m.create(check_spec({"kind": "validate", "dataset": "sample.zip", "backend": "ray"}, root))
+        assert job["state"] == JobState.FAILED and "token" in job["message"], job
+        assert TOKEN not in job["message"]
     finally:
         m.close()
 
@@ -282,7 +289,7 @@ def test_a_cluster_python_without_the_package_says_how_to_install_it(root, ray_a
         or subprocess.run([bare, "-c", "import jupyter_cvat_train"], capture_output=True, cwd="/").returncode == 0
     ):
         pytest.skip("no interpreter without jupyter_cvat_train on this machine")
-    m = JobManager(root / "runs", backends=(RayBackend(ray_address, python=bare),))
+    m = JobManager(root / "runs", backends=(RayBackend(ray_address, token=TOKEN, python=bare),))
     try:
         job = m.create(check_spec({"kind": "validate", "dataset": "sample.zip", "backend": "ray"}, root))
         done = m.wait(job["id"], timeout=120)
