@@ -4,6 +4,7 @@
 #   make demo DATA=x.zip the same on any CVAT export (its own images are annotated)
 #   make test            set up, then every check (lint + layer contracts, pytest, ui-tests, TypeScript checks)
 #   make lab             JupyterLab with the extension
+#   make ray-cluster     a single-node Ray head here, for trying the ray job backend (make ray-stop)
 #   make clean           remove what set-up and tests made (.venv, node_modules, builds, outputs)
 # Set-up is incremental: each step leaves a stamp file and runs again only when its inputs change.
 # Prerequisites: python3 (>= 3.10, with venv), Node.js >= 18 with npm; Chromium is installed
@@ -30,7 +31,7 @@ LABEXT_LINK := $(VENV)/share/jupyter/labextensions/jupyter-cvat-train
 NODE_STAMP := node_modules/.installed
 UI_NODE_STAMP := ui-tests/node_modules/.installed
 
-.PHONY: setup python-deps node-deps build chromium ui-deps demo test lint pytest ui-test bench-panel ts-check lab clean
+.PHONY: setup python-deps node-deps build chromium ui-deps demo test lint pytest ui-test bench-panel ts-check lab clean ray-cluster ray-stop
 
 setup: python-deps build chromium ui-deps
 
@@ -46,7 +47,10 @@ $(PY_STAMP): pyproject.toml requirements/constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	if [ -L $(LABEXT_LINK) ]; then rm $(LABEXT_LINK); fi
 	$(PY) -m pip install -q -U pip
-	SKIP_JUPYTER_BUILDER=1 $(PY) -m pip install -c requirements/constraints.txt -e ".[train,onnx,test,cvat]"
+	SKIP_JUPYTER_BUILDER=1 $(PY) -m pip install -c requirements/constraints.txt -e ".[train,onnx,test,cvat,tf]"
+	# keras-hub without its dependencies: it hard-requires tensorflow-text, which pulls the full
+	# tensorflow wheel over tensorflow-cpu; the tf extra holds the one it imports (tokenizers).
+	$(PY) -m pip install -c requirements/constraints.txt --no-deps keras-hub
 	touch $@
 
 # Node: jlpm is the Yarn that ships with jupyterlab (.yarnrc.yml: node_modules linker).
@@ -148,6 +152,17 @@ test: setup
 LAB_ARGS ?=
 lab: setup
 	$(BIN)/jupyter lab $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
+# A single-node Ray head on this machine, for trying the ray job backend: prints its address and
+# the --CvatTrainApp.ray_address= to give JupyterLab. RAY_DIR: Ray's temp folder (short: socket
+# paths); RAY_PORT: the dashboard's port. ray-stop ends that head only (`ray stop` ends them all).
+RAY_DIR ?= /tmp/cvat-train-ray-$(shell id -u)
+RAY_PORT ?= 8265
+ray-cluster: python-deps
+	$(PY) -m jupyter_cvat_train.jobs.backends.ray_head start --dir $(RAY_DIR) --dashboard-port $(RAY_PORT)
+
+ray-stop:
+	$(PY) -m jupyter_cvat_train.jobs.backends.ray_head stop --dir $(RAY_DIR)
 
 clean:
 	rm -rf $(VENV) node_modules lib tsconfig.tsbuildinfo $(LABEXT) $(DEMO_DIR) \

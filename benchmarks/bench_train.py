@@ -1,4 +1,5 @@
-"""Training throughput: our training job vs a bare torchvision loop, in the same run.
+"""Training throughput: our training job vs a bare torchvision loop (or, with
+``--framework tensorflow``, a bare Keras ``model.fit``), in the same run.
 
 Both train the same model (same template, image size, random init) on the same images
 with the same batch size, loader workers and torch threads. The bare loop is the
@@ -9,6 +10,12 @@ epoch of each side is a warm-up and is not counted.
 
     .venv/bin/python benchmarks/bench_train.py [--data EXPORT] [--images 64] [--epochs 3]
         [--template ssdlite320-mobilenet-v3] [--batch-size 8] [--image-size 192] [--workers 0]
+    .venv/bin/python benchmarks/bench_train.py --framework tensorflow [--template retinanet-tiny-keras]
+
+With ``--framework tensorflow`` the bare side is ``model.fit`` of the same KerasHub model
+(same template, input size, optimizer, batch size) on the same images decoded once into
+memory, with no callbacks; ours is the tensorflow job (tf.data, learning-rate schedule,
+progress events, TensorBoard), its ``train_time_s`` per epoch as above.
 
 Prints images/s of both and the ratio ours / bare (goal: >= 0.9).
 """
@@ -75,16 +82,61 @@ def bare_loop(items, labels, template, params, epochs: int) -> float:
     return sum(rates) / len(rates)
 
 
+def bare_keras_fit(items, labels, template, params, epochs: int) -> float:
+    """images/s of a plain ``model.fit`` of the template's Keras model (epochs after the first)."""
+    import numpy as np
+
+    from jupyter_cvat_train.models import keras_retinanet as kr
+    from jupyter_cvat_train.training.tf_engine import _targets, decode_resized
+
+    tf, keras, _ = kr.import_keras()
+    side = kr.input_size(template, int(params["image_size"]))
+    x = kr.preprocess(np.stack([decode_resized(str(it.image_path), side) for it in items]))
+    boxes, classes = _targets(items, labels, side)
+    keras.utils.set_random_seed(0)
+    model, _ = kr.build_retinanet(template, len(labels) + 1, params)
+    model.compile(
+        optimizer=keras.optimizers.AdamW(params["learning_rate"], weight_decay=params["weight_decay"]),
+        box_loss="auto",
+        classification_loss="auto",
+    )
+    times = []
+
+    class Clock(keras.callbacks.Callback):
+        def on_epoch_begin(self, epoch, logs=None):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            times.append(time.perf_counter() - self.t0)
+
+    bs = int(params["batch_size"])
+    steps = len(items) // bs
+    model.fit(
+        x[: steps * bs],
+        {"boxes": boxes[: steps * bs], "labels": classes[: steps * bs]},
+        batch_size=bs,
+        epochs=epochs,
+        shuffle=True,
+        callbacks=[Clock()],
+        verbose=0,
+    )
+    return sum(steps * bs / t for t in times[1:]) / len(times[1:])
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", help="a CVAT export (default: a generated sample)")
     ap.add_argument("--images", type=int, default=64, help="images in the generated sample")
     ap.add_argument("--epochs", type=int, default=3)
-    ap.add_argument("--template", default="ssdlite320-mobilenet-v3")
+    ap.add_argument("--framework", choices=("pytorch", "tensorflow"), default="pytorch")
+    ap.add_argument("--template", help="default: ssdlite320-mobilenet-v3 (pytorch), retinanet-tiny-keras (tensorflow)")
     ap.add_argument("--batch-size", type=int, default=8)
-    ap.add_argument("--image-size", type=int, default=192)
+    ap.add_argument("--image-size", type=int, help="default: 192 (pytorch), 128 (tensorflow)")
     ap.add_argument("--workers", type=int, default=0)
     args = ap.parse_args()
+    tf_side = args.framework == "tensorflow"
+    args.template = args.template or ("retinanet-tiny-keras" if tf_side else "ssdlite320-mobilenet-v3")
+    args.image_size = args.image_size or (128 if tf_side else 192)
 
     from jupyter_cvat_train.datasets import generate_sample
     from jupyter_cvat_train.jobs.runtime import JobDir, run_job
@@ -107,21 +159,33 @@ def main() -> None:
     spec = {"kind": "train", "template": args.template, "dataset": str(data), "parameters": user}
     plan = make_plan(spec, work, log=lambda m: None)
     params = parse_hyperparameters(user, args.template)
-    print(
-        f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.template}, "
-        f"{len(plan.train_items)} training images, batch {args.batch_size}, size {args.image_size}, "
-        f"workers {args.workers}, {args.epochs} epochs (first = warm-up)"
-    )
+    if tf_side:
+        import tensorflow as tf
 
-    bare = bare_loop(plan.train_items, plan.labels, args.template, params, args.epochs)
-    print(f"bare torchvision loop : {bare:8.2f} images/s")
+        print(
+            f"tensorflow {tf.__version__}, {args.template}, {len(plan.train_items)} training images, "
+            f"batch {args.batch_size}, size {args.image_size}, {args.epochs} epochs (first = warm-up)"
+        )
+        bare = bare_keras_fit(plan.train_items, plan.labels, args.template, params, args.epochs)
+        print(f"bare keras model.fit  : {bare:8.2f} images/s")
+    else:
+        print(
+            f"torch {torch.__version__}, threads {torch.get_num_threads()}, {args.template}, "
+            f"{len(plan.train_items)} training images, batch {args.batch_size}, size {args.image_size}, "
+            f"workers {args.workers}, {args.epochs} epochs (first = warm-up)"
+        )
+        bare = bare_loop(plan.train_items, plan.labels, args.template, params, args.epochs)
+        print(f"bare torchvision loop : {bare:8.2f} images/s")
     job = work / "job"
     JobDir(job).create(spec)
     status = run_job(job, train_job, handle_sigterm=False)
     if status["state"] != "succeeded":
         sys.exit(f"our job failed: {status['message']}")
     hist = json.loads((job / "output" / "metrics.json").read_text())["history"][1:]
-    ours = sum(len(plan.train_items) / h["train_time_s"] for h in hist) / len(hist)
+    if tf_side:  # steps x batch: the tensorflow job draws whole batches
+        ours = sum(h["images_per_s"] for h in hist) / len(hist)
+    else:
+        ours = sum(len(plan.train_items) / h["train_time_s"] for h in hist) / len(hist)
     print(f"our training job      : {ours:8.2f} images/s")
     print(f"ratio ours / bare     : {ours / bare:8.3f}  (goal >= 0.9)")
 

@@ -143,6 +143,16 @@ def load_model(model_dir: Path, device: str):
         labels = read_classes_csv(model_dir / "classes.csv")
     except ClassesError as e:
         raise JobError(str(e)) from None
+    from ..models.keras_retinanet import is_keras_model_dir
+
+    if is_keras_model_dir(model_dir):  # model.json says framework tensorflow: annotate/tf_engine.py
+        from .tf_engine import load_keras_model
+
+        try:
+            km = load_keras_model(model_dir)
+        except Exception as e:  # noqa: BLE001 - the tf extra missing, or an unreadable folder
+            raise JobError(f"cannot load the TensorFlow model in {model_dir}: {e}") from None
+        return km, labels, km.task
     try:
         from ..models import load_trained_model
     except ImportError:
@@ -232,7 +242,19 @@ def _default_workers() -> int:
 
 
 def make_engine(opts: AnnotateOptions, model, model_dir: Path, device: str):
-    """The engine the options ask for, around the loaded ``model``."""
+    """The engine the options ask for, around the loaded ``model``; a TensorFlow model
+    folder's own engine (:mod:`.tf_engine`) whatever the options say but ``onnx``."""
+    from .tf_engine import KerasModel
+
+    if isinstance(model, KerasModel):
+        if opts.engine == "onnx":
+            raise JobError(
+                f"{model_dir} is a TensorFlow model ({model.template}): the ONNX engine runs PyTorch models; "
+                f"use engine torch (the default), which runs each model with its own framework"
+            )
+        from .tf_engine import KerasEngine
+
+        return KerasEngine(model, opts.threshold, opts.max_detections)
     if opts.engine == "onnx":
         from .onnx_engine import OnnxEngine
 

@@ -37,7 +37,7 @@ def models(as_json: bool) -> None:
         d = t.defaults
         star = "  (default)" if t.name == DEFAULT_TEMPLATE else ""
         click.echo(
-            f"{t.name}{star}\n  {t.display_name} - {t.task}; batch_size {d.get('batch_size')}, "
+            f"{t.name}{star}\n  {t.display_name} - {t.framework} {t.task}; batch_size {d.get('batch_size')}, "
             f"learning_rate {d.get('learning_rate')}, image_size {d.get('image_size')}, "
             f"epochs {d.get('epochs') or 'auto (num_steps ' + str(d.get('num_steps')) + ')'}"
         )

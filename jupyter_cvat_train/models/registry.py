@@ -30,8 +30,28 @@ from .schema import KEYS, NUM_STEPS_PER_EPOCH, HyperparameterError, Key
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "jupyter_cvat_train.models"
-# Frameworks this project knows of but does not implement, and the pip extra they need.
+# Frameworks whose implementation needs a pip extra (registered only when it is installed):
+# the extra their error message names.
 FRAMEWORK_EXTRAS = {"tensorflow": "tf"}
+TF_MODULES = ("tensorflow", "keras", "keras_hub")
+TF_INSTALL_HINT = (
+    "pip install -c requirements/constraints.txt 'jupyter_cvat_train[tf]' && "
+    "pip install -c requirements/constraints.txt --no-deps keras-hub (or run `make setup`)"
+)
+
+
+def tf_missing_modules() -> list[str]:
+    """The modules of the tf extra that are not installed, found without importing them
+    (a broken or blocked one counts as missing)."""
+    missing = []
+    for m in TF_MODULES:
+        try:
+            found = importlib.util.find_spec(m) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(m)
+    return missing
 
 
 class UnknownFamily(LookupError):
@@ -128,6 +148,12 @@ class Framework:
 
     name: str
     train: str | Callable[..., dict]
+    # Optional checkpoint readers for a framework whose checkpoints are not torch .pt files
+    # (None: training.plan's own). resume: (spec, output_dir, template) -> (state dict, path)
+    # | (None, None); finetune: (spec, template, labels, params) -> source | None. Both raise
+    # JobError naming the path and the fix.
+    resume: str | Callable[..., tuple] | None = None
+    finetune: str | Callable[..., Any] | None = None
 
     def trainer(self) -> Callable[..., dict]:
         """The train callable (imported on first use when given as a string)."""
@@ -250,6 +276,11 @@ def get_framework(name: str) -> Framework:
         return fw
     have = ", ".join(sorted(_frameworks))
     extra = FRAMEWORK_EXTRAS.get(name)
+    if name == "tensorflow":
+        raise FrameworkUnavailable(
+            f"framework tensorflow needs the `tf` extra ({', '.join(tf_missing_modules()) or 'its modules'} not "
+            f"installed; frameworks here: {have}): {TF_INSTALL_HINT}"
+        )
     if extra:
         raise FrameworkUnavailable(
             f"framework {name} needs the `{extra}` extra: pip install jupyter_cvat_train[{extra}], and a package "
@@ -299,6 +330,8 @@ register_framework(Framework("pytorch", "jupyter_cvat_train.training.job:train_p
 # The framework is registered only when the tf extra is installed (found without importing
 # TensorFlow), so a TF template elsewhere says which extra to install (get_framework).
 _KERAS = "jupyter_cvat_train.models.keras_retinanet:"
+
+
 register_family(
     ModelFamily(
         name="keras-retinanet",
@@ -308,5 +341,13 @@ register_family(
         check=_KERAS + "check_template",
     )
 )
-if all(importlib.util.find_spec(m) is not None for m in ("tensorflow", "keras", "keras_hub")):
-    register_framework(Framework("tensorflow", "jupyter_cvat_train.training.tf_engine:train_tensorflow"))
+if not tf_missing_modules():
+    _TFC = "jupyter_cvat_train.training.tf_checkpoints:"
+    register_framework(
+        Framework(
+            "tensorflow",
+            "jupyter_cvat_train.training.tf_engine:train_tensorflow",
+            resume=_TFC + "resume_checkpoint",
+            finetune=_TFC + "finetune_source",
+        )
+    )

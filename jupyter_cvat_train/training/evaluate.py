@@ -16,7 +16,6 @@ import io
 from collections.abc import Iterable, Sequence
 
 import numpy as np
-import torch
 
 from ..datasets.model import Item
 
@@ -99,13 +98,12 @@ def _summarize(gt, dets: list, iou_type: str, labels: Sequence[str]) -> dict:
     }
 
 
-@torch.inference_mode()
 def evaluate(
-    model: torch.nn.Module,
+    model,
     loader: Iterable,
     items: Sequence[Item],
     labels: Sequence[str],
-    device: torch.device,
+    device,
     with_masks: bool = False,
     cancelled=None,
 ) -> dict:
@@ -115,6 +113,13 @@ def evaluate(
     "bbox": {...}}; the top-level numbers are box metrics for detection and mask metrics
     for instance segmentation. ``cancelled``: an Event; when set, evaluation stops early
     and returns None."""
+    import torch
+
+    with torch.inference_mode():
+        return _evaluate(model, loader, items, labels, device, with_masks, cancelled)
+
+
+def _evaluate(model, loader, items, labels, device, with_masks, cancelled) -> dict | None:
     was_training = model.training
     model.eval()
     sizes: list[tuple[int, int]] = [(0, 0)] * len(items)
@@ -149,6 +154,23 @@ def evaluate(
                         )
                         segm_dets.append({"image_id": i, "category_id": int(c), "score": float(s), "segmentation": rle})
     model.train(was_training)
+    return coco_metrics(items, labels, sizes, box_dets, segm_dets if with_masks else None)
+
+
+def coco_metrics(
+    items: Sequence[Item],
+    labels: Sequence[str],
+    sizes: Sequence[tuple[int, int]],
+    box_dets: list[dict],
+    segm_dets: list[dict] | None = None,
+) -> dict:
+    """COCO metrics of detections given as COCO result dicts (``image_id`` = index in
+    ``items``, ``category_id`` = label index + 1, ``score``, ``bbox`` xywh in the items'
+    pixels; ``segmentation`` RLE for ``segm_dets``) against the items' annotations;
+    ``sizes``: (height, width) per item. Framework-free: the torch loop above and the
+    TensorFlow trainer both end here, so their numbers compare. Returns what
+    :func:`evaluate` returns (masks when ``segm_dets`` is not None)."""
+    with_masks = segm_dets is not None
     with contextlib.redirect_stdout(io.StringIO()):
         gt = _COCO()
         gt.dataset = coco_ground_truth(items, labels, sizes)

@@ -101,7 +101,8 @@ def make_plan(
     split and batch size, epochs, checkpoint to fine-tune."""
     warn = warn or log
     template, family = _template(spec)
-    resume_ck, resume_path = _resume_checkpoint(spec, output_dir, template)
+    resume_reader, finetune_reader = _checkpoint_readers(family.framework)
+    resume_ck, resume_path = resume_reader(spec, output_dir, template)
     params = _parameters(spec, template, resume_ck)
     device, gpus = _device_and_gpus(spec, params)
     dataset = spec.get("dataset")
@@ -126,7 +127,7 @@ def make_plan(
         )
     notes += _milestone_notes(params, steps_per_epoch * epochs)
     params["epochs"] = epochs
-    finetune = _finetune_source(spec, template, labels, params)
+    finetune = finetune_reader(spec, template, labels, params)
     if resume_ck is not None:
         notes.append(_resume_note(resume_ck, resume_path, epochs))
     for n in notes:
@@ -165,6 +166,19 @@ def _template(spec: dict):
         return template, models.check_template(template, deep=True)
     except (KeyError, models.TemplateUnavailable) as e:
         raise JobError(str(e)) from None
+
+
+def _checkpoint_readers(framework: str) -> tuple[Callable, Callable]:
+    """(resume reader, fine-tune reader) of ``framework``: its own when it registers them
+    (models.Framework.resume / .finetune, e.g. TensorFlow's), else the torch .pt readers below."""
+    from ..models import get_framework
+    from ..models.registry import resolve
+
+    fw = get_framework(framework)
+    return (
+        resolve(fw.resume) if fw.resume else _resume_checkpoint,
+        resolve(fw.finetune) if fw.finetune else _finetune_source,
+    )
 
 
 def _resume_checkpoint(spec: dict, output_dir: Path, template) -> tuple[dict | None, str | None]:
