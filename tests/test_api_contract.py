@@ -261,6 +261,8 @@ async def test_rest_replies_match_the_contract(jp_fetch, jp_ws_fetch, jp_root_di
     code, devices = await call(jp_fetch, "get", "/devices")  # probed in a subprocess that imports torch
     assert code == 200 and [d["id"] for d in devices["devices"]][:2] == ["auto", "cpu"], devices
     assert devices["gpus"] == len(devices["devices"]) - 2 and devices["torch"], devices
+    code, backends = await call(jp_fetch, "get", "/backends")  # no cluster set: this machine only
+    assert code == 200 and backends == {"default": "local", "backends": [{"id": "local", "name": "This machine"}]}
 
     # datasets/validate: a good export, one with findings, one that is no export, and mistakes
     broken = generate_sample(jp_root_dir / "broken", images=3, width=64, height=48)

@@ -7,10 +7,14 @@ head)."""
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import socket
 import time
+from pathlib import Path
 
 import pytest
+from test_api_contract import call
 from test_server_jobs import api
 from traitlets.config import Config
 
@@ -26,6 +30,7 @@ def _closed_port() -> int:
 
 
 CLOSED = f"http://127.0.0.1:{_closed_port()}"
+TOKEN = "tok-never-shown-5a1f"
 
 
 @pytest.fixture
@@ -35,6 +40,8 @@ def jp_server_config(request):
         app["ray_address"] = CLOSED
     if "by_default" in request.node.name:
         app["job_backend"] = "ray"
+    if "token" in request.node.name:
+        app["ray_token"] = TOKEN
     return Config({"ServerApp": {"jpserver_extensions": {"jupyter_cvat_train": True}}, "CvatTrainApp": app})
 
 
@@ -78,3 +85,36 @@ async def test_with_cluster_by_default_jobs_go_there_and_local_ones_stay_possibl
                 ended[job["id"]] = now
     assert ended[on_ray["id"]]["state"] == "failed" and CLOSED in ended[on_ray["id"]]["message"]
     assert ended[local["id"]]["state"] == "succeeded", ended[local["id"]]
+
+
+async def test_backends_without_a_cluster_is_this_machine_only(jp_fetch):
+    code, reply = await call(jp_fetch, "get", "/backends")  # checked against the API contract
+    assert code == 200 and reply == {"default": "local", "backends": [{"id": "local", "name": "This machine"}]}
+
+
+async def test_with_cluster_and_token_backends_offers_it_and_the_token_is_shown_nowhere(jp_fetch, jp_root_dir, caplog):
+    """The Train form's choice: this machine and the cluster at its address; the token
+    is neither in the reply nor in the job's records nor in the server's log output."""
+    caplog.set_level(logging.DEBUG)
+    code, reply = await call(jp_fetch, "get", "/backends")
+    assert code == 200 and reply["default"] == "local", reply
+    assert reply["backends"] == [
+        {"id": "local", "name": "This machine"},
+        {"id": "ray", "name": f"Ray cluster at {CLOSED}", "address": CLOSED},
+    ]
+    generate_sample(jp_root_dir / "sample.zip", images=3, width=64, height=48)
+    code, job = await api(
+        jp_fetch, "jobs", method="POST", body={"kind": "validate", "dataset": "sample.zip", "backend": "ray"}
+    )
+    assert code == 201, job
+    deadline = time.monotonic() + 60
+    while job["state"] != "failed" and time.monotonic() < deadline:
+        await asyncio.sleep(0.2)
+        code, job = await api(jp_fetch, "jobs", job["id"])
+    assert job["state"] == "failed" and CLOSED in job["message"], job  # the cluster does not answer
+    folder = Path(job["dir"]) if Path(job["dir"]).is_absolute() else jp_root_dir / job["dir"]
+    assert folder.is_dir(), job
+    for path in folder.rglob("*"):
+        if path.is_file():
+            assert TOKEN not in path.read_text(errors="replace"), path
+    assert TOKEN not in json.dumps(job) and TOKEN not in caplog.text

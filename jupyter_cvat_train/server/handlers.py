@@ -14,6 +14,8 @@ Routes (relative to ``{base_url}cvat-train/api/``)::
     GET    version                   {"version"}
     GET    templates                 {"templates": [template.to_dict()...]}
     GET    devices                   {"devices": [{"id", "name", "memory_bytes"?}], "gpus", "torch", "note"}
+    GET    backends                  {"default", "backends": [{"id", "name", "address"?}]}: where jobs
+                                     may run (the Train form's choice; never the cluster's token)
     POST   datasets/validate {path}  the validation report (200 even with errors)
     GET    jobs                      {"jobs": [job...]}  (creation order)
     POST   jobs {kind, ...}          201 job  (400/403/404/422 with details)
@@ -181,6 +183,27 @@ class DevicesHandler(ApiHandler):
     async def get(self):
         reply = await self.service.devices()
         self.finish(json.dumps({k: v for k, v in reply.items() if k != "failed"}))
+
+
+class BackendsHandler(ApiHandler):
+    """``GET backends`` → ``{"default": "local"|"ray", "backends": [{"id", "name",
+    "address"?}]}``: the job backends this server has (``local``, ``This machine``,
+    always first; ``ray``, ``Ray cluster at <address>``, when CvatTrainApp.ray_address is
+    set) and the one a job without ``"backend"`` goes to. The address is the dashboard's
+    URL (credentials are refused in it); the token is never part of the reply."""
+
+    @web.authenticated
+    @authorized
+    async def get(self):
+        manager = self.service.manager
+        out = []
+        for name in sorted(manager.backends, key=lambda n: (n != "local", n)):
+            address = getattr(manager.backends[name], "address", None)
+            item = {"id": name, "name": {"local": "This machine", "ray": f"Ray cluster at {address}"}.get(name, name)}
+            if address:
+                item["address"] = address
+            out.append(item)
+        self.finish(json.dumps({"default": manager.backend.name, "backends": out}))
 
 
 class ValidateDatasetHandler(ApiHandler):
@@ -526,6 +549,7 @@ def api_routes() -> list[tuple[str, type]]:
         (r"version", VersionHandler),
         (r"templates", TemplatesHandler),
         (r"devices", DevicesHandler),
+        (r"backends", BackendsHandler),
         (r"datasets/validate", ValidateDatasetHandler),
         (r"jobs", JobsHandler),
         (rf"jobs/{JOB_ID}", JobHandler),

@@ -12,6 +12,7 @@ import { ServerConnection } from '@jupyterlab/services';
 
 import type {
   ApiError,
+  BackendList,
   DeviceList,
   Job,
   JobList,
@@ -144,6 +145,16 @@ export function listDevices(
   settings?: ServerConnection.ISettings
 ): Promise<DeviceList> {
   return requestAPI<DeviceList>('devices', {}, settings);
+}
+
+/**
+ * `GET backends`: where jobs may run (this machine; the Ray cluster when the server has
+ * one) and where a job without `backend` goes.
+ */
+export function listBackends(
+  settings?: ServerConnection.ISettings
+): Promise<BackendList> {
+  return requestAPI<BackendList>('backends', {}, settings);
 }
 
 /** `POST datasets/validate`: the validation report of an export in the server root. */

@@ -542,6 +542,32 @@ export interface DeviceList {
    */
   note?: string;
 }
+export interface BackendList {
+  /**
+   * Where a job without "backend" runs (CvatTrainApp.job_backend).
+   */
+  default: 'local' | 'ray';
+  /**
+   * local first, then ray when a cluster is set.
+   *
+   * @minItems 1
+   */
+  backends: [Backend, ...Backend[]];
+}
+export interface Backend {
+  /**
+   * The name "backend" in POST jobs takes.
+   */
+  id: 'local' | 'ray';
+  /**
+   * What the form shows: 'This machine', or 'Ray cluster at <address>'.
+   */
+  name: string;
+  /**
+   * The Ray dashboard's URL (http(s)://host:port, never with credentials).
+   */
+  address?: string;
+}
 /**
  * The labels of a trained model folder.
  */

@@ -22,6 +22,7 @@ import { bestEpoch, epochSeries } from './metrics';
 import { isFinal } from './model';
 import type { JobFollower } from './stream';
 import { formatDuration, formatTime, jobDuration } from './time';
+import { jobBackend } from './backend';
 
 interface IAction {
   label: string;
@@ -324,6 +325,14 @@ function JobViewContent(props: {
         <dd>{formatTime(job.ended_at)}</dd>
         <dt>{trans.__('Duration')}</dt>
         <dd>{formatDuration(jobDuration(job, now))}</dd>
+        {jobBackend(job) === 'ray' ? (
+          <>
+            <dt>{trans.__('Runs on')}</dt>
+            <dd className="jp-CvatTrain-backendTag">
+              {trans.__('Ray cluster')}
+            </dd>
+          </>
+        ) : null}
       </dl>
       <SpecBlock job={job} ctx={ctx} />
       <Actions

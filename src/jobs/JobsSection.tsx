@@ -17,6 +17,7 @@ import {
 import type { IPanelContext } from '../panel/context';
 import { isFinal } from './model';
 import { formatDuration, formatTimeShort, jobDuration } from './time';
+import { jobBackend } from './backend';
 
 const STATES: JobState[] = [
   'queued',
@@ -83,6 +84,14 @@ function JobRow(props: {
         <span title={trans.__('Duration')}>
           · {formatDuration(jobDuration(job, now))}
         </span>
+        {jobBackend(job) === 'ray' ? (
+          <span
+            className="jp-CvatTrain-backendTag"
+            title={trans.__('Runs as a Ray job on the cluster')}
+          >
+            · {trans.__('Ray cluster')}
+          </span>
+        ) : null}
       </div>
       {job.message && final ? (
         <div className={'jp-CvatTrain-jobMessage jp-mod-' + job.state}>

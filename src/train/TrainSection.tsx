@@ -1,7 +1,8 @@
 /**
  * The sidebar's Train section: the model catalog (GET templates) as a list; the chosen
  * template's form generated from its parameters (FormComponent); the export, a checkpoint
- * to start from (an earlier train job's model, or a path), device and GPUs; "Start
+ * to start from (an earlier train job's model, or a path), where it runs (this machine or
+ * the server's Ray cluster, offered only when it has one: GET backends), device and GPUs; "Start
  * training" answers at once: the server's 400/404 at the field it concerns, a 422 with the
  * validation report inline, success opens the job view.
  */
@@ -15,8 +16,10 @@ import React, { useEffect, useMemo, useState } from 'react';
 
 import {
   ApiRequestError,
+  listBackends,
   listDevices,
   listTemplates,
+  type BackendList,
   type DeviceList,
   type Template,
   type TrainSpec,
@@ -26,6 +29,7 @@ import { useSignal } from '../components/hooks';
 import { Section } from '../components/Section';
 import { PathField } from '../datasets/DatasetsSection';
 import { ReportView } from '../datasets/ReportView';
+import { BackendChoice } from './backend';
 import { BrokenTemplates } from './broken';
 import type { IPanelContext } from '../panel/context';
 import {
@@ -99,6 +103,9 @@ function Train(props: { ctx: IPanelContext }): JSX.Element {
   const [busy, setBusy] = useState(false);
   const [seenPrefill, setSeenPrefill] = useState(0);
   const [devices, setDevices] = useState<DeviceList | null>(null);
+  const [backends, setBackends] = useState<BackendList | null>(null);
+  // '' = the server's default backend (a job then has no "backend" in its spec)
+  const [backend, setBackend] = useState('');
   // the draft is saved only once the saved one was looked at, so defaults never overwrite it
   const [draftLooked, setDraftLooked] = useState(!ctx.store);
 
@@ -122,6 +129,9 @@ function Train(props: { ctx: IPanelContext }): JSX.Element {
     listDevices()
       .then(setDevices)
       .catch(() => setDevices(null)); // the plain choices stay; the server says no at start
+    listBackends()
+      .then(setBackends)
+      .catch(() => setBackends(null)); // no choice shown: jobs go where the server sends them
   }, []);
 
   const templates = catalog.kind === 'ok' ? catalog.templates : [];
@@ -189,6 +199,7 @@ function Train(props: { ctx: IPanelContext }): JSX.Element {
       spec.device ? String(spec.device) : ctx.settings().defaultDevice || 'auto'
     );
     setGpus(spec.gpus ? String(spec.gpus) : '');
+    setBackend(spec.backend ? String(spec.backend) : '');
     setErrors({});
   }, [prefill?.serial, catalog.kind]);
 
@@ -214,6 +225,9 @@ function Train(props: { ctx: IPanelContext }): JSX.Element {
     if (gpus.trim()) {
       spec.gpus = Number(gpus);
     }
+    if (backend) {
+      spec.backend = backend as TrainSpec['backend'];
+    }
     return spec;
   };
 
@@ -237,6 +251,7 @@ function Train(props: { ctx: IPanelContext }): JSX.Element {
     epochs,
     device,
     gpus,
+    backend,
     state.datasetPath
   ]);
 
@@ -511,6 +526,12 @@ function Train(props: { ctx: IPanelContext }): JSX.Element {
               </label>
             ) : null}
           </div>
+          <BackendChoice
+            backends={backends}
+            value={backend}
+            onChange={setBackend}
+            trans={trans}
+          />
           <div className="jp-CvatTrain-row">
             <label className="jp-CvatTrain-inline">
               {trans.__('Device')}{' '}
