@@ -10,7 +10,8 @@ export const CommandIDs = {
   openJob: 'cvat-train:open-job',
   cancelJob: 'cvat-train:cancel-job',
   openTensorBoard: 'cvat-train:open-tensorboard',
-  refreshJobs: 'cvat-train:refresh-jobs'
+  refreshJobs: 'cvat-train:refresh-jobs',
+  previewTemplate: 'cvat-train:preview-template-form'
 } as const;
 
 /** The palette category. */

@@ -14,6 +14,7 @@ import {
   Notification,
   WidgetTracker
 } from '@jupyterlab/apputils';
+import { PathExt } from '@jupyterlab/coreutils';
 import { IDocumentManager } from '@jupyterlab/docmanager';
 import { FileDialog, IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { IRenderMimeRegistry } from '@jupyterlab/rendermime';
@@ -22,7 +23,11 @@ import { IStateDB } from '@jupyterlab/statedb';
 import { IStatusBar } from '@jupyterlab/statusbar';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 import { IFrame, ToolbarButton } from '@jupyterlab/ui-components';
-import type { ReadonlyPartialJSONValue } from '@lumino/coreutils';
+import type { Contents } from '@jupyterlab/services';
+import type {
+  ReadonlyPartialJSONObject,
+  ReadonlyPartialJSONValue
+} from '@lumino/coreutils';
 
 import { startTensorBoard, type Job } from './api';
 import { CommandIDs, PALETTE_CATEGORY } from './commands';
@@ -37,6 +42,7 @@ import type { IPanelContext, IPanelSettings } from './panel/context';
 import { CvatTrainPanel, PANEL_ID, ServerStatus } from './panel/Panel';
 import { PanelState } from './panel/state';
 import { syncDownTouches } from './sync/refresh';
+import { TemplatePreview } from './train/preview';
 
 const PLUGIN_ID = 'jupyter-cvat-train:plugin';
 
@@ -451,6 +457,70 @@ const plugin: JupyterFrontEndPlugin<void> = {
         }
       });
     }
+    // "Preview training form" on a template file (.yaml / .yml): the file browser's and
+    // the editor's context menus; a main-area tab per file, checked again on each save
+    const isTemplateFile = (path: string | null): path is string =>
+      !!path && /\.ya?ml$/i.test(path);
+    const editorPath = (): string | null => {
+      const current = app.shell.currentWidget;
+      return current && docManager
+        ? (docManager.contextForWidget(current)?.path ?? null)
+        : null;
+    };
+    const previewPath = (args: ReadonlyPartialJSONObject): string | null =>
+      typeof args.path === 'string'
+        ? args.path
+        : args.fromBrowser
+          ? browserSelection()
+          : editorPath();
+    const previews = new Map<string, MainAreaWidget<TemplatePreview>>();
+    let previewCount = 0;
+    const openPreview = (path: string) => {
+      const open = previews.get(path);
+      if (open && !open.isDisposed) {
+        open.content.refresh();
+        app.shell.activateById(open.id);
+        return;
+      }
+      const content = new TemplatePreview(
+        path,
+        trans,
+        app.serviceManager.serverSettings
+      );
+      const widget = new MainAreaWidget({ content });
+      widget.id = `jp-CvatTrain-preview-${++previewCount}`;
+      widget.title.label = trans.__('Form: %1', PathExt.basename(path));
+      widget.title.caption = trans.__('Training form preview of %1', path);
+      widget.title.icon = cvatTrainIcon;
+      widget.title.closable = true;
+      const onSaved = (_: unknown, change: Contents.IChangedArgs) => {
+        if (change.type === 'save' && change.newValue?.path === path) {
+          content.refresh();
+        }
+      };
+      app.serviceManager.contents.fileChanged.connect(onSaved);
+      widget.disposed.connect(() => {
+        app.serviceManager.contents.fileChanged.disconnect(onSaved);
+        previews.delete(path);
+      });
+      previews.set(path, widget);
+      app.shell.add(widget, 'main', { mode: 'split-right' });
+      app.shell.activateById(widget.id);
+    };
+    app.commands.addCommand(CommandIDs.previewTemplate, {
+      label: trans.__('Preview training form'),
+      icon: cvatTrainIcon,
+      caption: trans.__(
+        'Show the Train form this template file gives, or its problems (checked again on each save)'
+      ),
+      isVisible: args => isTemplateFile(previewPath(args)),
+      execute: args => {
+        const path = previewPath(args);
+        if (isTemplateFile(path)) {
+          openPreview(path);
+        }
+      }
+    });
     app.commands.addCommand(CommandIDs.newTraining, {
       label: trans.__('New training…'),
       execute: () => ctx.showTrain()

@@ -384,3 +384,44 @@ async def test_planted_event_lines_still_stream_as_contract_events(jp_fetch, jp_
         f.write('not json\n5\n[1]\n{"no": "type"}\n{"type": 7}\n')
     events = [m["event"] for m in await stream(jp_ws_fetch, job["id"]) if m["type"] == "event"]
     assert [e["type"] for e in events[-5:]] == ["unparsed"] * 5
+
+
+async def test_template_check_replies_match_the_contract(jp_fetch, jp_root_dir):
+    """POST templates/check: a good custom template (its form and commands), a broken one
+    (FILE:LINE relative to the root), and each refusal of the path."""
+    folder = jp_root_dir / "drafts"
+    folder.mkdir()
+    example = REPO_ROOT / "examples" / "custom-template"
+    good = (example / "mean-box-baseline.yaml").read_text().replace("path: .", f"path: {json.dumps(str(example))}")
+    (folder / "good.yaml").write_text(good)
+    (folder / "bad.yml").write_text("name: b\ncode: {path: .}\ndump_format: cvat_xml9\ncommand: x {{parameters.n}}\n")
+    (folder / "notes.txt").write_text("name: x\n")
+    (jp_root_dir.parent / "outside.yaml").write_text(good)
+    check_request("post", "/templates/check", {"path": "drafts/good.yaml"})
+    code, reply = await call(jp_fetch, "post", "/templates/check", body={"path": "drafts/good.yaml"})
+    assert code == 200 and reply["ok"] and reply["path"] == "drafts/good.yaml", reply
+    assert [p["name"] for p in reply["template"]["parameters"]] == ["epochs", "note"]
+    assert reply["template"]["source"] == "drafts/good.yaml" and reply["template"]["family"] == "custom"
+    assert reply["commands"]["command"][:3] == ["python", "-u", "train.py"] and reply["commands"]["shell"] is False
+    assert reply["commands"]["annotate"][:3] == ["python", "-u", "annotate.py"]
+    code, reply = await call(jp_fetch, "post", "/templates/check", body={"path": "drafts/bad.yml"})
+    assert code == 200 and not reply["ok"], reply
+    assert any(e.startswith("drafts/bad.yml:3: dump_format 'cvat_xml9'") for e in reply["errors"]), reply
+    assert any(e.startswith("drafts/bad.yml:4: {{parameters.n}} names no parameter") for e in reply["errors"]), reply
+    (folder / "family.yaml").write_text(
+        (Path(jupyter_cvat_train.__file__).parent / "models" / "templates" / f"{TEMPLATE}.yaml")
+        .read_text()
+        .replace(f"name: {TEMPLATE}", "name: my-fasterrcnn")
+    )
+    code, reply = await call(jp_fetch, "post", "/templates/check", body={"path": "drafts/family.yaml"})
+    assert code == 200 and reply["ok"] and reply["commands"] == {}  # a built-in family's template
+    for body, status in (
+        ("{not json", 400),
+        ({"path": 7}, 400),
+        ({"path": "drafts/notes.txt"}, 400),
+        ({"path": "drafts"}, 400),
+        ({"path": "../outside.yaml"}, 403),
+        ({"path": str(jp_root_dir.parent / "outside.yaml")}, 403),
+        ({"path": "drafts/nope.yaml"}, 404),
+    ):
+        assert (await call(jp_fetch, "post", "/templates/check", body=body))[0] == status, body

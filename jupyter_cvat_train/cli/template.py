@@ -27,16 +27,12 @@ def template() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the template as GET templates shows it.")
 def check(file: Path, as_json: bool) -> None:
     """Check the template FILE (YAML) and print the form it would show."""
-    from ..models.catalog import TemplateError, _builtin, load_template
-    from ..models.custom import parameter_values, render_annotate, render_command
+    from ..models.catalog import TemplateError, check_template_file, preview_commands
 
     try:
-        t = load_template(file)
+        t = check_template_file(file)
     except TemplateError as e:
         click.echo(f"{e}", err=True)
-        sys.exit(1)
-    if t.name in _builtin() and Path(file).resolve() != (_builtin()[t.name].path or Path()).resolve():
-        click.echo(f"{file}: template name {t.name!r} is a built-in template's: give it another name", err=True)
         sys.exit(1)
     if as_json:
         click.echo(json.dumps(t.to_dict(), indent=1, default=str))
@@ -54,20 +50,10 @@ def check(file: Path, as_json: bool) -> None:
         where = f"git {c.code_git} at {c.code_revision or 'HEAD'}" if c.code_git else f"folder {c.code_path}"
         click.echo(f"code: {where}")
         click.echo(f"dump format: {c.dump_format}")
-        argv = render_command(
-            c,
-            parameter_values(c, None),
-            {"dataset": "<job>/data/datasets/" + c.dump_format, "checkpoint": ""},
-            "<job>/output",
-        )
-        click.echo("command: " + shlex.join(argv) + (" (through /bin/sh, values quoted)" if c.shell else ""))
-        if c.annotate:
-            argv = render_annotate(
-                c,
-                parameter_values(c, None),
-                {"images": "<job>/data/images", "model": "<run>/output"},
-                "<job>/data/annotate-output",
-            )
-            click.echo("annotate: " + shlex.join(argv))
+        commands = preview_commands(t)
+        shell = " (through /bin/sh, values quoted)" if commands["shell"] else ""
+        click.echo("command: " + shlex.join(commands["command"]) + shell)
+        if commands["annotate"]:
+            click.echo("annotate: " + shlex.join(commands["annotate"]))
         if c.output_model:
             click.echo(f"outputs: model {c.output_model}, classes {c.output_classes}")

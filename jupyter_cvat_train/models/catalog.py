@@ -469,3 +469,39 @@ def check_template(template: str | Template, *, deep: bool = False) -> registry.
         except ValueError as e:
             raise TemplateUnavailable(str(e)) from None
     return fam
+
+
+def check_template_file(path: Path | str) -> Template:
+    """Check one template file as the catalog would load it (``cvat-train template check``
+    and the server's ``POST templates/check`` both use this): :func:`load_template`, and
+    a name that a built-in template has, given from another file, is refused. Runs
+    nothing and fetches nothing. Raises :class:`TemplateError` whose message has one
+    ``FILE[:LINE]: problem`` line per problem."""
+    t = load_template(path)
+    builtin = _builtin().get(t.name)
+    if builtin is not None and Path(path).resolve() != (builtin.path or Path()).resolve():
+        raise TemplateError(f"{path}: template name {t.name!r} is a built-in template's: give it another name")
+    return t
+
+
+def preview_commands(t: Template) -> dict:
+    """What a custom template would run, with its parameters' defaults and placeholder
+    paths: ``{"command": argv, "annotate": argv or None, "shell": bool}``; ``{}`` for a
+    template of a model family."""
+    from .custom import parameter_values, render_annotate, render_command
+
+    c = t.custom
+    if c is None:
+        return {}
+    values = parameter_values(c, None)
+    command = render_command(
+        c, values, {"dataset": "<job>/data/datasets/" + c.dump_format, "checkpoint": ""}, "<job>/output"
+    )
+    annotate = (
+        render_annotate(
+            c, values, {"images": "<job>/data/images", "model": "<run>/output"}, "<job>/data/annotate-output"
+        )
+        if c.annotate
+        else None
+    )
+    return {"command": command, "annotate": annotate, "shell": c.shell}

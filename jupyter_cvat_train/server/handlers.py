@@ -13,6 +13,8 @@ Routes (relative to ``{base_url}cvat-train/api/``)::
 
     GET    version                   {"version"}
     GET    templates                 {"templates": [template.to_dict()...]}
+    POST   templates/check {path}    {"path", "ok", "template", "commands"} or {"path", "ok": false,
+                                     "errors"}: the form preview of a template file in the root
     GET    devices                   {"devices": [{"id", "name", "memory_bytes"?}], "gpus", "torch", "note"}
     GET    backends                  {"default", "backends": [{"id", "name", "address"?}]}: where jobs
                                      may run (the Train form's choice; never the cluster's token)
@@ -59,7 +61,7 @@ from .._version import __version__
 from ..jobs.manager import JobNotFound
 from ..jobs.runtime import FINAL_STATES
 from ..jobs.runtime.messages import shown
-from ..jobs.specs import SpecError, validate_dataset
+from ..jobs.specs import SpecError, resolve_inside, validate_dataset
 from ..jobs.tail import JobFollower, read_from
 from .annotate import CHUNK, DOWNLOAD_TYPES, INLINE_TYPES, annotate_images, model_labels, open_job_output_file
 from .service import PoolFull
@@ -172,6 +174,43 @@ class TemplatesHandler(ApiHandler):
             return {"templates": [t.to_dict() for t in templates], "broken": list(catalog.skipped)}
 
         self.finish(json.dumps(await self.service.run(load)))
+
+
+class TemplateCheckHandler(ApiHandler):
+    """``POST templates/check {"path"}`` → ``{"path", "ok": true, "template", "commands"}``
+    or ``{"path", "ok": false, "errors": ["FILE:LINE: problem", ...]}``: the form preview
+    of a template file being edited (the panel's "Preview training form"). ``path`` is a
+    ``.yaml`` / ``.yml`` file inside the server root (checked like every client path: 403
+    outside it, 404 missing, 400 for another file); the file is checked as the catalog
+    would load it (``models.catalog.check_template_file``, ``cvat-train template
+    check``'s code) and nothing in it is run or fetched. File names in the errors are
+    relative to the root."""
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        body = self.json_body()
+        try:
+            path = resolve_inside(self.service.root_dir, body.get("path"), "path")
+        except SpecError as e:
+            raise spec_error(e) from None
+        if path.suffix.lower() not in (".yaml", ".yml") or not path.is_file():
+            raise ApiError(400, f"path: {shown(body.get('path'))} is not a template file (.yaml or .yml)")
+        rel = self.service.shown_path(str(path))
+
+        def check():
+            from ..models.catalog import TemplateError, check_template_file, preview_commands
+
+            try:
+                t = check_template_file(path)
+            except TemplateError as e:
+                lines = [line.replace(str(path), rel, 1) for line in str(e).splitlines() if line.strip()]
+                return {"path": rel, "ok": False, "errors": lines}
+            out = t.to_dict()
+            out["source"] = rel
+            return {"path": rel, "ok": True, "template": out, "commands": preview_commands(t)}
+
+        self.finish(json.dumps(await self.service.run(check), default=str))
 
 
 class DevicesHandler(ApiHandler):
@@ -548,6 +587,7 @@ def api_routes() -> list[tuple[str, type]]:
         (rf"jobs/{JOB_ID}/files/(?P<path>.+)", JobFileHandler),
         (r"version", VersionHandler),
         (r"templates", TemplatesHandler),
+        (r"templates/check", TemplateCheckHandler),
         (r"devices", DevicesHandler),
         (r"backends", BackendsHandler),
         (r"datasets/validate", ValidateDatasetHandler),

@@ -22,6 +22,7 @@ import type {
   StorageCheckRequest,
   StreamMessage,
   SyncPlanPage,
+  TemplateCheck,
   TemplateList,
   TensorBoardReply,
   ValidateRequest,
@@ -138,6 +139,18 @@ export function listTemplates(
   settings?: ServerConnection.ISettings
 ): Promise<TemplateList> {
   return requestAPI<TemplateList>('templates', {}, settings);
+}
+
+/**
+ * `POST templates/check`: a template file inside the server root checked as the catalog
+ * would load it (the form preview); 200 with `ok` false and its `FILE:LINE` errors when
+ * it is broken.
+ */
+export function checkTemplateFile(
+  path: string,
+  settings?: ServerConnection.ISettings
+): Promise<TemplateCheck> {
+  return post<TemplateCheck>('templates/check', { path }, settings);
 }
 
 /** `GET devices`: auto, cpu and each CUDA GPU of the server (probed once per server). */

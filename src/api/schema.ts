@@ -736,3 +736,41 @@ export interface CvatConnection {
   server_version: string | null;
   message: string;
 }
+export interface TemplateCheckRequest {
+  /**
+   * A .yaml / .yml template file, relative to the server root (or absolute inside it).
+   */
+  path: string;
+}
+export interface TemplateCheck {
+  /**
+   * The file, relative to the server root.
+   */
+  path: string;
+  /**
+   * Whether the file is a usable template.
+   */
+  ok: boolean;
+  template?: Template;
+  /**
+   * With ok, for a custom template: what it would run with its parameters' defaults (placeholder paths); empty for a model family's template.
+   */
+  commands?: {
+    /**
+     * The training command's argv.
+     */
+    command?: string[];
+    /**
+     * The annotate command's argv, or null without one.
+     */
+    annotate?: string[] | null;
+    /**
+     * Whether the commands run through /bin/sh (values shell-quoted).
+     */
+    shell?: boolean;
+  };
+  /**
+   * Without ok: the problems, one 'FILE:LINE: problem and fix' line each (file names relative to the root).
+   */
+  errors?: string[];
+}
