@@ -235,6 +235,64 @@ def test_annotate_a_folder_into_importable_zips(trained, tmp_path, fmt):
     assert len(ds) >= len(names) and len(boxes) >= len(names)  # the shapes are found
 
 
+def test_onepanel_tfod_form_with_num_clones_trains_under_mirrored_strategy(tmp_path):
+    """Onepanel's TFOD spellings as pasted; num_clones 2 on the CPU = two logical CPU replicas."""
+    from jupyter_cvat_train.datasets import generate_sample
+
+    data = generate_sample(tmp_path / "m.zip", images=24, seed=2)
+    job = tmp_path / "mirrored"
+    hp = "num-steps: 2\nbatch_size: 4\ninitial_learning_rate: 0.001\nnum-clones: 2\nimage_size: 96\nprecise_bn_batches: 1"
+    cli("train", str(data), "--model", TEMPLATE, "--output", str(job), "--device", "cpu", "--hp", hp)
+    status = JobDir(job).read_status()
+    assert status["state"] == "succeeded", status
+    (plan,) = events(job, "plan")
+    assert plan["gpus"] == 2 and plan["epochs"] == 1 and "CPU:1" in plan["device"]
+    ck = json.loads((job / "output" / "checkpoints" / "last.json").read_text())
+    assert ck["params"]["num_gpus"] == 2 and ck["params"]["learning_rate"] == 0.001
+
+
+PRESET_PROBE = """
+import os, numpy as np
+from jupyter_cvat_train.models import get_template, keras_retinanet as kr, parse_hyperparameters
+tf, keras, keras_hub = kr.import_keras()
+t = get_template("tiny-pretrained")
+params = parse_hyperparameters({"image_size": 96}, t.name)
+try:
+    kr.build_retinanet(t.name, 4, params)
+except kr.PretrainedWeightsUnavailable as e:
+    print("ABSENT", e)
+saved = keras_hub.models.ResNetBackbone(image_shape=(None, None, 3), **t.raw["backbone"])
+saved.save_to_preset(os.path.join(os.environ["KERAS_HOME"], "presets", "tiny_resnet_test"))
+model, how = kr.build_retinanet(t.name, 4, params)
+same = all(np.array_equal(a, b) for a, b in zip(model.backbone.image_encoder.get_weights(), saved.get_weights()))
+print("PRETRAINED", params["pretrained"], same, how)
+"""
+
+
+def test_pretrained_backbone_from_the_local_keras_cache(tmp_path):
+    """weights_backbone names a KerasHub preset: absent -> the offline message; saved into
+    $KERAS_HOME/presets -> its weights fill the backbone (nothing is downloaded)."""
+    tpl = tmp_path / "templates"
+    tpl.mkdir()
+    text = (REPO / "jupyter_cvat_train" / "models" / "templates" / f"{TEMPLATE}.yaml").read_text()
+    text = text.replace(f"name: {TEMPLATE}", "name: tiny-pretrained").replace(
+        "task: detection", "task: detection\nweights_backbone: tiny_resnet_test"
+    )
+    (tpl / "tiny-pretrained.yaml").write_text(text)
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO),
+        CVAT_TRAIN_TEMPLATE_PATH=str(tpl),
+        KERAS_HOME=str(tmp_path / "keras"),
+        KAGGLEHUB_CACHE=str(tmp_path / "kagglehub"),
+    )
+    proc = subprocess.run([sys.executable, "-c", PRESET_PROBE], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "ABSENT pretrained weights for tiny-pretrained (KerasHub preset tiny_resnet_test)" in proc.stdout
+    assert "pretrained: false" in proc.stdout
+    assert "PRETRAINED True True backbone pretrained from" in proc.stdout, proc.stdout
+
+
 # ---- bad input (checked before TensorFlow is imported: in this process) -----------------------
 
 

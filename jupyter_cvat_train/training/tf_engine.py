@@ -251,6 +251,7 @@ class KerasTrainer:
                 initial_epoch=cb.start_epoch,
                 steps_per_epoch=plan.steps_per_epoch,
                 callbacks=[cb],
+                shuffle=False,  # tf.data shuffles (seeded); Keras warns that it cannot
                 verbose=0,
             )
         finally:
