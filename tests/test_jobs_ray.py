@@ -339,3 +339,52 @@ def test_the_entry_point_on_a_node_without_the_job_folder_says_what_the_backend_
     assert run.returncode != 0
     assert str(missing) in run.stderr and "filesystem the cluster's workers share" in run.stderr
     assert "object storage" in run.stderr and "not supported yet" in run.stderr
+
+
+def test_a_head_without_its_job_agent_yet_is_asked_again_then_named(root):
+    """A dashboard stand-in answers POST /api/jobs/ as a just-started Ray head does (500,
+    "No available agent to submit job") twice and then takes the job; another one never
+    does: the job fails naming the address and Ray's answer after three tries."""
+    import http.server
+    import threading
+
+    posts = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - http.server's name
+            self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            posts.append(self.server.server_port)
+            if len(posts) <= self.server.refusals:
+                self.send_response(500)
+                self.end_headers()
+                self.wfile.write(b"No available agent to submit job, please try again later.")
+                return
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.end_headers()
+            self.wfile.write(b'{"submission_id": "x"}')
+
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(404)
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    for refusals, taken in ((2, True), (99, False)):
+        posts.clear()
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        server.refusals = refusals
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            ray = RayBackend(f"http://127.0.0.1:{server.server_port}")
+            jd = JobDir(root / "runs" / f"job-{refusals}").create({"kind": "validate"})
+            request = LaunchRequest(jd, get_kind("validate"), {})
+            if taken:
+                assert ray.launch(request)["submission_id"] == jd.id and len(posts) == 3
+            else:
+                with pytest.raises(OSError) as e:
+                    ray.launch(request)
+                assert len(posts) == 3 and ray.address in str(e.value) and "No available agent" in str(e.value)
+        finally:
+            server.shutdown()

@@ -15,7 +15,8 @@ back) is not supported yet: :data:`OBJECT_STORAGE_UNSUPPORTED`.
   <job folder>`` (:mod:`.ray_entry` appends stdout + stderr to job.log, never through a
   symlink, and execs the one job entry point), with the job id as ``submission_id``:
   Ray refuses a duplicate, so a re-submit of the same job finds the first one
-  (:meth:`RayBackend.launch`). Only the variables the job process needs go into the
+  (:meth:`RayBackend.launch`); a head whose job agent is not registered yet (just
+  started) is asked again twice before the job fails. Only the variables the job process needs go into the
   job's ``runtime_env`` (the spec hash and the run target, never the server's
   environment: Ray shows env_vars to anyone who can read the dashboard), plus
   ``RAY_JOB_STOP_WAIT_TIME_S`` (:attr:`RayBackend.stop_wait`, default 30 s), so a
@@ -60,6 +61,8 @@ ALIVE_STATES = ("PENDING", "RUNNING")
 DEFAULT_STOP_WAIT = 30
 DEFAULT_HEARTBEAT = 120.0
 DEFAULT_TIMEOUT = 10.0
+#: what the dashboard answers (a 500) while its job agent is not registered yet
+NO_AGENT = "No available agent to submit job"
 OBJECT_STORAGE_UNSUPPORTED = (
     "the ray backend runs jobs whose folder is on a filesystem the cluster's workers share "
     "(the runs root mounted at the same path on every node); object storage for job folders "
@@ -246,7 +249,7 @@ class RayBackend(JobBackend):
         if request.gpu is not None and request.kind.resource == "accelerator":
             body["entrypoint_num_gpus"] = 1
         try:
-            self.client.submit(body)
+            self._submit(body)
         except OSError as e:
             # refused or failed: maybe because it is there already (Ray refuses a duplicate
             # submission_id; this Ray answers that with a 500): then it is this job if it
@@ -273,6 +276,20 @@ class RayBackend(JobBackend):
             "launched_at": now_iso(),
             "entrypoint": command,
         }
+
+    def _submit(self, body: dict, attempts: int = 3) -> None:
+        """``POST /api/jobs/`` with ``body``, asked again (after 1 s, then 2 s) while the
+        dashboard answers that it has no job agent yet: a head that has just started
+        (its dashboard agent still registering) answers so for a while, and the first job
+        of a new cluster should not fail for it. Any other failure is raised at once."""
+        for attempt in range(attempts):
+            try:
+                self.client.submit(body)
+                return
+            except RayUnreachable as e:
+                if NO_AGENT not in str(e) or attempt == attempts - 1:
+                    raise
+                time.sleep(attempt + 1)
 
     def check_handle(self, data: dict) -> dict:
         return clean_record(data, HANDLE_FIELDS)[0]
