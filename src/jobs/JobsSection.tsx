@@ -89,7 +89,7 @@ function JobRow(props: {
             className="jp-CvatTrain-backendTag"
             title={trans.__('Runs as a Ray job on the cluster')}
           >
-            · {trans.__('Ray cluster')}
+            {trans.__('Ray')}
           </span>
         ) : null}
       </div>

@@ -24,7 +24,7 @@ export function BackendChoice(props: {
   }
   return (
     <div className="jp-CvatTrain-row">
-      <label className="jp-CvatTrain-inline">
+      <label className="jp-CvatTrain-inline jp-CvatTrain-backendChoice">
         {trans.__('Run on')}{' '}
         <select
           className="jp-mod-styled jp-CvatTrain-backend"
