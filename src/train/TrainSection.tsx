@@ -172,7 +172,10 @@ function Train(props: { ctx: IPanelContext }): JSX.Element {
     }
     setSeenPrefill(prefill.serial);
     const spec = prefill.spec;
-    if (spec.dataset) {
+    // a saved draft arrives asynchronously: it never replaces a path typed meanwhile
+    // (the Datasets section shares the field and is usable before the catalog loads)
+    const typed = prefill.reason === 'draft' && state.datasetPath.trim() !== '';
+    if (spec.dataset && !typed) {
       state.datasetPath = String(spec.dataset);
     }
     if (prefill.reason === 'dataset') {
