@@ -269,7 +269,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
         app.shell.activateById(PANEL_ID);
         panel.expand(panel.train);
       },
-      autoAnnotate: prefill => openAnnotate(prefill)
+      autoAnnotate: prefill => openAnnotate(prefill),
+      showDatasets: () => {
+        app.shell.activateById(PANEL_ID);
+        panel.expand(panel.datasets);
+      },
+      pushToCvat: source => {
+        app.shell.activateById(PANEL_ID);
+        panel.openCvatPush(source);
+      }
     };
 
     const panel = new CvatTrainPanel(ctx, server);

@@ -13,6 +13,7 @@ import { ServerConnection } from '@jupyterlab/services';
 import type {
   ApiError,
   BackendList,
+  CvatConnection,
   DeviceList,
   Job,
   JobList,
@@ -251,6 +252,17 @@ export function checkStorage(
   settings?: ServerConnection.ISettings
 ): Promise<StorageCheck> {
   return post<StorageCheck>('storage/check', request, settings);
+}
+
+/**
+ * `GET cvat/connection`: the CVAT connection test with the Jupyter server's environment
+ * (CVAT_HOST, CVAT_ACCESS_TOKEN...): host, user, server version, or why not (never a
+ * secret).
+ */
+export function getCvatConnection(
+  settings?: ServerConnection.ISettings
+): Promise<CvatConnection> {
+  return requestAPI<CvatConnection>('cvat/connection', {}, settings);
 }
 
 /** `GET jobs/{id}/plan`: a page of a sync preview's plan (a 409 while it has none). */

@@ -16,6 +16,8 @@ import { useNow, useSignal } from '../components/hooks';
 import { jobSubject, ProgressBar, StateChip } from '../components/JobBits';
 import { LogView } from '../components/LogView';
 import { MetricsChart } from '../components/MetricsChart';
+import { CvatJobView } from '../cvat/CvatJobView';
+import { CVAT_KINDS } from '../cvat/model';
 import type { IPanelContext } from '../panel/context';
 import { SyncJobView } from '../sync/SyncJobView';
 import { bestEpoch, epochSeries } from './metrics';
@@ -38,6 +40,7 @@ interface IAction {
 /** Actions of a training job only, and those that "Run again" knows. */
 const TRAIN: readonly string[] = ['train'];
 const RERUN: readonly string[] = ['train', 'annotate'];
+const ANNOTATE: readonly string[] = ['annotate'];
 
 function Actions(props: { actions: IAction[] }): JSX.Element {
   return (
@@ -282,6 +285,18 @@ function JobViewContent(props: {
           ? null
           : trans.__('Only a job that succeeded has a trained model')),
       run: () => ctx.autoAnnotate?.({ model: `${job.dir}/output/model` })
+    },
+    {
+      label: trans.__('Push to a CVAT task…'),
+      className: 'jp-CvatTrain-pushToCvat',
+      kinds: ANNOTATE,
+      title: trans.__(
+        "The CVAT section's push form with this job's annotations"
+      ),
+      disabled: succeeded
+        ? null
+        : trans.__('Only a job that succeeded has annotations to send'),
+      run: () => ctx.pushToCvat?.(job.dir)
     }
   ];
   const note =
@@ -383,6 +398,9 @@ function JobViewContent(props: {
       ) : null}
       {job.kind === 'annotate' ? (
         <AnnotateDetails job={job} events={follower.events} ctx={ctx} />
+      ) : null}
+      {CVAT_KINDS.includes(job.kind) ? (
+        <CvatJobView job={job} ctx={ctx} />
       ) : null}
       {job.kind === 'sync' ? (
         <SyncJobView job={job} events={follower.events} trans={trans} />

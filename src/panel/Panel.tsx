@@ -12,6 +12,8 @@ import React from 'react';
 import { ApiRequestError, getVersion } from '../api';
 import { DatasetsSection } from '../datasets/DatasetsSection';
 import { useSignal } from '../components/hooks';
+import { CvatModel } from '../cvat/model';
+import { CvatSection } from '../cvat/CvatSection';
 import { cvatTrainIcon } from '../icons';
 import { JobsSection } from '../jobs/JobsSection';
 import { SyncModel, type Direction } from '../sync/model';
@@ -143,16 +145,25 @@ export class CvatTrainPanel extends SidePanel {
     this.datasets = new DatasetsSection(ctx);
     this.train = new TrainSection(ctx);
     this.sync = new SyncSection(ctx, new SyncModel(ctx.model, ctx.store));
+    this.cvat = new CvatSection(ctx, new CvatModel(ctx.model));
     this.jobs = new JobsSection(ctx);
     this.addWidget(this.datasets);
     this.addWidget(this.train);
     this.addWidget(this.sync);
+    this.addWidget(this.cvat);
     this.addWidget(this.jobs);
   }
 
   readonly datasets: DatasetsSection;
   readonly train: TrainSection;
   readonly sync: SyncSection;
+  readonly cvat: CvatSection;
+
+  /** Show the CVAT section's push form, prefilled with `source`. */
+  openCvatPush(source: string): void {
+    this.cvat.model.prefillPush(source);
+    this.cvat.expand();
+  }
 
   /** Show the Sync section, prefilled with `folder` (and its last location) when given. */
   openSync(folder: string | null, direction: Direction): void {
@@ -165,7 +176,9 @@ export class CvatTrainPanel extends SidePanel {
   readonly jobs: JobsSection;
 
   /** Unfold a section and scroll it into view. */
-  expand(section: DatasetsSection | TrainSection | JobsSection): void {
+  expand(
+    section: DatasetsSection | TrainSection | JobsSection | CvatSection
+  ): void {
     section.expand();
   }
 }

@@ -42,4 +42,8 @@ export interface IPanelContext {
   showTrain: () => void;
   /** Open the Auto-annotate tab, prefilled (images, model folder, settings). */
   autoAnnotate?: (prefill: IAnnotatePrefill) => void;
+  /** Bring the Datasets section into view. */
+  showDatasets?: () => void;
+  /** The CVAT section's push form, prefilled with `source` (an annotate job's folder). */
+  pushToCvat?: (source: string) => void;
 }
