@@ -6,6 +6,7 @@ import type { TranslationBundle } from '@jupyterlab/translation';
 import React from 'react';
 
 import type { Job } from '../api';
+import { jobSubject } from '../components/JobBits';
 import { CvatJobView, pulledExport } from '../cvat/CvatJobView';
 import { ConnectionView } from '../cvat/ConnectionView';
 import type { IPanelContext } from '../panel/context';
@@ -144,5 +145,19 @@ describe('CvatJobView', () => {
     expect(aa).toContain(
       'Auto-annotate CVAT task 4 with runs/t/output/model (add)'
     );
+  });
+});
+
+describe('jobSubject of the cvat kinds', () => {
+  it('names the task and the file', () => {
+    expect(jobSubject(job({}))).toBe('task 7 → t7.zip');
+    expect(
+      jobSubject(
+        job({ kind: 'cvat-push', spec: { task_id: 3, source: 'runs/a1/' } })
+      )
+    ).toBe('a1 → task 3');
+    expect(
+      jobSubject(job({ kind: 'cvat-auto-annotate', spec: { task_id: 4 } }))
+    ).toBe('task 4');
   });
 });

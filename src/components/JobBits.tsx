@@ -119,6 +119,12 @@ export function jobSubject(job: Job): string {
         .join(' → ');
     case 'sync':
       return `${spec.direction === 'down' ? '↓' : '↑'} ${baseName(spec.workspace)} ⇄ ${String(spec.storage ?? '')}`;
+    case 'cvat-pull':
+      return `task ${String(spec.task_id ?? '?')} → ${baseName(spec.output)}`;
+    case 'cvat-push':
+      return `${baseName(spec.source)} → task ${String(spec.task_id ?? '?')}`;
+    case 'cvat-auto-annotate':
+      return `task ${String(spec.task_id ?? '?')}`;
     default:
       return '';
   }

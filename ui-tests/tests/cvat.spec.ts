@@ -8,11 +8,19 @@
  * cvat-push job that fails the same way. Screenshots under
  * ui-tests/screenshots/cvat-*.png, light and dark (checked by eye).
  *
- * Not here: the push button of a succeeded annotate job's view (it needs a trained model;
- * annotate.spec.ts trains one) and a real CVAT server (tests/ has those against a
+ * Last, an annotate job's view: a tiny model trained and an annotate job run through the
+ * API (a minute or two here), then "Push to a CVAT task…" opens the push form prefilled
+ * with the job's folder. Not here: a real CVAT server (tests/ has those against a
  * stand-in; see README "With a CVAT server").
  */
-import { expect, test, type Locator, type Page } from '@playwright/test';
+import {
+  expect,
+  test,
+  type APIRequestContext,
+  type Locator,
+  type Page
+} from '@playwright/test';
+import { execFileSync } from 'child_process';
 import { randomBytes } from 'crypto';
 import { mkdirSync, writeFileSync } from 'fs';
 import * as path from 'path';
@@ -21,9 +29,12 @@ import {
   failOnPageErrors,
   openLab,
   openPanel,
+  PYTHON,
   ROOT,
   setTheme,
-  shot
+  shot,
+  TINY_HYPERPARAMETERS,
+  TOKEN
 } from './helpers';
 
 test.describe.configure({ mode: 'serial' });
@@ -54,12 +65,14 @@ async function openCvat(page: Page): Promise<Locator> {
   return section;
 }
 
-/** The view of a job opened by a start, once it failed: its message names no host. */
-async function failedNoHost(page: Page, kind: string): Promise<Locator> {
-  const view = page
-    .locator('.jp-CvatTrain-jobView')
-    .filter({ has: page.locator(`.jp-CvatTrain-kind`, { hasText: kind }) })
-    .last();
+/**
+ * The view of a job opened by a start (the one whose CVAT heading is `title`, unique to
+ * the test), once it failed: its message names no host, with the fix.
+ */
+async function failedNoHost(page: Page, title: string): Promise<Locator> {
+  const view = page.locator('.jp-CvatTrain-jobView').filter({
+    has: page.locator('.jp-CvatTrain-cvatJob h3', { hasText: title })
+  });
   await expect(view).toHaveAttribute('data-state', 'failed', {
     timeout: 90_000
   });
@@ -119,7 +132,7 @@ test('the pull form tells bad input at the field, then a pull of task 1 fails wi
   await pull.locator('#jp-CvatTrain-cvatPullOutput').fill(PULL_OUTPUT);
   await pull.locator('#jp-CvatTrain-cvatPullFormat').selectOption('coco');
   await pull.locator('.jp-CvatTrain-cvatPullStart').click();
-  const view = await failedNoHost(page, 'cvat-pull');
+  const view = await failedNoHost(page, `CVAT task 1 → ${PULL_OUTPUT} (coco)`);
   await expect(view.locator('.jp-CvatTrain-cvatJob h3')).toContainText(
     `CVAT task 1 → ${PULL_OUTPUT} (coco)`
   );
@@ -127,6 +140,11 @@ test('the pull form tells bad input at the field, then a pull of task 1 fails wi
   const actions = view.locator('.jp-CvatTrain-actions button');
   await expect(actions).toHaveText(['Cancel', 'Show output folder']);
   await expect(view.locator('.jp-CvatTrain-cvatValidate')).toHaveCount(0);
+  await expect(
+    page.locator('.lm-TabBar-tab', {
+      hasText: 'cvat-pull: task 1 → task-1.zip'
+    })
+  ).not.toHaveCount(0);
   await shot(page, 'cvat-pull-failed-light');
 });
 
@@ -169,7 +187,10 @@ test('push: a push of an annotations zip to task 1 fails with no host; dark them
   await form.locator('#jp-CvatTrain-cvatPushTask').fill('1');
   await form.locator('input[value="replace"]').check();
   await form.locator('.jp-CvatTrain-cvatPushStart').click();
-  const view = await failedNoHost(page, 'cvat-push');
+  const view = await failedNoHost(
+    page,
+    `${ANNOTATIONS} → CVAT task 1 (replace)`
+  );
   await expect(view.locator('.jp-CvatTrain-cvatJob h3')).toContainText(
     `${ANNOTATIONS} → CVAT task 1 (replace)`
   );
@@ -184,4 +205,118 @@ test('push: a push of an annotations zip to task 1 fails with no host; dark them
   await section.scrollIntoViewIfNeeded();
   await shot(page, 'cvat-connection-dark');
   await setTheme(page, 'JupyterLab Light');
+});
+
+const auth = { Authorization: `token ${TOKEN}` };
+
+/** POST jobs with `spec` and wait until the job ended: {id, dir, state, message}. */
+async function runJob(
+  request: APIRequestContext,
+  spec: Record<string, unknown>,
+  timeout: number
+): Promise<{ id: string; dir: string; state: string; message: string }> {
+  const reply = await request.post('/cvat-train/api/jobs', {
+    headers: auth,
+    data: spec
+  });
+  expect(reply.status(), await reply.text()).toBe(201);
+  let job = await reply.json();
+  await expect
+    .poll(
+      async () => {
+        const r = await request.get(`/cvat-train/api/jobs/${job.id}`, {
+          headers: auth
+        });
+        job = await r.json();
+        return job.state;
+      },
+      { timeout, intervals: [1000, 2000] }
+    )
+    .toMatch(/succeeded|failed|cancelled/);
+  return job;
+}
+
+test("an annotate job's view offers Push to a CVAT task, which fills the push form", async ({
+  page,
+  request
+}) => {
+  test.setTimeout(600_000);
+  const data = `cvat-ui-${RUN}/train.zip`;
+  execFileSync(PYTHON, [
+    '-c',
+    'import sys; from jupyter_cvat_train.datasets import generate_sample; ' +
+      'generate_sample(sys.argv[1], images=12, width=96, height=96)',
+    path.join(ROOT, data)
+  ]);
+  const train = await runJob(
+    request,
+    {
+      kind: 'train',
+      template: 'ssdlite320-mobilenet-v3',
+      dataset: data,
+      parameters: { epochs: '1', hyperparameters: TINY_HYPERPARAMETERS },
+      checkpoint: null,
+      device: 'cpu'
+    },
+    400_000
+  );
+  expect(train.state, train.message).toBe('succeeded');
+  const annotate = await runJob(
+    request,
+    {
+      kind: 'annotate',
+      images: data,
+      model: `${train.dir}/output/model`,
+      device: 'cpu',
+      preview: 0
+    },
+    150_000
+  );
+  expect(annotate.state, annotate.message).toBe('succeeded');
+
+  const section = await openCvat(page);
+  const panel = await openPanel(page);
+  await panel
+    .locator(
+      `.jp-CvatTrain-job[data-job-id="${annotate.id}"] .jp-CvatTrain-jobOpen`
+    )
+    .click();
+  const view = page.locator(
+    `.jp-CvatTrain-jobView[data-job-id="${annotate.id}"]`
+  );
+  const push = view.locator('.jp-CvatTrain-pushToCvat');
+  await expect(push).toBeEnabled();
+  await push.click();
+  const form = section.locator('.jp-CvatTrain-cvatPush');
+  await expect(form).toHaveAttribute('open', '');
+  await expect(form.locator('#jp-CvatTrain-cvatPushSource')).toHaveValue(
+    annotate.dir
+  );
+  await form.locator('#jp-CvatTrain-cvatPushTask').fill('1');
+  await form.locator('.jp-CvatTrain-cvatPushStart').click();
+  const pushView = await failedNoHost(
+    page,
+    `${annotate.dir} → CVAT task 1 (add)`
+  );
+  await expect(pushView.locator('.jp-CvatTrain-cvatJob h3')).toContainText(
+    `${annotate.dir} → CVAT task 1 (add)`
+  );
+  // the train job's view has no push (only an annotate job has annotations)
+  await panel
+    .locator(
+      `.jp-CvatTrain-job[data-job-id="${train.id}"] .jp-CvatTrain-jobOpen`
+    )
+    .click();
+  const trainView = page.locator(
+    `.jp-CvatTrain-jobView[data-job-id="${train.id}"]`
+  );
+  await expect(trainView.locator('.jp-CvatTrain-finetune')).toBeVisible();
+  await expect(trainView.locator('.jp-CvatTrain-pushToCvat')).toHaveCount(0);
+  await panel
+    .locator(
+      `.jp-CvatTrain-job[data-job-id="${annotate.id}"] .jp-CvatTrain-jobOpen`
+    )
+    .click();
+  await expect(push).toBeVisible();
+  await shot(page, 'cvat-annotate-push-light');
 });
