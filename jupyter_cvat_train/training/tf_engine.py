@@ -37,6 +37,8 @@ from .plan import Plan
 
 PROGRESS_INTERVAL_S = 0.5
 CACHE_LIMIT_BYTES = 1 << 30
+# Common hyperparameters the TensorFlow family does not use (torchvision transforms and model options).
+IGNORED_KEYS = ("color_jitter", "zoom_out", "trainable_backbone_layers")
 
 
 def train_tensorflow(plan: Plan, ctx: JobContext) -> dict:
@@ -291,6 +293,9 @@ class KerasTrainer:
         )
         if cb.start_epoch:
             ctx.log(f"resumed after epoch {cb.start_epoch} (step {cb.step}); training to epoch {plan.epochs}")
+        unused = [k for k in IGNORED_KEYS if p.get(k) not in (None, 0, 0.0, False)]
+        if unused:
+            ctx.warn(f"{', '.join(unused)}: no effect on {plan.template} (the TensorFlow family), ignored")
 
     def _finish(self, model, cb) -> dict:
         plan = self.plan
