@@ -58,6 +58,37 @@ class Plan:
     notes: list[str] = field(default_factory=list)
 
 
+def run_summary(plan: Plan, history: list[dict], best_epoch: int) -> tuple[dict, dict]:
+    """What every framework's run ends with, from its per-epoch ``history`` (dicts with
+    ``epoch``, ``map``, ``map_50``, ``map_75``, ``per_label``; mAP as COCO's
+    mAP@[.5:.95], 0..1) and the 1-based ``best_epoch``.
+
+    Returns ``(meta, outputs)``: ``meta`` for the model folder's model.json (dataset,
+    fingerprint, epochs, the best and the final epoch's metrics, split sizes), and the
+    job's outputs without ``model_dir`` (``map``, ``map_50``, ``best_epoch``, ``epochs``,
+    ``message``)."""
+    best = next((h for h in history if h["epoch"] == best_epoch), history[-1] if history else {})
+    meta = {
+        "dataset": plan.dataset_path,
+        "dataset_fingerprint": plan.dataset_fingerprint,
+        "epochs": plan.epochs,
+        "best_epoch": best_epoch,
+        "metrics": {k: best.get(k) for k in ("map", "map_50", "map_75", "per_label")},
+        "final_metrics": {k: history[-1].get(k) for k in ("map", "map_50", "map_75")} if history else {},
+        "train_images": len(plan.train_items),
+        "val_images": len(plan.val_items),
+    }
+    m, m50 = best.get("map") or 0.0, best.get("map_50") or 0.0
+    outputs = {
+        "map": m,
+        "map_50": m50,
+        "best_epoch": best_epoch,
+        "epochs": plan.epochs,
+        "message": f"mAP@[.5:.95] {m:.4f}, mAP@.5 {m50:.4f} (best epoch {best_epoch} of {plan.epochs})",
+    }
+    return meta, outputs
+
+
 def drop_last(n: int, batch_size: int) -> bool:
     """Whether the training loader drops its last batch: only when it would hold a single
     image (batch norm cannot train on one image with 1x1 feature maps)."""

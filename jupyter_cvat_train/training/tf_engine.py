@@ -33,7 +33,7 @@ import numpy as np
 from ..jobs.runtime import JobCancelled, JobContext, JobError, write_json_atomic
 from ..models import keras_retinanet as kr
 from ..models.schema import schedule_milestones
-from .plan import Plan
+from .plan import Plan, run_summary
 
 PROGRESS_INTERVAL_S = 0.5
 CACHE_LIMIT_BYTES = 1 << 30
@@ -303,28 +303,10 @@ class KerasTrainer:
         final = model.get_weights()
         if cb.best_weights is not None:
             model.set_weights(cb.best_weights)
-        best = next((h for h in history if h["epoch"] == best_epoch), history[-1] if history else {})
-        meta = {
-            "dataset": plan.dataset_path,
-            "dataset_fingerprint": plan.dataset_fingerprint,
-            "epochs": plan.epochs,
-            "best_epoch": best_epoch,
-            "metrics": {k: best.get(k) for k in ("map", "map_50", "map_75", "per_label")},
-            "final_metrics": {k: history[-1].get(k) for k in ("map", "map_50", "map_75")} if history else {},
-            "train_images": len(plan.train_items),
-            "val_images": len(plan.val_items),
-        }
+        meta, outputs = run_summary(plan, history, best_epoch)
         model_dir = kr.save_model_dir(self.out / "model", model, plan.template, plan.labels, plan.params, meta)
         model.set_weights(final)
-        m, m50 = best.get("map") or 0.0, best.get("map_50") or 0.0
-        return {
-            "model_dir": str(model_dir),
-            "map": m,
-            "map_50": m50,
-            "best_epoch": best_epoch,
-            "epochs": plan.epochs,
-            "message": f"mAP@[.5:.95] {m:.4f}, mAP@.5 {m50:.4f} (best epoch {best_epoch} of {plan.epochs})",
-        }
+        return {"model_dir": str(model_dir), **outputs}
 
 
 def _make_callback_class():
