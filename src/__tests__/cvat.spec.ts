@@ -1,6 +1,8 @@
 import { ApiRequestError } from '../api';
+import type { JobsModel } from '../jobs/model';
 import {
   autoAnnotateSpec,
+  CvatModel,
   defaultPullOutput,
   fieldOfError,
   parseTaskId,
@@ -169,5 +171,39 @@ describe('fieldOfError', () => {
     ).toBe('');
     expect(fieldOfError(new Error('network down'), ['task_id']).field).toBe('');
     expect(fieldOfError(refusal(400, 'other: x'), ['task_id']).field).toBe('');
+  });
+});
+
+describe('CvatModel forms', () => {
+  // the jobs store is not reached: every start below stops at the form's own checks
+  const model = () => new CvatModel({} as JobsModel);
+
+  it('shows the pull form first, one form at a time, and reopens push when prefilled', () => {
+    const cvat = model();
+    expect(cvat.focus).toBe('');
+    cvat.toggled('push', true);
+    expect(cvat.focus).toBe('push');
+    cvat.toggled('pull', false); // pull was folded by the change: no effect
+    expect(cvat.focus).toBe('push');
+    cvat.toggled('push', false);
+    expect(cvat.focus).toBe('none');
+    cvat.prefillPush('cvat-train-runs/a1');
+    expect(cvat.focus).toBe('push');
+    expect(cvat.push.source).toBe('cvat-train-runs/a1');
+  });
+
+  it('keeps the field errors of a start that the form refused, until the form changes', async () => {
+    const cvat = model();
+    cvat.setPull({ taskId: 'x' });
+    expect(await cvat.startPull()).toBeNull();
+    expect(cvat.errors('pull').task_id).toMatch(/not a task id/);
+    expect(cvat.errors('push')).toEqual({});
+    cvat.setPull({ taskId: '1' });
+    expect(cvat.errors('pull')).toEqual({});
+    expect(await cvat.startAutoAnnotate()).toBeNull();
+    expect(Object.keys(cvat.errors('autoAnnotate')).sort()).toEqual([
+      'model',
+      'task_id'
+    ]);
   });
 });

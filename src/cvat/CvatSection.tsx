@@ -172,11 +172,9 @@ function Cvat(props: { ctx: IPanelContext; cvat: CvatModel }): JSX.Element {
       <details
         className="jp-CvatTrain-cvatForm jp-CvatTrain-cvatPull"
         open={cvat.focus === '' || cvat.focus === 'pull'}
-        onToggle={e => {
-          if ((e.target as HTMLDetailsElement).open) {
-            cvat.focus = 'pull';
-          }
-        }}
+        onToggle={e =>
+          cvat.toggled('pull', (e.target as HTMLDetailsElement).open)
+        }
       >
         <summary>{trans.__('Pull a task’s export')}</summary>
         <TextField
@@ -242,11 +240,9 @@ function Cvat(props: { ctx: IPanelContext; cvat: CvatModel }): JSX.Element {
       <details
         className="jp-CvatTrain-cvatForm jp-CvatTrain-cvatPush"
         open={cvat.focus === 'push'}
-        onToggle={e => {
-          if ((e.target as HTMLDetailsElement).open) {
-            cvat.focus = 'push';
-          }
-        }}
+        onToggle={e =>
+          cvat.toggled('push', (e.target as HTMLDetailsElement).open)
+        }
       >
         <summary>{trans.__('Push annotations to a task')}</summary>
         <PathField
@@ -287,11 +283,9 @@ function Cvat(props: { ctx: IPanelContext; cvat: CvatModel }): JSX.Element {
       <details
         className="jp-CvatTrain-cvatForm jp-CvatTrain-cvatAutoAnnotate"
         open={cvat.focus === 'autoAnnotate'}
-        onToggle={e => {
-          if ((e.target as HTMLDetailsElement).open) {
-            cvat.focus = 'autoAnnotate';
-          }
-        }}
+        onToggle={e =>
+          cvat.toggled('autoAnnotate', (e.target as HTMLDetailsElement).open)
+        }
       >
         <summary>{trans.__('Auto-annotate a task')}</summary>
         <TextField

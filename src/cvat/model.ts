@@ -291,13 +291,24 @@ export class CvatModel {
     return this._starting;
   }
 
-  /** Which form the section shows open ('' when the user chose none yet). */
-  get focus(): FormName | '' {
+  /**
+   * Which form the section shows open: '' before the user chose (the pull form), 'none'
+   * after they folded the open one.
+   */
+  get focus(): FormName | '' | 'none' {
     return this._focus;
   }
-  set focus(form: FormName | '') {
-    this._focus = form;
-    this._changed.emit();
+
+  /** The user unfolded (`open`) or folded a form. */
+  toggled(form: FormName, open: boolean): void {
+    const current = this._focus === '' ? 'pull' : this._focus;
+    if (open && current !== form) {
+      this._focus = form;
+      this._changed.emit();
+    } else if (!open && current === form) {
+      this._focus = 'none';
+      this._changed.emit();
+    }
   }
 
   /** Prefill the push form with `source` (an annotate job's folder) and show it. */
@@ -373,6 +384,6 @@ export class CvatModel {
     autoAnnotate: {}
   };
   private _starting: FormName | '' = '';
-  private _focus: FormName | '' = '';
+  private _focus: FormName | '' | 'none' = '';
   private _changed = new Signal<this, void>(this);
 }
