@@ -1,6 +1,6 @@
 /**
- * The "CVAT Train" sidebar: a SidePanel whose accordion holds the Datasets, Train and
- * Jobs sections (none modal), under a header that says when the server extension is
+ * The "CVAT Train" sidebar: a SidePanel whose accordion holds the Datasets, Train, Sync, CVAT
+ * and Jobs sections (none modal), under a header that says when the server extension is
  * missing or its version differs from this frontend's, and names the fix.
  */
 import { ReactWidget, SidePanel } from '@jupyterlab/ui-components';
