@@ -20,6 +20,8 @@ EXPECTED = {
     "retinanet-resnet50-fpn-v2",
     "fcos-resnet50-fpn",
     "maskrcnn-resnet50-fpn-v2",
+    "retinanet-resnet50-keras",
+    "retinanet-tiny-keras",
 }
 
 
@@ -28,7 +30,7 @@ def test_catalog_has_every_template_with_onepanel_schema():
     assert {t.name for t in templates} == EXPECTED
     assert templates[0].name == "ssdlite320-mobilenet-v3"  # the recommended default first
     for t in templates:
-        assert t.description and t.framework == "pytorch"
+        assert t.description and t.framework == ("tensorflow" if t.name.endswith("-keras") else "pytorch")
         assert t.task == ("instance-segmentation" if t.family == "maskrcnn" else "detection")
         names = [p["name"] for p in t.parameters]
         assert names == ["epochs", "hyperparameters"]

@@ -186,11 +186,12 @@ async def test_user_templates_of_the_root_are_listed_and_an_unavailable_one_is_r
     folder = jp_root_dir / "cvat-train-templates"
     folder.mkdir()
     (folder / "mine.yaml").write_text(template_yaml("my-ssdlite"))
-    (folder / "tf.yaml").write_text(template_yaml("my-tf-model", framework="tensorflow"))
+    (folder / "jax.yaml").write_text(template_yaml("my-jax-model", framework="jax"))
     code, reply = await api(jp_fetch, "templates")
     names = {t["name"] for t in reply["templates"]}
-    assert code == 200 and {"my-ssdlite", "my-tf-model", "ssdlite320-mobilenet-v3"} <= names
+    assert code == 200 and {"my-ssdlite", "my-jax-model", "ssdlite320-mobilenet-v3"} <= names
     code, err = await api(
-        jp_fetch, "jobs", method="POST", body={"kind": "train", "template": "my-tf-model", "dataset": str(sample)}
+        jp_fetch, "jobs", method="POST", body={"kind": "train", "template": "my-jax-model", "dataset": str(sample)}
     )
-    assert code == 422 and "tensorflow" in err["message"] and "pip install" in err["message"], err
+    assert code == 422 and "'jax' is not implemented here" in err["message"], err
+    assert "install the package that registers it" in err["message"], err
