@@ -45,3 +45,13 @@ def _isolated_cache(tmp_path_factory):
         os.environ.pop("CVAT_TRAIN_CACHE", None)
     else:
         os.environ["CVAT_TRAIN_CACHE"] = old
+
+
+@pytest.fixture(autouse=True)
+def _no_inherited_template_folders(monkeypatch):
+    """The server, the CLI and the Python API write this process's template folders into
+    the environment (``models.configure_search_path``: CVAT_TRAIN_TEMPLATE_DIRS, which job
+    processes inherit). Each test starts without it and leaves none behind, so a
+    subprocess never reads the folders of a test that ran before."""
+    monkeypatch.setenv("CVAT_TRAIN_TEMPLATE_DIRS", "")
+    monkeypatch.delenv("CVAT_TRAIN_TEMPLATE_DIRS")
