@@ -49,7 +49,11 @@ export function failOnPageErrors(): void {
  * the tabs, file-browser folder and form drafts one file leaves never reach another.
  */
 export function workspace(): string {
-  return path.basename(test.info().file).replace(/\.spec\.ts$|\.ts$/, '');
+  // a workspace name has no dots (the benchmark's panel.bench.ts would be a 404)
+  return path
+    .basename(test.info().file)
+    .replace(/\.spec\.ts$|\.ts$/, '')
+    .replace(/[^A-Za-z0-9_-]/g, '-');
 }
 
 /** Load JupyterLab (logging in with the token) and wait for the splash to go. */
