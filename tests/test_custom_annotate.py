@@ -107,6 +107,17 @@ def test_the_templates_annotate_command_writes_a_cvat_zip(tmp_path, home):
     assert r.returncode == 0, r.stdout + r.stderr
     mapped = json.loads((tmp_path / "mapped.summary.json").read_text())
     assert mapped["counts"]["thing"] == 3 and labels[0] not in mapped["counts"]
+    # custom-run.json is untrusted like every job file: a "code" planted in it is not run
+    evil = tmp_path / "evil"
+    evil.mkdir()
+    (evil / "annotate.py").write_text(f"open({str(tmp_path / 'pwned')!r}, 'w').close()\n")
+    (out / "custom-run.json").write_text(json.dumps({**info, "code": str(evil)}))
+    r = cli(
+        "annotate", "new-images", "--model-dir", "run/output", "--output", "again.zip", "--no-progress",
+        cwd=tmp_path, home=home,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert not (tmp_path / "pwned").exists()
     assert (home / "canary.txt").is_file()
 
 

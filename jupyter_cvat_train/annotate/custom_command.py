@@ -219,8 +219,11 @@ def run_custom_annotate(pipe, model_dir: Path, info: dict) -> None:
         values = parameter_values(custom, {k: v for k, v in recorded.items() if k in custom.parameters})
     except ValueError as e:
         raise JobError(f"parameters of the training run: {e}") from None
-    code_dir = (model_dir / str(info.get("code") or "../code")).resolve()
-    if not code_dir.is_dir():
+    # always <job>/code beside the run's output/ (custom/run.py), never a path read from
+    # custom-run.json: like every file of a job folder it is untrusted, and the command
+    # runs the code it finds there
+    code_dir = model_dir.parent / "code"
+    if code_dir.is_symlink() or not code_dir.is_dir():
         raise JobError(
             f"the code of the custom run ({code_dir}) is gone: the annotate command runs in it; train the "
             "template again, or keep the run's job folder"
