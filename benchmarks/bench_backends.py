@@ -13,16 +13,23 @@ Figures printed, per backend:
 - log delay: from a tick's time to its line being readable in the job folder's job.log,
   which is what the server's log stream reads (p50 / p95 / max).
 
-Goals (issue 17): Ray submit-to-running < 3 s and log delay p95 < 2 s.
-Training throughput on Ray workers vs torchrun is not measured: DDP through Ray Train is
-not built yet.
+With ``--ddp``, also the training throughput of one 2-rank training (``gpus: 2`` on the
+CPU, gloo) of a generated export: torchrun's 2 processes (``local``) vs 2 Ray Train
+workers (``ray``), on the same machine: the median over epochs 2.. of the images per
+second each epoch's training took (``images_per_s`` in the job's metrics.json history;
+epoch 1 holds the warm-up).
+
+Goals (issue 17): Ray submit-to-running < 3 s, log delay p95 < 2 s, and training
+throughput on 2 Ray workers >= 0.9x torchrun with 2 processes.
 
     .venv/bin/python benchmarks/bench_backends.py [--jobs 3] [--seconds 4] [--address URL]
+        [--ddp [--ddp-epochs 4] [--ddp-images 64]]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import statistics
@@ -101,12 +108,38 @@ def run_one(manager, root: Path, backend: str, seconds: float, tick: float) -> t
     return running if running is not None else float("nan"), delays
 
 
+def train_throughput(manager, root: Path, backend: str, epochs: int) -> float:
+    """Median images/s over epochs 2.. of a 2-rank CPU training on ``backend``."""
+    from jupyter_cvat_train.jobs.specs import check_spec
+
+    spec = {
+        "kind": "train",
+        "template": "ssdlite320-mobilenet-v3",
+        "dataset": "ddp.zip",
+        "checkpoint": None,
+        "parameters": {"epochs": epochs, "hyperparameters": "batch_size: 4\nimage_size: 160\npretrained: false"},
+        "gpus": 2,
+        "device": "cpu",
+        "backend": backend,
+    }
+    job = manager.create(check_spec(spec, root, backends=("local", "ray")))
+    done = manager.wait(job["id"], timeout=3600)
+    if done["state"] != "succeeded":
+        raise SystemExit(f"{backend}: the training ended {done['state']}: {done['message']}")
+    history = json.loads((manager.job_dir(job["id"]).output_dir / "metrics.json").read_text())["history"]
+    rates = [h["images_per_s"] for h in history]
+    return statistics.median(rates[1:] or rates)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=4.0)
     parser.add_argument("--tick", type=float, default=0.1)
     parser.add_argument("--address", default="", help="a running Ray dashboard (default: start a head here)")
+    parser.add_argument("--ddp", action="store_true", help="also 2-rank training throughput: torchrun vs Ray Train")
+    parser.add_argument("--ddp-epochs", type=int, default=4)
+    parser.add_argument("--ddp-images", type=int, default=64)
     args = parser.parse_args()
 
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (HERE, os.environ.get("PYTHONPATH")) if p)
@@ -137,6 +170,16 @@ def main() -> None:
                 f"{backend:5}  submit->running median {statistics.median(starts):.2f} s (max {max(starts):.2f}); "
                 f"log delay p50 {_percentile(delays, 0.5) * 1000:.0f} ms, p95 {_percentile(delays, 0.95) * 1000:.0f} "
                 f"ms, max {max(delays) * 1000:.0f} ms ({len(delays)} lines)"
+            )
+        if args.ddp:
+            from jupyter_cvat_train.datasets import generate_sample
+
+            generate_sample(root / "ddp.zip", images=args.ddp_images, width=160, height=120, seed=3)
+            rates = {b: train_throughput(manager, root, b, args.ddp_epochs) for b in ("local", "ray")}
+            print(
+                f"2-rank training, {args.ddp_images} images, {args.ddp_epochs} epochs: torchrun "
+                f"{rates['local']:.1f} images/s, Ray Train {rates['ray']:.1f} images/s, "
+                f"ratio {rates['ray'] / rates['local']:.2f} (goal >= 0.9)"
             )
         manager.close()
     finally:

@@ -102,7 +102,7 @@ def _manager(root: Path, address: str, **kw) -> JobManager:
     return JobManager(root / "runs", backends=(ray,), **kw)
 
 
-def _train(root: Path, epochs: int) -> dict:
+def _train(root: Path, epochs: int, **more) -> dict:
     spec = {
         "kind": "train",
         "template": "ssdlite320-mobilenet-v3",
@@ -110,6 +110,7 @@ def _train(root: Path, epochs: int) -> dict:
         "checkpoint": None,
         "parameters": {"epochs": epochs, "hyperparameters": HP},
         "backend": "ray",
+        **more,
     }
     return check_spec(spec, root, backends=("local", "ray"))
 
@@ -141,6 +142,64 @@ def test_train_job_runs_on_ray_and_succeeds(root, ray_address, caplog):
             if path.is_file() and path.stat().st_size < 5_000_000:
                 assert TOKEN.encode() not in path.read_bytes(), path
         assert TOKEN not in caplog.text and TOKEN not in json.dumps(m.get(job["id"]))
+    finally:
+        m.close()
+
+
+@pytest.mark.slow
+def test_two_gpus_on_ray_train_as_ray_train_workers_and_cancel_keeps_last_pt(root, ray_address):
+    """gpus: 2 on a Ray cluster: the ranks are Ray Train workers (gloo on the CPU here, one
+    CPU each: the head's 2; the job's own process holds none), rank 0 writes the output
+    contract, the job log names each rank's node; a cancel mid-run ends cancelled with
+    last.pt, and a resume from it finishes."""
+    m = _manager(root, ray_address, cancel_grace=25)
+    try:
+        job = m.wait(m.create(_train(root, 1, gpus=2, device="cpu"))["id"], timeout=600)
+        jd = m.job_dir(job["id"])
+        log = jd.log_path.read_text()
+        assert job["state"] == JobState.SUCCEEDED, (job, log[-4000:])
+        assert "as 2 Ray Train workers" in log
+        for rank in (0, 1):
+            assert f"rank {rank} of 2 ran on node " in log, log[-4000:]
+        plan = next(e for e in jd.read_events() if e["type"] == "plan")
+        assert plan["gpus"] == 2 and plan["device"] == "cpu"
+        out = jd.path / "output"
+        for rel in ("model/model.pt", "model/classes.csv", "checkpoints/last.pt", "metrics.json"):
+            assert (out / rel).is_file(), rel
+        assert not list(jd.path.glob(".ranks-*")), "the ranks' private folder is removed"
+
+        long = m.create(_train(root, 200, gpus=2, device="cpu"))
+        ld = m.job_dir(long["id"])
+        assert _wait_for(lambda: (ld.read_status().get("progress") or {}).get("done", 0) > 0, timeout=300), (
+            ld.log_path.read_text()[-3000:]
+        )
+        m.cancel(long["id"])
+        done = m.wait(long["id"], timeout=180)
+        assert done["state"] == JobState.CANCELLED, (done, ld.log_path.read_text()[-3000:])
+        assert (ld.path / "output" / "checkpoints" / "last.pt").is_file()
+        epochs_done = len([e for e in ld.read_events() if e["type"] == "metrics"])
+        resumed = m.create(
+            _train(
+                root,
+                epochs_done + 1,
+                gpus=2,
+                device="cpu",
+                checkpoint=str(ld.path.relative_to(root) / "output"),
+                resume=True,
+            )
+        )
+        again = m.wait(resumed["id"], timeout=600)
+        assert again["state"] == JobState.SUCCEEDED, (again, m.job_dir(resumed["id"]).log_path.read_text()[-3000:])
+    finally:
+        m.close()
+
+
+def test_more_ranks_than_the_cluster_has_fails_at_once_with_the_fix(root, ray_address):
+    m = _manager(root, ray_address)
+    try:
+        job = m.wait(m.create(_train(root, 1, gpus=3, device="cpu"))["id"], timeout=300)
+        assert job["state"] == JobState.FAILED, job
+        assert "the Ray cluster has 2 in all" in job["message"] and "at most 2" in job["message"], job
     finally:
         m.close()
 

@@ -119,6 +119,29 @@ class _EventMirror:
         self.ctx.record_progress(progress, final=final)
 
 
+def follow_ranks(ctx: JobContext, run_dir: Path, running) -> dict[int, dict]:
+    """While ``running()`` is true: mirror rank 0's progress events into status.json and
+    forward a cancel of the job process to the ranks (a ``cancel`` file in ``run_dir``,
+    which every rank checks each step). Returns the ranks' results found in ``run_dir``
+    (``{rank: {state, message, time, node, outputs}}``) once they have ended."""
+    mirror = _EventMirror(ctx)
+    cancel_file = run_dir / CANCEL_FILE
+    while running():
+        if ctx.cancelled.is_set() and not cancel_file.exists():
+            cancel_file.write_text("cancel requested\n")
+        mirror.poll()
+        time.sleep(POLL_S)
+    mirror.poll(final=True)
+    results = {}
+    for f in run_dir.glob("rank*.json"):
+        try:
+            r = json.loads(f.read_text())
+            results[int(r["rank"])] = r
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+    return results
+
+
 def run_torchrun(ctx: JobContext, nproc: int, device: str = "cpu") -> dict:
     """Run the job's ``nproc`` ranks under torchrun and wait for them; forward a cancel.
 
@@ -129,34 +152,21 @@ def run_torchrun(ctx: JobContext, nproc: int, device: str = "cpu") -> dict:
     try:
         cmd = torchrun_command(ctx.dir.path, nproc)
         ctx.log("launching: " + " ".join(cmd))
-        mirror = _EventMirror(ctx)
         proc = subprocess.Popen(
             cmd, env=worker_env(run_dir, nproc, device), stdin=subprocess.DEVNULL, preexec_fn=_die_with_parent
         )
-        cancel_file = run_dir / CANCEL_FILE
-        while proc.poll() is None:
-            if ctx.cancelled.is_set() and not cancel_file.exists():
-                cancel_file.write_text("cancel requested\n")
-            mirror.poll()
-            time.sleep(POLL_S)
-        mirror.poll(final=True)
-        results = {}
-        for f in run_dir.glob("rank*.json"):
-            try:
-                r = json.loads(f.read_text())
-                results[int(r["rank"])] = r
-            except (OSError, ValueError, KeyError):
-                pass
-        return combine_results(results, nproc, proc.returncode)
+        results = follow_ranks(ctx, run_dir, lambda: proc.poll() is None)
+        return combine_results(results, nproc, f"torchrun exit code {proc.returncode}")
     finally:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
-def combine_results(results: dict[int, dict], nproc: int, returncode: int | None) -> dict:
+def combine_results(results: dict[int, dict], nproc: int, ended: str) -> dict:
     """The job's outcome from the ranks' results ``{rank: {state, message, time, outputs}}``:
     the earliest failure (by time: the cause; later ones are the other ranks losing their
-    peer) raises JobError naming its rank; a rank without a result raises JobError; a
-    cancel raises JobCancelled; otherwise rank 0's outputs are returned."""
+    peer) raises JobError naming its rank; a rank without a result raises JobError (with
+    ``ended``: how the launcher ended, e.g. "torchrun exit code 1"); a cancel raises
+    JobCancelled; otherwise rank 0's outputs are returned."""
     failed = sorted((r for r in results.values() if r.get("state") == "failed"), key=lambda r: r.get("time", 0))
     if failed:
         first = failed[0]
@@ -167,8 +177,8 @@ def combine_results(results: dict[int, dict], nproc: int, returncode: int | None
     missing = [r for r in range(nproc) if r not in results]
     if missing:
         raise JobError(
-            f"rank(s) {', '.join(map(str, missing))} of {nproc} ended without a result (torchrun exit "
-            f"code {returncode}): killed, e.g. out of memory, or failed to start; see job.log"
+            f"rank(s) {', '.join(map(str, missing))} of {nproc} ended without a result ({ended}): "
+            "killed (out of memory, its node lost) or failed to start; see job.log"
         )
     cancelled = [r for r in results.values() if r.get("state") == "cancelled"]
     if cancelled:
@@ -207,17 +217,34 @@ class RankContext(JobContext):
         self.event("progress", done=done, total=total, unit=unit, **extra)
 
 
-def _timeout_s() -> float:
+def timeout_s() -> float:
+    """The process-group timeout in seconds (``CVAT_TRAIN_DDP_TIMEOUT_S``, default 1800)."""
     try:
         return max(1.0, float(os.environ.get(TIMEOUT_ENV) or DEFAULT_TIMEOUT_S))
     except ValueError:
         return DEFAULT_TIMEOUT_S
 
 
-def worker_main(job_dir: str) -> int:
-    """Body of one torchrun rank (RANK, WORLD_SIZE, LOCAL_RANK from torchrun,
-    CVAT_TRAIN_DDP_DIR from :func:`run_torchrun`); returns its exit code (0 when it
-    succeeded or was cancelled)."""
+def run_rank(
+    job_dir: str | Path,
+    run_dir: Path,
+    rank: int,
+    world: int,
+    local: int,
+    *,
+    node: str = "",
+    init_group: bool = True,
+    signals: bool = True,
+    ranks_device=None,
+) -> dict:
+    """Train as rank ``rank`` of ``world`` (``local``: its index on its node) and leave
+    its result ``{rank, state, message, time, node, outputs}`` in ``run_dir/rank<N>.json``
+    (``node``: where it ran, for the job's report); returns that result.
+
+    init_group: start the process group here (torchrun); False when the launcher already
+    did (Ray Train). signals: SIGTERM/SIGINT set the rank's cancel flag (only possible in
+    a process's main thread). ranks_device: as :func:`.plan.make_plan`'s (the job process
+    checked the same plan with it). A cancel also comes as the ``cancel`` file in ``run_dir``."""
     from datetime import timedelta
 
     import torch
@@ -226,14 +253,13 @@ def worker_main(job_dir: str) -> int:
     from .engine import Trainer
     from .plan import make_plan
 
-    rank, world, local = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"]), int(os.environ["LOCAL_RANK"])
-    run_dir = Path(os.environ[RUN_DIR_ENV])
-    result = {"rank": rank, "state": "failed", "message": "", "time": time.time()}
+    result = {"rank": rank, "state": "failed", "message": "", "time": time.time(), "node": node}
     ctx = None
     try:
         ctx = RankContext(job_dir, rank)
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            signal.signal(sig, lambda *_: ctx.cancelled.set())
+        if signals:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: ctx.cancelled.set())
         cancel_file = run_dir / CANCEL_FILE
 
         def cancel_check() -> bool:
@@ -242,11 +268,12 @@ def worker_main(job_dir: str) -> int:
             return ctx.cancelled.is_set()
 
         # The job process already checked the plan and reported its notes and warnings.
-        plan = make_plan(ctx.spec, ctx.output_dir, log=lambda m: None, warn=lambda m: None)
+        plan = make_plan(ctx.spec, ctx.output_dir, log=lambda m: None, warn=lambda m: None, ranks_device=ranks_device)
         cuda = plan.device.startswith("cuda")
         if cuda:
             torch.cuda.set_device(local)
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=_timeout_s()))
+        if init_group:
+            dist.init_process_group("nccl" if cuda else "gloo", timeout=timedelta(seconds=timeout_s()))
         outputs = Trainer(plan, ctx, rank=rank, world_size=world, local_rank=local, cancel_check=cancel_check).fit()
         result.update(state="succeeded", outputs=outputs)
     except JobCancelled as e:
@@ -260,16 +287,37 @@ def worker_main(job_dir: str) -> int:
         result.update(state="failed", message=f"{type(e).__name__}: {e}")
     result["time"] = time.time()
     print(
-        f"rank {rank}/{world}: {result['state']}" + (f": {result['message']}" if result["message"] else ""),
+        f"rank {rank}/{world}"
+        + (f" on {node}" if node else "")
+        + f": {result['state']}"
+        + (f": {result['message']}" if result["message"] else ""),
         file=sys.stderr,
         flush=True,
     )
     write_json_atomic(run_dir / f"rank{rank}.json", result)
-    try:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-    except Exception:  # noqa: BLE001 - a peer already gone; the result is written
-        pass
+    if init_group:
+        try:
+            if dist.is_initialized():
+                dist.destroy_process_group()
+        except Exception:  # noqa: BLE001 - a peer already gone; the result is written
+            pass
+    return result
+
+
+def worker_main(job_dir: str) -> int:
+    """Body of one torchrun rank (RANK, WORLD_SIZE, LOCAL_RANK from torchrun,
+    CVAT_TRAIN_DDP_DIR from :func:`run_torchrun`); returns its exit code (0 when it
+    succeeded or was cancelled)."""
+    import socket
+
+    result = run_rank(
+        job_dir,
+        Path(os.environ[RUN_DIR_ENV]),
+        int(os.environ["RANK"]),
+        int(os.environ["WORLD_SIZE"]),
+        int(os.environ["LOCAL_RANK"]),
+        node=socket.gethostname(),
+    )
     return 0 if result["state"] in ("succeeded", "cancelled") else 1
 
 

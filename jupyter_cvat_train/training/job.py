@@ -3,7 +3,8 @@
 :func:`train_job` is the job function given to :func:`jupyter_cvat_train.jobs.runtime.run_job`:
 it checks the run (:func:`.plan.make_plan`), then hands the plan to the framework of the
 template's family (``models.get_framework``). The pytorch framework (:func:`train_pytorch`)
-trains in this process, or, with more than one GPU, under torchrun (:mod:`.distributed`).
+trains in this process, or, with more than one GPU, under torchrun (:mod:`.distributed`)
+or, in a job on a Ray cluster, as Ray Train workers (:mod:`.ray_train`).
 """
 
 from __future__ import annotations
@@ -24,7 +25,11 @@ def train_job(ctx: JobContext) -> dict:
         from ..custom.run import train_custom
 
         return train_custom(ctx, custom)
-    plan = make_plan(ctx.spec, ctx.output_dir, log=ctx.log, warn=ctx.warn)
+    from .ray_train import cluster_device, on_ray
+
+    plan = make_plan(
+        ctx.spec, ctx.output_dir, log=ctx.log, warn=ctx.warn, ranks_device=cluster_device if on_ray() else None
+    )
     return get_framework(plan.framework).trainer()(plan, ctx)
 
 
@@ -44,8 +49,13 @@ def _custom_template(spec: dict):
 
 def train_pytorch(plan, ctx: JobContext) -> dict:
     """The pytorch framework's train function: a checked plan trained in this process,
-    or under torchrun with more than one GPU."""
+    or with more than one GPU under torchrun (as Ray Train workers in a job the ray
+    backend started: :mod:`.ray_train`)."""
     if plan.gpus > 1:
+        from .ray_train import on_ray, run_ray_train
+
+        if on_ray():
+            return run_ray_train(ctx, plan.gpus, plan.device)
         from .distributed import run_torchrun
 
         return run_torchrun(ctx, plan.gpus, plan.device)

@@ -14,7 +14,8 @@ Train job spec (job.json)::
 
 ``gpus`` (or the hyperparameter ``num_gpus``, alias ``num_clones``) > 1 trains with
 DistributedDataParallel under torchrun: one GPU per process on CUDA, N gloo processes on
-the CPU (see :mod:`.distributed`).
+the CPU (see :mod:`.distributed`); in a job on a Ray cluster, as N Ray Train workers
+placed across its nodes (:mod:`.ray_train`).
 """
 
 from __future__ import annotations
@@ -123,10 +124,16 @@ def _user_parameters(spec: dict) -> list:
 
 
 def make_plan(
-    spec: dict, output_dir: Path, log: Callable[[str], None] = print, warn: Callable[[str], None] | None = None
+    spec: dict,
+    output_dir: Path,
+    log: Callable[[str], None] = print,
+    warn: Callable[[str], None] | None = None,
+    ranks_device: Callable[[str | None, int], str] | None = None,
 ) -> Plan:
     """Check a train spec and return the :class:`Plan` (module docstring for the spec).
     ``log``/``warn`` get the plan's notes and the dropped-annotation warnings.
+    ``ranks_device(requested device, ranks)``: where a run of more than one rank gets its
+    device, when not from this machine's GPUs (a Ray cluster's: :mod:`.ray_train`).
     Raises JobError for every problem found before training, in this order: template,
     checkpoint to resume, hyperparameters, device, export (validation, labels, images),
     split and batch size, epochs, checkpoint to fine-tune."""
@@ -135,7 +142,7 @@ def make_plan(
     resume_reader, finetune_reader = _checkpoint_readers(family.framework)
     resume_ck, resume_path = resume_reader(spec, output_dir, template)
     params = _parameters(spec, template, resume_ck)
-    device, gpus = _device_and_gpus(spec, params)
+    device, gpus = _device_and_gpus(spec, params, ranks_device)
     dataset = spec.get("dataset")
     ds = _checked_export(dataset, spec.get("format"), output_dir)
     labels = _labels(ds, dataset, template, family)
@@ -264,12 +271,16 @@ def _parameters(spec: dict, template, resume_ck: dict | None) -> dict:
     return params
 
 
-def _device_and_gpus(spec: dict, params: dict) -> tuple[str, int]:
+def _device_and_gpus(spec: dict, params: dict, ranks_device=None) -> tuple[str, int]:
     """The device (``cpu``, ``cuda``, ``cuda:N``) and the number of processes
-    (``gpus``, else ``num_gpus``; written back to ``params``), checked against the GPUs here."""
-    device = resolve_device(spec.get("device"))
+    (``gpus``, else ``num_gpus``; written back to ``params``), checked against the GPUs here,
+    or, for more than one process, by ``ranks_device(requested, ranks)`` when given (a
+    job on a Ray cluster checks the cluster's: :func:`.ray_train.cluster_device`)."""
     gpus = int(spec.get("gpus") or params.get("num_gpus") or 1)
     params["num_gpus"] = gpus
+    if gpus > 1 and ranks_device is not None:
+        return ranks_device(spec.get("device"), gpus), gpus
+    device = resolve_device(spec.get("device"))
     if gpus > 1 and device.startswith("cuda"):
         import torch
 

@@ -20,7 +20,11 @@ back) is not supported yet: :data:`OBJECT_STORAGE_UNSUPPORTED`.
   job's ``runtime_env`` (the spec hash and the run target, never the server's
   environment: Ray shows env_vars to anyone who can read the dashboard), plus
   ``RAY_JOB_STOP_WAIT_TIME_S`` (:attr:`RayBackend.stop_wait`, default 30 s), so a
-  cancelled training has time to write its last checkpoint before Ray's SIGKILL.
+  cancelled training has time to write its last checkpoint before Ray's SIGKILL. The
+  entrypoint holds :attr:`RayBackend.num_cpus` CPUs (and a GPU for an accelerator job),
+  except a training with more than one GPU: its ranks run as Ray Train workers that hold
+  a GPU (or CPU) each (:mod:`jupyter_cvat_train.training.ray_train`), and the entrypoint
+  holds nothing.
 - **Handle** (launch.json): ``{backend: "ray", submission_id, address, launched_at,
   entrypoint}``. Requests go to the backend's *configured* address only, never to the
   one a (writable, untrusted) launch.json names; a handle whose submission_id is not the
@@ -50,7 +54,8 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from ..runtime import JobDir, clean_record, now_iso, valid_text, valid_time
+from ...training.ray_train import ray_train_ranks
+from ..runtime import JobDir, JobError, clean_record, now_iso, valid_text, valid_time
 from . import JobBackend, LaunchRequest, Poll, was_launched
 
 #: the module Ray runs for a job: it sends output to job.log, then runs the job
@@ -184,6 +189,14 @@ HANDLE_FIELDS = {
 }
 
 
+def _spec(job_dir: JobDir) -> dict:
+    """The job's spec (job.json), or ``{}`` when unreadable (the job process reports that)."""
+    try:
+        return job_dir.read_spec()
+    except (OSError, JobError):
+        return {}
+
+
 def entrypoint(job_dir: JobDir, python: str = "python") -> str:
     """The shell command Ray runs for ``job_dir``: ``<python> -u -m <ENTRY_MODULE>
     <absolute job folder>`` (each word shell-quoted)."""
@@ -246,7 +259,10 @@ class RayBackend(JobBackend):
             "metadata": {"cvat_train_job": job_dir.id, "kind": request.kind.name},
             "entrypoint_num_cpus": self.num_cpus,
         }
-        if request.gpu is not None and request.kind.resource == "accelerator":
+        if request.kind.name == "train" and ray_train_ranks(_spec(job_dir)):
+            # its ranks are Ray Train workers holding a GPU or CPU each; the driver only follows them
+            body["entrypoint_num_cpus"] = 0
+        elif request.gpu is not None and request.kind.resource == "accelerator":
             body["entrypoint_num_gpus"] = 1
         try:
             self._submit(body)

@@ -7,13 +7,16 @@ and runs the one job entry point (:func:`jupyter_cvat_train.jobs.run.main`, what
 ``python -m jupyter_cvat_train.jobs.run JOB_DIR`` runs for a local job) in this same
 process: no second interpreter start between Ray's RUNNING and the job's. A job folder
 that is not there (the runs root not mounted at the same path on this node) ends with
-an error exit and a message on Ray's log.
+an error exit and a message on Ray's log. A training with more than one GPU then runs
+its ranks as Ray Train workers across the cluster (:mod:`jupyter_cvat_train.training.ray_train`).
 """
 
 from __future__ import annotations
 
 import os
 import sys
+
+from ...training.ray_train import RAY_JOB_ENV
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -34,6 +37,11 @@ def main(argv: list[str] | None = None) -> None:
     os.dup2(fd, 2)
     os.close(fd)
     os.chdir(job_dir)
+    os.environ[RAY_JOB_ENV] = "1"  # a training with gpus > 1 then runs as Ray Train workers
+    # The ranks' lines reach job.log through this driver: plain (no colour codes), at once (not
+    # held back to be deduplicated) and once (Ray Train would also copy each print to its log).
+    for name, value in (("RAY_COLOR_PREFIX", "0"), ("RAY_DEDUP_LOGS", "0"), ("RAY_TRAIN_ENABLE_PRINT_PATCH", "0")):
+        os.environ.setdefault(name, value)
     from ..run import main as run_main  # in this process: no second interpreter start (~0.3 s)
 
     run_main([job_dir])
