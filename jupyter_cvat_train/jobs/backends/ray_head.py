@@ -14,6 +14,13 @@ test run's) is left alone.
 The dashboard listens on 127.0.0.1 only unless ``--dashboard-host`` says otherwise. With
 ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN`` in the environment, Ray's token auth is
 on (the token is passed to Ray through the environment, never printed).
+
+For a cluster of several nodes on one machine (the tests' two network namespaces,
+``tests/ray_netns.py``), :func:`start_head` and :func:`start_worker` take a ``prefix``
+for Ray's command (e.g. ``["ip", "netns", "exec", NS]``, which runs it in namespace NS)
+and a ``node_ip``. :func:`start_worker` runs ``ray start --address=GCS --block`` with a
+temp folder of its own and waits until the head's dashboard lists the new node alive
+(``GET /api/v0/nodes``); :func:`stop_head` on that folder stops that node alone.
 """
 
 from __future__ import annotations
@@ -50,6 +57,22 @@ class LocalHead:
 
     def stop(self, timeout: float = 120) -> None:
         """Stop this head (see :func:`stop_head`)."""
+        stop_head(self.folder, timeout=timeout)
+
+
+@dataclass
+class LocalWorker:
+    """A worker node started by :func:`start_worker`: ``node_id`` and ``node_ip`` (as the
+    head's dashboard lists them), ``pid`` (its ``ray start --block`` process), ``folder``
+    (its own Ray temp folder)."""
+
+    node_id: str
+    node_ip: str
+    pid: int
+    folder: Path
+
+    def stop(self, timeout: float = 120) -> None:
+        """Stop this worker node alone (see :func:`stop_head`)."""
         stop_head(self.folder, timeout=timeout)
 
 
@@ -97,6 +120,7 @@ def _start_once(
     dashboard_host: str = "127.0.0.1",
     node_ip: str | None = None,
     env: dict[str, str] | None = None,
+    prefix: list[str] | None = None,
     timeout: float = 300,
 ) -> LocalHead:
     """Start a Ray head whose temp folder is ``folder`` (made; an absolute path of at most
@@ -105,19 +129,20 @@ def _start_once(
     ports when None), and wait (up to ``timeout`` s) until it takes jobs: a first job
     (``true``) is submitted and must succeed, so the first real job does not wait for
     Ray's job agent. ``env``: the environment of the head (default: this process's, less
-    ``RAY_ADDRESS``). Raises RuntimeError (with Ray's output) when it does not come up;
-    the head is stopped then."""
-    folder = Path(folder).absolute()
-    if len(str(folder)) > MAX_DIR_LENGTH:
-        raise ValueError(f"the Ray head folder {folder} is too long for Ray's socket paths: use a short one under /tmp")
-    folder.mkdir(parents=True, exist_ok=True)
-    if (folder / STATE_FILE).exists() and _head_pid(folder) is not None:
-        raise RuntimeError(f"a Ray head started in {folder} is still running: stop it first")
-    env = {k: v for k, v in (os.environ if env is None else env).items() if k != "RAY_ADDRESS"}
-    token = env.get("RAY_AUTH_TOKEN") if env.get("RAY_AUTH_MODE", "").lower() == "token" else None
+    ``RAY_ADDRESS``). ``prefix``: put before Ray's command, e.g. ``["ip", "netns", "exec",
+    NS]`` to run the head in network namespace NS (then ports left None are ones free on
+    this namespace's loopback, which a fresh namespace has free too; ``dashboard_host``
+    must be reachable from here). Raises RuntimeError (with Ray's output) when it does not
+    come up; the head is stopped then."""
+    folder = _node_folder(folder)
+    env, token = _node_env(env)
     port = port or free_port()
-    dashboard_port = dashboard_port or free_port(dashboard_host if dashboard_host != "0.0.0.0" else "127.0.0.1")
+    if prefix:  # dashboard_host is an address of another namespace: not bindable here
+        dashboard_port = dashboard_port or free_port()
+    else:
+        dashboard_port = dashboard_port or free_port(dashboard_host if dashboard_host != "0.0.0.0" else "127.0.0.1")
     cmd = [
+        *(prefix or []),
         ray_cli(),
         "start",
         "--head",
@@ -158,6 +183,107 @@ def _start_once(
     output = (folder / "ray-start.log").read_text(errors="replace")[-3000:]
     stop_head(folder)
     raise RuntimeError(f"the Ray head did not come up within {timeout:.0f} s; ray start said:\n{output}")
+
+
+def _node_folder(folder: Path | str) -> Path:
+    """``folder`` as an absolute path, made; ValueError when too long for Ray's socket
+    paths, RuntimeError when a node started there still runs."""
+    folder = Path(folder).absolute()
+    if len(str(folder)) > MAX_DIR_LENGTH:
+        raise ValueError(f"the Ray node folder {folder} is too long for Ray's socket paths: use a short one under /tmp")
+    folder.mkdir(parents=True, exist_ok=True)
+    if (folder / STATE_FILE).exists() and _head_pid(folder) is not None:
+        raise RuntimeError(f"a Ray node started in {folder} is still running: stop it first")
+    return folder
+
+
+def _node_env(env: dict[str, str] | None) -> tuple[dict[str, str], str | None]:
+    """A node's environment (``env``, default this process's) less ``RAY_ADDRESS``, and
+    the token the dashboard then wants (None when token auth is off)."""
+    env = {k: v for k, v in (os.environ if env is None else env).items() if k != "RAY_ADDRESS"}
+    token = env.get("RAY_AUTH_TOKEN") if env.get("RAY_AUTH_MODE", "").lower() == "token" else None
+    return env, token
+
+
+def alive_nodes(address: str, token: str | None = None) -> list[dict] | None:
+    """The alive nodes of the cluster whose dashboard is at ``address`` (``GET
+    /api/v0/nodes``, Ray's state API): ``[{node_id, node_ip, is_head_node, state, ...}]``,
+    or None when the dashboard does not answer."""
+    out = _call(address, token, "/api/v0/nodes?limit=1000")
+    if out is None:
+        return None
+    nodes = ((out.get("data") or {}).get("result") or {}).get("result") or []
+    return [n for n in nodes if isinstance(n, dict) and n.get("state") == "ALIVE"]
+
+
+def _start_worker_once(
+    folder: Path | str,
+    head: LocalHead,
+    *,
+    node_ip: str | None = None,
+    num_cpus: int = 1,
+    env: dict[str, str] | None = None,
+    prefix: list[str] | None = None,
+    timeout: float = 300,
+) -> LocalWorker:
+    """One try of :func:`start_worker`."""
+    folder = _node_folder(folder)
+    env, token = _node_env(env)
+    before = alive_nodes(head.address, token)
+    if before is None:
+        raise RuntimeError(f"the Ray head's dashboard at {head.address} does not answer: start the head first")
+    known = {n.get("node_id") for n in before}
+    cmd = [
+        *(prefix or []),
+        ray_cli(),
+        "start",
+        "--address",
+        head.gcs_address,
+        "--block",
+        "--num-cpus",
+        str(num_cpus),
+        "--disable-usage-stats",
+        "--temp-dir",
+        str(folder),
+    ]
+    if node_ip:
+        cmd += ["--node-ip-address", node_ip]
+    log = open(folder / "ray-start.log", "ab")  # noqa: SIM115 - handed to the child
+    proc = subprocess.Popen(
+        cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
+    )
+    log.close()
+    (folder / STATE_FILE).write_text(json.dumps({"pid": proc.pid, "gcs_address": head.gcs_address}))
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        for node in alive_nodes(head.address, token) or []:
+            if node.get("node_id") not in known and (node_ip is None or node.get("node_ip") == node_ip):
+                return LocalWorker(str(node["node_id"]), str(node.get("node_ip")), proc.pid, folder)
+        time.sleep(0.5)
+    output = (folder / "ray-start.log").read_text(errors="replace")[-3000:]
+    stop_head(folder)
+    raise RuntimeError(f"the Ray worker node did not join within {timeout:.0f} s; ray start said:\n{output}")
+
+
+def start_worker(folder: Path | str, head: LocalHead, *, attempts: int = 3, **options) -> LocalWorker:
+    """Start a worker node of ``head``'s cluster: ``ray start --address=<head's GCS>
+    --block`` in a session of its own, with ``folder`` (made; at most
+    :data:`MAX_DIR_LENGTH` characters) as its Ray temp folder and working folder, and
+    wait until the head's dashboard lists it alive. ``options``: ``node_ip`` (its
+    ``--node-ip-address``; the node waited for has this ip), ``num_cpus`` (default 1),
+    ``env`` (default this process's, less ``RAY_ADDRESS``; with token auth on the head,
+    ``RAY_AUTH_MODE=token`` and ``RAY_AUTH_TOKEN`` must be in it too), ``prefix`` (put
+    before Ray's command, e.g. ``["ip", "netns", "exec", NS]``), ``timeout`` (s, default
+    300). Tried up to ``attempts`` times, as :func:`start_head`. Stop it with
+    ``stop_head(folder)`` (or the returned worker's ``stop()``): that node alone. Raises
+    RuntimeError with Ray's output when it does not join."""
+    for attempt in range(attempts):
+        try:
+            return _start_worker_once(folder, head, **options)
+        except RuntimeError as e:
+            if attempt == attempts - 1 or "still running" in str(e) or "does not answer" in str(e):
+                raise
+    raise AssertionError("not reached")
 
 
 def start_head(folder: Path | str, *, attempts: int = 3, **options) -> LocalHead:
@@ -201,10 +327,11 @@ def _working_in(folder: Path) -> list[int]:
 
 
 def stop_head(folder: Path | str, timeout: float = 120) -> bool:
-    """Stop the head started in ``folder``: SIGTERM to its ``ray start --block`` (Ray
-    then stops the processes it started), wait up to ``timeout`` s, then SIGKILL to every
-    process still working in ``folder`` (Ray's workers and dashboard modules start there).
-    True when a head was running. Never touches another head's processes."""
+    """Stop the Ray node (a head, or a worker of :func:`start_worker`) started in
+    ``folder``: SIGTERM to its ``ray start --block`` (Ray then stops the processes it
+    started), wait up to ``timeout`` s, then SIGKILL to every process still working in
+    ``folder`` (Ray's workers and dashboard modules start there). True when a node was
+    running. Never touches another node's processes."""
     folder = Path(folder).absolute()
     pid = _head_pid(folder)
     if pid is not None:
