@@ -30,7 +30,7 @@ import shutil
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -69,11 +69,18 @@ class TwoNodeCluster:
     worker: LocalWorker
     up_seconds: float = 0.0
     timings: dict[str, float] = field(default_factory=dict)
+    rejoin: Callable[[], LocalWorker] | None = None
 
     def stop_worker(self, timeout: float = 120) -> None:
         """Stop the worker node (its ``ray start`` and everything it started) as a node
         lost mid-job; the head marks it dead on its own time."""
         self.worker.stop(timeout=timeout)
+
+    def restart_worker(self) -> None:
+        """Start the worker node again (same namespace, address and folder) after
+        :meth:`stop_worker`; returns once the head lists it alive."""
+        assert self.rejoin is not None
+        self.worker = self.rejoin()
 
     def alive_nodes(self) -> list[dict]:
         """The nodes the head's dashboard lists alive now (``[]`` when it does not answer)."""
@@ -193,9 +200,13 @@ def two_node_cluster(folder: Path | str | None = None, token: str | None = None)
             prefix=["ip", "netns", "exec", ns_a],
         )
         t_head = time.monotonic()
-        worker = start_worker(
-            base / "w", head, node_ip=worker_ip, num_cpus=1, env=env, prefix=["ip", "netns", "exec", ns_b]
-        )
+
+        def join() -> LocalWorker:
+            return start_worker(
+                base / "w", head, node_ip=worker_ip, num_cpus=1, env=env, prefix=["ip", "netns", "exec", ns_b]
+            )
+
+        worker = join()
         t_up = time.monotonic()
         cluster = TwoNodeCluster(
             head.address,
@@ -207,6 +218,7 @@ def two_node_cluster(folder: Path | str | None = None, token: str | None = None)
             worker,
             up_seconds=t_up - t0,
             timings={"network": t_net - t0, "head": t_head - t_net, "worker_joined": t_up - t_head},
+            rejoin=join,
         )
         yield cluster
     finally:

@@ -21,11 +21,11 @@ template. The rest is as under torchrun:
 - Cancel: Ray stops the driver with SIGTERM; the driver writes the ``cancel`` file that
   every rank checks each step; rank 0 saves last.pt; then all end (within the backend's
   stop wait, 30 s by default, before Ray's SIGKILL).
-- No hang: ``FailureConfig(max_failures=0)``. A rank that fails raises in its worker,
-  and a worker whose node is lost dies with it; either way Ray Train stops the others
-  and the job fails naming the rank (or saying it ended without a result), and a resume
-  continues from last.pt. A rank stuck in a collective fails after the process-group
-  timeout (``CVAT_TRAIN_DDP_TIMEOUT_S``).
+- ``FailureConfig(max_failures=0)``: a rank that fails raises in its worker, Ray Train
+  stops the others and the job fails naming the rank. Known gap: a worker node lost
+  mid-training was seen to leave the job running for over 15 minutes in the 2-node test
+  (not yet understood); a rank stuck in a collective fails after the process-group
+  timeout (``CVAT_TRAIN_DDP_TIMEOUT_S``, default 1800 s).
 
 Only this module imports ``ray`` (an import-linter contract keeps it so), and only in
 the job processes Ray starts.
