@@ -111,6 +111,25 @@ def _call(address: str, token: str | None, path: str, body: dict | None = None, 
     return out if isinstance(out, dict) else {}
 
 
+def _spawn(cmd: list[str], folder: Path, env: dict[str, str], node_ip: str | None) -> subprocess.Popen:
+    """Run Ray's ``cmd`` (plus ``--node-ip-address node_ip`` when given) in a session of
+    its own, output appended to ``folder/ray-start.log``, with ``folder`` as its working
+    folder: started in a checkout, the cluster's interpreters would import the package
+    from there, as no real cluster node does."""
+    if node_ip:
+        cmd = [*cmd, "--node-ip-address", node_ip]
+    with open(folder / "ray-start.log", "ab") as log:
+        return subprocess.Popen(
+            cmd,
+            cwd=folder,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
 def _start_once(
     folder: Path | str,
     *,
@@ -159,15 +178,7 @@ def _start_once(
         "--temp-dir",
         str(folder),
     ]
-    if node_ip:
-        cmd += ["--node-ip-address", node_ip]
-    log = open(folder / "ray-start.log", "ab")  # noqa: SIM115 - handed to the child
-    # a folder of its own as the working folder: started in a checkout, the cluster's
-    # interpreters would import the package from there, as no real cluster node does
-    proc = subprocess.Popen(
-        cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-    )
-    log.close()
+    proc = _spawn(cmd, folder, env, node_ip)
     host = "127.0.0.1" if dashboard_host in ("0.0.0.0", "") else dashboard_host
     address = f"http://{host}:{dashboard_port}"
     head = LocalHead(address, f"{node_ip or '127.0.0.1'}:{port}", proc.pid, folder)
@@ -246,13 +257,7 @@ def _start_worker_once(
         "--temp-dir",
         str(folder),
     ]
-    if node_ip:
-        cmd += ["--node-ip-address", node_ip]
-    log = open(folder / "ray-start.log", "ab")  # noqa: SIM115 - handed to the child
-    proc = subprocess.Popen(
-        cmd, cwd=folder, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True
-    )
-    log.close()
+    proc = _spawn(cmd, folder, env, node_ip)
     (folder / STATE_FILE).write_text(json.dumps({"pid": proc.pid, "gcs_address": head.gcs_address}))
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
