@@ -17,7 +17,8 @@ With ``--ddp``, also the training throughput of one 2-rank training (``gpus: 2``
 CPU, gloo) of a generated export: torchrun's 2 processes (``local``) vs 2 Ray Train
 workers (``ray``), on the same machine: the median over epochs 2.. of the images per
 second each epoch's training took (``images_per_s`` in the job's metrics.json history;
-epoch 1 holds the warm-up).
+epoch 1 holds the warm-up); and each training's wall time from submit to its end (Ray
+adds its job start, Ray Train's controller and worker group).
 
 Goals (issue 17): Ray submit-to-running < 3 s, log delay p95 < 2 s, and training
 throughput on 2 Ray workers >= 0.9x torchrun with 2 processes.
@@ -109,7 +110,8 @@ def run_one(manager, root: Path, backend: str, seconds: float, tick: float) -> t
 
 
 def train_throughput(manager, root: Path, backend: str, epochs: int) -> float:
-    """Median images/s over epochs 2.. of a 2-rank CPU training on ``backend``."""
+    """Median images/s over epochs 2.. of a 2-rank CPU training on ``backend``; prints
+    its wall time."""
     from jupyter_cvat_train.jobs.specs import check_spec
 
     spec = {
@@ -122,8 +124,10 @@ def train_throughput(manager, root: Path, backend: str, epochs: int) -> float:
         "device": "cpu",
         "backend": backend,
     }
+    t0 = time.monotonic()
     job = manager.create(check_spec(spec, root, backends=("local", "ray")))
     done = manager.wait(job["id"], timeout=3600)
+    print(f"  {backend}: submit to end {time.monotonic() - t0:.0f} s")
     if done["state"] != "succeeded":
         raise SystemExit(f"{backend}: the training ended {done['state']}: {done['message']}")
     history = json.loads((manager.job_dir(job["id"]).output_dir / "metrics.json").read_text())["history"]

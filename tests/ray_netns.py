@@ -76,6 +76,12 @@ class TwoNodeCluster:
         lost mid-job; the head marks it dead on its own time."""
         self.worker.stop(timeout=timeout)
 
+    def cut_off_worker(self, cut: bool = True) -> None:
+        """Take the worker node's network link down (``cut``), as a node that dies or is
+        cut off without a word (no connection is closed: its peers wait for it), or
+        up again."""
+        _ip("-n", self.namespaces[1], "link", "set", IFNAME, "down" if cut else "up")
+
     def restart_worker(self) -> None:
         """Start the worker node again (same namespace, address and folder) after
         :meth:`stop_worker`; returns once the head lists it alive."""

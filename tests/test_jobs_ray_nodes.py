@@ -11,8 +11,11 @@ the CPU submitted through the JobManager's ray backend runs rank 0 and rank 1 on
 different nodes (each node offers 1 CPU; gloo over ``cvt0``), as the job's report of its
 ranks says, and writes the output contract.
 
-Not covered yet: a node lost mid-training. A first test (the worker node stopped once
-last.pt existed) hung: the job did not end within 900 s; to be found and fixed.
+A node lost mid-training once last.pt exists, in two ways: the worker node stopped (Ray
+drains it) or cut off (its link down: no connection closed, the other rank waits in a
+collective): the job fails within minutes saying a node was lost (Ray Train restarts
+nothing), and once the node is back a resume from that last.pt trains on from its epoch
+on both nodes.
 """
 
 from __future__ import annotations
@@ -125,6 +128,12 @@ def _rank_nodes(log: str) -> dict[int, str]:
     return {int(m[1]): m[2] for m in re.finditer(r"^rank (\d+) of 2 ran on node (\S+):", log, re.M)}
 
 
+def _epochs_in(checkpoint: Path) -> int:
+    import torch
+
+    return int(torch.load(checkpoint, map_location="cpu", weights_only=False)["epoch"])
+
+
 @pytest.mark.slow
 def test_a_two_rank_training_spans_both_nodes(cluster, root):
     m = _manager(root, cluster)
@@ -140,5 +149,49 @@ def test_a_two_rank_training_spans_both_nodes(cluster, root):
         out = jd.output_dir
         for rel in ("model/model.pt", "model/classes.csv", "checkpoints/last.pt", "metrics.json"):
             assert (out / rel).is_file(), rel
+    finally:
+        m.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("how", ["stopped", "cut off"])
+def test_a_node_lost_mid_training_fails_the_job_and_a_resume_goes_on(cluster, root, how):
+    m = _manager(root, cluster)
+    try:
+        job = m.create(_ddp_train(root, 300))
+        jd = m.job_dir(job["id"])
+        last = jd.output_dir / "checkpoints" / "last.pt"
+        deadline = time.monotonic() + 600
+        while not last.is_file():
+            state = m.get(job["id"])["state"]
+            assert state == JobState.RUNNING or state == JobState.QUEUED, (state, jd.log_path.read_text()[-3000:])
+            assert time.monotonic() < deadline, "no last.pt within 600 s"
+            time.sleep(0.5)
+        lost = time.monotonic()
+        if how == "stopped":
+            cluster.stop_worker()  # its rank's process and its raylet end (Ray drains the node first)
+        else:
+            cluster.cut_off_worker()
+        job = m.wait(job["id"], timeout=400)
+        log = jd.log_path.read_text()
+        assert job["state"] == JobState.FAILED, (job, log[-4000:])
+        assert re.search(r"rank.* of 2 ", job["message"]), job["message"]
+        assert "lost mid-training" in job["message"] and "last.pt" in job["message"], job["message"]
+        print(f"the job failed {time.monotonic() - lost:.0f} s after the worker node was {how}: {job['message']}")
+        assert "not restarting the ranks" not in log, "Ray Train started the ranks again"
+
+        if how == "cut off":  # Ray declared the node dead: it comes back as a new node
+            cluster.cut_off_worker(False)
+            cluster.stop_worker()
+        cluster.restart_worker()
+        done = _epochs_in(last)
+        assert 1 <= done < 300
+        resumed = m.create(_ddp_train(root, done + 1, checkpoint=str(jd.output_dir.relative_to(root)), resume=True))
+        again = m.wait(resumed["id"], timeout=900)
+        rd = m.job_dir(resumed["id"])
+        assert again["state"] == JobState.SUCCEEDED, (again, rd.log_path.read_text()[-4000:])
+        assert len([e for e in rd.read_events() if e["type"] == "metrics"]) == 1, "one epoch more, not a new run"
+        assert _epochs_in(rd.output_dir / "checkpoints" / "last.pt") == done + 1
+        assert sorted(_rank_nodes(rd.log_path.read_text()).values()) == sorted([cluster.head_ip, cluster.worker_ip])
     finally:
         m.close()

@@ -268,10 +268,19 @@ class JobManager:
             # record, a foreground CLI run) takes no slot: it must not block the queue
             active = [r for r in rows if (r["pid"] or r["state"] == JobState.RUNNING) and r["id"] not in self._foreign]
             started = []
-            for row in jobs_to_start(waiting, active, self.limits, _resource_of):
+            for row in jobs_to_start(waiting, active, self.limits, _resource_of, self._gpus_of):
                 if self._launch(row):
                     started.append(row["id"])
             return started
+
+    def _gpus_of(self, row: dict) -> int:
+        """How many GPUs queued job ``row`` wants: its kind's ``gpus_of`` its job.json
+        (just checked by :meth:`_refusal`); 1 when that cannot be read."""
+        try:
+            spec = json.loads(read_record(self.job_dir(row["id"]).spec_path))
+            return get_kind(row["kind"]).gpus_of(spec) if isinstance(spec, dict) else 1
+        except (OSError, RecordError, ValueError, KeyError):
+            return 1
 
     def schedule_refusals(self) -> list[dict]:
         """If this manager holds the scheduler lease (taken now when free): fail every

@@ -2,7 +2,9 @@
 
 Default limits: ``accelerator`` jobs (training, inference) one per GPU, or one at a
 time on a machine without a GPU; ``io`` jobs (sync, validation) two at a time.
-With GPUs each accelerator job gets its own GPU (``CUDA_VISIBLE_DEVICES``).
+With GPUs each accelerator job gets its own GPU (``CUDA_VISIBLE_DEVICES``), or its own
+N GPUs when it asks for N (a training with ``gpus: N``): it waits until N are free
+(all of the machine's when it asks for more: its plan then says how many there are).
 Queued jobs start strictly in creation order within a resource: a job never overtakes
 an older one waiting for the same resource.
 """
@@ -53,12 +55,17 @@ class Limits:
         return {"accelerator": acc, "io": max(1, self.io)}
 
 
-def jobs_to_start(queued: list[dict], running: list[dict], limits: Limits, resource_of) -> list[dict]:
+def jobs_to_start(
+    queued: list[dict], running: list[dict], limits: Limits, resource_of, gpus_of=lambda row: 1
+) -> list[dict]:
     """The queued jobs to start now, oldest first.
 
     queued, running: store rows (``seq``, ``kind``, ``gpu``); ``resource_of(kind)`` gives
-    a kind's resource. Each returned row gets ``gpu``: a GPU id (str) for an
-    accelerator job when GPUs exist, else None.
+    a kind's resource; ``gpus_of(row)`` how many GPUs a queued accelerator job wants
+    (default 1). Each returned row gets ``gpu``: for an accelerator job when GPUs are
+    free, its GPU ids joined by commas (``"0"``, ``"2,5"``: the ``CUDA_VISIBLE_DEVICES``
+    value), else None. A job that wants more GPUs than are free waits, and nothing
+    younger of its resource starts before it.
     """
     caps = limits.resolved()
     used = {r: 0 for r in caps}
@@ -66,8 +73,9 @@ def jobs_to_start(queued: list[dict], running: list[dict], limits: Limits, resou
     for row in running:
         used[resource_of(row["kind"])] += 1
         if row.get("gpu") is not None:
-            busy_gpus.add(str(row["gpu"]))
-    free_gpus = [g for g in gpu_ids() if g not in busy_gpus]
+            busy_gpus.update(str(row["gpu"]).split(","))
+    all_gpus = gpu_ids()
+    free_gpus = [g for g in all_gpus if g not in busy_gpus]
     blocked: set[str] = set()
     out = []
     for row in sorted(queued, key=lambda r: r["seq"]):
@@ -77,7 +85,14 @@ def jobs_to_start(queued: list[dict], running: list[dict], limits: Limits, resou
         if used[res] >= caps[res]:
             blocked.add(res)  # keep the order: nothing younger of this resource starts
             continue
+        gpu = None
+        if res == "accelerator" and free_gpus:
+            wanted = min(max(1, gpus_of(row)), len(all_gpus))
+            if wanted > len(free_gpus):
+                blocked.add(res)
+                continue
+            gpu = ",".join(free_gpus[:wanted])
+            del free_gpus[:wanted]
         used[res] += 1
-        gpu = free_gpus.pop(0) if res == "accelerator" and free_gpus else None
         out.append({**row, "gpu": gpu})
     return out

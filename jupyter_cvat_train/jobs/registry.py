@@ -58,7 +58,10 @@ class JobKind:
     inside it. path_fields / optional_path_fields: the spec keys holding paths (shown
     relative to the server root by the API). heavy_check: the check reads much (train
     validates its dataset), so the server runs it in its bounded validation pool.
-    description: one line for listings.
+    description: one line for listings. gpus: ``"module:function"`` of
+    ``gpus(spec: dict) -> int``, how many GPUs an accelerator job of this kind holds on
+    a machine with GPUs (it must import no framework: the scheduler calls it), or None:
+    one.
     """
 
     name: str
@@ -69,11 +72,12 @@ class JobKind:
     optional_path_fields: tuple[str, ...] = field(default=())
     heavy_check: bool = False
     description: str = ""
+    gpus: str | None = None
 
     def __post_init__(self) -> None:
         if self.resource not in RESOURCES:
             raise ValueError(f"job kind {self.name!r}: resource must be one of {RESOURCES}, not {self.resource!r}")
-        for what, target in (("run", self.run), ("check", self.check)):
+        for what, target in (("run", self.run), ("check", self.check), ("gpus", self.gpus)):
             if target is not None and (not isinstance(target, str) or ":" not in target):
                 raise ValueError(f"job kind {self.name!r}: {what} must be 'module:function', not {target!r}")
 
@@ -94,6 +98,17 @@ class JobKind:
     def check_function(self) -> Callable | None:
         """The spec check (imported now), or None for the path-fields check."""
         return load_target(self.check) if self.check else None
+
+    def gpus_of(self, spec: dict) -> int:
+        """The GPUs a job of this kind with ``spec`` holds (see ``gpus``), at least 1;
+        1 when the function cannot be loaded or fails (logged)."""
+        if self.gpus is None:
+            return 1
+        try:
+            return max(1, int(load_target(self.gpus)(spec)))
+        except Exception:  # noqa: BLE001 - a broken plug-in gets one GPU, not a stuck queue
+            log.exception("cvat-train: %s of job kind %s failed: the job gets one GPU", self.gpus, self.name)
+            return 1
 
 
 _KINDS: dict[str, JobKind] = {}
@@ -154,6 +169,7 @@ register_kind(
         optional_path_fields=("checkpoint",),
         heavy_check=True,
         description="train a model template on a CVAT export",
+        gpus="jupyter_cvat_train.training.plan:requested_gpus",
     )
 )
 register_kind(

@@ -107,9 +107,9 @@ def _seq(v: Any) -> int:
 def _gpu(v: Any) -> int | str:
     if isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 1024:
         return v
-    if isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9:._-]{1,64}", v):
+    if isinstance(v, str) and re.fullmatch(r"[A-Za-z0-9:._-]{1,64}(,[A-Za-z0-9:._-]{1,64}){0,63}", v):
         return v
-    raise ValueError("expected a GPU id")
+    raise ValueError("expected a GPU id, or ids joined by commas")
 
 
 def _token(v: Any) -> str:

@@ -110,6 +110,29 @@ def _fingerprint(labels: list[str], items: list[Item]) -> str:
     return h.hexdigest()
 
 
+def requested_ranks(spec: dict) -> int:
+    """How many ranks (processes, one per GPU) the train job ``spec`` asks for, at least
+    1: its ``gpus``, else the hyperparameter ``num_gpus`` (alias ``num_clones``). Never
+    raises: a spec the plan will refuse gives 1. Imports no framework (the server calls
+    it)."""
+    from .. import models
+
+    try:
+        template = models.get_template(spec.get("template"))
+        n = int(spec.get("gpus") or models.parse_hyperparameters(_user_parameters(spec), template)["num_gpus"])
+    except Exception:  # noqa: BLE001 - the plan reports a bad spec, with its fix
+        return 1
+    return max(1, n)
+
+
+def requested_gpus(spec: dict) -> int:
+    """The GPUs a train job ``spec`` holds on this machine while it runs: its
+    :func:`requested_ranks` (torchrun's ranks, TensorFlow's MirroredStrategy and a custom
+    template's ``num_gpus`` all use that many), or 1 with ``device: cpu`` (as any
+    accelerator job on a machine with GPUs). Never raises."""
+    return 1 if str(spec.get("device") or "").lower() == "cpu" else requested_ranks(spec)
+
+
 def _user_parameters(spec: dict) -> list:
     out = []
     for key in ("parameters", "hyperparameters"):

@@ -3,7 +3,8 @@ REST Jobs API (``http(s)://head:8265``).
 
 The Jupyter server never imports ``ray``: this module talks HTTP (urllib) to the
 dashboard's documented endpoints (``POST /api/jobs/``, ``GET /api/jobs/{id}``,
-``POST /api/jobs/{id}/stop``, ``GET /api/version``).
+``POST /api/jobs/{id}/stop``, ``GET /api/version``; the state API's ``GET /api/v0/nodes``
+for the cluster's GPUs).
 
 Shared-filesystem mode only: the job folder must be on a path the cluster's workers see
 under the same name (on one machine, trivially; on a cluster, an NFS/Lustre/CephFS mount
@@ -21,10 +22,11 @@ back) is not supported yet: :data:`OBJECT_STORAGE_UNSUPPORTED`.
   environment: Ray shows env_vars to anyone who can read the dashboard), plus
   ``RAY_JOB_STOP_WAIT_TIME_S`` (:attr:`RayBackend.stop_wait`, default 30 s), so a
   cancelled training has time to write its last checkpoint before Ray's SIGKILL. The
-  entrypoint holds :attr:`RayBackend.num_cpus` CPUs (and a GPU for an accelerator job),
-  except a training with more than one GPU: its ranks run as Ray Train workers that hold
-  a GPU (or CPU) each (:mod:`jupyter_cvat_train.training.ray_train`), and the entrypoint
-  holds nothing.
+  entrypoint holds :attr:`RayBackend.num_cpus` CPUs (and, for an accelerator job on a
+  cluster with GPUs, the GPUs its kind says it wants, on one node:
+  :meth:`RayBackend._entrypoint_gpus`), except a training with more than one GPU: its
+  ranks run as Ray Train workers that hold a GPU (or CPU) each
+  (:mod:`jupyter_cvat_train.training.ray_train`), and the entrypoint holds nothing.
 - **Handle** (launch.json): ``{backend: "ray", submission_id, address, launched_at,
   entrypoint}``. Requests go to the backend's *configured* address only, never to the
   one a (writable, untrusted) launch.json names; a handle whose submission_id is not the
@@ -189,6 +191,17 @@ HANDLE_FIELDS = {
 }
 
 
+#: Ray's state API: the cluster's nodes
+NODES_PATH = "/api/v0/nodes?limit=1000"
+
+
+def alive_nodes_in(answer: dict) -> list[dict]:
+    """The alive nodes (``{node_id, node_ip, is_head_node, state, resources_total, ...}``)
+    in the state API's answer to ``GET`` :data:`NODES_PATH`."""
+    nodes = ((answer.get("data") or {}).get("result") or {}).get("result") or []
+    return [n for n in nodes if isinstance(n, dict) and n.get("state") == "ALIVE"]
+
+
 def _spec(job_dir: JobDir) -> dict:
     """The job's spec (job.json), or ``{}`` when unreadable (the job process reports that)."""
     try:
@@ -259,12 +272,15 @@ class RayBackend(JobBackend):
             "metadata": {"cvat_train_job": job_dir.id, "kind": request.kind.name},
             "entrypoint_num_cpus": self.num_cpus,
         }
-        if request.kind.name == "train" and ray_train_ranks(_spec(job_dir)):
-            # its ranks are Ray Train workers holding a GPU or CPU each; the driver only follows them
+        spec = _spec(job_dir)
+        ray_train = request.kind.name == "train" and ray_train_ranks(spec)
+        if ray_train:  # its ranks are Ray Train workers holding a GPU or CPU each; the driver only follows them
             body["entrypoint_num_cpus"] = 0
-        elif request.gpu is not None and request.kind.resource == "accelerator":
-            body["entrypoint_num_gpus"] = 1
         try:
+            if request.kind.resource == "accelerator" and not ray_train:
+                gpus = self._entrypoint_gpus(request.kind, spec)
+                if gpus:
+                    body["entrypoint_num_gpus"] = gpus
             self._submit(body)
         except OSError as e:
             # refused or failed: maybe because it is there already (Ray refuses a duplicate
@@ -292,6 +308,26 @@ class RayBackend(JobBackend):
             "launched_at": now_iso(),
             "entrypoint": command,
         }
+
+    def _entrypoint_gpus(self, kind, spec: dict) -> int:
+        """The GPUs an accelerator job's process asks Ray for: none with ``device: cpu``
+        or on a cluster without GPUs (it runs on a CPU), else its kind's
+        ``gpus_of(spec)``, all on one node (one process). The cluster's GPUs, not this
+        machine's: the Jupyter server often runs on a node without any. Raises OSError
+        with the fix when no alive node has that many (Ray would wait for ever)."""
+        if str(spec.get("device") or "").lower() == "cpu":
+            return 0
+        nodes = alive_nodes_in(self.client.request("GET", NODES_PATH))
+        most = max((int((n.get("resources_total") or {}).get("GPU") or 0) for n in nodes), default=0)
+        if not most:
+            return 0
+        wanted = kind.gpus_of(spec)
+        if wanted > most:
+            raise OSError(
+                f"the job wants {wanted} GPUs in one process but the largest node of the Ray cluster has "
+                f"{most}: set gpus (num_gpus) to at most {most}"
+            )
+        return wanted
 
     def _submit(self, body: dict, attempts: int = 3) -> None:
         """``POST /api/jobs/`` with ``body``, asked again (after 1 s, then 2 s) while the

@@ -39,6 +39,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from .ray import NODES_PATH, alive_nodes_in
+
 #: Ray's socket paths live under its temp folder and must stay under ~100 characters
 MAX_DIR_LENGTH = 40
 STATE_FILE = "head.json"
@@ -134,6 +136,7 @@ def _start_once(
     folder: Path | str,
     *,
     num_cpus: int = 2,
+    num_gpus: int | None = None,
     port: int | None = None,
     dashboard_port: int | None = None,
     dashboard_host: str = "127.0.0.1",
@@ -143,7 +146,8 @@ def _start_once(
     timeout: float = 300,
 ) -> LocalHead:
     """Start a Ray head whose temp folder is ``folder`` (made; an absolute path of at most
-    :data:`MAX_DIR_LENGTH` characters, for Ray's socket paths) with ``num_cpus`` CPUs,
+    :data:`MAX_DIR_LENGTH` characters, for Ray's socket paths) with ``num_cpus`` CPUs
+    and ``num_gpus`` GPUs (None: those Ray finds; a number: declared, even without one),
     its GCS on ``port`` and its dashboard on ``dashboard_host:dashboard_port`` (free
     ports when None), and wait (up to ``timeout`` s) until it takes jobs: a first job
     (``true``) is submitted and must succeed, so the first real job does not wait for
@@ -177,6 +181,7 @@ def _start_once(
         "--disable-usage-stats",
         "--temp-dir",
         str(folder),
+        *(["--num-gpus", str(num_gpus)] if num_gpus is not None else []),
     ]
     proc = _spawn(cmd, folder, env, node_ip)
     host = "127.0.0.1" if dashboard_host in ("0.0.0.0", "") else dashboard_host
@@ -220,11 +225,8 @@ def alive_nodes(address: str, token: str | None = None) -> list[dict] | None:
     """The alive nodes of the cluster whose dashboard is at ``address`` (``GET
     /api/v0/nodes``, Ray's state API): ``[{node_id, node_ip, is_head_node, state, ...}]``,
     or None when the dashboard does not answer."""
-    out = _call(address, token, "/api/v0/nodes?limit=1000")
-    if out is None:
-        return None
-    nodes = ((out.get("data") or {}).get("result") or {}).get("result") or []
-    return [n for n in nodes if isinstance(n, dict) and n.get("state") == "ALIVE"]
+    out = _call(address, token, NODES_PATH)
+    return None if out is None else alive_nodes_in(out)
 
 
 def _start_worker_once(
