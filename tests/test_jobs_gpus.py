@@ -51,8 +51,10 @@ def _rows(*wants: int) -> list[dict]:
     return [{"seq": i, "kind": "train", "gpu": None, "wants": n} for i, n in enumerate(wants)]
 
 
-def _start(queued, running=()):
-    started = jobs_to_start(queued, list(running), Limits(), lambda k: "accelerator", lambda row: row["wants"])
+def _start(queued, running=(), limits=None):
+    started = jobs_to_start(
+        queued, list(running), limits or Limits(), lambda k: "accelerator", lambda row: row["wants"]
+    )
     return [(r["seq"], r["gpu"]) for r in started]
 
 
@@ -63,8 +65,20 @@ def test_a_job_that_wants_n_gpus_gets_n_and_the_queue_keeps_its_order(monkeypatc
     assert _start(_rows(2), [{"seq": 9, "kind": "train", "gpu": "5"}]) == [(0, "2,7")]
     assert _start(_rows(2), [{"seq": 9, "kind": "train", "gpu": "5,7"}]) == []
     assert _start(_rows(4)) == [(0, "2,5,7")]  # more than there are: all, and its plan says so
+    # a 3-GPU job runs alone: under the default limit (one job per GPU) nothing starts
+    # unpinned beside it (it would land on GPU 2, busy)
+    assert _start(_rows(1), [{"seq": 9, "kind": "train", "gpu": "2,5,7"}]) == []
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     assert _start(_rows(2, 1)) == [(0, None)]  # no GPU: one accelerator job at a time, as before
+
+
+def test_a_limit_above_the_gpu_count_shares_the_least_busy_gpus(monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "0,1")
+    four = Limits(accelerator=4)  # max_accelerator_jobs 4 on 2 GPUs: two jobs a GPU
+    assert _start(_rows(1, 1, 1), limits=four) == [(0, "0"), (1, "1"), (2, "0")]
+    busy = [{"seq": 8, "kind": "train", "gpu": "0,1"}, {"seq": 9, "kind": "train", "gpu": "0"}]
+    assert _start(_rows(1, 2), busy, four) == [(0, "1"), (1, "0,1")]
+    assert _start(_rows(1), busy, Limits(accelerator=2)) == []  # the cap holds
 
 
 def test_a_training_wants_its_gpus_or_num_gpus():

@@ -5,6 +5,8 @@ time on a machine without a GPU; ``io`` jobs (sync, validation) two at a time.
 With GPUs each accelerator job gets its own GPU (``CUDA_VISIBLE_DEVICES``), or its own
 N GPUs when it asks for N (a training with ``gpus: N``): it waits until N are free
 (all of the machine's when it asks for more: its plan then says how many there are).
+An accelerator limit above the number of GPUs (``max_accelerator_jobs``) makes jobs
+share them: a job that finds too few free GPUs then gets the least busy ones.
 Queued jobs start strictly in creation order within a resource: a job never overtakes
 an older one waiting for the same resource.
 """
@@ -62,20 +64,22 @@ def jobs_to_start(
 
     queued, running: store rows (``seq``, ``kind``, ``gpu``); ``resource_of(kind)`` gives
     a kind's resource; ``gpus_of(row)`` how many GPUs a queued accelerator job wants
-    (default 1). Each returned row gets ``gpu``: for an accelerator job when GPUs are
-    free, its GPU ids joined by commas (``"0"``, ``"2,5"``: the ``CUDA_VISIBLE_DEVICES``
+    (default 1). Each returned row gets ``gpu``: on a machine with GPUs, an accelerator
+    job's GPU ids joined by commas (``"0"``, ``"2,5"``: the ``CUDA_VISIBLE_DEVICES``
     value), else None. A job that wants more GPUs than are free waits, and nothing
-    younger of its resource starts before it.
+    younger of its resource starts before it; only where the accelerator limit is
+    above the number of GPUs (jobs share GPUs by choice) does it get the least busy ones.
+    A job on a GPU machine never starts without its ids (it would use GPU 0 or all).
     """
     caps = limits.resolved()
     used = {r: 0 for r in caps}
-    busy_gpus = set()
+    all_gpus = gpu_ids()
+    load = {g: 0 for g in all_gpus}  # running jobs on each GPU
     for row in running:
         used[resource_of(row["kind"])] += 1
-        if row.get("gpu") is not None:
-            busy_gpus.update(str(row["gpu"]).split(","))
-    all_gpus = gpu_ids()
-    free_gpus = [g for g in all_gpus if g not in busy_gpus]
+        for g in str(row["gpu"]).split(",") if row.get("gpu") is not None else ():
+            load[g] = load.get(g, 0) + 1
+    share = caps["accelerator"] > len(all_gpus)
     blocked: set[str] = set()
     out = []
     for row in sorted(queued, key=lambda r: r["seq"]):
@@ -86,13 +90,16 @@ def jobs_to_start(
             blocked.add(res)  # keep the order: nothing younger of this resource starts
             continue
         gpu = None
-        if res == "accelerator" and free_gpus:
+        if res == "accelerator" and all_gpus:
             wanted = min(max(1, gpus_of(row)), len(all_gpus))
-            if wanted > len(free_gpus):
+            # the free GPUs first, then (when sharing) the least busy; in id order within each
+            pick = sorted(all_gpus, key=lambda g: load[g])[:wanted]
+            if load[pick[-1]] and not share:
                 blocked.add(res)
                 continue
-            gpu = ",".join(free_gpus[:wanted])
-            del free_gpus[:wanted]
+            gpu = ",".join(g for g in all_gpus if g in pick)
+            for g in pick:
+                load[g] += 1
         used[res] += 1
         out.append({**row, "gpu": gpu})
     return out

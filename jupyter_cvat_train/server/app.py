@@ -25,7 +25,10 @@ class CvatTrainApp(ExtensionApp):
         "", config=True, help="Folder of job folders and the job store; default <root_dir>/cvat-train-runs."
     )
     max_accelerator_jobs = Int(
-        0, config=True, help="Training/annotation jobs at once; 0 = one per GPU, or 1 without a GPU."
+        0,
+        config=True,
+        help="Training/annotation jobs at once; 0 = one per GPU, or 1 without a GPU; "
+        "more than the GPUs makes jobs share the least busy GPUs.",
     )
     max_io_jobs = Int(2, config=True, help="Sync/validation jobs at once.")
     cancel_grace_seconds = Float(10.0, config=True, help="Seconds between SIGTERM and SIGKILL on cancel.")
