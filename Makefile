@@ -5,6 +5,7 @@
 #   make test            set up, then every check (lint + layer contracts, pytest, ui-tests, TypeScript checks)
 #   make lab             JupyterLab with the extension
 #   make ray-cluster     a single-node Ray head here, for trying the ray job backend (make ray-stop)
+#   make gpu-carry       .gpu/: what benchmarks/gpu_suite.sh needs on a GPU machine without a network
 #   make clean           remove what set-up and tests made (.venv, node_modules, builds, outputs)
 # Set-up is incremental: each step leaves a stamp file and runs again only when its inputs change.
 # Prerequisites: python3 (>= 3.10, with venv), Node.js >= 18 with npm; Chromium is installed
@@ -31,7 +32,7 @@ LABEXT_LINK := $(VENV)/share/jupyter/labextensions/jupyter-cvat-train
 NODE_STAMP := node_modules/.installed
 UI_NODE_STAMP := ui-tests/node_modules/.installed
 
-.PHONY: setup python-deps node-deps build chromium ui-deps demo test lint pytest ui-test bench-panel ts-check lab clean ray-cluster ray-stop
+.PHONY: setup python-deps node-deps build chromium ui-deps demo test lint pytest ui-test bench-panel ts-check lab clean ray-cluster ray-stop gpu-carry
 
 setup: python-deps build chromium ui-deps
 
@@ -164,6 +165,20 @@ ray-cluster: python-deps
 ray-stop:
 	$(PY) -m jupyter_cvat_train.jobs.backends.ray_head stop --dir $(RAY_DIR)
 
+# What the GPU suite (benchmarks/gpu_suite.sh) needs on a GPU machine whose python3 has torch and
+# torchvision but no network: the wheels of our other runtime needs for CPython $(GPU_PYTHON) on
+# x86-64 Linux, and the BCCD COCO export, in .gpu/ (ignored by git; bring it along).
+GPU_PYTHON ?= 3.12
+GPU_WHEELS := faster-coco-eval==1.8.0 orjson==3.13.0 imagesize==2.0.1 defusedxml==0.7.1
+SHARED ?= ../shared
+gpu-carry: python-deps
+	rm -rf .gpu && mkdir -p .gpu/whl
+	$(PY) -m pip download -q --no-deps --only-binary=:all: --python-version $(GPU_PYTHON) --implementation cp \
+	  $(foreach t,2_28 2_27 2_24 2_17 2014,--platform manylinux$(if $(findstring _,$(t)),_,)$(t)_x86_64) \
+	  -d .gpu/whl $(GPU_WHEELS)
+	cp $(SHARED)/datasets/bccd/bccd-coco-1.0.zip .gpu/
+	du -sh .gpu
+
 clean:
-	rm -rf $(VENV) node_modules lib tsconfig.tsbuildinfo $(LABEXT) $(DEMO_DIR) \
+	rm -rf $(VENV) node_modules lib tsconfig.tsbuildinfo $(LABEXT) $(DEMO_DIR) .gpu \
 	  ui-tests/node_modules ui-tests/test-results ui-tests/playwright-report

@@ -35,8 +35,10 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-def bare_loop(items, labels, template, params, epochs: int) -> float:
-    """images/s of a plain torchvision training loop over ``items`` (epochs after the first)."""
+def bare_loop(items, labels, template, params, epochs: int, device: str = "cpu", amp: bool = False) -> float:
+    """images/s of a plain torchvision training loop over ``items`` (epochs after the first),
+    on ``device``; with ``amp`` (CUDA) under float16 autocast with a gradient scaler, as
+    PyTorch's AMP recipe has it."""
     import numpy as np
     from PIL import Image
 
@@ -57,8 +59,9 @@ def bare_loop(items, labels, template, params, epochs: int) -> float:
             }
 
     torch.manual_seed(0)
-    model = build_model(template, len(labels) + 1, params)
+    model = build_model(template, len(labels) + 1, params).to(device)
     model.train()
+    scaler = torch.amp.GradScaler("cuda", enabled=amp)
     opt = torch.optim.SGD(model.parameters(), lr=params["learning_rate"], momentum=0.9, weight_decay=1e-4)
     bs = params["batch_size"]
     loader = torch.utils.data.DataLoader(
@@ -68,16 +71,23 @@ def bare_loop(items, labels, template, params, epochs: int) -> float:
         num_workers=params["num_workers"],
         collate_fn=lambda b: tuple(zip(*b)),
         drop_last=len(items) % bs == 1,
+        pin_memory=device != "cpu",
     )
     rates = []
     for epoch in range(epochs):
         t0, n = time.perf_counter(), 0
         for images, targets in loader:
-            loss = sum(model(list(images), list(targets)).values())
+            images = [im.to(device, non_blocking=True) for im in images]
+            targets = [{k: v.to(device, non_blocking=True) for k, v in t.items()} for t in targets]
+            with torch.autocast(torch.device(device).type, enabled=amp):
+                loss = sum(model(images, targets).values())
             opt.zero_grad()
-            loss.backward()
-            opt.step()
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
             n += len(images)
+        if device != "cpu":
+            torch.cuda.synchronize()
         if epoch:
             rates.append(n / (time.perf_counter() - t0))
     return sum(rates) / len(rates)
