@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -346,6 +347,8 @@ def main() -> None:
         f"GPU suite on {figures['device']} (torch {torch.__version__}, {os.cpu_count()} CPUs){' DRY RUN' if dry else ''}"
     )
     t_all = time.perf_counter()
+    loader_workers = 0 if dry else _loader_workers(args.workers)
+    figures["loader_workers"] = loader_workers
 
     def section(name, fn):
         if name not in only:
@@ -377,9 +380,7 @@ def main() -> None:
     train_templates = {"ssdlite320-mobilenet-v3": (128, 4)} if dry else TRAIN
     section(
         "train",
-        lambda: bench_train(
-            work, sample, device, train_templates, 2 if dry else args.train_epochs, 0 if dry else args.workers
-        ),
+        lambda: bench_train(work, sample, device, train_templates, 2 if dry else args.train_epochs, loader_workers),
     )
 
     bccd = _bccd_export(args.bccd)
@@ -391,15 +392,29 @@ def main() -> None:
         epochs, bccd_size = (1, 128) if dry else (args.bccd_epochs, 480)
         section(
             "bccd",
-            lambda: bench_bccd(work, bccd, device, args.bccd_template, epochs, 0 if dry else args.workers, bccd_size),
+            lambda: bench_bccd(work, bccd, device, args.bccd_template, epochs, loader_workers, bccd_size),
         )
-    section("torchrun", lambda: bench_torchrun(work, sample, device, 0 if dry else 2))
+    section("torchrun", lambda: bench_torchrun(work, sample, device, min(2, loader_workers)))
 
     figures["seconds_total"] = round(time.perf_counter() - t_all, 1)
     out_path.write_text(json.dumps(figures, indent=2))
     print(f"all in {figures['seconds_total']:.0f} s; figures in {out_path}")
     if figures.get("failed"):
         raise SystemExit(f"failed: {', '.join(figures['failed'])} (see above and the JSON)")
+
+
+def _loader_workers(wanted: int) -> int:
+    """DataLoader worker processes for the trainings: ``wanted``, or 0 where /dev/shm (which
+    the workers hand batches through) has under 1 GiB free, as in some containers, where
+    workers die of a bus error."""
+    try:
+        free = shutil.disk_usage("/dev/shm").free
+    except OSError:
+        free = 0
+    if free < 2**30:
+        print(f"  /dev/shm has {free / 2**20:.0f} MiB free: the trainings load their data in their own process")
+        return 0
+    return wanted
 
 
 def _bccd_export(given: str | None) -> Path | None:
