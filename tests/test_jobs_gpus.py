@@ -32,6 +32,7 @@ from jupyter_cvat_train.jobs.specs import check_spec
 from jupyter_cvat_train.training.plan import requested_gpus
 
 KIND = register_kind(JobKind("test-gpus", "test_jobs_gpus:run", "accelerator", gpus="test_jobs_gpus:gpus"))
+HOLD = register_kind(JobKind("test-hold", "test_jobs_gpus:hold", "accelerator"))
 _here = str(Path(__file__).resolve().parent)
 if _here not in os.environ.get("PYTHONPATH", "").split(os.pathsep):  # the job process imports this module
     os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (_here, os.environ.get("PYTHONPATH")) if p)
@@ -40,6 +41,16 @@ if _here not in os.environ.get("PYTHONPATH", "").split(os.pathsep):  # the job p
 def run(ctx) -> dict:
     """The job: report the GPUs it was given."""
     return {"cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}
+
+
+def hold(ctx) -> dict:
+    """A job that runs until the file ``spec["release"]`` exists (60 s at most)."""
+    import time
+
+    end = time.monotonic() + 60
+    while not Path(ctx.spec["release"]).exists() and time.monotonic() < end:
+        time.sleep(0.1)
+    return {"released": Path(ctx.spec["release"]).exists()}
 
 
 def gpus(spec: dict) -> int:
@@ -144,4 +155,46 @@ def test_on_a_ray_cluster_a_job_asks_for_the_clusters_gpus(tmp_path, gpu_head, m
         assert cpu["state"] == "succeeded", m.job_dir(cpu["id"]).log_path.read_text()[-2000:]
         assert cpu["outputs"]["cuda_visible_devices"] in (None, ""), cpu["outputs"]
     finally:
+        m.close()
+
+
+def test_jobs_for_a_cluster_do_not_queue_for_this_machines_slots(tmp_path, gpu_head, monkeypatch):
+    """This machine runs one accelerator job at a time (no GPU): a local job holds that
+    slot, and Ray jobs still start at once (Ray queues them for the cluster's CPUs:
+    its head has one, so one runs and the other waits PENDING in Ray), take no local
+    slot, and get no local GPU id."""
+    import time
+
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    m = JobManager(tmp_path / "runs", backends=(RayBackend(gpu_head.address, python=sys.executable),))
+    client = RayJobsClient(gpu_head.address)
+    release = tmp_path / "release"
+
+    def create(**spec) -> dict:
+        spec = {"kind": "test-hold", "release": str(release), **spec}
+        return m.create(check_spec(spec, tmp_path, backends=("local", "ray")))
+
+    try:
+        local = create()
+        deadline = time.monotonic() + 30
+        while m.get(local["id"])["state"] != "running" and time.monotonic() < deadline:
+            time.sleep(0.2)
+        on_ray = [create(backend="ray", device="cpu") for _ in range(2)]
+        queued_local = create()
+        for job in on_ray:
+            assert m.get(job["id"])["state"] != "queued", m.get(job["id"])
+            assert client.job(job["id"])["status"] in ("PENDING", "RUNNING")  # Ray has it
+        assert m.get(queued_local["id"])["state"] == "queued"  # the local slot is still taken
+        # once one holds the head's CPU, the other waits in Ray, and says so
+        deadline = time.monotonic() + 60
+        while "RUNNING" not in {client.job(j["id"])["status"] for j in on_ray} and time.monotonic() < deadline:
+            time.sleep(0.2)
+        (pending,) = [j for j in on_ray if client.job(j["id"])["status"] == "PENDING"]
+        assert "waiting for the Ray cluster" in m.get(pending["id"])["message"]
+        release.touch()
+        for job in [local, *on_ray, queued_local]:
+            done = m.wait(job["id"], timeout=180)
+            assert done["state"] == "succeeded" and done["outputs"]["released"], done
+    finally:
+        release.touch()
         m.close()

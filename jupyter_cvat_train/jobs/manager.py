@@ -168,6 +168,7 @@ class JobManager:
         for b in backends:  # others a job may name (``"backend"`` in its spec), e.g. ray
             self.backends.setdefault(b.name, b)
         self._launched: dict[str, dict] = {}  # job id -> the handle this manager launched it with
+        self._specs: dict[str, dict] = {}  # job id -> its job.json, read once (see _spec_of)
         self._lock = threading.RLock()
         self._snapshot: dict[str, dict] = {}  # changed under the lock
         self._published: dict[str, dict] = {}  # replaced whole, read without the lock
@@ -257,8 +258,9 @@ class JobManager:
 
     def schedule(self) -> list[str]:
         """If this manager holds the scheduler lease (taken now when free): start queued
-        jobs while their resource has free slots, oldest first, and fail those that may
-        never start (:meth:`_refusal`). Returns the ids started (none without the lease)."""
+        jobs while their resource has free slots on this machine, oldest first, and jobs
+        for a cluster's backend at once; fail those that may never start
+        (:meth:`_refusal`). Returns the ids started (none without the lease)."""
         with self._lock:
             if not self.lease.acquire():
                 return []
@@ -267,19 +269,41 @@ class JobManager:
             # a live process that is not verifiably a job process of its folder (a planted
             # record, a foreground CLI run) takes no slot: it must not block the queue
             active = [r for r in rows if (r["pid"] or r["state"] == JobState.RUNNING) and r["id"] not in self._foreign]
+            # jobs for a cluster start at once (the cluster queues them); the others queue
+            # for this machine's limits and GPUs, beside the jobs running here
+            on_cluster = [{**r, "gpu": None} for r in waiting if not self._backend_of(r).uses_this_machine]
+            here = [r for r in waiting if self._backend_of(r).uses_this_machine]
+            active = [r for r in active if self._backend_of(r).uses_this_machine]
             started = []
-            for row in jobs_to_start(waiting, active, self.limits, _resource_of, self._gpus_of):
+            for row in on_cluster + jobs_to_start(here, active, self.limits, _resource_of, self._gpus_of):
                 if self._launch(row):
                     started.append(row["id"])
             return started
+
+    def _spec_of(self, row: dict) -> dict:
+        """Job ``row``'s job.json ({} when it cannot be read: :meth:`_refusal` fails
+        such a queued job), kept per id: a job's spec never changes."""
+        spec = self._specs.get(row["id"])
+        if spec is None:
+            try:
+                spec = json.loads(read_record(self.job_dir(row["id"]).spec_path))
+            except (OSError, RecordError, ValueError):
+                return {}
+            spec = self._specs[row["id"]] = spec if isinstance(spec, dict) else {}
+        return spec
+
+    def _backend_of(self, row: dict) -> JobBackend:
+        """The backend job ``row`` runs on: its spec's ``backend``, else the default
+        (one that is not configured here: the default, and :meth:`_launch` refuses it)."""
+        name = self._spec_of(row).get("backend")
+        return (self.backends.get(name) if isinstance(name, str) else None) or self.backend
 
     def _gpus_of(self, row: dict) -> int:
         """How many GPUs queued job ``row`` wants: its kind's ``gpus_of`` its job.json
         (just checked by :meth:`_refusal`); 1 when that cannot be read."""
         try:
-            spec = json.loads(read_record(self.job_dir(row["id"]).spec_path))
-            return get_kind(row["kind"]).gpus_of(spec) if isinstance(spec, dict) else 1
-        except (OSError, RecordError, ValueError, KeyError):
+            return get_kind(row["kind"]).gpus_of(self._spec_of(row))
+        except KeyError:  # a kind no longer registered: _refusal fails the job
             return 1
 
     def schedule_refusals(self) -> list[dict]:
@@ -483,7 +507,9 @@ class JobManager:
                             job_id, row, poll, problem or "its status says running but names no process"
                         ),
                     )
-            elif poll.alive and poll.note:  # the backend cannot tell (a cluster unreachable): wait, say why
+            elif (
+                poll.alive and poll.note and not verified
+            ):  # the backend cannot tell (a cluster unreachable): wait, say why
                 self.report(job_id, poll.note)
                 self._noted.add(job_id)
                 fields["state"] = JobState.RUNNING
@@ -512,6 +538,9 @@ class JobManager:
                 elif row.get("cancel_requested_at") and now - row["cancel_requested_at"] > self.cancel_grace:
                     backend.cancel(jd, handle, 0)  # the grace period is over: stop it by force
                 fields["state"] = JobState.RUNNING
+                if poll.note:  # what its own process cannot say yet (waiting in a cluster's queue)
+                    self._noted.add(job_id)
+                    fields["message"] = poll.note
             else:
                 status, problem = jd.load_status()  # it may have finished between the two reads
                 if status.get("state") not in FINAL_STATES:
@@ -523,6 +552,7 @@ class JobManager:
             fields["message"] = status.get("message") or ""
         if status.get("state") in FINAL_STATES:
             fields["state"] = status["state"]
+            self._specs.pop(job_id, None)
             launched = self._launched.pop(job_id, None)
             if launched:
                 backend.forget(launched)

@@ -50,9 +50,10 @@ class Poll:
     """What :meth:`JobBackend.poll` saw. alive: the process named by the handle runs;
     verified: it is this job folder's job process (only a verified process is ever
     signalled or counted in the queue); exit_code: known when the backend saw it end
-    (its own child), else None; note: why the backend cannot tell for sure (e.g. "Ray
-    cluster unreachable since ..."): the job is then shown running with this message,
-    neither settled nor signalled."""
+    (its own child), else None; note: for an unverified process, why the backend cannot
+    tell for sure (e.g. "Ray cluster unreachable since ..."): the job is then shown
+    running with this message, neither settled nor signalled; for a verified one, what
+    its own process cannot say yet (waiting in a cluster's queue): shown as its message."""
 
     alive: bool
     verified: bool = False
@@ -66,6 +67,10 @@ class JobBackend(ABC):
 
     #: the value of ``"backend"`` in the handles it makes
     name: str = ""
+    #: whether its jobs run on this machine: then they queue for its limits and GPUs
+    #: (:mod:`..queue`); a cluster's backend (False) is started at once and the cluster
+    #: keeps a job waiting until it has the CPUs and GPUs the job asks for
+    uses_this_machine: bool = True
 
     @abstractmethod
     def launch(self, request: LaunchRequest) -> dict:

@@ -65,6 +65,10 @@ ENTRY_MODULE = "jupyter_cvat_train.jobs.backends.ray_entry"
 #: env variables of the launch request that reach the job process on the cluster
 JOB_ENV_KEYS = ("CVAT_TRAIN_SPEC_SHA256", "CVAT_TRAIN_JOB_RUN")
 ALIVE_STATES = ("PENDING", "RUNNING")
+PENDING_NOTE = (
+    "waiting for the Ray cluster to start it (Ray: PENDING; a job waits there while the cluster "
+    "lacks the CPUs or GPUs it asks for)"
+)
 DEFAULT_STOP_WAIT = 30
 DEFAULT_HEARTBEAT = 120.0
 DEFAULT_TIMEOUT = 10.0
@@ -229,6 +233,7 @@ class RayBackend(JobBackend):
     seconds per HTTP request. Thread-safe."""
 
     name = "ray"
+    uses_this_machine = False  # a job waits in Ray (PENDING) until the cluster has its resources
 
     def __init__(
         self,
@@ -393,7 +398,8 @@ class RayBackend(JobBackend):
             self._unreachable_since = None
         status = info.get("status")
         if status in ALIVE_STATES:
-            return Poll(alive=True, verified=info.get("entrypoint") == entrypoint(job_dir, self.python))
+            verified = info.get("entrypoint") == entrypoint(job_dir, self.python)
+            return Poll(alive=True, verified=verified, note=PENDING_NOTE if status == "PENDING" else "")
         match = re.search(r"exit code (-?\d+)", str(info.get("message") or ""))
         note = self._failure_note(sid, str(info.get("message") or "")) if status == "FAILED" else ""
         return Poll(alive=False, exit_code=int(match.group(1)) if match else None, note=note)
