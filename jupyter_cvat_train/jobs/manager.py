@@ -507,9 +507,8 @@ class JobManager:
                             job_id, row, poll, problem or "its status says running but names no process"
                         ),
                     )
-            elif (
-                poll.alive and poll.note and not verified
-            ):  # the backend cannot tell (a cluster unreachable): wait, say why
+            elif poll.alive and poll.note and not verified:
+                # the backend cannot tell (a cluster unreachable): wait, say why
                 self.report(job_id, poll.note)
                 self._noted.add(job_id)
                 fields["state"] = JobState.RUNNING
