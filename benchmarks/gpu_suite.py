@@ -60,9 +60,9 @@ TRAIN_RATIO_GOAL = 0.95
 def _images(work: Path, n: int, size: tuple[int, int], procs: int) -> list[Path]:
     """``n`` synthetic JPEGs of ``size`` (made in ``procs`` processes; kept between runs)."""
     folder = work / f"images-{size[0]}x{size[1]}"
-    chunks = [(folder / f"part{k}", range(k, n, procs)) for k in range(procs)]
+    parts = [(folder / f"part{k}", len(range(k, n, procs)), size, k) for k in range(procs)]  # seed k each
     with ProcessPoolExecutor(procs) as pool:
-        list(pool.map(_make_part, [(c[0], len(c[1]), size, k) for k, c in enumerate(chunks)]))
+        list(pool.map(_make_part, parts))
     paths = sorted(folder.rglob("*.jpg"))
     assert len(paths) == n, (len(paths), n)
     return paths

@@ -168,7 +168,6 @@ class JobManager:
         for b in backends:  # others a job may name (``"backend"`` in its spec), e.g. ray
             self.backends.setdefault(b.name, b)
         self._launched: dict[str, dict] = {}  # job id -> the handle this manager launched it with
-        self._specs: dict[str, dict] = {}  # job id -> its job.json, read once (see _spec_of)
         self._lock = threading.RLock()
         self._snapshot: dict[str, dict] = {}  # changed under the lock
         self._published: dict[str, dict] = {}  # replaced whole, read without the lock
@@ -270,40 +269,52 @@ class JobManager:
             # record, a foreground CLI run) takes no slot: it must not block the queue
             active = [r for r in rows if (r["pid"] or r["state"] == JobState.RUNNING) and r["id"] not in self._foreign]
             # jobs for a cluster start at once (the cluster queues them); the others queue
-            # for this machine's limits and GPUs, beside the jobs running here
-            on_cluster = [{**r, "gpu": None} for r in waiting if not self._backend_of(r).uses_this_machine]
-            here = [r for r in waiting if self._backend_of(r).uses_this_machine]
-            active = [r for r in active if self._backend_of(r).uses_this_machine]
+            # for this machine's limits and GPUs, beside the jobs running here. Where a queued
+            # job goes is its spec's say (_launch checks the spec); where a running one runs,
+            # the handle it was launched with.
+            specs = {r["id"]: self._queued_spec(r) for r in waiting}
+            here, on_cluster = [], []
+            for r in waiting:
+                backend = self._backend_named(specs[r["id"]].get("backend")) or self.backend
+                (here if backend.uses_this_machine else on_cluster).append(r)
+            active = [r for r in active if self._runs_here(r)]
             started = []
-            for row in on_cluster + jobs_to_start(here, active, self.limits, _resource_of, self._gpus_of):
+            for row in [{**r, "gpu": None} for r in on_cluster] + jobs_to_start(
+                here, active, self.limits, _resource_of, lambda r: self._gpus_of(r, specs[r["id"]])
+            ):
                 if self._launch(row):
                     started.append(row["id"])
             return started
 
-    def _spec_of(self, row: dict) -> dict:
-        """Job ``row``'s job.json ({} when it cannot be read: :meth:`_refusal` fails
-        such a queued job), kept per id: a job's spec never changes."""
-        spec = self._specs.get(row["id"])
-        if spec is None:
-            try:
-                spec = json.loads(read_record(self.job_dir(row["id"]).spec_path))
-            except (OSError, RecordError, ValueError):
-                return {}
-            spec = self._specs[row["id"]] = spec if isinstance(spec, dict) else {}
-        return spec
-
-    def _backend_of(self, row: dict) -> JobBackend:
-        """The backend job ``row`` runs on: its spec's ``backend``, else the default
-        (one that is not configured here: the default, and :meth:`_launch` refuses it)."""
-        name = self._spec_of(row).get("backend")
-        return (self.backends.get(name) if isinstance(name, str) else None) or self.backend
-
-    def _gpus_of(self, row: dict) -> int:
-        """How many GPUs queued job ``row`` wants: its kind's ``gpus_of`` its job.json
-        (just checked by :meth:`_refusal`); 1 when that cannot be read."""
+    def _queued_spec(self, row: dict) -> dict:
+        """Queued job ``row``'s job.json as it is now, unchecked ({} when it cannot be
+        read: :meth:`_launch` then fails the job)."""
         try:
-            return get_kind(row["kind"]).gpus_of(self._spec_of(row))
-        except KeyError:  # a kind no longer registered: _refusal fails the job
+            spec = json.loads(read_record(self.job_dir(row["id"]).spec_path))
+        except (OSError, RecordError, ValueError):
+            return {}
+        return spec if isinstance(spec, dict) else {}
+
+    def _backend_named(self, name) -> JobBackend | None:
+        """The backend a spec's ``backend`` names: the default for none, None for one not
+        configured here."""
+        if not name:
+            return self.backend
+        return self.backends.get(name) if isinstance(name, str) else None
+
+    def _runs_here(self, row: dict) -> bool:
+        """Whether running job ``row`` uses this machine: by the backend of the handle it
+        was launched with (this manager's, else its launch.json)."""
+        handle = self._launched.get(row["id"]) or read_handle(self.job_dir(row["id"]), self.backends)
+        return self.backends.get(handle.get("backend"), self.backend).uses_this_machine
+
+    @staticmethod
+    def _gpus_of(row: dict, spec: dict) -> int:
+        """How many GPUs queued job ``row`` with job.json ``spec`` wants: its kind's
+        ``gpus_of``; 1 for a kind no longer registered (:meth:`_refusal` fails it)."""
+        try:
+            return get_kind(row["kind"]).gpus_of(spec)
+        except KeyError:
             return 1
 
     def schedule_refusals(self) -> list[dict]:
@@ -396,7 +407,7 @@ class JobManager:
             self._fail(row["id"], f"not started: its spec could not be checked ({type(e).__name__}: {e})")
             return False
         spec_backend = json.loads(spec_bytes).get("backend")
-        backend = self.backends.get(spec_backend) if spec_backend else self.backend
+        backend = self._backend_named(spec_backend)
         if backend is None:
             self._fail(
                 row["id"],
@@ -551,7 +562,6 @@ class JobManager:
             fields["message"] = status.get("message") or ""
         if status.get("state") in FINAL_STATES:
             fields["state"] = status["state"]
-            self._specs.pop(job_id, None)
             launched = self._launched.pop(job_id, None)
             if launched:
                 backend.forget(launched)
